@@ -1,0 +1,44 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE ?= ../shared/corpus/native/redis-7.4.1/dump.rdb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint typecheck unit bench soak system-deps clean
+
+$(BIN)/dcs-migration: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# redis-server and redis-cli from Debian's packages, when the machine has none.
+system-deps:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools >/dev/null; }
+
+run: $(BIN)/dcs-migration
+	$(BIN)/dcs-migration inspect $(SAMPLE)
+
+lint: $(BIN)/dcs-migration
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(BIN)/dcs-migration
+	$(BIN)/mypy
+
+unit: $(BIN)/dcs-migration system-deps
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: $(BIN)/dcs-migration system-deps
+	$(BIN)/python bench/run.py
+
+soak: $(BIN)/dcs-migration system-deps
+	FUZZ_SECONDS=600 $(BIN)/python -m tests.fuzz_readers
+
+clean:
+	rm -rf $(VENV) build *.egg-info bench/.work

@@ -1,0 +1,3 @@
+from dcs_migration.cli import main
+
+main()

@@ -1,0 +1,611 @@
+"""The RDB reader: bytes in, records out, no I/O (the h11 way).
+
+Feed it chunks of any size with `feed()`; each call returns the records completed by
+that chunk. Call `close()` at the end of the input: it raises if the image is cut short.
+
+The buffer: an item (an opcode with its operands, or a key with its whole value) is
+parsed only once all of its bytes are there. When a chunk ends inside an item, parsing
+resumes from the item's start once at least twice as many bytes are buffered, so a large
+value is re-scanned O(log n) times and the total work stays O(bytes). Nothing is ever
+allocated from a length read in the file: a length only moves a position, checked
+against the bytes actually buffered, and `max_item_bytes` bounds what one item may hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+from dcs_migration.formats import rdb_types as T
+from dcs_migration.formats.crc64 import crc64
+from dcs_migration.formats.errors import FormatError
+from dcs_migration.formats.primitives import (
+    INCOMPLETE,
+    Incomplete,
+    read_i64_le,
+    read_length,
+    read_string,
+    skip_string,
+    skip_text_double,
+)
+from dcs_migration.formats.records import (
+    AuxField,
+    FunctionLibrary,
+    KeyRecord,
+    ModuleAux,
+    RdbEnd,
+    RdbHeader,
+    Record,
+    ResizeDb,
+    SelectDb,
+    SlotInfo,
+)
+
+DEFAULT_MAX_ITEM_BYTES = 1 << 30
+HIGHEST_REDIS_RDB_VERSION = 13
+_U32_LEN = 4
+
+
+class _State(Enum):
+    HEADER = 1
+    BODY = 2
+    CHECKSUM = 3
+    DONE = 4
+
+
+class RdbReader:
+    """Reads one RDB image (a dump file, an AOF preamble, a replication stream)."""
+
+    def __init__(self, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> None:
+        self.max_item_bytes = max_item_bytes
+        self.rdb_version = 0
+        self.valkey = False
+        self.empty_keys_dropped = 0
+        self._state = _State.HEADER
+        self._buf = b""
+        self._pos = 0
+        self._base = 0  # file offset of self._buf[0]
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 0  # bytes wanted in the buffer before parsing again
+        self._crc = 0
+        self._crc_pos = 0  # self._buf[:_crc_pos] is already in self._crc
+        self._db = 0
+        self._expire: int | None = None
+        self._idle: int | None = None
+        self._freq: int | None = None
+        self._stuck: tuple[int, str, bytes | None] | None = None
+        self._unused: list[bytes] = []
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        """True once the EOF opcode and checksum have been read."""
+        return self._state is _State.DONE
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the input consumed so far (where the next item starts)."""
+        return self._base + self._pos
+
+    def take_unused(self) -> bytes:
+        """The bytes fed after the end of the image (the RESP tail of an AOF preamble)."""
+        data = b"".join(self._unused)
+        self._unused = []
+        return data
+
+    def feed(self, data: bytes) -> list[Record]:
+        """Take the next chunk of input; return the records it completes."""
+        if not data:
+            return []
+        if self._state is _State.DONE:
+            self._unused.append(bytes(data))
+            return []
+        if self._need:
+            self._pending.append(bytes(data))
+            self._pending_len += len(data)
+            if len(self._buf) - self._pos + self._pending_len < self._need:
+                return []
+            parts = self._pending
+            self._pending = []
+            self._pending_len = 0
+            self._need = 0
+        else:
+            parts = [bytes(data)]
+        self._compact(parts)
+        out: list[Record] = []
+        self._run(out)
+        return out
+
+    def close(self) -> list[Record]:
+        """Signal the end of the input; raise FormatError if the image is incomplete."""
+        if self._pending:
+            parts = self._pending
+            self._pending = []
+            self._pending_len = 0
+            self._need = 0
+            self._compact(parts)
+        out: list[Record] = []
+        if self._state is not _State.DONE:
+            self._run(out)
+        if self._state is not _State.DONE:
+            raise self._truncated()
+        return out
+
+    # -- buffer ---------------------------------------------------------------------------
+
+    def _compact(self, parts: list[bytes]) -> None:
+        pos = self._pos
+        if pos and self._state is not _State.DONE and self._crc_pos < pos:
+            self._crc = crc64(memoryview(self._buf)[self._crc_pos : pos], self._crc)
+        rest = self._buf[pos:]
+        self._base += pos
+        self._buf = b"".join([rest, *parts]) if rest or len(parts) > 1 else parts[0]
+        self._pos = 0
+        self._crc_pos = 0
+
+    def _wait_for_more(self, start: int, what: str, key: bytes | None) -> None:
+        avail = len(self._buf) - start
+        if avail > self.max_item_bytes:
+            raise FormatError(
+                f"{what} is larger than the {self.max_item_bytes}-byte limit for one item",
+                offset=self._base + start,
+                key=key,
+            )
+        self._pos = start
+        self._need = max(2 * avail, avail + 1)
+        self._stuck = (self._base + start, what, key)
+
+    def _truncated(self) -> FormatError:
+        if self._state is _State.HEADER:
+            return FormatError("the input ends inside the RDB header", offset=self.offset)
+        if self._state is _State.CHECKSUM:
+            return FormatError("the input ends inside the RDB checksum", offset=self.offset)
+        if self._stuck is not None and self._stuck[0] == self.offset:
+            offset, what, key = self._stuck
+            return FormatError(
+                f"the input ends inside {what} (truncated file or a length that lies)",
+                offset=offset,
+                key=key,
+            )
+        return FormatError(
+            "the input ends before the RDB EOF opcode (truncated file)", offset=self.offset
+        )
+
+    # -- states ---------------------------------------------------------------------------
+
+    def _run(self, out: list[Record]) -> None:
+        if self._state is _State.HEADER and not self._header(out):
+            return
+        if self._state is _State.BODY and not self._body(out):
+            return
+        if self._state is _State.CHECKSUM:
+            self._checksum(out)
+
+    def _header(self, out: list[Record]) -> bool:
+        buf = self._buf
+        if len(buf) < 9:
+            self._need = 9
+            return False
+        if buf.startswith(b"REDIS"):
+            digits = buf[5:9]
+            magic = "REDIS"
+        elif buf.startswith(b"VALKEY"):
+            digits = buf[6:9]
+            magic = "VALKEY"
+        else:
+            raise FormatError(f"not an RDB image: it starts with {buf[:9]!r}", offset=0)
+        if not digits.isdigit():
+            raise FormatError(f"RDB version {digits!r} is not a number", offset=len(magic))
+        version = int(digits)
+        if magic == "REDIS" and not 1 <= version <= HIGHEST_REDIS_RDB_VERSION:
+            raise FormatError(
+                f"RDB version {version} is not one this reader knows "
+                f"(REDIS 1 to {HIGHEST_REDIS_RDB_VERSION})",
+                offset=5,
+            )
+        if magic == "VALKEY" and not 80 <= version <= 81:
+            raise FormatError(
+                f"Valkey RDB version {version} is not one this reader knows (80 to 81)", offset=6
+            )
+        self.rdb_version = version
+        self.valkey = magic == "VALKEY"
+        self._pos = 9
+        self._state = _State.BODY
+        out.append(RdbHeader(magic, version, 0))
+        return True
+
+    def _checksum(self, out: list[Record]) -> None:
+        start = self._pos
+        eof_offset = self._base + start - 1
+        if self.rdb_version < 5:
+            out.append(RdbEnd(None, False, eof_offset))
+        else:
+            if len(self._buf) - start < 8:
+                self._need = 8
+                self._pos = start
+                return
+            stored = int.from_bytes(self._buf[start : start + 8], "little")
+            self._pos = start + 8
+            if stored and stored != self._crc:
+                raise FormatError(
+                    f"RDB checksum mismatch: the file says {stored:#018x}, "
+                    f"its content gives {self._crc:#018x}",
+                    offset=self._base + start,
+                )
+            out.append(RdbEnd(stored, bool(stored), eof_offset))
+        self._state = _State.DONE
+        rest = self._buf[self._pos :]
+        if rest:
+            self._unused.append(rest)
+
+    def _body(self, out: list[Record]) -> bool:
+        """Parse whole items; return True at the EOF opcode, False when more bytes are needed."""
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        valkey = self.valkey
+        key: bytes | None = None
+        append = out.append
+        while True:
+            start = pos
+            key = None
+            what = "an opcode"
+            try:
+                if pos >= end:
+                    raise INCOMPLETE
+                op = buf[pos]
+                if op < 0xF0:
+                    what = f"a key record (type {op})"
+                    if op == 0:  # the common case: a string, its value a string
+                        key, pos = read_string(buf, pos + 1, end)
+                        vstart = pos
+                        pos = skip_string(buf, pos, end)
+                    else:
+                        if op not in (T.VALKEY_TYPES if valkey else T.REDIS_TYPES):
+                            raise FormatError(f"unknown RDB object type {op}", offset=start)
+                        key, pos = read_string(buf, pos + 1, end)
+                        vstart = pos
+                        pos = self._skip_value(op, buf, pos, end, key)
+                        if self._is_empty(op, buf, vstart, pos):
+                            self.empty_keys_dropped += 1
+                            self._expire = self._idle = self._freq = None
+                            continue
+                    append(
+                        KeyRecord(
+                            self._db,
+                            key,
+                            op,
+                            buf[vstart:pos],
+                            self._expire,
+                            self._base + start,
+                            self.rdb_version,
+                            self._idle,
+                            self._freq,
+                            valkey,
+                        )
+                    )
+                    self._expire = self._idle = self._freq = None
+                elif op == T.RDB_OPCODE_EXPIRETIME_MS:
+                    what = "an expire time"
+                    self._expire, pos = read_i64_le(buf, pos + 1, end)
+                elif op == T.RDB_OPCODE_SELECTDB:
+                    what = "a SELECTDB opcode"
+                    db, pos = read_length(buf, pos + 1, end)
+                    self._db = db
+                    append(SelectDb(db, self._base + start))
+                elif op == T.RDB_OPCODE_RESIZEDB:
+                    what = "a RESIZEDB opcode"
+                    size, pos = read_length(buf, pos + 1, end)
+                    expires, pos = read_length(buf, pos, end)
+                    append(ResizeDb(self._db, size, expires, self._base + start))
+                elif op == T.RDB_OPCODE_AUX:
+                    what = "an AUX field"
+                    name, pos = read_string(buf, pos + 1, end)
+                    value, pos = read_string(buf, pos, end)
+                    append(AuxField(name, value, self._base + start))
+                elif op == T.RDB_OPCODE_EXPIRETIME:
+                    what = "an expire time"
+                    if pos + 5 > end:
+                        raise INCOMPLETE
+                    seconds = int.from_bytes(buf[pos + 1 : pos + 5], "little", signed=True)
+                    self._expire = seconds * 1000
+                    pos += 5
+                elif op == T.RDB_OPCODE_IDLE:
+                    what = "an IDLE opcode"
+                    self._idle, pos = read_length(buf, pos + 1, end)
+                elif op == T.RDB_OPCODE_FREQ:
+                    what = "a FREQ opcode"
+                    if pos + 2 > end:
+                        raise INCOMPLETE
+                    self._freq = buf[pos + 1]
+                    pos += 2
+                elif op == T.RDB_OPCODE_FUNCTION2:
+                    what = "a function library"
+                    code, pos = read_string(buf, pos + 1, end)
+                    append(FunctionLibrary(code, self._base + start))
+                elif op == T.RDB_OPCODE_MODULE_AUX:
+                    what = "module AUX data"
+                    pos = self._module_aux(buf, pos + 1, end, start, append)
+                elif op == T.RDB_OPCODE_SLOT_INFO:
+                    what = "a SLOT_INFO opcode"
+                    slot, pos = read_length(buf, pos + 1, end)
+                    size, pos = read_length(buf, pos, end)
+                    expires, pos = read_length(buf, pos, end)
+                    append(SlotInfo(slot, size, expires, self._base + start))
+                elif op == T.RDB_OPCODE_KEY_META and not valkey:
+                    what = "key metadata"
+                    pos = _skip_key_meta(buf, pos + 1, end)
+                elif op == T.VALKEY_RDB_OPCODE_SLOT_IMPORT and valkey:
+                    what = "a SLOT_IMPORT opcode"
+                    pos = _skip_slot_import(buf, pos + 1, end)
+                elif op == T.RDB_OPCODE_EOF:
+                    if self._crc_pos < pos + 1:
+                        self._crc = crc64(memoryview(buf)[self._crc_pos : pos + 1], self._crc)
+                    self._crc_pos = pos + 1
+                    self._pos = pos + 1
+                    self._state = _State.CHECKSUM
+                    return True
+                elif op == T.RDB_OPCODE_FUNCTION_PRE_GA:
+                    raise FormatError(
+                        "function library in the pre-release 7.0 format, which no Redis "
+                        "release loads",
+                        offset=start,
+                    )
+                else:
+                    raise FormatError(f"unknown RDB opcode {op}", offset=start)
+            except Incomplete:
+                self._wait_for_more(start, what, key)
+                return False
+            except FormatError as exc:
+                if exc.offset is None or exc.offset < start:
+                    exc.offset = start
+                exc.offset += self._base
+                if exc.key is None:
+                    exc.key = key
+                raise
+            self._pos = pos
+
+    # -- values ---------------------------------------------------------------------------
+
+    def _skip_value(self, t: int, buf: bytes, pos: int, end: int, key: bytes) -> int:
+        """The position after a value of type `t`, its structure checked but not decoded."""
+        if t <= T.RDB_TYPE_HASH or t == T.RDB_TYPE_ZSET_2:
+            n, pos = read_length(buf, pos, end)
+            if t == T.RDB_TYPE_LIST or t == T.RDB_TYPE_SET:
+                for _ in range(n):
+                    pos = skip_string(buf, pos, end)
+            elif t == T.RDB_TYPE_HASH:
+                for _ in range(n):
+                    pos = skip_string(buf, skip_string(buf, pos, end), end)
+            elif t == T.RDB_TYPE_ZSET:
+                for _ in range(n):
+                    pos = skip_text_double(buf, skip_string(buf, pos, end), end)
+            else:  # ZSET_2
+                for _ in range(n):
+                    pos = skip_string(buf, pos, end) + 8
+                    if pos > end:
+                        raise INCOMPLETE
+            return pos
+        if t in _SINGLE_BLOB_TYPES:
+            return skip_string(buf, pos, end)
+        if t == T.RDB_TYPE_LIST_QUICKLIST:
+            n, pos = read_length(buf, pos, end)
+            for _ in range(n):
+                pos = skip_string(buf, pos, end)
+            return pos
+        if t == T.RDB_TYPE_LIST_QUICKLIST_2:
+            n, pos = read_length(buf, pos, end)
+            for _ in range(n):
+                container, pos = read_length(buf, pos, end)
+                if container not in (
+                    T.QUICKLIST_NODE_CONTAINER_PLAIN,
+                    T.QUICKLIST_NODE_CONTAINER_PACKED,
+                ):
+                    raise FormatError(f"quicklist node has unknown container {container}")
+                pos = skip_string(buf, pos, end)
+            return pos
+        if t in _STREAM_TYPES:
+            return _skip_stream(t, buf, pos, end)
+        if self.valkey and t == T.VALKEY_RDB_TYPE_HASH_2:
+            n, pos = read_length(buf, pos, end)
+            for _ in range(n):
+                pos = skip_string(buf, skip_string(buf, pos, end), end) + 8
+                if pos > end:
+                    raise INCOMPLETE
+            return pos
+        if t == T.RDB_TYPE_HASH_METADATA or t == T.RDB_TYPE_HASH_METADATA_PRE_GA:
+            if t == T.RDB_TYPE_HASH_METADATA:
+                pos += 8
+                if pos > end:
+                    raise INCOMPLETE
+            n, pos = read_length(buf, pos, end)
+            for _ in range(n):
+                _, pos = read_length(buf, pos, end)
+                pos = skip_string(buf, skip_string(buf, pos, end), end)
+            return pos
+        if t == T.RDB_TYPE_HASH_LISTPACK_EX:
+            pos += 8
+            if pos > end:
+                raise INCOMPLETE
+            return skip_string(buf, pos, end)
+        if t == T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA:
+            return skip_string(buf, pos, end)
+        if t == T.RDB_TYPE_MODULE_2:
+            _, pos = read_length(buf, pos, end)
+            return skip_module_opcodes(buf, pos, end)
+        if t == T.RDB_TYPE_MODULE_PRE_GA:
+            module_id, _ = read_length(buf, pos, end)
+            raise FormatError(
+                f"module value of type {T.module_id_name(module_id)!r} in the pre-GA module "
+                "format: only that module can read it",
+                offset=pos,
+            )
+        raise FormatError(f"unknown RDB object type {t}", offset=pos)
+
+    def _is_empty(self, t: int, buf: bytes, vstart: int, vend: int) -> bool:
+        """Whether a value holds no element (Redis drops such keys when it loads a file)."""
+        if t in _COUNTED_TYPES:
+            return buf[vstart] == 0  # a length of 0 is the single byte 0x00
+        blob_at = _BLOB_HEADER_COUNT.get(t)
+        if blob_at is None:
+            return False
+        if t == T.RDB_TYPE_HASH_LISTPACK_EX:
+            vstart += 8
+        if buf[vstart] >> 6 == 3:  # compressed or integer-encoded blob
+            blob, _ = read_string(buf, vstart, vend)
+        else:
+            _, p = read_length(buf, vstart, vend)
+            blob = buf[p : p + 16]
+        at, width = blob_at
+        return len(blob) >= at + width and int.from_bytes(blob[at : at + width], "little") == 0
+
+    def _module_aux(
+        self, buf: bytes, pos: int, end: int, start: int, append: Callable[[Record], None]
+    ) -> int:
+        module_id, pos = read_length(buf, pos, end)
+        when_opcode, pos = read_length(buf, pos, end)
+        if when_opcode != T.RDB_MODULE_OPCODE_UINT:
+            raise FormatError(f"module AUX data has a bad 'when' opcode {when_opcode}")
+        when, pos = read_length(buf, pos, end)
+        data_start = pos
+        pos = skip_module_opcodes(buf, pos, end)
+        record = ModuleAux(
+            module_id, T.module_id_name(module_id), when, buf[data_start:pos], self._base + start
+        )
+        append(record)
+        return pos
+
+
+_SINGLE_BLOB_TYPES = frozenset(
+    {
+        T.RDB_TYPE_HASH_ZIPMAP,
+        T.RDB_TYPE_LIST_ZIPLIST,
+        T.RDB_TYPE_SET_INTSET,
+        T.RDB_TYPE_ZSET_ZIPLIST,
+        T.RDB_TYPE_HASH_ZIPLIST,
+        T.RDB_TYPE_HASH_LISTPACK,
+        T.RDB_TYPE_ZSET_LISTPACK,
+        T.RDB_TYPE_SET_LISTPACK,
+    }
+)
+_STREAM_TYPES = frozenset(
+    {
+        T.RDB_TYPE_STREAM_LISTPACKS,
+        T.RDB_TYPE_STREAM_LISTPACKS_2,
+        T.RDB_TYPE_STREAM_LISTPACKS_3,
+        T.RDB_TYPE_STREAM_LISTPACKS_4,
+    }
+)
+# Types whose value starts with an element count (quicklists: a node count).
+_COUNTED_TYPES = frozenset(
+    {
+        T.RDB_TYPE_LIST,
+        T.RDB_TYPE_SET,
+        T.RDB_TYPE_ZSET,
+        T.RDB_TYPE_HASH,
+        T.RDB_TYPE_ZSET_2,
+        T.RDB_TYPE_LIST_QUICKLIST,
+        T.RDB_TYPE_LIST_QUICKLIST_2,
+    }
+)
+# Blob types: where the element count sits in the blob's header, and its width.
+_BLOB_HEADER_COUNT = {
+    T.RDB_TYPE_LIST_ZIPLIST: (8, 2),
+    T.RDB_TYPE_ZSET_ZIPLIST: (8, 2),
+    T.RDB_TYPE_HASH_ZIPLIST: (8, 2),
+    T.RDB_TYPE_SET_INTSET: (4, 4),
+    T.RDB_TYPE_HASH_LISTPACK: (4, 2),
+    T.RDB_TYPE_ZSET_LISTPACK: (4, 2),
+    T.RDB_TYPE_SET_LISTPACK: (4, 2),
+    T.RDB_TYPE_HASH_LISTPACK_EX: (4, 2),
+    T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA: (4, 2),
+    T.RDB_TYPE_HASH_ZIPMAP: (0, 1),
+}
+
+
+def skip_module_opcodes(buf: bytes, pos: int, end: int) -> int:
+    """The position after a module value's opcode stream and its EOF marker."""
+    while True:
+        opcode, pos = read_length(buf, pos, end)
+        if opcode == T.RDB_MODULE_OPCODE_EOF:
+            return pos
+        if opcode == T.RDB_MODULE_OPCODE_SINT or opcode == T.RDB_MODULE_OPCODE_UINT:
+            _, pos = read_length(buf, pos, end)
+        elif opcode == T.RDB_MODULE_OPCODE_FLOAT:
+            pos += 4
+        elif opcode == T.RDB_MODULE_OPCODE_DOUBLE:
+            pos += 8
+        elif opcode == T.RDB_MODULE_OPCODE_STRING:
+            pos = skip_string(buf, pos, end)
+        else:
+            raise FormatError(f"unknown module value opcode {opcode}", offset=pos)
+        if pos > end:
+            raise INCOMPLETE
+
+
+def _skip_key_meta(buf: bytes, pos: int, end: int) -> int:
+    classes, pos = read_length(buf, pos, end)
+    for _ in range(classes):
+        pos += _U32_LEN
+        if pos > end:
+            raise INCOMPLETE
+        pos = skip_module_opcodes(buf, pos, end)
+    return pos
+
+
+def _skip_slot_import(buf: bytes, pos: int, end: int) -> int:
+    pos = skip_string(buf, pos, end)
+    ranges, pos = read_length(buf, pos, end)
+    for _ in range(ranges):
+        _, pos = read_length(buf, pos, end)
+        _, pos = read_length(buf, pos, end)
+    return pos
+
+
+def _skip_stream(t: int, buf: bytes, pos: int, end: int) -> int:
+    nodes, pos = read_length(buf, pos, end)
+    for _ in range(nodes):
+        pos = skip_string(buf, skip_string(buf, pos, end), end)
+    for _ in range(3):  # length, last id
+        _, pos = read_length(buf, pos, end)
+    if t >= T.RDB_TYPE_STREAM_LISTPACKS_2:
+        for _ in range(5):  # first id, max deleted id, entries added
+            _, pos = read_length(buf, pos, end)
+    groups, pos = read_length(buf, pos, end)
+    for _ in range(groups):
+        pos = skip_string(buf, pos, end)
+        for _ in range(3 if t >= T.RDB_TYPE_STREAM_LISTPACKS_2 else 2):
+            _, pos = read_length(buf, pos, end)
+        pel, pos = read_length(buf, pos, end)
+        for _ in range(pel):
+            pos += 24  # raw id, delivery time
+            if pos > end:
+                raise INCOMPLETE
+            _, pos = read_length(buf, pos, end)
+        consumers, pos = read_length(buf, pos, end)
+        for _ in range(consumers):
+            pos = skip_string(buf, pos, end)
+            pos += 16 if t >= T.RDB_TYPE_STREAM_LISTPACKS_3 else 8
+            if pos > end:
+                raise INCOMPLETE
+            owned, pos = read_length(buf, pos, end)
+            pos += 16 * owned
+            if pos > end:
+                raise INCOMPLETE
+    if t >= T.RDB_TYPE_STREAM_LISTPACKS_4:
+        for _ in range(2):  # idempotency duration and max entries
+            _, pos = read_length(buf, pos, end)
+        producers, pos = read_length(buf, pos, end)
+        for _ in range(producers):
+            pos = skip_string(buf, pos, end)
+            iids, pos = read_length(buf, pos, end)
+            for _ in range(iids):
+                pos = skip_string(buf, pos, end)
+                _, pos = read_length(buf, pos, end)
+                _, pos = read_length(buf, pos, end)
+        for _ in range(2):  # iids added, duplicates
+            _, pos = read_length(buf, pos, end)
+    return pos
+

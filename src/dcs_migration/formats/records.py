@@ -1,0 +1,195 @@
+"""What the readers produce: one record per key, and records for everything else a backup holds.
+
+A key record keeps the value exactly as it stands in the file (`payload`, what a RESTORE
+needs) and decodes it only when `value` is asked for, so an import that passes values
+through never pays for decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+from dcs_migration.formats.rdb_types import TYPE_NAMES, module_type_name
+
+if TYPE_CHECKING:
+    from dcs_migration.formats.values import Value
+
+
+class KeyRecord:
+    """A key of an RDB image: where it lives, its value bytes, and its expiry.
+
+    `payload` is the serialized value exactly as in the file (without the type byte).
+    `expire_at_ms` is absolute Unix milliseconds or None. `offset` is the file offset
+    of the record, for error messages. `lru_idle` / `lfu_freq` carry the eviction hints
+    of the IDLE and FREQ opcodes when the file has them.
+    """
+
+    __slots__ = (
+        "_value",
+        "db",
+        "expire_at_ms",
+        "key",
+        "lfu_freq",
+        "lru_idle",
+        "offset",
+        "payload",
+        "rdb_type",
+        "rdb_version",
+        "valkey",
+    )
+
+    def __init__(
+        self,
+        db: int,
+        key: bytes,
+        rdb_type: int,
+        payload: bytes,
+        expire_at_ms: int | None,
+        offset: int,
+        rdb_version: int,
+        lru_idle: int | None = None,
+        lfu_freq: int | None = None,
+        valkey: bool = False,
+    ) -> None:
+        self.db = db
+        self.key = key
+        self.rdb_type = rdb_type
+        self.payload = payload
+        self.expire_at_ms = expire_at_ms
+        self.offset = offset
+        self.rdb_version = rdb_version
+        self.lru_idle = lru_idle
+        self.lfu_freq = lfu_freq
+        self.valkey = valkey
+        self._value: Value | None = None
+
+    @property
+    def type_name(self) -> str:
+        """The Redis type as TYPE answers it: string, list, set, zset, hash, stream or module."""
+        return TYPE_NAMES.get((self.valkey, self.rdb_type)) or TYPE_NAMES[(False, self.rdb_type)]
+
+    @property
+    def module_name(self) -> str | None:
+        """For a module key, the module type's name (e.g. ReJSON-RL); otherwise None."""
+        if self.type_name != "module":
+            return None
+        return module_type_name(self.payload)
+
+    @property
+    def value(self) -> Value:
+        """The decoded value, decoded on first use and kept."""
+        if self._value is None:
+            from dcs_migration.formats.values import decode_value
+
+            self._value = decode_value(self)
+        return self._value
+
+    def __repr__(self) -> str:
+        return (
+            f"KeyRecord(db={self.db}, key={self.key!r}, type={self.type_name}, "
+            f"rdb_type={self.rdb_type}, expire_at_ms={self.expire_at_ms}, "
+            f"payload={len(self.payload)} bytes)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RdbHeader:
+    """The first bytes of an RDB image: its magic (REDIS or VALKEY) and format version."""
+
+    magic: str
+    rdb_version: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuxField:
+    """An AUX field: redis-ver, ctime, used-mem, repl-id, lua scripts and the like."""
+
+    name: bytes
+    value: bytes
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResizeDb:
+    """A RESIZEDB hint: how many keys (and keys with expiry) the next database holds."""
+
+    db: int
+    db_size: int
+    expires_size: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SelectDb:
+    """The database number of the keys that follow."""
+
+    db: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """A cluster slot hint: a slot and how many keys (and keys with expiry) it holds."""
+
+    slot: int
+    slot_size: int
+    expires_slot_size: int
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionLibrary:
+    """A Redis function library (FUNCTION2 opcode): its code, which names it."""
+
+    code: bytes
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleAux:
+    """Module auxiliary data (MODULE_AUX opcode), kept whole: only the module can read it."""
+
+    module_id: int
+    module_name: str
+    when: int
+    payload: bytes
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RdbEnd:
+    """The end of an RDB image: EOF opcode and checksum (0 when the writer did not compute one)."""
+
+    checksum: int | None
+    checksum_verified: bool
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AofCommand:
+    """One command of an AOF log, with its arguments, the db it runs in and its #TS annotation."""
+
+    args: list[bytes]
+    db: int
+    offset: int = 0
+    timestamp: int | None = field(default=None)
+
+    @property
+    def name(self) -> bytes:
+        return self.args[0].upper() if self.args else b""
+
+
+Record = Union[
+    KeyRecord,
+    RdbHeader,
+    AuxField,
+    ResizeDb,
+    SelectDb,
+    SlotInfo,
+    FunctionLibrary,
+    ModuleAux,
+    RdbEnd,
+    AofCommand,
+]

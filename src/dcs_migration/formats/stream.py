@@ -1,0 +1,244 @@
+"""Streams: listpack nodes of entries, then the stream's metadata and consumer groups.
+
+A node is keyed by its master ID (16 bytes, big-endian ms and seq). Its listpack starts
+with the master entry (live count, deleted count, the master field names, a 0), then
+holds entries: flags, ms and seq deltas from the master ID, the values (when the entry
+has the master's fields) or a field count and field/value pairs, and an element count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dcs_migration.formats import rdb_types as T
+from dcs_migration.formats.errors import FormatError
+from dcs_migration.formats.listpack import listpack_entries
+from dcs_migration.formats.primitives import read_i64_le, read_length, read_string
+
+STREAM_ITEM_FLAG_DELETED = 1
+STREAM_ITEM_FLAG_SAMEFIELDS = 2
+
+StreamId = tuple[int, int]
+
+
+@dataclass
+class StreamPending:
+    """A delivered, unacknowledged entry of a consumer group."""
+
+    entry_id: StreamId
+    consumer: bytes
+    delivery_time: int
+    delivery_count: int
+
+
+@dataclass
+class StreamConsumer:
+    name: bytes
+    seen_time: int
+    active_time: int | None
+    pending: list[StreamId] = field(default_factory=list)
+
+
+@dataclass
+class StreamGroup:
+    name: bytes
+    last_delivered_id: StreamId
+    entries_read: int | None  # None when the file predates it (RDB < 10)
+    pending: list[StreamPending] = field(default_factory=list)
+    consumers: list[StreamConsumer] = field(default_factory=list)
+
+
+@dataclass
+class StreamValue:
+    """A stream. `first_id`, `max_deleted_id` and `entries_added` are None when the file
+    predates them (stream listpacks version 1)."""
+
+    entries: list[tuple[StreamId, list[tuple[bytes, bytes]]]]
+    length: int
+    last_id: StreamId
+    first_id: StreamId | None
+    max_deleted_id: StreamId | None
+    entries_added: int | None
+    groups: list[StreamGroup]
+
+
+def format_id(stream_id: StreamId) -> str:
+    return f"{stream_id[0]}-{stream_id[1]}"
+
+
+class _Cursor:
+    __slots__ = ("buf", "end", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.end = len(buf)
+
+    def length(self) -> int:
+        n, self.pos = read_length(self.buf, self.pos, self.end)
+        return n
+
+    def string(self) -> bytes:
+        s, self.pos = read_string(self.buf, self.pos, self.end)
+        return s
+
+    def millis(self) -> int:
+        t, self.pos = read_i64_le(self.buf, self.pos, self.end)
+        return t
+
+    def raw_id(self) -> StreamId:
+        if self.pos + 16 > self.end:
+            raise FormatError("stream ID runs past the end of the value")
+        ms = int.from_bytes(self.buf[self.pos : self.pos + 8], "big")
+        seq = int.from_bytes(self.buf[self.pos + 8 : self.pos + 16], "big")
+        self.pos += 16
+        return (ms, seq)
+
+    def stream_id(self) -> StreamId:
+        return (self.length(), self.length())
+
+
+def decode_stream(t: int, payload: bytes) -> StreamValue:
+    c = _Cursor(payload)
+    entries: list[tuple[StreamId, list[tuple[bytes, bytes]]]] = []
+    for _ in range(c.length()):
+        node_key = c.string()
+        if len(node_key) != 16:
+            raise FormatError(f"stream node key is {len(node_key)} bytes, expected 16")
+        master = (int.from_bytes(node_key[:8], "big"), int.from_bytes(node_key[8:], "big"))
+        _node_entries(master, listpack_entries(c.string()), entries)
+    length = c.length()
+    last_id = c.stream_id()
+    first_id = max_deleted_id = None
+    entries_added = None
+    if t >= T.RDB_TYPE_STREAM_LISTPACKS_2:
+        first_id = c.stream_id()
+        max_deleted_id = c.stream_id()
+        entries_added = c.length()
+    if length != len(entries):
+        raise FormatError(f"stream says it holds {length} entries, its nodes hold {len(entries)}")
+    groups = []
+    for _ in range(c.length()):
+        name = c.string()
+        last_delivered = c.stream_id()
+        entries_read = c.length() if t >= T.RDB_TYPE_STREAM_LISTPACKS_2 else None
+        pending: dict[StreamId, StreamPending] = {}
+        for _ in range(c.length()):
+            entry_id = c.raw_id()
+            delivery_time = c.millis()
+            if entry_id in pending:
+                raise FormatError(f"stream group {name!r} lists entry {format_id(entry_id)} twice")
+            pending[entry_id] = StreamPending(entry_id, b"", delivery_time, c.length())
+        consumers = []
+        for _ in range(c.length()):
+            consumer = StreamConsumer(c.string(), c.millis(), None)
+            if t >= T.RDB_TYPE_STREAM_LISTPACKS_3:
+                consumer.active_time = c.millis()
+            for _ in range(c.length()):
+                entry_id = c.raw_id()
+                nack = pending.get(entry_id)
+                if nack is None or nack.consumer:
+                    raise FormatError(
+                        f"stream consumer {consumer.name!r} owns entry {format_id(entry_id)} "
+                        f"that group {name!r} does not list as pending to it alone"
+                    )
+                nack.consumer = consumer.name
+                consumer.pending.append(entry_id)
+            consumers.append(consumer)
+        for nack in pending.values():
+            if not nack.consumer:
+                raise FormatError(
+                    f"stream group {name!r} has pending entry {format_id(nack.entry_id)} "
+                    "that no consumer owns"
+                )
+        groups.append(
+            StreamGroup(name, last_delivered, entries_read, list(pending.values()), consumers)
+        )
+    if t >= T.RDB_TYPE_STREAM_LISTPACKS_4:
+        _skip_idempotency(c)
+    if c.pos != c.end:
+        raise FormatError(f"{c.end - c.pos} unexpected bytes after the stream")
+    return StreamValue(
+        entries, length, last_id, first_id, max_deleted_id, entries_added, groups
+    )
+
+
+def _skip_idempotency(c: _Cursor) -> None:
+    c.length()
+    c.length()
+    for _ in range(c.length()):
+        c.string()
+        for _ in range(c.length()):
+            c.string()
+            c.stream_id()
+    c.length()
+    c.length()
+
+
+def _as_int(item: bytes | int, what: str) -> int:
+    if type(item) is int:
+        return item
+    try:
+        return int(item)
+    except ValueError:
+        raise FormatError(f"stream node {what} is not an integer") from None
+
+
+def _as_bytes(item: bytes | int) -> bytes:
+    return item if type(item) is bytes else str(item).encode()
+
+
+def _node_entries(
+    master: StreamId,
+    items: list[bytes | int],
+    out: list[tuple[StreamId, list[tuple[bytes, bytes]]]],
+) -> None:
+    n = len(items)
+    try:
+        live = _as_int(items[0], "entry count")
+        deleted = _as_int(items[1], "deleted count")
+        nfields = _as_int(items[2], "master field count")
+        if nfields < 0 or 3 + nfields >= n:
+            raise FormatError("stream node master entry runs past the node")
+        master_fields = [_as_bytes(f) for f in items[3 : 3 + nfields]]
+        if items[3 + nfields] != 0:
+            raise FormatError("stream node master entry does not end with 0")
+        i = 4 + nfields
+        seen_live = seen_deleted = 0
+        while i < n:
+            flags = _as_int(items[i], "entry flags")
+            entry_id = (
+                master[0] + _as_int(items[i + 1], "entry ID"),
+                master[1] + _as_int(items[i + 2], "entry ID"),
+            )
+            i += 3
+            if flags & STREAM_ITEM_FLAG_SAMEFIELDS:
+                values = items[i : i + nfields]
+                if len(values) != nfields:
+                    raise FormatError("stream entry runs past the node")
+                pairs = [(f, _as_bytes(v)) for f, v in zip(master_fields, values, strict=True)]
+                i += nfields
+            else:
+                count = _as_int(items[i], "entry field count")
+                flat = items[i + 1 : i + 1 + 2 * count]
+                if count < 0 or len(flat) != 2 * count:
+                    raise FormatError("stream entry runs past the node")
+                pairs = [(_as_bytes(flat[j]), _as_bytes(flat[j + 1])) for j in range(0, len(flat), 2)]
+                i += 1 + 2 * count
+            i += 1  # the entry's element count, for walking backwards
+            if i > n:
+                raise FormatError("stream entry runs past the node")
+            if flags & STREAM_ITEM_FLAG_DELETED:
+                seen_deleted += 1
+            else:
+                seen_live += 1
+                if out and entry_id <= out[-1][0]:
+                    raise FormatError(f"stream entry {format_id(entry_id)} is out of order")
+                out.append((entry_id, pairs))
+    except IndexError:
+        raise FormatError("stream node ends inside an entry") from None
+    if (live, deleted) != (seen_live, seen_deleted):
+        raise FormatError(
+            f"stream node says {live} live and {deleted} deleted entries, "
+            f"holds {seen_live} and {seen_deleted}"
+        )
