@@ -446,20 +446,16 @@ class RdbReader:
 
     def _is_empty(self, t: int, buf: bytes, vstart: int, vend: int) -> bool:
         """Whether a value holds no element (Redis drops such keys when it loads a file)."""
-        if t in _COUNTED_TYPES:
-            return buf[vstart] == 0  # a length of 0 is the single byte 0x00
-        blob_at = _BLOB_HEADER_COUNT.get(t)
-        if blob_at is None:
-            return False
+        if buf[vstart] == 0 and t in _COUNTED_TYPES:  # a count of 0 is the single byte 0x00
+            return True
+        if t == T.RDB_TYPE_LIST_QUICKLIST or t == T.RDB_TYPE_LIST_QUICKLIST_2:
+            return _quicklist_is_empty(t, buf, vstart, vend)
+        if t == T.RDB_TYPE_HASH_METADATA:
+            return buf[vstart + 8] == 0
         if t == T.RDB_TYPE_HASH_LISTPACK_EX:
             vstart += 8
-        if buf[vstart] >> 6 == 3:  # compressed or integer-encoded blob
-            blob, _ = read_string(buf, vstart, vend)
-        else:
-            _, p = read_length(buf, vstart, vend)
-            blob = buf[p : p + 16]
-        at, width = blob_at
-        return len(blob) >= at + width and int.from_bytes(blob[at : at + width], "little") == 0
+        header = _BLOB_HEADER_COUNT.get(t)
+        return header is not None and _blob_count(buf, vstart, vend, header) == 0
 
     def _module_aux(
         self, buf: bytes, pos: int, end: int, start: int, append: Callable[[Record], None]
@@ -508,9 +504,12 @@ _COUNTED_TYPES = frozenset(
         T.RDB_TYPE_ZSET_2,
         T.RDB_TYPE_LIST_QUICKLIST,
         T.RDB_TYPE_LIST_QUICKLIST_2,
+        T.RDB_TYPE_HASH_METADATA_PRE_GA,
     }
 )
 # Blob types: where the element count sits in the blob's header, and its width.
+_ZIPLIST_COUNT = (8, 2)
+_LISTPACK_COUNT = (4, 2)
 _BLOB_HEADER_COUNT = {
     T.RDB_TYPE_LIST_ZIPLIST: (8, 2),
     T.RDB_TYPE_ZSET_ZIPLIST: (8, 2),
@@ -523,6 +522,35 @@ _BLOB_HEADER_COUNT = {
     T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA: (4, 2),
     T.RDB_TYPE_HASH_ZIPMAP: (0, 1),
 }
+
+
+def _blob_count(buf: bytes, pos: int, end: int, header: tuple[int, int]) -> int | None:
+    """The element count in the header of a blob (ziplist, listpack, intset, zipmap)."""
+    if buf[pos] >> 6 == 3:  # compressed or integer-encoded
+        blob, _ = read_string(buf, pos, end)
+    else:
+        _, p = read_length(buf, pos, end)
+        blob = buf[p : p + 16]
+    at, width = header
+    if len(blob) < at + width:
+        return None
+    return int.from_bytes(blob[at : at + width], "little")
+
+
+def _quicklist_is_empty(t: int, buf: bytes, pos: int, end: int) -> bool:
+    """Whether every node of a quicklist is an empty ziplist or listpack."""
+    nodes, pos = read_length(buf, pos, end)
+    for _ in range(nodes):
+        header = _ZIPLIST_COUNT
+        if t == T.RDB_TYPE_LIST_QUICKLIST_2:
+            container, pos = read_length(buf, pos, end)
+            if container == T.QUICKLIST_NODE_CONTAINER_PLAIN:
+                return False
+            header = _LISTPACK_COUNT
+        if _blob_count(buf, pos, end, header) != 0:
+            return False
+        pos = skip_string(buf, pos, end)
+    return True
 
 
 def skip_module_opcodes(buf: bytes, pos: int, end: int) -> int:
