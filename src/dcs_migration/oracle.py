@@ -187,7 +187,7 @@ def oracle_from_records(
     module, unless `skip_modules` leaves them out.
     """
     databases: dict[str, dict[str, Json]] = {}
-    libraries: dict[str, LibraryInfo] = {}
+    libraries: dict[bytes, LibraryInfo] = {}
     redis_version = None
     for record in records:
         if isinstance(record, KeyRecord):
@@ -230,10 +230,14 @@ def oracle_from_records(
 
 def library_json(lib: LibraryInfo) -> Json:
     return {
-        "library_name": lib.name,
+        "library_name": enc(lib.name),
         "engine": lib.engine,
         "functions": [
-            {"name": f.name, "description": f.description, "flags": list(f.flags)}
+            {
+                "name": enc(f.name),
+                "description": None if f.description is None else enc(f.description),
+                "flags": list(f.flags),
+            }
             for f in lib.functions
         ],
         "code": enc(lib.code),

@@ -17,7 +17,7 @@ from lupa import lua51
 from dcs_migration.formats.errors import FormatError
 
 _SHEBANG = re.compile(rb"^#!(?P<engine>\S+)(?P<params>[^\n]*)")
-_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_FUNCTION_NAME = re.compile(rb"^[A-Za-z0-9_]+\Z")
 KNOWN_FLAGS = frozenset(
     {"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"}
 )
@@ -78,8 +78,8 @@ return true, registered
 
 @dataclass(frozen=True)
 class FunctionInfo:
-    name: str
-    description: str | None
+    name: bytes
+    description: bytes | None
     flags: tuple[str, ...]
 
 
@@ -87,7 +87,7 @@ class FunctionInfo:
 class LibraryInfo:
     """A library as FUNCTION LIST describes it."""
 
-    name: str
+    name: bytes
     engine: str
     code: bytes
     functions: list[FunctionInfo] = field(default_factory=list)
@@ -102,7 +102,7 @@ def describe_library(code: bytes) -> LibraryInfo:
     name = None
     for param in match.group("params").split():
         if param.startswith(b"name="):
-            name = param[5:].decode("utf-8", "replace")
+            name = param[5:]
         else:
             raise FormatError(f"function library has an unknown shebang parameter {param!r}")
     if not name:
@@ -117,35 +117,37 @@ def describe_library(code: bytes) -> LibraryInfo:
     return LibraryInfo(name, "LUA", code, sorted(functions, key=lambda f: f.name))
 
 
-def _run_sandboxed(body: bytes, library: str) -> list[FunctionInfo]:
+def _run_sandboxed(body: bytes, library: bytes) -> list[FunctionInfo]:
     runtime = lua51.LuaRuntime(
         unpack_returned_tuples=True,
+        encoding=None,
         register_eval=False,
         register_builtins=False,
         max_memory=_MAX_MEMORY,
     )
     try:
-        ok, result = runtime.execute(_LOADER, body)
+        ok, result = runtime.execute(_LOADER.encode(), body)
     except Exception as exc:  # lupa raises its own errors, including LuaMemoryError
         raise FormatError(f"function library {library!r} does not load: {exc}") from None
     if not ok:
-        raise FormatError(f"function library {library!r} does not load: {result}")
+        reason = _bytes(result).decode("utf-8", "replace")
+        raise FormatError(f"function library {library!r} does not load: {reason}")
     functions: list[FunctionInfo] = []
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     for entry in _lua_list(result):
         name, description, flags_table = _lua_list(entry, 3)
-        fname = _text(name)
+        fname = _bytes(name)
         if not _FUNCTION_NAME.match(fname):
             raise FormatError(f"function library {library!r}: bad function name {fname!r}")
         if fname in seen:
             raise FormatError(f"function library {library!r} registers {fname!r} twice")
         seen.add(fname)
-        flags = tuple(sorted(_text(f) for f in _lua_list(flags_table)))
+        flags = tuple(sorted(_bytes(f).decode("utf-8", "replace") for f in _lua_list(flags_table)))
         unknown = set(flags) - KNOWN_FLAGS
         if unknown:
             raise FormatError(f"function {fname!r} has unknown flags {sorted(unknown)}")
         functions.append(
-            FunctionInfo(fname, None if description is None else _text(description), flags)
+            FunctionInfo(fname, None if description is None else _bytes(description), flags)
         )
     return functions
 
@@ -155,7 +157,5 @@ def _lua_list(table: Any, size: int | None = None) -> list[Any]:
     return [table[i] for i in range(1, n + 1)]
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return str(value)
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -2,7 +2,7 @@
 
 Every function takes the buffer, a position and the end of the readable bytes, and
 returns what it read with the position after it. Running past `end` raises
-`INCOMPLETE`: for the streaming reader that means "feed me more", for a value that is
+`Incomplete`: for the streaming reader that means "feed me more", for a value that is
 already whole it means the value is cut short. Nothing here allocates from a length
 before checking that the bytes are there.
 """
@@ -33,31 +33,32 @@ _F32 = struct.Struct("<f")
 
 
 class Incomplete(Exception):
-    """The bytes end before the item does."""
+    """The bytes end before the item does.
 
-
-INCOMPLETE = Incomplete()
+    Raised as a new instance each time: a shared instance would keep, through its
+    traceback, every frame it was ever raised from, and their buffers with them.
+    """
 
 
 def read_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """A plain length (a special string encoding here is an error)."""
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     b = buf[pos]
     kind = b >> 6
     if kind == 0:
         return b, pos + 1
     if kind == 1:
         if pos + 2 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return ((b & 0x3F) << 8) | buf[pos + 1], pos + 2
     if b == 0x80:
         if pos + 5 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return _U32_BE.unpack_from(buf, pos + 1)[0], pos + 5
     if b == 0x81:
         if pos + 9 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return _U64_BE.unpack_from(buf, pos + 1)[0], pos + 9
     raise FormatError(f"expected a length, found encoding byte 0x{b:02x}", offset=pos)
 
@@ -65,7 +66,7 @@ def read_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 def skip_string(buf: bytes, pos: int, end: int) -> int:
     """The position after a string, without copying it."""
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     b = buf[pos]
     if b < 0x40:
         nxt = pos + 1 + b
@@ -87,46 +88,46 @@ def skip_string(buf: bytes, pos: int, end: int) -> int:
         n, p = read_length(buf, pos, end)
         nxt = p + n
     if nxt > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return nxt
 
 
 def read_string(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
     """A string: plain, integer-encoded (as its decimal text) or LZF-compressed."""
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     b = buf[pos]
     if b < 0x40:
         nxt = pos + 1 + b
         if nxt > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return buf[pos + 1 : nxt], nxt
     if b < 0xC0:
         n, p = read_length(buf, pos, end)
         nxt = p + n
         if nxt > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return buf[p:nxt], nxt
     enc = b & 0x3F
     if enc == RDB_ENCVAL_INT8:
         if pos + 2 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         v = buf[pos + 1]
         return str(v - 256 if v > 127 else v).encode(), pos + 2
     if enc == RDB_ENCVAL_INT16:
         if pos + 3 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return str(_I16.unpack_from(buf, pos + 1)[0]).encode(), pos + 3
     if enc == RDB_ENCVAL_INT32:
         if pos + 5 > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return str(_I32.unpack_from(buf, pos + 1)[0]).encode(), pos + 5
     if enc == RDB_ENCVAL_LZF:
         clen, p = read_length(buf, pos + 1, end)
         ulen, p = read_length(buf, p, end)
         nxt = p + clen
         if nxt > end:
-            raise INCOMPLETE
+            raise Incomplete()
         return lzf_decompress(buf[p:nxt], ulen, pos), nxt
     raise FormatError(f"unknown string encoding 0x{b:02x}", offset=pos)
 
@@ -155,46 +156,46 @@ def lzf_decompress(data: bytes, expected_len: int, offset: int) -> bytes:
 
 def read_u8(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     return buf[pos], pos + 1
 
 
 def read_u32_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if pos + 4 > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return _U32.unpack_from(buf, pos)[0], pos + 4
 
 
 def read_i64_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """A millisecond time as rdbLoadMillisecondTime stores it: 8 bytes, little-endian."""
     if pos + 8 > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return _I64.unpack_from(buf, pos)[0], pos + 8
 
 
 def read_u64_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     if pos + 8 > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return _U64.unpack_from(buf, pos)[0], pos + 8
 
 
 def read_binary_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     """A double in 8 bytes, little-endian IEEE 754 (ZSET_2)."""
     if pos + 8 > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return _F64.unpack_from(buf, pos)[0], pos + 8
 
 
 def read_binary_float(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     if pos + 4 > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return _F32.unpack_from(buf, pos)[0], pos + 4
 
 
 def read_text_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     """A double as text with a one-byte length; 253, 254, 255 stand for nan, inf, -inf."""
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     n = buf[pos]
     if n == 253:
         return math.nan, pos + 1
@@ -204,17 +205,17 @@ def read_text_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
         return -math.inf, pos + 1
     nxt = pos + 1 + n
     if nxt > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return parse_double(buf[pos + 1 : nxt], pos), nxt
 
 
 def skip_text_double(buf: bytes, pos: int, end: int) -> int:
     if pos >= end:
-        raise INCOMPLETE
+        raise Incomplete()
     n = buf[pos]
     nxt = pos + 1 if n >= 253 else pos + 1 + n
     if nxt > end:
-        raise INCOMPLETE
+        raise Incomplete()
     return nxt
 
 

@@ -20,7 +20,6 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.primitives import (
-    INCOMPLETE,
     Incomplete,
     read_i64_le,
     read_length,
@@ -56,8 +55,11 @@ class _State(Enum):
 class RdbReader:
     """Reads one RDB image (a dump file, an AOF preamble, a replication stream)."""
 
-    def __init__(self, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES) -> None:
+    def __init__(
+        self, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES, verify_checksum: bool = True
+    ) -> None:
         self.max_item_bytes = max_item_bytes
+        self.verify_checksum = verify_checksum
         self.rdb_version = 0
         self.valkey = False
         self.empty_keys_dropped = 0
@@ -71,9 +73,6 @@ class RdbReader:
         self._crc = 0
         self._crc_pos = 0  # self._buf[:_crc_pos] is already in self._crc
         self._db = 0
-        self._expire: int | None = None
-        self._idle: int | None = None
-        self._freq: int | None = None
         self._stuck: tuple[int, str, bytes | None] | None = None
         self._unused: list[bytes] = []
 
@@ -162,7 +161,8 @@ class RdbReader:
             return FormatError("the input ends inside the RDB header", offset=self.offset)
         if self._state is _State.CHECKSUM:
             return FormatError("the input ends inside the RDB checksum", offset=self.offset)
-        if self._stuck is not None and self._stuck[0] == self.offset:
+        at_end = self._base + len(self._buf) == self.offset
+        if self._stuck is not None and self._stuck[0] == self.offset and not at_end:
             offset, what, key = self._stuck
             return FormatError(
                 f"the input ends inside {what} (truncated file or a length that lies)",
@@ -228,7 +228,7 @@ class RdbReader:
                 return
             stored = int.from_bytes(self._buf[start : start + 8], "little")
             self._pos = start + 8
-            if stored and stored != self._crc:
+            if stored and self.verify_checksum and stored != self._crc:
                 raise FormatError(
                     f"RDB checksum mismatch: the file says {stored:#018x}, "
                     f"its content gives {self._crc:#018x}",
@@ -241,104 +241,131 @@ class RdbReader:
             self._unused.append(rest)
 
     def _body(self, out: list[Record]) -> bool:
-        """Parse whole items; return True at the EOF opcode, False when more bytes are needed."""
+        """Parse whole items; return True at the EOF opcode, False when more bytes are needed.
+
+        Expiry, IDLE and FREQ opcodes belong to the key that follows them: they are kept in
+        locals and, when the bytes run out before that key is whole, parsed again with it.
+        """
         buf = self._buf
         end = len(buf)
         pos = self._pos
+        base = self._base
+        db = self._db
+        version = self.rdb_version
         valkey = self.valkey
-        key: bytes | None = None
+        types = T.VALKEY_TYPES if valkey else T.REDIS_TYPES
         append = out.append
+        new_key = tuple.__new__
+        expire: int | None = None
+        idle: int | None = None
+        freq: int | None = None
+        prefix_start = -1  # where the pending expiry/IDLE/FREQ opcodes of the next key start
         while True:
             start = pos
-            key = None
-            what = "an opcode"
+            key: bytes | None = None
             try:
                 if pos >= end:
-                    raise INCOMPLETE
+                    raise Incomplete()
                 op = buf[pos]
                 if op < 0xF0:
-                    what = f"a key record (type {op})"
-                    if op == 0:  # the common case: a string, its value a string
-                        key, pos = read_string(buf, pos + 1, end)
-                        vstart = pos
-                        pos = skip_string(buf, pos, end)
+                    if op == 0 and pos + 2 < end and buf[pos + 1] < 64:
+                        # The common case, inline: a short key whose value is a string.
+                        kend = pos + 2 + buf[pos + 1]
+                        key = buf[pos + 2 : kend]
+                        if kend < end and buf[kend] < 64:
+                            pos = kend + 1 + buf[kend]
+                            if pos > end:
+                                raise Incomplete()
+                        else:
+                            pos = skip_string(buf, kend, end)
+                        vstart = kend
                     else:
-                        if op not in (T.VALKEY_TYPES if valkey else T.REDIS_TYPES):
+                        if op not in types:
                             raise FormatError(f"unknown RDB object type {op}", offset=start)
                         key, pos = read_string(buf, pos + 1, end)
                         vstart = pos
                         pos = self._skip_value(op, buf, pos, end, key)
-                        if self._is_empty(op, buf, vstart, pos):
+                        if op and self._is_empty(op, buf, vstart, pos):
                             self.empty_keys_dropped += 1
-                            self._expire = self._idle = self._freq = None
+                            expire = idle = freq = None
+                            prefix_start = -1
                             continue
                     append(
-                        KeyRecord(
-                            self._db,
-                            key,
-                            op,
-                            buf[vstart:pos],
-                            self._expire,
-                            self._base + start,
-                            self.rdb_version,
-                            self._idle,
-                            self._freq,
-                            valkey,
+                        new_key(
+                            KeyRecord,
+                            (
+                                db,
+                                key,
+                                op,
+                                buf[vstart:pos],
+                                expire,
+                                base + (start if prefix_start < 0 else prefix_start),
+                                version,
+                                idle,
+                                freq,
+                                valkey,
+                            ),
                         )
                     )
-                    self._expire = self._idle = self._freq = None
+                    if prefix_start >= 0:
+                        expire = idle = freq = None
+                        prefix_start = -1
                 elif op == T.RDB_OPCODE_EXPIRETIME_MS:
-                    what = "an expire time"
-                    self._expire, pos = read_i64_le(buf, pos + 1, end)
+                    expire, pos = read_i64_le(buf, pos + 1, end)
+                    if prefix_start < 0:
+                        prefix_start = start
+                    continue
                 elif op == T.RDB_OPCODE_SELECTDB:
-                    what = "a SELECTDB opcode"
                     db, pos = read_length(buf, pos + 1, end)
                     self._db = db
-                    append(SelectDb(db, self._base + start))
+                    append(SelectDb(db, base + start))
                 elif op == T.RDB_OPCODE_RESIZEDB:
-                    what = "a RESIZEDB opcode"
                     size, pos = read_length(buf, pos + 1, end)
                     expires, pos = read_length(buf, pos, end)
-                    append(ResizeDb(self._db, size, expires, self._base + start))
+                    append(ResizeDb(db, size, expires, base + start))
                 elif op == T.RDB_OPCODE_AUX:
-                    what = "an AUX field"
                     name, pos = read_string(buf, pos + 1, end)
                     value, pos = read_string(buf, pos, end)
-                    append(AuxField(name, value, self._base + start))
+                    append(AuxField(name, value, base + start))
                 elif op == T.RDB_OPCODE_EXPIRETIME:
-                    what = "an expire time"
                     if pos + 5 > end:
-                        raise INCOMPLETE
-                    seconds = int.from_bytes(buf[pos + 1 : pos + 5], "little", signed=True)
-                    self._expire = seconds * 1000
+                        raise Incomplete()
+                    expire = int.from_bytes(buf[pos + 1 : pos + 5], "little", signed=True) * 1000
                     pos += 5
+                    if prefix_start < 0:
+                        prefix_start = start
+                    continue
                 elif op == T.RDB_OPCODE_IDLE:
-                    what = "an IDLE opcode"
-                    self._idle, pos = read_length(buf, pos + 1, end)
+                    idle, pos = read_length(buf, pos + 1, end)
+                    if prefix_start < 0:
+                        prefix_start = start
+                    continue
                 elif op == T.RDB_OPCODE_FREQ:
-                    what = "a FREQ opcode"
                     if pos + 2 > end:
-                        raise INCOMPLETE
-                    self._freq = buf[pos + 1]
+                        raise Incomplete()
+                    freq = buf[pos + 1]
                     pos += 2
+                    if prefix_start < 0:
+                        prefix_start = start
+                    continue
+                elif prefix_start >= 0:
+                    raise FormatError(
+                        f"opcode {op} follows an expiry, IDLE or FREQ opcode instead of a key",
+                        offset=start,
+                    )
                 elif op == T.RDB_OPCODE_FUNCTION2:
-                    what = "a function library"
                     code, pos = read_string(buf, pos + 1, end)
-                    append(FunctionLibrary(code, self._base + start))
+                    append(FunctionLibrary(code, base + start))
                 elif op == T.RDB_OPCODE_MODULE_AUX:
-                    what = "module AUX data"
                     pos = self._module_aux(buf, pos + 1, end, start, append)
                 elif op == T.RDB_OPCODE_SLOT_INFO:
-                    what = "a SLOT_INFO opcode"
                     slot, pos = read_length(buf, pos + 1, end)
                     size, pos = read_length(buf, pos, end)
                     expires, pos = read_length(buf, pos, end)
-                    append(SlotInfo(slot, size, expires, self._base + start))
+                    append(SlotInfo(slot, size, expires, base + start))
                 elif op == T.RDB_OPCODE_KEY_META and not valkey:
-                    what = "key metadata"
                     pos = _skip_key_meta(buf, pos + 1, end)
                 elif op == T.VALKEY_RDB_OPCODE_SLOT_IMPORT and valkey:
-                    what = "a SLOT_IMPORT opcode"
                     pos = _skip_slot_import(buf, pos + 1, end)
                 elif op == T.RDB_OPCODE_EOF:
                     if self._crc_pos < pos + 1:
@@ -356,21 +383,23 @@ class RdbReader:
                 else:
                     raise FormatError(f"unknown RDB opcode {op}", offset=start)
             except Incomplete:
-                self._wait_for_more(start, what, key)
+                item_start = start if prefix_start < 0 else prefix_start
+                self._wait_for_more(item_start, _describe_item(buf, start, end), key)
                 return False
             except FormatError as exc:
                 if exc.offset is None or exc.offset < start:
                     exc.offset = start
-                exc.offset += self._base
+                exc.offset += base
                 if exc.key is None:
                     exc.key = key
                 raise
-            self._pos = pos
 
     # -- values ---------------------------------------------------------------------------
 
     def _skip_value(self, t: int, buf: bytes, pos: int, end: int, key: bytes) -> int:
         """The position after a value of type `t`, its structure checked but not decoded."""
+        if t == T.RDB_TYPE_STRING:
+            return skip_string(buf, pos, end)
         if t <= T.RDB_TYPE_HASH or t == T.RDB_TYPE_ZSET_2:
             n, pos = read_length(buf, pos, end)
             if t == T.RDB_TYPE_LIST or t == T.RDB_TYPE_SET:
@@ -386,7 +415,7 @@ class RdbReader:
                 for _ in range(n):
                     pos = skip_string(buf, pos, end) + 8
                     if pos > end:
-                        raise INCOMPLETE
+                        raise Incomplete()
             return pos
         if t in _SINGLE_BLOB_TYPES:
             return skip_string(buf, pos, end)
@@ -413,13 +442,13 @@ class RdbReader:
             for _ in range(n):
                 pos = skip_string(buf, skip_string(buf, pos, end), end) + 8
                 if pos > end:
-                    raise INCOMPLETE
+                    raise Incomplete()
             return pos
         if t == T.RDB_TYPE_HASH_METADATA or t == T.RDB_TYPE_HASH_METADATA_PRE_GA:
             if t == T.RDB_TYPE_HASH_METADATA:
                 pos += 8
                 if pos > end:
-                    raise INCOMPLETE
+                    raise Incomplete()
             n, pos = read_length(buf, pos, end)
             for _ in range(n):
                 _, pos = read_length(buf, pos, end)
@@ -428,7 +457,7 @@ class RdbReader:
         if t == T.RDB_TYPE_HASH_LISTPACK_EX:
             pos += 8
             if pos > end:
-                raise INCOMPLETE
+                raise Incomplete()
             return skip_string(buf, pos, end)
         if t == T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA:
             return skip_string(buf, pos, end)
@@ -524,6 +553,31 @@ _BLOB_HEADER_COUNT = {
 }
 
 
+_OPCODE_NAMES = {
+    T.RDB_OPCODE_EXPIRETIME_MS: "an expire time",
+    T.RDB_OPCODE_EXPIRETIME: "an expire time",
+    T.RDB_OPCODE_SELECTDB: "a SELECTDB opcode",
+    T.RDB_OPCODE_RESIZEDB: "a RESIZEDB opcode",
+    T.RDB_OPCODE_AUX: "an AUX field",
+    T.RDB_OPCODE_IDLE: "an IDLE opcode",
+    T.RDB_OPCODE_FREQ: "a FREQ opcode",
+    T.RDB_OPCODE_FUNCTION2: "a function library",
+    T.RDB_OPCODE_MODULE_AUX: "module AUX data",
+    T.RDB_OPCODE_SLOT_INFO: "a SLOT_INFO opcode",
+    T.RDB_OPCODE_KEY_META: "key metadata",
+}
+
+
+def _describe_item(buf: bytes, start: int, end: int) -> str:
+    """What the item starting at `start` is, for an error message."""
+    if start >= end:
+        return "an opcode"
+    op = buf[start]
+    if op < 0xF0:
+        return f"a key record (type {op})"
+    return _OPCODE_NAMES.get(op, f"opcode {op}")
+
+
 def _blob_count(buf: bytes, pos: int, end: int, header: tuple[int, int]) -> int | None:
     """The element count in the header of a blob (ziplist, listpack, intset, zipmap)."""
     if buf[pos] >> 6 == 3:  # compressed or integer-encoded
@@ -570,7 +624,7 @@ def skip_module_opcodes(buf: bytes, pos: int, end: int) -> int:
         else:
             raise FormatError(f"unknown module value opcode {opcode}", offset=pos)
         if pos > end:
-            raise INCOMPLETE
+            raise Incomplete()
 
 
 def _skip_key_meta(buf: bytes, pos: int, end: int) -> int:
@@ -578,7 +632,7 @@ def _skip_key_meta(buf: bytes, pos: int, end: int) -> int:
     for _ in range(classes):
         pos += _U32_LEN
         if pos > end:
-            raise INCOMPLETE
+            raise Incomplete()
         pos = skip_module_opcodes(buf, pos, end)
     return pos
 
@@ -610,18 +664,18 @@ def _skip_stream(t: int, buf: bytes, pos: int, end: int) -> int:
         for _ in range(pel):
             pos += 24  # raw id, delivery time
             if pos > end:
-                raise INCOMPLETE
+                raise Incomplete()
             _, pos = read_length(buf, pos, end)
         consumers, pos = read_length(buf, pos, end)
         for _ in range(consumers):
             pos = skip_string(buf, pos, end)
             pos += 16 if t >= T.RDB_TYPE_STREAM_LISTPACKS_3 else 8
             if pos > end:
-                raise INCOMPLETE
+                raise Incomplete()
             owned, pos = read_length(buf, pos, end)
             pos += 16 * owned
             if pos > end:
-                raise INCOMPLETE
+                raise Incomplete()
     if t >= T.RDB_TYPE_STREAM_LISTPACKS_4:
         for _ in range(2):  # idempotency duration and max entries
             _, pos = read_length(buf, pos, end)

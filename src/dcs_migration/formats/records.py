@@ -8,6 +8,7 @@ through never pays for decoding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Union
 
 from dcs_migration.formats.rdb_types import TYPE_NAMES, module_type_name
@@ -16,31 +17,22 @@ if TYPE_CHECKING:
     from dcs_migration.formats.values import Value
 
 
-class KeyRecord:
+class KeyRecord(tuple):  # type: ignore[type-arg]
     """A key of an RDB image: where it lives, its value bytes, and its expiry.
 
     `payload` is the serialized value exactly as in the file (without the type byte).
     `expire_at_ms` is absolute Unix milliseconds or None. `offset` is the file offset
     of the record, for error messages. `lru_idle` / `lfu_freq` carry the eviction hints
     of the IDLE and FREQ opcodes when the file has them.
+
+    A tuple, because a reader makes millions of them: building one is the cheapest way
+    to carry ten fields. `value` decodes on each access; keep what it returns.
     """
 
-    __slots__ = (
-        "_value",
-        "db",
-        "expire_at_ms",
-        "key",
-        "lfu_freq",
-        "lru_idle",
-        "offset",
-        "payload",
-        "rdb_type",
-        "rdb_version",
-        "valkey",
-    )
+    __slots__ = ()
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         db: int,
         key: bytes,
         rdb_type: int,
@@ -51,18 +43,22 @@ class KeyRecord:
         lru_idle: int | None = None,
         lfu_freq: int | None = None,
         valkey: bool = False,
-    ) -> None:
-        self.db = db
-        self.key = key
-        self.rdb_type = rdb_type
-        self.payload = payload
-        self.expire_at_ms = expire_at_ms
-        self.offset = offset
-        self.rdb_version = rdb_version
-        self.lru_idle = lru_idle
-        self.lfu_freq = lfu_freq
-        self.valkey = valkey
-        self._value: Value | None = None
+    ) -> KeyRecord:
+        return tuple.__new__(
+            cls,
+            (db, key, rdb_type, payload, expire_at_ms, offset, rdb_version, lru_idle, lfu_freq, valkey),
+        )
+
+    db: int = property(itemgetter(0))  # type: ignore[assignment]
+    key: bytes = property(itemgetter(1))  # type: ignore[assignment]
+    rdb_type: int = property(itemgetter(2))  # type: ignore[assignment]
+    payload: bytes = property(itemgetter(3))  # type: ignore[assignment]
+    expire_at_ms: int | None = property(itemgetter(4))  # type: ignore[assignment]
+    offset: int = property(itemgetter(5))  # type: ignore[assignment]
+    rdb_version: int = property(itemgetter(6))  # type: ignore[assignment]
+    lru_idle: int | None = property(itemgetter(7))  # type: ignore[assignment]
+    lfu_freq: int | None = property(itemgetter(8))  # type: ignore[assignment]
+    valkey: bool = property(itemgetter(9))  # type: ignore[assignment]
 
     @property
     def type_name(self) -> str:
@@ -78,12 +74,10 @@ class KeyRecord:
 
     @property
     def value(self) -> Value:
-        """The decoded value, decoded on first use and kept."""
-        if self._value is None:
-            from dcs_migration.formats.values import decode_value
+        """The decoded value (decoded anew on each access)."""
+        from dcs_migration.formats.values import decode_value
 
-            self._value = decode_value(self)
-        return self._value
+        return decode_value(self)
 
     def __repr__(self) -> str:
         return (

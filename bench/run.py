@@ -1,0 +1,215 @@
+"""`make bench`: reading speed and memory on real RDB files, beside what Redis itself does.
+
+Builds three RDB files with the local redis-server (cached in bench/.work): 1 M small
+string keys, ~200 k mixed hashes/lists/sets/zsets/streams with TTLs, and a few big keys
+of millions of elements. For each it prints keys/s and MB/s of reading with passthrough
+values and with decoded values, each in a fresh process with its peak RSS, and times in
+the same run `redis-cli --pipe` replaying the same keys as RESTORE commands into a fresh
+redis-server (the protocol limit) and redis-server loading the file (the native limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dcs_migration.formats import KeyRecord, RdbReader, feed_stream  # noqa: E402
+from dcs_migration.formats.dump import dump_payload  # noqa: E402
+from dcs_migration.target.resp import encode_command  # noqa: E402
+from tests.servers import RedisServer  # noqa: E402
+
+WORK = ROOT / "bench" / ".work"
+FUTURE_MS = 4_102_444_800_000  # 2100-01-01
+
+
+# -- building the files ------------------------------------------------------------------
+
+
+def _commands_small() -> Iterator[bytes]:
+    yield encode_command([b"DEBUG", b"POPULATE", b"1000000", b"key", b"16"])
+
+
+def _commands_mixed() -> Iterator[bytes]:
+    rng = random.Random(7)
+    for i in range(200_000):
+        kind = i % 5
+        key = b"%s:%d" % ((b"hash", b"list", b"set", b"zset", b"stream")[kind], i)
+        if kind == 0:
+            args = [b"HSET", key]
+            for f in range(rng.randint(2, 20)):
+                args += [b"field:%d" % f, b"value-%d-%d" % (i, rng.randint(0, 1 << 30))]
+        elif kind == 1:
+            args = [b"RPUSH", key] + [b"item-%d" % rng.randint(0, 1 << 40) for _ in range(10)]
+        elif kind == 2:
+            if i % 2:
+                args = [b"SADD", key] + [b"%d" % rng.randint(0, 1 << 20) for _ in range(12)]
+            else:
+                args = [b"SADD", key] + [b"member-%d" % rng.randint(0, 1 << 30) for _ in range(12)]
+        elif kind == 3:
+            args = [b"ZADD", key]
+            for m in range(10):
+                args += [repr(rng.uniform(-1e6, 1e6)).encode(), b"m%d" % m]
+        else:
+            for n in range(4):
+                yield encode_command([b"XADD", key, b"*", b"n", b"%d" % n, b"payload", b"x" * 20])
+            yield encode_command([b"XGROUP", b"CREATE", key, b"g", b"0"])
+            yield encode_command([b"XREADGROUP", b"GROUP", b"g", b"c", b"COUNT", b"2", b"STREAMS", key, b">"])
+            args = None
+        if args is not None:
+            yield encode_command(args)
+        if i % 3 == 0:
+            yield encode_command([b"PEXPIREAT", key, b"%d" % (FUTURE_MS + i)])
+
+
+def _commands_big() -> Iterator[bytes]:
+    batch = 1000
+    for start in range(0, 1_000_000, batch):
+        fields = []
+        for f in range(start, start + batch):
+            fields += [b"field:%d" % f, b"v%d" % f]
+        yield encode_command([b"HSET", b"big:hash", *fields])
+        yield encode_command([b"SADD", b"big:set", *(b"member:%d" % m for m in range(start, start + batch))])
+        zargs = []
+        for m in range(start, start + batch):
+            zargs += [b"%d" % m, b"z:%d" % m]
+        yield encode_command([b"ZADD", b"big:zset", *zargs])
+    for start in range(0, 2_000_000, batch):
+        yield encode_command([b"RPUSH", b"big:list", *(b"e%d" % e for e in range(start, start + batch))])
+
+
+BUILDERS = {"small": _commands_small, "mixed": _commands_mixed, "big": _commands_big}
+
+
+def build(name: str) -> Path:
+    path = WORK / f"{name}.rdb"
+    if path.exists():
+        return path
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"building {name}.rdb ...", flush=True)
+    with RedisServer("--enable-debug-command", "yes") as server:
+        data = b"".join(BUILDERS[name]())
+        server.cli("--pipe", stdin=data)
+        server.cli("SAVE")
+        (server.dir / "dump.rdb").rename(path)
+    return path
+
+
+# -- measurements, each in a fresh process -------------------------------------------------
+
+
+def measure_read(path: Path, decode: bool) -> dict[str, float]:
+    start = time.perf_counter()
+    keys = 0
+    with path.open("rb") as stream:
+        for record in feed_stream(RdbReader(), stream):
+            if type(record) is KeyRecord:
+                keys += 1
+                if decode:
+                    record.value  # noqa: B018
+    seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "keys": keys,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def in_child(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def restore_commands(path: Path) -> Path:
+    out = WORK / f"{path.stem}.restore.resp"
+    if out.exists():
+        return out
+    with path.open("rb") as stream, out.open("wb") as sink:
+        for r in feed_stream(RdbReader(), stream):
+            if type(r) is KeyRecord:
+                payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
+                if r.expire_at_ms is None:
+                    sink.write(encode_command([b"RESTORE", r.key, b"0", payload]))
+                else:
+                    ttl = b"%d" % r.expire_at_ms
+                    sink.write(encode_command([b"RESTORE", r.key, ttl, payload, b"ABSTTL"]))
+    return out
+
+
+def time_pipe(resp_file: Path) -> float:
+    with RedisServer() as server:
+        start = time.perf_counter()
+        with resp_file.open("rb") as stdin:
+            subprocess.run(
+                ["redis-cli", "-p", str(server.port), "--pipe"],
+                stdin=stdin,
+                capture_output=True,
+                check=True,
+            )
+        return time.perf_counter() - start
+
+
+def time_native(path: Path) -> float:
+    server = RedisServer(rdb=path)
+    start = time.perf_counter()
+    try:
+        server.start(timeout=600)
+        while "loading:1" in server.cli("INFO", "persistence"):
+            time.sleep(0.01)
+        return time.perf_counter() - start
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "measure-read":
+        print(json.dumps(measure_read(Path(sys.argv[2]), sys.argv[3] == "decoded")))
+        return
+    names = sys.argv[1:] or list(BUILDERS)
+    rows = []
+    for name in names:
+        path = build(name)
+        size_mb = path.stat().st_size / 1e6
+        passthrough = in_child("measure-read", str(path), "passthrough")
+        decoded = in_child("measure-read", str(path), "decoded")
+        keys = passthrough["keys"]
+        pipe = time_pipe(restore_commands(path))
+        native = time_native(path)
+        rows.append((name, size_mb, keys, passthrough, decoded, pipe, native))
+    print()
+    header = (
+        f"{'file':<7}{'MB':>8}{'keys':>10}  {'read passthrough':>28}  {'read decoded':>28}"
+        f"  {'pipe RESTORE':>13}{'native':>9}  {'pass/pipe':>9}{'pass/native':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, size_mb, keys, p, d, pipe, native in rows:
+        def cell(m: dict[str, float]) -> str:
+            s = m["seconds"]
+            return f"{s:6.2f}s {keys / s / 1e3:6.0f}k/s {size_mb / s:5.0f}MB/s {m['peak_rss_mb']:4.0f}MB"
+
+        print(
+            f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {cell(p):>28}  {cell(d):>28}"
+            f"  {pipe:12.2f}s{native:8.2f}s  {pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
+        )
+    print(
+        "\npass/pipe > 1 means reading with passthrough values outpaces what redis-server can "
+        "execute as RESTORE; peak RSS is the reader process's maximum resident set."
+    )
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

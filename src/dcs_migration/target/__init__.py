@@ -1,0 +1,1 @@
+"""Writing records into Redis."""

@@ -1,0 +1,229 @@
+"""The RDB reader: records from bytes fed in any chunking, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import pytest
+
+from dcs_migration.formats import (
+    AuxField,
+    FormatError,
+    FunctionLibrary,
+    KeyRecord,
+    RdbEnd,
+    RdbHeader,
+    RdbReader,
+    Record,
+    ResizeDb,
+    SelectDb,
+    feed_stream,
+)
+from dcs_migration.formats import rdb_types as T
+from dcs_migration.formats.crc64 import crc64
+from dcs_migration.formats.values import HashValue
+from tests import rdbgen as g
+from tests.corpus import CORPUS, case_params
+
+
+def read_all(data: bytes, chunk: int | None = None, **kwargs: Any) -> list[Record]:
+    reader = RdbReader(**kwargs)
+    out: list[Record] = []
+    step = chunk or max(len(data), 1)
+    for i in range(0, len(data), step):
+        out += reader.feed(data[i : i + step])
+    out += reader.close()
+    return out
+
+
+def keys(records: list[Record]) -> list[KeyRecord]:
+    return [r for r in records if isinstance(r, KeyRecord)]
+
+
+def signature(records: list[Record]) -> list[Any]:
+    return [
+        (r.db, r.key, r.rdb_type, r.payload, r.expire_at_ms, r.offset)
+        if isinstance(r, KeyRecord)
+        else r
+        for r in records
+    ]
+
+
+def test_crc64_is_redis_jones_variant() -> None:
+    assert crc64(b"123456789") == 0xE9C6D914C4B8D9CA
+    assert crc64(b"6789", crc64(b"12345")) == 0xE9C6D914C4B8D9CA
+
+
+@pytest.mark.parametrize("case", case_params("rdb", where=lambda c: not c["expect_error"]))
+def test_every_chunking_gives_the_same_records(case: dict[str, Any]) -> None:
+    data = (CORPUS / case["path"]).read_bytes()
+    whole = signature(read_all(data))
+    for chunk in (1, 2, 3, 7, 64, 4093):
+        assert signature(read_all(data, chunk)) == whole
+
+
+def test_records_of_a_small_image() -> None:
+    data = g.rdb(
+        b"\xfa" + g.string(b"redis-ver") + g.string(b"7.2.4"),
+        b"\xfe\x02",
+        b"\xfb\x02\x01",
+        g.key(b"k", g.string(b"v"), expire_ms=4102444800000),
+        g.key(b"n", b"\xc0\x7b"),
+    )
+    records = read_all(data)
+    assert isinstance(records[0], RdbHeader) and records[0].rdb_version == 11
+    assert records[1] == AuxField(b"redis-ver", b"7.2.4", 9)
+    assert isinstance(records[2], SelectDb) and records[2].db == 2
+    assert isinstance(records[3], ResizeDb) and (records[3].db_size, records[3].expires_size) == (
+        2,
+        1,
+    )
+    k, n = keys(records)
+    assert (k.db, k.key, k.value, k.expire_at_ms, k.type_name) == (
+        2,
+        b"k",
+        b"v",
+        4102444800000,
+        "string",
+    )
+    assert k.payload == b"\x01v"
+    assert (n.value, n.expire_at_ms) == (b"123", None)
+    end = records[-1]
+    assert isinstance(end, RdbEnd) and end.checksum_verified
+
+
+def test_expiry_in_seconds_becomes_milliseconds() -> None:
+    data = g.rdb(b"\xfd" + struct.pack("<i", 2000000000) + g.key(b"k", g.string(b"v")))
+    assert keys(read_all(data))[0].expire_at_ms == 2000000000000
+
+
+def test_checksum_mismatch_is_an_error_with_offset() -> None:
+    data = bytearray(g.rdb(g.key(b"k", g.string(b"v"))))
+    data[-1] ^= 0xFF
+    with pytest.raises(FormatError, match="checksum mismatch") as exc:
+        read_all(bytes(data))
+    assert exc.value.offset == len(data) - 8
+
+
+def test_a_checksum_of_zero_means_not_computed() -> None:
+    records = read_all(g.rdb(g.key(b"k", g.string(b"v")), checksum=False))
+    end = records[-1]
+    assert isinstance(end, RdbEnd) and not end.checksum_verified
+
+
+def test_flipped_byte_in_content_fails_the_checksum() -> None:
+    data = bytearray(g.rdb(g.key(b"key", g.string(b"value"))))
+    data[data.index(b"value")] ^= 0x01
+    with pytest.raises(FormatError, match="checksum"):
+        read_all(bytes(data))
+
+
+def test_truncated_file_names_the_key_being_read() -> None:
+    data = g.rdb(g.key(b"first", g.string(b"1")), g.key(b"second", g.string(b"x" * 100)))
+    cut = data[: data.index(b"x" * 100) + 10]
+    with pytest.raises(FormatError, match="ends inside") as exc:
+        read_all(cut, 16)
+    assert exc.value.key == b"second"
+    assert exc.value.offset == data.index(b"\x00\x06second")
+
+
+def test_a_lying_length_does_not_allocate_and_fails_at_the_end() -> None:
+    four_gb = b"\x80" + struct.pack(">I", 4_000_000_000)
+    data = g.rdb(g.key(b"k", four_gb + b"tiny"))
+    with pytest.raises(FormatError, match="ends inside"):
+        read_all(data, 100)
+
+
+def test_one_item_larger_than_the_limit_is_refused() -> None:
+    data = g.rdb(g.key(b"big", g.string(b"x" * 5000)))
+    with pytest.raises(FormatError, match="larger than the 1000-byte limit") as exc:
+        read_all(data, 500, max_item_bytes=1000)
+    assert exc.value.key == b"big"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"NOTREDIS0009", "not an RDB image"),
+        (b"REDIS00x9", "not a number"),
+        (b"REDIS0099\xff", "not one this reader knows"),
+        (b"VALKEY012\xff", "not one this reader knows"),
+        (b"REDIS0011\xf0", "unknown RDB opcode 240"),
+        (b"REDIS0011\x1f\x01k\x01v", "unknown RDB object type 31"),
+        (b"REDIS0011\x00\x01k\xc7", "unknown string encoding"),
+        (b"REDIS0011\x00\x01k\xbf", "expected a length"),
+        (b"REDIS0011\xf6\x00", "pre-release"),
+        (b"REDIS0011", "before the RDB EOF opcode"),
+        (b"REDIS", "inside the RDB header"),
+        (b"REDIS0011\xff\x00\x00", "inside the RDB checksum"),
+    ],
+)
+def test_bad_input_raises_format_error(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        read_all(data)
+
+
+def test_unknown_type_in_redis_file_is_an_error_but_valkey_hash_2_reads() -> None:
+    field = g.string(b"f") + g.string(b"v") + struct.pack("<q", 4102444800000)
+    plain = g.string(b"g") + g.string(b"w") + struct.pack("<q", -1)
+    data = g.rdb(g.key(b"h", g.length(2) + field + plain, rdb_type=22), magic=b"VALKEY", version=80)
+    (record,) = keys(read_all(data))
+    assert record.type_name == "hash"
+    assert record.value == HashValue({b"f": b"v", b"g": b"w"}, {b"f": 4102444800000})
+
+
+def test_function_library_record() -> None:
+    code = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+    records = read_all(g.rdb(b"\xf5" + g.string(code)))
+    assert [r for r in records if isinstance(r, FunctionLibrary)][0].code == code
+
+
+def test_empty_collections_are_dropped_as_redis_drops_them() -> None:
+    reader_records = read_all(
+        g.rdb(
+            g.key(b"empty-list", g.length(0), rdb_type=T.RDB_TYPE_LIST),
+            g.key(b"empty-lp", g.string(g.listpack()), rdb_type=T.RDB_TYPE_SET_LISTPACK),
+            g.key(b"full-lp", g.string(g.listpack(b"a")), rdb_type=T.RDB_TYPE_SET_LISTPACK),
+        )
+    )
+    assert [k.key for k in keys(reader_records)] == [b"full-lp"]
+
+
+def test_module_key_is_reported_by_module_name() -> None:
+    charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    name = "ReJSON-RL"
+    module_id = (sum(charset.index(c) << (6 * (8 - i)) for i, c in enumerate(name)) << 10) | 3
+    value = b"\x81" + struct.pack(">Q", module_id) + b"\x02\x05" + b"\x05" + g.string(b"x") + b"\x00"
+    (record,) = keys(read_all(g.rdb(g.key(b"m", value, rdb_type=T.RDB_TYPE_MODULE_2))))
+    assert record.type_name == "module"
+    assert record.module_name == "ReJSON-RL"
+    with pytest.raises(FormatError, match="module value of type 'ReJSON-RL'"):
+        _ = record.value
+
+
+def test_value_errors_name_the_key_and_offset() -> None:
+    bad_listpack = g.string(b"\x10\x00\x00\x00\x01\x00\x81a\x02\xff")  # header says 16 bytes
+    data = g.rdb(g.key(b"broken", bad_listpack, rdb_type=T.RDB_TYPE_SET_LISTPACK))
+    (record,) = keys(read_all(data))
+    with pytest.raises(FormatError, match="listpack header says 16 bytes") as exc:
+        _ = record.value
+    assert exc.value.key == b"broken"
+    assert exc.value.offset == 9
+
+
+def test_bytes_after_the_image_are_kept_for_the_caller() -> None:
+    reader = RdbReader()
+    reader.feed(g.rdb(g.key(b"k", g.string(b"v"))) + b"*1\r\n$4\r\nPING\r\n")
+    reader.feed(b"more")
+    reader.close()
+    assert reader.done
+    assert reader.take_unused() == b"*1\r\n$4\r\nPING\r\nmore"
+
+
+def test_feed_stream_names_the_source() -> None:
+    with pytest.raises(FormatError) as exc:
+        list(feed_stream(RdbReader(), io.BytesIO(b"REDIS0011\xf0"), source="dump.rdb"))
+    assert exc.value.source == "dump.rdb"
+    assert "file dump.rdb, offset 9" in str(exc.value)
