@@ -23,10 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.servers import RedisServer  # noqa: E402
+
 from dcs_migration.formats import KeyRecord, RdbReader, feed_stream  # noqa: E402
 from dcs_migration.formats.dump import dump_payload  # noqa: E402
 from dcs_migration.target.resp import encode_command  # noqa: E402
-from tests.servers import RedisServer  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -63,7 +64,9 @@ def _commands_mixed() -> Iterator[bytes]:
             for n in range(4):
                 yield encode_command([b"XADD", key, b"*", b"n", b"%d" % n, b"payload", b"x" * 20])
             yield encode_command([b"XGROUP", b"CREATE", key, b"g", b"0"])
-            yield encode_command([b"XREADGROUP", b"GROUP", b"g", b"c", b"COUNT", b"2", b"STREAMS", key, b">"])
+            yield encode_command(
+                [b"XREADGROUP", b"GROUP", b"g", b"c", b"COUNT", b"2", b"STREAMS", key, b">"]
+            )
             args = None
         if args is not None:
             yield encode_command(args)
@@ -78,13 +81,17 @@ def _commands_big() -> Iterator[bytes]:
         for f in range(start, start + batch):
             fields += [b"field:%d" % f, b"v%d" % f]
         yield encode_command([b"HSET", b"big:hash", *fields])
-        yield encode_command([b"SADD", b"big:set", *(b"member:%d" % m for m in range(start, start + batch))])
+        yield encode_command(
+            [b"SADD", b"big:set", *(b"member:%d" % m for m in range(start, start + batch))]
+        )
         zargs = []
         for m in range(start, start + batch):
             zargs += [b"%d" % m, b"z:%d" % m]
         yield encode_command([b"ZADD", b"big:zset", *zargs])
     for start in range(0, 2_000_000, batch):
-        yield encode_command([b"RPUSH", b"big:list", *(b"e%d" % e for e in range(start, start + batch))])
+        yield encode_command(
+            [b"RPUSH", b"big:list", *(b"e%d" % e for e in range(start, start + batch))]
+        )
 
 
 BUILDERS = {"small": _commands_small, "mixed": _commands_mixed, "big": _commands_big}
@@ -120,8 +127,17 @@ def measure_read(path: Path, decode: bool) -> dict[str, float]:
     return {
         "seconds": seconds,
         "keys": keys,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM: unlike ru_maxrss, not inherited from the
+    parent across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def in_child(*args: str) -> dict[str, float]:
@@ -172,6 +188,11 @@ def time_native(path: Path) -> float:
         server.stop()
 
 
+def _cell(m: dict[str, float], keys: float, size_mb: float) -> str:
+    s = m["seconds"]
+    return f"{s:6.2f}s {keys / s / 1e3:6.0f}k/s {size_mb / s:5.0f}MB/s {m['peak_rss_mb']:4.0f}MB"
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "measure-read":
         print(json.dumps(measure_read(Path(sys.argv[2]), sys.argv[3] == "decoded")))
@@ -195,14 +216,10 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, size_mb, keys, p, d, pipe, native in rows:
-        def cell(m: dict[str, float]) -> str:
-            s = m["seconds"]
-            return f"{s:6.2f}s {keys / s / 1e3:6.0f}k/s {size_mb / s:5.0f}MB/s {m['peak_rss_mb']:4.0f}MB"
-
-        print(
-            f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {cell(p):>28}  {cell(d):>28}"
-            f"  {pipe:12.2f}s{native:8.2f}s  {pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
-        )
+        line = f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {_cell(p, keys, size_mb):>28}  "
+        line += f"{_cell(d, keys, size_mb):>28}  {pipe:12.2f}s{native:8.2f}s  "
+        line += f"{pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
+        print(line)
     print(
         "\npass/pipe > 1 means reading with passthrough values outpaces what redis-server can "
         "execute as RESTORE; peak RSS is the reader process's maximum resident set."

@@ -62,7 +62,11 @@ def comparable(got: dict[str, Any], oracle: dict[str, Any]) -> tuple[Any, Any]:
                     continue
                 value = entry["value"]
                 if oracle_version < (7,):
-                    for name in ("max_deleted_entry_id", "entries_added", "recorded_first_entry_id"):
+                    for name in (
+                        "max_deleted_entry_id",
+                        "entries_added",
+                        "recorded_first_entry_id",
+                    ):
                         value.pop(name, None)
                 for group in value.get("groups", []):
                     if oracle_version < (7,):

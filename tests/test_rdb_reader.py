@@ -177,7 +177,7 @@ def test_unknown_type_in_redis_file_is_an_error_but_valkey_hash_2_reads() -> Non
 def test_function_library_record() -> None:
     code = b"#!lua name=lib\nredis.register_function('f', function() return 1 end)"
     records = read_all(g.rdb(b"\xf5" + g.string(code)))
-    assert [r for r in records if isinstance(r, FunctionLibrary)][0].code == code
+    assert next(r for r in records if isinstance(r, FunctionLibrary)).code == code
 
 
 def test_empty_collections_are_dropped_as_redis_drops_them() -> None:
@@ -195,7 +195,9 @@ def test_module_key_is_reported_by_module_name() -> None:
     charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     name = "ReJSON-RL"
     module_id = (sum(charset.index(c) << (6 * (8 - i)) for i, c in enumerate(name)) << 10) | 3
-    value = b"\x81" + struct.pack(">Q", module_id) + b"\x02\x05" + b"\x05" + g.string(b"x") + b"\x00"
+    value = (
+        b"\x81" + struct.pack(">Q", module_id) + b"\x02\x05" + b"\x05" + g.string(b"x") + b"\x00"
+    )
     (record,) = keys(read_all(g.rdb(g.key(b"m", value, rdb_type=T.RDB_TYPE_MODULE_2))))
     assert record.type_name == "module"
     assert record.module_name == "ReJSON-RL"

@@ -7,16 +7,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dcs_migration.formats import FormatError, RdbReader, Record, feed_stream
+from dcs_migration.formats import AofCommand, FormatError, Record
 from dcs_migration.inspect_backup import Summary, summarize
 from dcs_migration.oracle import oracle_from_records
+from dcs_migration.reading import read_input
+from dcs_migration.sources import Input, InputKind, find_inputs
 
 app = typer.Typer(
     help="Import Redis backups (RDB and AOF) into Redis.",
@@ -26,9 +28,8 @@ app = typer.Typer(
 )
 
 
-def _records(path: Path) -> Iterator[Record]:
-    with path.open("rb") as stream:
-        yield from feed_stream(RdbReader(), stream, source=str(path))
+def _records(source: Input) -> Iterator[Record]:
+    yield from read_input(source)
 
 
 @app.callback()
@@ -53,11 +54,14 @@ def inspect(
         err.print(f"[red]error:[/red] {file}: no such file or folder")
         raise typer.Exit(2)
     try:
+        inputs = find_inputs(file)
         if as_json:
-            doc = oracle_from_records(_records(file), now_ms, skip_modules=skip_modules)
+            docs = [_input_json(i, now_ms, skip_modules) for i in inputs]
+            doc = docs[0] if len(docs) == 1 else {"inputs": docs}
             sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
         else:
-            _print_summary(file, summarize(_records(file), now_ms))
+            for source in inputs:
+                _print_summary(source, summarize(_records(source), now_ms))
     except FormatError as exc:
         if exc.source is None:
             exc.source = str(file)
@@ -65,9 +69,38 @@ def inspect(
         raise typer.Exit(1) from None
 
 
-def _print_summary(file: Path, s: Summary) -> None:
+def _input_json(source: Input, now_ms: int, skip_modules: bool) -> dict[str, Any]:
+    """An RDB as its oracle document; an AOF as the oracle of its RDB part (if any) and a
+    summary of its commands, which only a server can turn into a dataset."""
+    try:
+        rdb_part: list[Record] = []
+        summary = summarize(_split_rdb(_records(source), rdb_part), now_ms)
+        base: dict[str, Any] = oracle_from_records(rdb_part, now_ms, skip_modules=skip_modules)
+    except FormatError as exc:
+        if exc.source is None:
+            exc.source = source.name
+        raise
+    if not summary.commands and summary.rdb_headers:
+        return base
+    return {
+        "name": source.name,
+        "format": "aof-preamble" if source.kind is InputKind.RDB else str(source.kind),
+        "rdb": base if summary.rdb_headers else None,
+        "aof": summary.as_json(),
+    }
+
+
+def _split_rdb(records: Iterator[Record], rdb_part: list[Record]) -> Iterator[Record]:
+    """Pass every record on, keeping those of the RDB image (not the commands) aside."""
+    for r in records:
+        if not isinstance(r, AofCommand):
+            rdb_part.append(r)
+        yield r
+
+
+def _print_summary(source: Input, s: Summary) -> None:
     out = Console()
-    out.print(f"[bold]{file}[/bold]")
+    out.print(f"[bold]{escape(source.name)}[/bold] ({source.kind}, {source.size} bytes)")
     for h in s.rdb_headers:
         out.print(f"RDB image: {h.magic} version {h.rdb_version}")
     for name in ("redis-ver", "valkey-ver", "ctime", "used-mem", "aof-base"):
@@ -86,7 +119,9 @@ def _print_summary(file: Path, s: Summary) -> None:
     if s.module_aux:
         out.print("module AUX data: " + ", ".join(s.module_aux))
     if s.functions:
-        out.print("function libraries: " + ", ".join(f.decode(errors="replace") for f in s.functions))
+        out.print(
+            "function libraries: " + ", ".join(f.decode(errors="replace") for f in s.functions)
+        )
     if s.biggest:
         table = Table("bytes", "db", "type", "biggest keys")
         for n, db, key, t in sorted(s.biggest, reverse=True):

@@ -43,9 +43,7 @@ class Summary:
         return {
             "rdb": [{"magic": h.magic, "rdb_version": h.rdb_version} for h in self.rdb_headers],
             "aux": self.aux,
-            "keys": [
-                {"db": db, "type": t, "count": n} for (db, t), n in sorted(self.keys.items())
-            ],
+            "keys": [{"db": db, "type": t, "count": n} for (db, t), n in sorted(self.keys.items())],
             "expired_keys": self.expired_keys,
             "module_keys": dict(self.module_keys),
             "module_aux": self.module_aux,
@@ -56,8 +54,7 @@ class Summary:
             ],
             "checksum": self.checksum,
             "commands": [
-                {"db": db, "command": c, "count": n}
-                for (db, c), n in sorted(self.commands.items())
+                {"db": db, "command": c, "count": n} for (db, c), n in sorted(self.commands.items())
             ],
             "first_timestamp": self.first_timestamp,
             "last_timestamp": self.last_timestamp,

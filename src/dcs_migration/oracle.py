@@ -164,9 +164,7 @@ def key_json(record: KeyRecord, now_ms: int) -> Json | None:
     if isinstance(value, HashValue) and value.field_expire_at_ms:
         live = {f: t for f, t in value.field_expire_at_ms.items() if t > now_ms}
         fields = {
-            f: v
-            for f, v in value.fields.items()
-            if f not in value.field_expire_at_ms or f in live
+            f: v for f, v in value.fields.items() if f not in value.field_expire_at_ms or f in live
         }
         if not fields:
             return None
@@ -210,7 +208,9 @@ def oracle_from_records(
                 exc.offset = record.offset
                 raise
             if lib.name in libraries:
-                raise FormatError(f"function library {lib.name!r} appears twice", offset=record.offset)
+                raise FormatError(
+                    f"function library {lib.name!r} appears twice", offset=record.offset
+                )
             libraries[lib.name] = lib
         elif isinstance(record, ModuleAux) and not skip_modules:
             raise FormatError(
@@ -223,7 +223,9 @@ def oracle_from_records(
         "format": ORACLE_FORMAT,
         "redis_version": redis_version,
         "server": f"redis {redis_version}" if redis_version else None,
-        "databases": {db: keys for db, keys in sorted(databases.items(), key=lambda i: int(i[0])) if keys},
+        "databases": {
+            db: keys for db, keys in sorted(databases.items(), key=lambda i: int(i[0])) if keys
+        },
         "functions": [library_json(libraries[n]) for n in sorted(libraries)],
     }
 

@@ -6,7 +6,7 @@ reader from any binary stream a caller has opened.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 from dcs_migration.formats.errors import FormatError
@@ -31,9 +31,9 @@ CHUNK_SIZE = 1 << 20
 class Reader(Protocol):
     """What every reader offers: feed chunks, then close."""
 
-    def feed(self, data: bytes) -> list[Record]: ...
+    def feed(self, data: bytes) -> Sequence[Record]: ...
 
-    def close(self) -> list[Record]: ...
+    def close(self) -> Sequence[Record]: ...
 
 
 def feed_stream(

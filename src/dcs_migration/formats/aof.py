@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import DEFAULT_MAX_ITEM_BYTES, RdbReader
 from dcs_migration.formats.records import Record
 from dcs_migration.formats.resp import DEFAULT_MAX_BULK_BYTES, RespReader
@@ -38,6 +37,8 @@ class AofReader:
     With `ignore_non_resp_tail`, bytes after an RDB image that do not start like RESP
     are dropped (counted in `ignored_tail_bytes`) instead of being an error: that is how
     Redis treats a plain RDB dump, which may be read through this reader too.
+    `max_item_bytes` and `verify_checksum` go to the RDB reader, `max_bulk_bytes` to the
+    RESP reader.
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class AofReader:
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
         max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
         ignore_non_resp_tail: bool = False,
+        verify_checksum: bool = True,
     ) -> None:
         self.max_item_bytes = max_item_bytes
+        self.verify_checksum = verify_checksum
         self.max_bulk_bytes = max_bulk_bytes
         self.ignore_non_resp_tail = ignore_non_resp_tail
         self.ignored_tail_bytes = 0
@@ -89,7 +92,7 @@ class AofReader:
         head = self._head
         if any(head.startswith(m) for m in RDB_MAGICS):
             self._head = b""
-            self.rdb = RdbReader(max_item_bytes=self.max_item_bytes)
+            self.rdb = self._rdb_reader()
             self._state = _State.RDB
             return self.feed(head)
         if len(head) < _MAGIC_LEN and any(m.startswith(head) for m in RDB_MAGICS):
@@ -100,31 +103,26 @@ class AofReader:
 
     def close(self) -> list[Record]:
         """Signal the end of the file; raise FormatError if it ends inside an item."""
-        state = self._state
-        if state is _State.SNIFF:
+        out: list[Record] = []
+        if self._state is _State.SNIFF:
             if not self._head:
-                return []  # an empty AOF holds no commands
-            head = self._head
-            self._head = b""
-            self.rdb = RdbReader(max_item_bytes=self.max_item_bytes)
+                return out  # an empty AOF holds no commands
+            head, self._head = self._head, b""
+            self.rdb = self._rdb_reader()
             self._state = _State.RDB
-            self.rdb.feed(head)
-            state = _State.RDB
-        if state is _State.RDB:
+            out += self.rdb.feed(head)  # a cut-short magic: close() below says so
+        if self._state is _State.RDB:
             assert self.rdb is not None
-            out = self.rdb.close()
-            if not self.rdb.done:  # pragma: no cover - close() raises first
-                raise FormatError("the RDB preamble is incomplete", offset=self.rdb.offset)
+            out += self.rdb.close()
             self._state = _State.TAIL
             self._tail(self.rdb.take_unused(), out)
-            if self._state is _State.RESP:
-                assert self.resp is not None
-                out.extend(self.resp.close())
-            return out
-        if state is _State.RESP:
+        if self._state is _State.RESP:
             assert self.resp is not None
-            return list(self.resp.close())
-        return []
+            out += self.resp.close()
+        return out
+
+    def _rdb_reader(self) -> RdbReader:
+        return RdbReader(max_item_bytes=self.max_item_bytes, verify_checksum=self.verify_checksum)
 
     def _start_resp(self, offset: int) -> None:
         self.resp = RespReader(offset=offset, db=self._db, max_bulk_bytes=self.max_bulk_bytes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 
 from dcs_migration.formats.errors import FormatError
 
@@ -22,7 +23,7 @@ def intset_members(blob: bytes) -> list[bytes]:
             f"intset says {count} elements of {width} bytes, the string holds {len(blob) - 8}"
         )
     values = struct.unpack_from(f"<{count}{fmt}", blob, 8)
-    for a, b in zip(values, values[1:], strict=False):
+    for a, b in pairwise(values):
         if a >= b:
             raise FormatError("intset members are not in ascending order")
     return [str(v).encode() for v in values]

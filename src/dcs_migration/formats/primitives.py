@@ -63,6 +63,26 @@ def read_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     raise FormatError(f"expected a length, found encoding byte 0x{b:02x}", offset=pos)
 
 
+def skip_length(buf: bytes, pos: int, end: int) -> int:
+    """The position after a length, without building its value."""
+    if pos >= end:
+        raise Incomplete()
+    b = buf[pos]
+    if b < 0x40:
+        return pos + 1
+    if b < 0x80:
+        nxt = pos + 2
+    elif b == 0x80:
+        nxt = pos + 5
+    elif b == 0x81:
+        nxt = pos + 9
+    else:
+        raise FormatError(f"expected a length, found encoding byte 0x{b:02x}", offset=pos)
+    if nxt > end:
+        raise Incomplete()
+    return nxt
+
+
 def skip_string(buf: bytes, pos: int, end: int) -> int:
     """The position after a string, without copying it."""
     if pos >= end:

@@ -25,7 +25,12 @@ from dcs_migration.formats.primitives import (
     read_length,
     read_string,
     skip_string,
-    skip_text_double,
+)
+from dcs_migration.formats.rdb_skip import (
+    SKIP_VALUE,
+    VALKEY_SKIP_VALUE,
+    is_empty,
+    skip_module_opcodes,
 )
 from dcs_migration.formats.records import (
     AuxField,
@@ -253,7 +258,7 @@ class RdbReader:
         db = self._db
         version = self.rdb_version
         valkey = self.valkey
-        types = T.VALKEY_TYPES if valkey else T.REDIS_TYPES
+        skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
         append = out.append
         new_key = tuple.__new__
         expire: int | None = None
@@ -280,12 +285,13 @@ class RdbReader:
                             pos = skip_string(buf, kend, end)
                         vstart = kend
                     else:
-                        if op not in types:
+                        skip = skippers.get(op)
+                        if skip is None:
                             raise FormatError(f"unknown RDB object type {op}", offset=start)
                         key, pos = read_string(buf, pos + 1, end)
                         vstart = pos
-                        pos = self._skip_value(op, buf, pos, end, key)
-                        if op and self._is_empty(op, buf, vstart, pos):
+                        pos = skip(buf, pos, end)
+                        if is_empty(op, buf, vstart, pos):
                             self.empty_keys_dropped += 1
                             expire = idle = freq = None
                             prefix_start = -1
@@ -394,97 +400,7 @@ class RdbReader:
                     exc.key = key
                 raise
 
-    # -- values ---------------------------------------------------------------------------
-
-    def _skip_value(self, t: int, buf: bytes, pos: int, end: int, key: bytes) -> int:
-        """The position after a value of type `t`, its structure checked but not decoded."""
-        if t == T.RDB_TYPE_STRING:
-            return skip_string(buf, pos, end)
-        if t <= T.RDB_TYPE_HASH or t == T.RDB_TYPE_ZSET_2:
-            n, pos = read_length(buf, pos, end)
-            if t == T.RDB_TYPE_LIST or t == T.RDB_TYPE_SET:
-                for _ in range(n):
-                    pos = skip_string(buf, pos, end)
-            elif t == T.RDB_TYPE_HASH:
-                for _ in range(n):
-                    pos = skip_string(buf, skip_string(buf, pos, end), end)
-            elif t == T.RDB_TYPE_ZSET:
-                for _ in range(n):
-                    pos = skip_text_double(buf, skip_string(buf, pos, end), end)
-            else:  # ZSET_2
-                for _ in range(n):
-                    pos = skip_string(buf, pos, end) + 8
-                    if pos > end:
-                        raise Incomplete()
-            return pos
-        if t in _SINGLE_BLOB_TYPES:
-            return skip_string(buf, pos, end)
-        if t == T.RDB_TYPE_LIST_QUICKLIST:
-            n, pos = read_length(buf, pos, end)
-            for _ in range(n):
-                pos = skip_string(buf, pos, end)
-            return pos
-        if t == T.RDB_TYPE_LIST_QUICKLIST_2:
-            n, pos = read_length(buf, pos, end)
-            for _ in range(n):
-                container, pos = read_length(buf, pos, end)
-                if container not in (
-                    T.QUICKLIST_NODE_CONTAINER_PLAIN,
-                    T.QUICKLIST_NODE_CONTAINER_PACKED,
-                ):
-                    raise FormatError(f"quicklist node has unknown container {container}")
-                pos = skip_string(buf, pos, end)
-            return pos
-        if t in _STREAM_TYPES:
-            return _skip_stream(t, buf, pos, end)
-        if self.valkey and t == T.VALKEY_RDB_TYPE_HASH_2:
-            n, pos = read_length(buf, pos, end)
-            for _ in range(n):
-                pos = skip_string(buf, skip_string(buf, pos, end), end) + 8
-                if pos > end:
-                    raise Incomplete()
-            return pos
-        if t == T.RDB_TYPE_HASH_METADATA or t == T.RDB_TYPE_HASH_METADATA_PRE_GA:
-            if t == T.RDB_TYPE_HASH_METADATA:
-                pos += 8
-                if pos > end:
-                    raise Incomplete()
-            n, pos = read_length(buf, pos, end)
-            for _ in range(n):
-                _, pos = read_length(buf, pos, end)
-                pos = skip_string(buf, skip_string(buf, pos, end), end)
-            return pos
-        if t == T.RDB_TYPE_HASH_LISTPACK_EX:
-            pos += 8
-            if pos > end:
-                raise Incomplete()
-            return skip_string(buf, pos, end)
-        if t == T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA:
-            return skip_string(buf, pos, end)
-        if t == T.RDB_TYPE_MODULE_2:
-            _, pos = read_length(buf, pos, end)
-            return skip_module_opcodes(buf, pos, end)
-        if t == T.RDB_TYPE_MODULE_PRE_GA:
-            module_id, _ = read_length(buf, pos, end)
-            raise FormatError(
-                f"module value of type {T.module_id_name(module_id)!r} in the pre-GA module "
-                "format: only that module can read it",
-                offset=pos,
-            )
-        raise FormatError(f"unknown RDB object type {t}", offset=pos)
-
-    def _is_empty(self, t: int, buf: bytes, vstart: int, vend: int) -> bool:
-        """Whether a value holds no element (Redis drops such keys when it loads a file)."""
-        if buf[vstart] == 0 and t in _COUNTED_TYPES:  # a count of 0 is the single byte 0x00
-            return True
-        if t == T.RDB_TYPE_LIST_QUICKLIST or t == T.RDB_TYPE_LIST_QUICKLIST_2:
-            return _quicklist_is_empty(t, buf, vstart, vend)
-        if t == T.RDB_TYPE_HASH_METADATA:
-            return buf[vstart + 8] == 0
-        if t == T.RDB_TYPE_HASH_LISTPACK_EX:
-            vstart += 8
-        header = _BLOB_HEADER_COUNT.get(t)
-        return header is not None and _blob_count(buf, vstart, vend, header) == 0
+    # -- opcodes with a structure of their own ---------------------------------------
 
     def _module_aux(
         self, buf: bytes, pos: int, end: int, start: int, append: Callable[[Record], None]
@@ -501,56 +417,6 @@ class RdbReader:
         )
         append(record)
         return pos
-
-
-_SINGLE_BLOB_TYPES = frozenset(
-    {
-        T.RDB_TYPE_HASH_ZIPMAP,
-        T.RDB_TYPE_LIST_ZIPLIST,
-        T.RDB_TYPE_SET_INTSET,
-        T.RDB_TYPE_ZSET_ZIPLIST,
-        T.RDB_TYPE_HASH_ZIPLIST,
-        T.RDB_TYPE_HASH_LISTPACK,
-        T.RDB_TYPE_ZSET_LISTPACK,
-        T.RDB_TYPE_SET_LISTPACK,
-    }
-)
-_STREAM_TYPES = frozenset(
-    {
-        T.RDB_TYPE_STREAM_LISTPACKS,
-        T.RDB_TYPE_STREAM_LISTPACKS_2,
-        T.RDB_TYPE_STREAM_LISTPACKS_3,
-        T.RDB_TYPE_STREAM_LISTPACKS_4,
-    }
-)
-# Types whose value starts with an element count (quicklists: a node count).
-_COUNTED_TYPES = frozenset(
-    {
-        T.RDB_TYPE_LIST,
-        T.RDB_TYPE_SET,
-        T.RDB_TYPE_ZSET,
-        T.RDB_TYPE_HASH,
-        T.RDB_TYPE_ZSET_2,
-        T.RDB_TYPE_LIST_QUICKLIST,
-        T.RDB_TYPE_LIST_QUICKLIST_2,
-        T.RDB_TYPE_HASH_METADATA_PRE_GA,
-    }
-)
-# Blob types: where the element count sits in the blob's header, and its width.
-_ZIPLIST_COUNT = (8, 2)
-_LISTPACK_COUNT = (4, 2)
-_BLOB_HEADER_COUNT = {
-    T.RDB_TYPE_LIST_ZIPLIST: (8, 2),
-    T.RDB_TYPE_ZSET_ZIPLIST: (8, 2),
-    T.RDB_TYPE_HASH_ZIPLIST: (8, 2),
-    T.RDB_TYPE_SET_INTSET: (4, 4),
-    T.RDB_TYPE_HASH_LISTPACK: (4, 2),
-    T.RDB_TYPE_ZSET_LISTPACK: (4, 2),
-    T.RDB_TYPE_SET_LISTPACK: (4, 2),
-    T.RDB_TYPE_HASH_LISTPACK_EX: (4, 2),
-    T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA: (4, 2),
-    T.RDB_TYPE_HASH_ZIPMAP: (0, 1),
-}
 
 
 _OPCODE_NAMES = {
@@ -578,55 +444,6 @@ def _describe_item(buf: bytes, start: int, end: int) -> str:
     return _OPCODE_NAMES.get(op, f"opcode {op}")
 
 
-def _blob_count(buf: bytes, pos: int, end: int, header: tuple[int, int]) -> int | None:
-    """The element count in the header of a blob (ziplist, listpack, intset, zipmap)."""
-    if buf[pos] >> 6 == 3:  # compressed or integer-encoded
-        blob, _ = read_string(buf, pos, end)
-    else:
-        _, p = read_length(buf, pos, end)
-        blob = buf[p : p + 16]
-    at, width = header
-    if len(blob) < at + width:
-        return None
-    return int.from_bytes(blob[at : at + width], "little")
-
-
-def _quicklist_is_empty(t: int, buf: bytes, pos: int, end: int) -> bool:
-    """Whether every node of a quicklist is an empty ziplist or listpack."""
-    nodes, pos = read_length(buf, pos, end)
-    for _ in range(nodes):
-        header = _ZIPLIST_COUNT
-        if t == T.RDB_TYPE_LIST_QUICKLIST_2:
-            container, pos = read_length(buf, pos, end)
-            if container == T.QUICKLIST_NODE_CONTAINER_PLAIN:
-                return False
-            header = _LISTPACK_COUNT
-        if _blob_count(buf, pos, end, header) != 0:
-            return False
-        pos = skip_string(buf, pos, end)
-    return True
-
-
-def skip_module_opcodes(buf: bytes, pos: int, end: int) -> int:
-    """The position after a module value's opcode stream and its EOF marker."""
-    while True:
-        opcode, pos = read_length(buf, pos, end)
-        if opcode == T.RDB_MODULE_OPCODE_EOF:
-            return pos
-        if opcode == T.RDB_MODULE_OPCODE_SINT or opcode == T.RDB_MODULE_OPCODE_UINT:
-            _, pos = read_length(buf, pos, end)
-        elif opcode == T.RDB_MODULE_OPCODE_FLOAT:
-            pos += 4
-        elif opcode == T.RDB_MODULE_OPCODE_DOUBLE:
-            pos += 8
-        elif opcode == T.RDB_MODULE_OPCODE_STRING:
-            pos = skip_string(buf, pos, end)
-        else:
-            raise FormatError(f"unknown module value opcode {opcode}", offset=pos)
-        if pos > end:
-            raise Incomplete()
-
-
 def _skip_key_meta(buf: bytes, pos: int, end: int) -> int:
     classes, pos = read_length(buf, pos, end)
     for _ in range(classes):
@@ -644,50 +461,3 @@ def _skip_slot_import(buf: bytes, pos: int, end: int) -> int:
         _, pos = read_length(buf, pos, end)
         _, pos = read_length(buf, pos, end)
     return pos
-
-
-def _skip_stream(t: int, buf: bytes, pos: int, end: int) -> int:
-    nodes, pos = read_length(buf, pos, end)
-    for _ in range(nodes):
-        pos = skip_string(buf, skip_string(buf, pos, end), end)
-    for _ in range(3):  # length, last id
-        _, pos = read_length(buf, pos, end)
-    if t >= T.RDB_TYPE_STREAM_LISTPACKS_2:
-        for _ in range(5):  # first id, max deleted id, entries added
-            _, pos = read_length(buf, pos, end)
-    groups, pos = read_length(buf, pos, end)
-    for _ in range(groups):
-        pos = skip_string(buf, pos, end)
-        for _ in range(3 if t >= T.RDB_TYPE_STREAM_LISTPACKS_2 else 2):
-            _, pos = read_length(buf, pos, end)
-        pel, pos = read_length(buf, pos, end)
-        for _ in range(pel):
-            pos += 24  # raw id, delivery time
-            if pos > end:
-                raise Incomplete()
-            _, pos = read_length(buf, pos, end)
-        consumers, pos = read_length(buf, pos, end)
-        for _ in range(consumers):
-            pos = skip_string(buf, pos, end)
-            pos += 16 if t >= T.RDB_TYPE_STREAM_LISTPACKS_3 else 8
-            if pos > end:
-                raise Incomplete()
-            owned, pos = read_length(buf, pos, end)
-            pos += 16 * owned
-            if pos > end:
-                raise Incomplete()
-    if t >= T.RDB_TYPE_STREAM_LISTPACKS_4:
-        for _ in range(2):  # idempotency duration and max entries
-            _, pos = read_length(buf, pos, end)
-        producers, pos = read_length(buf, pos, end)
-        for _ in range(producers):
-            pos = skip_string(buf, pos, end)
-            iids, pos = read_length(buf, pos, end)
-            for _ in range(iids):
-                pos = skip_string(buf, pos, end)
-                _, pos = read_length(buf, pos, end)
-                _, pos = read_length(buf, pos, end)
-        for _ in range(2):  # iids added, duplicates
-            _, pos = read_length(buf, pos, end)
-    return pos
-

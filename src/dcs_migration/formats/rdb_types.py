@@ -45,6 +45,15 @@ RDB_TYPE_HASH_METADATA = 24  # 7.4+: hash with field TTLs
 RDB_TYPE_HASH_LISTPACK_EX = 25
 RDB_TYPE_STREAM_LISTPACKS_4 = 26  # RDB 13: stream with idempotent-producer state
 
+STREAM_TYPES = frozenset(
+    {
+        RDB_TYPE_STREAM_LISTPACKS,
+        RDB_TYPE_STREAM_LISTPACKS_2,
+        RDB_TYPE_STREAM_LISTPACKS_3,
+        RDB_TYPE_STREAM_LISTPACKS_4,
+    }
+)
+
 # Valkey (files starting VALKEY) gives 22 and up other meanings.
 VALKEY_RDB_TYPE_HASH_2 = 22  # hash whose fields may carry a TTL
 VALKEY_RDB_OPCODE_SLOT_IMPORT = 243  # a slot migration in progress: job name and slot ranges

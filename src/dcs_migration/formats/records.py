@@ -7,9 +7,9 @@ through never pays for decoding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from dcs_migration.formats.rdb_types import TYPE_NAMES, module_type_name
 
@@ -46,7 +46,18 @@ class KeyRecord(tuple):  # type: ignore[type-arg]
     ) -> KeyRecord:
         return tuple.__new__(
             cls,
-            (db, key, rdb_type, payload, expire_at_ms, offset, rdb_version, lru_idle, lfu_freq, valkey),
+            (
+                db,
+                key,
+                rdb_type,
+                payload,
+                expire_at_ms,
+                offset,
+                rdb_version,
+                lru_idle,
+                lfu_freq,
+                valkey,
+            ),
         )
 
     db: int = property(itemgetter(0))  # type: ignore[assignment]
@@ -161,29 +172,51 @@ class RdbEnd:
     offset: int = 0
 
 
-@dataclass(frozen=True, slots=True)
 class AofCommand:
-    """One command of an AOF log, with its arguments, the db it runs in and its #TS annotation."""
+    """One command of an AOF log, with its arguments, the db it runs in and its #TS annotation.
 
-    args: list[bytes]
-    db: int
-    offset: int = 0
-    timestamp: int | None = field(default=None)
+    A plain slots class rather than a dataclass: a log holds millions of them.
+    """
+
+    __slots__ = ("args", "db", "offset", "timestamp")
+
+    def __init__(
+        self, args: list[bytes], db: int, offset: int = 0, timestamp: int | None = None
+    ) -> None:
+        self.args = args
+        self.db = db
+        self.offset = offset
+        self.timestamp = timestamp
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AofCommand):
+            return NotImplemented
+        return (self.args, self.db, self.offset, self.timestamp) == (
+            other.args,
+            other.db,
+            other.offset,
+            other.timestamp,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"AofCommand(args={self.args!r}, db={self.db}, offset={self.offset})"
 
     @property
     def name(self) -> bytes:
         return self.args[0].upper() if self.args else b""
 
 
-Record = Union[
-    KeyRecord,
-    RdbHeader,
-    AuxField,
-    ResizeDb,
-    SelectDb,
-    SlotInfo,
-    FunctionLibrary,
-    ModuleAux,
-    RdbEnd,
-    AofCommand,
-]
+Record = (
+    KeyRecord
+    | RdbHeader
+    | AuxField
+    | ResizeDb
+    | SelectDb
+    | SlotInfo
+    | FunctionLibrary
+    | ModuleAux
+    | RdbEnd
+    | AofCommand
+)

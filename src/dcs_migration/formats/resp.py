@@ -45,9 +45,6 @@ class _Incomplete(Exception):
     """The buffered bytes end inside the item being parsed."""
 
 
-_INCOMPLETE = _Incomplete()
-
-
 class RespReader:
     """Reads the RESP commands of one AOF file (or the tail after its RDB preamble).
 
@@ -70,7 +67,7 @@ class RespReader:
         self.max_command_bytes = max_command_bytes
         self.db = db
         self.timestamp: int | None = None
-        self.commands = 0
+        self.commands = 0  # commands parsed so far
         self._buf = b""
         self._pos = 0
         self._base = offset  # file offset of self._buf[0]
@@ -90,13 +87,10 @@ class RespReader:
             return []
         if self._closed:
             raise FormatError("data fed after close()", offset=self.offset)
-        if self._need:
-            self._pending.append(bytes(data))
-            self._pending_len += len(data)
-            if len(self._buf) - self._pos + self._pending_len < self._need:
-                return []
-        else:
-            self._pending.append(bytes(data))
+        self._pending.append(bytes(data))
+        self._pending_len += len(data)
+        if self._need and len(self._buf) - self._pos + self._pending_len < self._need:
+            return []
         self._join()
         out: list[AofCommand] = []
         self._parse(out, final=False)
@@ -133,7 +127,7 @@ class RespReader:
             raise FormatError(
                 f"a command larger than the {self.max_command_bytes}-byte limit",
                 offset=self._base + start,
-            )
+            ) from None
         self._pos = start
         self._need = max(2 * avail, avail + 1)
 
@@ -175,7 +169,7 @@ class RespReader:
                     args: list[bytes] = []
                     for _ in range(argc):
                         if pos >= end:
-                            raise _INCOMPLETE
+                            raise _Incomplete()
                         if buf[pos] != _DOLLAR:
                             raise FormatError(
                                 f"expected '$' and an argument length, found "
@@ -203,7 +197,7 @@ class RespReader:
                         data = nl + 2
                         stop = data + n
                         if stop + 2 > end:
-                            raise _INCOMPLETE
+                            raise _Incomplete()
                         if buf[stop] != _CR or buf[stop + 1] != _LF:
                             raise FormatError(
                                 f"expected CRLF after a {n}-byte argument, found "
@@ -226,7 +220,7 @@ class RespReader:
                                 offset=base + pos,
                             )
                         if not final:
-                            raise _INCOMPLETE
+                            raise _Incomplete()
                         nl = end  # the last line of the file may lack its newline
                     if buf.startswith(b"#TS:", pos):
                         stamp = buf[pos + 4 : nl].rstrip(b"\r")
@@ -259,7 +253,7 @@ def _no_crlf(buf: bytes, pos: int, end: int, base: int, what: str) -> NoReturn:
     if partial.endswith(b"\r"):
         partial = partial[:-1]
     if end - pos < _MAX_HEADER_LINE and (not partial or partial.isdigit()):
-        raise _INCOMPLETE
+        raise _Incomplete()
     raise FormatError(
         f"expected {what} and CRLF, found {buf[pos : pos + _MAX_HEADER_LINE]!r}",
         offset=base + pos,

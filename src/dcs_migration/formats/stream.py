@@ -158,9 +158,7 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
         _skip_idempotency(c)
     if c.pos != c.end:
         raise FormatError(f"{c.end - c.pos} unexpected bytes after the stream")
-    return StreamValue(
-        entries, length, last_id, first_id, max_deleted_id, entries_added, groups
-    )
+    return StreamValue(entries, length, last_id, first_id, max_deleted_id, entries_added, groups)
 
 
 def _skip_idempotency(c: _Cursor) -> None:
@@ -223,7 +221,9 @@ def _node_entries(
                 flat = items[i + 1 : i + 1 + 2 * count]
                 if count < 0 or len(flat) != 2 * count:
                     raise FormatError("stream entry runs past the node")
-                pairs = [(_as_bytes(flat[j]), _as_bytes(flat[j + 1])) for j in range(0, len(flat), 2)]
+                pairs = [
+                    (_as_bytes(flat[j]), _as_bytes(flat[j + 1])) for j in range(0, len(flat), 2)
+                ]
                 i += 1 + 2 * count
             i += 1  # the entry's element count, for walking backwards
             if i > n:

@@ -12,7 +12,7 @@ What each type decodes to:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
@@ -46,7 +46,7 @@ class HashValue:
     field_expire_at_ms: dict[bytes, int] = field(default_factory=dict)
 
 
-Value = Union[bytes, list[bytes], list[tuple[bytes, float]], HashValue, StreamValue]
+Value = bytes | list[bytes] | list[tuple[bytes, float]] | HashValue | StreamValue
 
 
 def decode_value(record: KeyRecord) -> Value:
@@ -131,18 +131,19 @@ def _decode(t: int, payload: bytes, valkey: bool) -> Value:
     elif t == T.RDB_TYPE_HASH_LISTPACK:
         value = _hash(_pairs(listpack_strings(p.string()), "hash"))
     elif t == T.RDB_TYPE_LIST_QUICKLIST:
-        value = []
+        items: list[bytes] = []
         for _ in range(p.length()):
-            value.extend(ziplist_entries(p.string()))
+            items.extend(ziplist_entries(p.string()))
+        value = items
     elif t == T.RDB_TYPE_LIST_QUICKLIST_2:
-        value = []
+        value = items = []
         for _ in range(p.length()):
             container = p.length()
             node = p.string()
             if container == T.QUICKLIST_NODE_CONTAINER_PLAIN:
-                value.append(node)
+                items.append(node)
             elif container == T.QUICKLIST_NODE_CONTAINER_PACKED:
-                value.extend(listpack_strings(node))
+                items.extend(listpack_strings(node))
             else:
                 raise FormatError(f"quicklist node has unknown container {container}")
     elif t in (
