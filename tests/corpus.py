@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from functools import cache
@@ -42,26 +43,41 @@ def version_tuple(version: str | None) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
-def comparable(got: dict[str, Any], oracle: dict[str, Any]) -> tuple[Any, Any]:
+def comparable(
+    got: dict[str, Any],
+    oracle: dict[str, Any],
+    *,
+    got_version: tuple[int, ...] = (7, 4),
+    now_ms: int | None = None,
+) -> tuple[Any, Any]:
     """Both documents reduced to what the corpus README says to compare.
 
-    `got` is read as a Redis 7.x server holds data (inspect's view, or a live 7.x target);
-    fields the oracle server could not hold are dropped from `got`, and a consumer group's
-    lag is compared only when the oracle server is a 7.0-7.4 one.
+    `got` was read from a server of `got_version` (inspect reads as a 7.x server holds
+    data). What one side cannot hold is dropped from the other: stream counters and
+    group offsets when either side predates 7.0, functions when `got` does, hash field
+    TTLs when `got` predates 7.4. A consumer group's lag is compared only when both sides
+    compute it the same way (7.0 to 7.4). With `now_ms`, keys and hash fields of the
+    oracle that have expired since are dropped.
     """
     oracle_version = version_tuple(oracle.get("redis_version"))
-    g = {k: v for k, v in got.items() if k not in ("format", "redis_version", "server")}
-    o = {k: v for k, v in oracle.items() if k not in ("format", "redis_version", "server")}
-    if "functions" not in o:
+    g = copy.deepcopy({k: v for k, v in got.items() if k not in _IGNORED})
+    o = copy.deepcopy({k: v for k, v in oracle.items() if k not in _IGNORED})
+    oldest = min(oracle_version, got_version)
+    if "functions" not in o or got_version < (7,):
         g.pop("functions", None)
-    drop_lag = not (7,) <= oracle_version < (7, 9)  # 7.9.x is 8.0's preview, which differs
+        o.pop("functions", None)
+    if now_ms is not None:
+        _drop_expired(o, now_ms)
+    lag_comparable = all((7,) <= v < (7, 9) for v in (oracle_version, got_version))
     for doc in (g, o):
         for keys in doc.get("databases", {}).values():
             for entry in keys.values():
+                if got_version < (7, 4):
+                    entry.pop("field_expire_at_ms", None)
                 if entry.get("type") != "stream":
                     continue
                 value = entry["value"]
-                if oracle_version < (7,):
+                if oldest < (7,):
                     for name in (
                         "max_deleted_entry_id",
                         "entries_added",
@@ -69,9 +85,32 @@ def comparable(got: dict[str, Any], oracle: dict[str, Any]) -> tuple[Any, Any]:
                     ):
                         value.pop(name, None)
                 for group in value.get("groups", []):
-                    if oracle_version < (7,):
+                    if oldest < (7,):
                         group.pop("entries_read", None)
-                        group.pop("lag", None)
-                    if drop_lag:
+                    if oldest < (7,) or not lag_comparable:
                         group.pop("lag", None)
     return g, o
+
+
+_IGNORED = ("format", "redis_version", "server")
+
+
+def _drop_expired(doc: dict[str, Any], now_ms: int) -> None:
+    for db, keys in list(doc.get("databases", {}).items()):
+        for name, entry in list(keys.items()):
+            expire = entry.get("expire_at_ms")
+            if expire is not None and expire <= now_ms:
+                del keys[name]
+                continue
+            fields = entry.get("field_expire_at_ms")
+            if fields:
+                for f, t in list(fields.items()):
+                    if t <= now_ms:
+                        del fields[f]
+                        entry["value"].pop(f, None)
+                if not fields:
+                    del entry["field_expire_at_ms"]
+                if not entry["value"]:
+                    del keys[name]
+        if not keys:
+            del doc["databases"][db]

@@ -15,10 +15,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from dcs_migration.formats import AofCommand, FormatError, Record
+from dcs_migration.importer import ImportResult, run_import
 from dcs_migration.inspect_backup import Summary, summarize
 from dcs_migration.oracle import oracle_from_records
+from dcs_migration.progress import ImportProgress
 from dcs_migration.reading import read_input
 from dcs_migration.sources import Input, InputKind, find_inputs
+from dcs_migration.target.endpoint import TargetError, parse_target_url
+from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 
 app = typer.Typer(
     help="Import Redis backups (RDB and AOF) into Redis.",
@@ -134,6 +138,76 @@ def _print_summary(source: Input, s: Summary) -> None:
         out.print(table)
         if s.first_timestamp is not None:
             out.print(f"timestamps: {s.first_timestamp} .. {s.last_timestamp}")
+
+
+@app.command("import")
+def import_(
+    sources: Annotated[
+        list[str], typer.Argument(help="Backup files, folders, archives or s3://bucket/key.")
+    ],
+    target: Annotated[str, typer.Option("--target", help="redis://[user:password@]host:port[/db]")],
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="The target is a Redis Cluster.")
+    ] = False,
+    db: Annotated[
+        int | None, typer.Option("--db", help="Write every key to this database.")
+    ] = None,
+    conflict: Annotated[
+        Conflict, typer.Option("--conflict", help="What to do with a key the target already has.")
+    ] = Conflict.REPLACE,
+    flush: Annotated[bool, typer.Option("--flush", help="Empty the target first.")] = False,
+    strategy: Annotated[Strategy, typer.Option("--strategy")] = Strategy.AUTO,
+    skip_module_keys: Annotated[
+        bool, typer.Option("--skip-module-keys", help="Leave out keys of module types.")
+    ] = False,
+    big_key_bytes: Annotated[
+        int, typer.Option("--big-key-bytes", help="Rewrite values larger than this in chunks.")
+    ] = WriteOptions.big_key_bytes,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary as the last line.")
+    ] = False,
+) -> None:
+    """Import backups into a Redis (standalone or cluster) without running the service."""
+    err = Console(stderr=True)
+    try:
+        endpoint = parse_target_url(target)
+    except TargetError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    options = WriteOptions(
+        conflict=conflict,
+        strategy=strategy,
+        db=db if db is not None else (endpoint.db if endpoint.db else None),
+        flush=flush,
+        skip_module_keys=skip_module_keys,
+        big_key_bytes=big_key_bytes,
+    )
+    show_bar = sys.stderr.isatty() and not as_json
+    with ImportProgress(enabled=show_bar) as bar:
+        result = run_import(sources, endpoint, options, cluster=cluster, on_progress=bar.update)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+    else:
+        _print_result(result)
+    raise typer.Exit(0 if result.status == "SUCCESS" else 1)
+
+
+def _print_result(result: ImportResult) -> None:
+    out = Console()
+    color = "green" if result.status == "SUCCESS" else "red"
+    out.print(
+        f"[{color}]{result.status}[/{color}]: {result.keys_written} keys written, "
+        f"{result.keys_skipped_expired} already expired, "
+        f"{result.keys_skipped_existing} kept (existing), "
+        f"{result.commands_replayed} AOF commands, "
+        f"{result.functions_loaded} function libraries, "
+        f"{result.bytes_read} of {result.bytes_total} bytes in {result.seconds:.2f} s",
+        highlight=False,
+    )
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    if result.error:
+        out.print(f"[red]error:[/red] {escape(result.error)}", soft_wrap=True)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Errors carry the part's name (the file, or the archive and member) in `source`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.errors import FormatError
@@ -20,13 +20,20 @@ from dcs_migration.sources.inputs import Input, InputKind
 CHUNK_SIZE = 1 << 20
 
 
-def read_input(source: Input, *, chunk_size: int = CHUNK_SIZE) -> Iterator[Record]:
-    """Every record of `source`, part after part."""
+def read_input(
+    source: Input,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[Record]:
+    """Every record of `source`, part after part; `on_bytes(n)` hears of each chunk read."""
     for part in source.parts:
         reader = AofReader(ignore_non_resp_tail=source.kind is InputKind.RDB)
         try:
             with part.open() as stream:
                 while chunk := stream.read(chunk_size):
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
                     yield from reader.feed(chunk)
                 yield from reader.close()
         except FormatError as exc:

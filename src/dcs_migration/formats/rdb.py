@@ -27,6 +27,7 @@ from dcs_migration.formats.primitives import (
     skip_string,
 )
 from dcs_migration.formats.rdb_skip import (
+    MAYBE_EMPTY,
     SKIP_VALUE,
     VALKEY_SKIP_VALUE,
     is_empty,
@@ -259,6 +260,7 @@ class RdbReader:
         version = self.rdb_version
         valkey = self.valkey
         skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
+        maybe_empty = MAYBE_EMPTY
         append = out.append
         new_key = tuple.__new__
         expire: int | None = None
@@ -291,7 +293,7 @@ class RdbReader:
                         key, pos = read_string(buf, pos + 1, end)
                         vstart = pos
                         pos = skip(buf, pos, end)
-                        if is_empty(op, buf, vstart, pos):
+                        if maybe_empty[op * 256 + buf[vstart]] and is_empty(op, buf, vstart, pos):
                             self.empty_keys_dropped += 1
                             expire = idle = freq = None
                             prefix_start = -1

@@ -291,3 +291,26 @@ def is_empty(t: int, buf: bytes, vstart: int, vend: int) -> bool:
         return buf[vstart + 8] == 0
     blob = _EMPTY_BLOB.get(t)
     return blob is not None and _is_empty_blob(buf, vstart + blob[1], vend, blob[0])
+
+
+def _candidate_table() -> bytes:
+    """For (type, first byte of the value): could the value be empty? One byte per pair,
+    so that the reader rules out almost every value with one index."""
+    table = bytearray(256 * 256)
+    for t in range(256):
+        for b in range(256):
+            if t in (T.RDB_TYPE_LIST_QUICKLIST, T.RDB_TYPE_LIST_QUICKLIST_2):
+                maybe = True
+            elif t in _COUNTED:
+                maybe = b == 0
+            elif t in (T.RDB_TYPE_HASH_METADATA, T.RDB_TYPE_HASH_LISTPACK_EX):
+                maybe = True  # an 8-byte prefix comes first
+            elif t in _EMPTY_BLOB:
+                maybe = b <= 11 or b == 0xC3
+            else:
+                maybe = False
+            table[t * 256 + b] = maybe
+    return bytes(table)
+
+
+MAYBE_EMPTY = _candidate_table()

@@ -1,0 +1,143 @@
+"""A Redis Cluster: keys routed by hash slot, one pipeline per master, MOVED/ASK followed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hiredis
+
+from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.connection import Connection, info
+from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.target.options import WriteOptions
+from dcs_migration.target.pipeline import Pipeline, ReplyHandler
+from dcs_migration.target.slots import SLOTS, key_slot
+
+Node = tuple[str, int]
+ASKING = b"*1\r\n$6\r\nASKING\r\n"
+ASKING_TAG = ("asking",)
+
+
+class ClusterRouter:
+    def __init__(self, seed: Endpoint, on_reply: ReplyHandler, options: WriteOptions) -> None:
+        self.seed = seed
+        self.on_reply = on_reply
+        self.options = options
+        self.dbs = 1
+        self._pipelines: dict[Node, Pipeline] = {}
+        conn = Connection(seed)
+        try:
+            conn.connect()
+        except Exception as exc:
+            raise TargetError(f"cannot use {seed.host}:{seed.port}: {exc}") from exc
+        try:
+            self.caps = Capabilities.from_info(info(conn, "server"))
+            if not self.caps.cluster:
+                raise TargetError(f"{seed.host}:{seed.port} is not a Redis Cluster node")
+            self._slots = self._read_slots(conn)
+        finally:
+            conn.close()
+        for node in sorted(set(self._slots)):
+            self._pipeline(node)
+
+    # -- topology ----------------------------------------------------------------------
+
+    def _read_slots(self, conn: Connection) -> list[Node]:
+        """The master of every slot, from CLUSTER SHARDS (CLUSTER SLOTS on older servers)."""
+        slots: list[Node | None] = [None] * SLOTS
+        shards = conn.call(b"CLUSTER", b"SHARDS")
+        if isinstance(shards, hiredis.ReplyError):
+            for start, end, master, *_ in conn.call_checked(b"CLUSTER", b"SLOTS"):
+                node = self._node(master[0], master[1])
+                for s in range(int(start), int(end) + 1):
+                    slots[s] = node
+        else:
+            for shard in shards:
+                fields = _pairs(shard)
+                master = next(
+                    (_pairs(n) for n in fields[b"nodes"] if _pairs(n).get(b"role") == b"master"),
+                    None,
+                )
+                if master is None:
+                    continue
+                host = master.get(b"ip") or master.get(b"endpoint") or b""
+                port = master.get(b"port") or master.get(b"tls-port")
+                node = self._node(host, port)
+                ranges = fields[b"slots"]
+                for i in range(0, len(ranges), 2):
+                    for s in range(int(ranges[i]), int(ranges[i + 1]) + 1):
+                        slots[s] = node
+        missing = [s for s in range(SLOTS) if slots[s] is None]
+        if missing:
+            raise TargetError(
+                f"the cluster at {self.seed.host}:{self.seed.port} does not serve "
+                f"{len(missing)} slots (first: {missing[0]}): it is not ready for an import"
+            )
+        return [s for s in slots if s is not None]
+
+    def _node(self, host: Any, port: Any) -> Node:
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        if text in ("", "?"):
+            text = self.seed.host
+        return (text, int(port))
+
+    def _pipeline(self, node: Node) -> Pipeline:
+        pipe = self._pipelines.get(node)
+        if pipe is None:
+            pipe = Pipeline(
+                self.seed.at(*node),
+                self.on_reply,
+                window_bytes=self.options.window_bytes,
+                retries=self.options.retries,
+            )
+            pipe.open()
+            self._pipelines[node] = pipe
+        return pipe
+
+    # -- routing -----------------------------------------------------------------------
+
+    def pipeline_for(self, key: bytes, db: int) -> Pipeline:
+        if db != 0:
+            raise TargetError(f"a Redis Cluster has only db 0; key {key!r} is in db {db}")
+        return self._pipeline(self._slots[key_slot(key)])
+
+    def masters(self) -> list[Pipeline]:
+        return [self._pipeline(node) for node in sorted(set(self._slots))]
+
+    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+        if not isinstance(reply, hiredis.ReplyError):
+            return False
+        text = str(reply)
+        kind, _, rest = text.partition(" ")
+        if kind not in ("MOVED", "ASK"):
+            return False
+        slot_text, _, address = rest.partition(" ")
+        host, _, port = address.rpartition(":")
+        node = self._node(host, port)
+        if kind == "MOVED":
+            self._slots[int(slot_text)] = node
+            self._pipeline(node).push(command, tag)
+        else:
+            pipe = self._pipeline(node)
+            pipe.push(ASKING, ASKING_TAG)
+            pipe.push(command, tag)
+        return True
+
+    def flush(self) -> None:
+        # A redirect during one flush can push to another pipeline: flush until all are idle.
+        for _ in range(10):
+            for pipe in list(self._pipelines.values()):
+                pipe.flush()
+            if all(p.idle for p in self._pipelines.values()):
+                return
+
+    def close(self) -> None:
+        for pipe in self._pipelines.values():
+            pipe.close()
+
+
+def _pairs(flat: Any) -> dict[bytes, Any]:
+    """A RESP2 map (a flat list of name, value, ...) as a dict."""
+    if isinstance(flat, dict):
+        return flat
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}

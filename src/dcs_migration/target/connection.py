@@ -1,0 +1,173 @@
+"""One raw connection to a Redis server: commands out as bytes, replies in through hiredis.
+
+No client library sits in the hot path: the writer builds command bytes itself and this
+class only moves them and parses replies. `call()` is for the few request/response
+exchanges (AUTH, INFO, SELECT, CLUSTER SHARDS); `send()` / `read_reply()` are for
+pipelining.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+
+from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.target.resp import encode_command
+
+RECV_SIZE = 1 << 20
+
+
+class ConnectionLost(Exception):
+    """The connection dropped (or never came up); the caller may reconnect and resend."""
+
+
+class Connection:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = 30.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._reader = hiredis.Reader()
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def connect(self) -> None:
+        """Open the socket, log in and select the endpoint's db."""
+        self.close()
+        ep = self.endpoint
+        try:
+            sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ep.tls:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
+        self._sock = sock
+        self._reader = hiredis.Reader()
+        if ep.password is not None:
+            auth = [b"AUTH", ep.password.encode()]
+            if ep.username:
+                auth.insert(1, ep.username.encode())
+            reply = self.call(*auth)
+            if isinstance(reply, hiredis.ReplyError):
+                self.close()
+                raise TargetError(f"{ep.host}:{ep.port} refused the login: {reply}")
+        if ep.db:
+            self.select(ep.db)
+
+    def select(self, db: int) -> None:
+        reply = self.call(b"SELECT", b"%d" % db)
+        if isinstance(reply, hiredis.ReplyError):
+            raise TargetError(f"{self.endpoint.host}:{self.endpoint.port}: SELECT {db}: {reply}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sock is None:
+            raise ConnectionLost("not connected")
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise ConnectionLost(
+                f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
+            ) from exc
+
+    def read_reply(self) -> Any:
+        """The next reply (a hiredis.ReplyError for an error reply), waiting for it."""
+        reply = self._reader.gets()
+        while reply is False:
+            self._fill()
+            reply = self._reader.gets()
+        return reply
+
+    def receive_if_only(self, line: bytes, most: int) -> int:
+        """Receive one chunk; when it holds nothing but whole copies of `line` (and no
+        reply was half-read before it), return their number without parsing them.
+        Otherwise hand the chunk to the reply parser and return 0."""
+        if self._sock is None:
+            raise ConnectionLost("not connected")
+        if self._reader.has_data():
+            return 0
+        data = self._recv()
+        n = len(data) // len(line)
+        if n <= most and n * len(line) == len(data) and data == line * n:
+            return n
+        self._reader.feed(data)
+        return 0
+
+    def replies_ready(self) -> list[Any]:
+        """The replies already received, without waiting for more."""
+        out = []
+        reply = self._reader.gets()
+        while reply is not False:
+            out.append(reply)
+            reply = self._reader.gets()
+        return out
+
+    def _fill(self) -> None:
+        self._reader.feed(self._recv())
+
+    def _recv(self) -> bytes:
+        if self._sock is None:
+            raise ConnectionLost("not connected")
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except TimeoutError as exc:
+            self.close()
+            raise ConnectionLost(
+                f"{self.endpoint.host}:{self.endpoint.port} did not answer within {self.timeout} s"
+            ) from exc
+        except OSError as exc:
+            self.close()
+            raise ConnectionLost(
+                f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
+            ) from exc
+        if not data:
+            self.close()
+            raise ConnectionLost(f"{self.endpoint.host}:{self.endpoint.port} closed the connection")
+        return data
+
+    def call(self, *args: bytes | str | int) -> Any:
+        """Send one command and wait for its reply (errors come back as hiredis.ReplyError)."""
+        self.send(encode_command([_arg(a) for a in args]))
+        return self.read_reply()
+
+    def call_checked(self, *args: bytes | str | int) -> Any:
+        """As `call`, raising TargetError on an error reply."""
+        reply = self.call(*args)
+        if isinstance(reply, hiredis.ReplyError):
+            name = _arg(args[0]).decode(errors="replace")
+            raise TargetError(f"{self.endpoint.host}:{self.endpoint.port}: {name}: {reply}")
+        return reply
+
+
+def _arg(a: bytes | str | int) -> bytes:
+    if isinstance(a, bytes):
+        return a
+    return str(a).encode()
+
+
+def info(conn: Connection, section: str = "server") -> dict[str, str]:
+    """INFO as a dict of its `name:value` lines."""
+    text = conn.call_checked(b"INFO", section.encode())
+    out = {}
+    for line in bytes(text).decode(errors="replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name] = value
+    return out
+
+
+def as_args(values: Sequence[bytes | str | int]) -> list[bytes]:
+    return [_arg(v) for v in values]

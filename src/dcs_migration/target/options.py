@@ -1,0 +1,32 @@
+"""How an import writes: conflict policy, strategy, db mapping, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Conflict(StrEnum):
+    REPLACE = "replace"  # an existing key is replaced
+    SKIP = "skip"  # an existing key is kept, and counted
+    FAIL = "fail"  # an existing key stops the import, named
+
+
+class Strategy(StrEnum):
+    AUTO = "auto"  # hand-off when the target may be replaced, else RESTORE
+    RESTORE = "restore"  # RESTORE where the target can load the encoding, else rewrite
+    REWRITE = "rewrite"  # ordinary commands for every key (targets that refuse RESTORE)
+    HANDOFF = "handoff"  # the target loads the RDB itself, as a replica
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    conflict: Conflict = Conflict.REPLACE
+    strategy: Strategy = Strategy.AUTO
+    db: int | None = None  # every key to this db, or each to its own when None
+    flush: bool = False  # empty the target databases first
+    skip_module_keys: bool = False
+    big_key_bytes: int = 256 << 20  # values above this are rewritten in chunks
+    chunk_bytes: int = 1 << 20  # the most one rewrite command carries
+    window_bytes: int = 8 << 20  # commands awaiting replies, per connection
+    retries: int = 5  # reconnect attempts after a dropped connection

@@ -1,0 +1,31 @@
+"""Where a key's commands go: the one shape every target (standalone, cluster) offers."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.pipeline import Pipeline
+
+
+class Router(Protocol):
+    caps: Capabilities  # what every node can take (the oldest node decides)
+    dbs: int  # how many databases a key may go to (1 for a cluster)
+
+    def pipeline_for(self, key: bytes, db: int) -> Pipeline:
+        """The pipeline to push `key`'s commands to, with `db` current on it."""
+        ...
+
+    def masters(self) -> list[Pipeline]:
+        """One pipeline per master, for what every master must run (functions, flush)."""
+        ...
+
+    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+        """Resend a command a node answered with MOVED/ASK; False if it was no redirect."""
+        ...
+
+    def flush(self) -> None:
+        """Send everything pushed and wait for every reply."""
+        ...
+
+    def close(self) -> None: ...

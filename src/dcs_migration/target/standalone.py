@@ -1,0 +1,53 @@
+"""A standalone Redis (or a proxy in front of one): one connection, SELECT per db."""
+
+from __future__ import annotations
+
+from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.connection import info
+from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.target.options import WriteOptions
+from dcs_migration.target.pipeline import Pipeline, ReplyHandler
+
+
+class StandaloneRouter:
+    def __init__(self, endpoint: Endpoint, on_reply: ReplyHandler, options: WriteOptions) -> None:
+        self.pipeline = Pipeline(
+            endpoint,
+            on_reply,
+            window_bytes=options.window_bytes,
+            retries=options.retries,
+        )
+        self.pipeline.open()
+        server = info(self.pipeline.conn, "server")
+        self.caps = Capabilities.from_info(server)
+        if self.caps.cluster:
+            self.pipeline.close()
+            raise TargetError(
+                f"{endpoint.host}:{endpoint.port} is a Redis Cluster node: import with --cluster"
+            )
+        self.dbs = self._databases()
+
+    def _databases(self) -> int:
+        reply = self.pipeline.conn.call(b"CONFIG", b"GET", b"databases")
+        if isinstance(reply, list) and len(reply) == 2:
+            try:
+                return int(reply[1])
+            except ValueError:
+                pass
+        return 16  # CONFIG may be refused (e.g. renamed by a managed service)
+
+    def pipeline_for(self, key: bytes, db: int) -> Pipeline:
+        self.pipeline.select(db)
+        return self.pipeline
+
+    def masters(self) -> list[Pipeline]:
+        return [self.pipeline]
+
+    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+        return False
+
+    def flush(self) -> None:
+        self.pipeline.flush()
+
+    def close(self) -> None:
+        self.pipeline.close()

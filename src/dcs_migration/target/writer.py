@@ -1,0 +1,336 @@
+"""Records in, a target's contents out: policy, expiry, db mapping and counting.
+
+The writer decides per key (RESTORE or rewrite, skip or write) and leaves where the
+commands go to its router (one standalone server or a cluster's masters). Replies are
+checked as they come back; an error reply stops the import with the key and the
+server's message, after counting what the target acknowledged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import hiredis
+
+from dcs_migration.formats import rdb_types as T
+from dcs_migration.formats.functions import describe_library
+from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
+from dcs_migration.target.endpoint import TargetError
+from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from dcs_migration.target.pipeline import Pipeline
+from dcs_migration.target.resp import encode_command
+from dcs_migration.target.router import Router
+
+_MODULE_TYPES = (T.RDB_TYPE_MODULE_2, T.RDB_TYPE_MODULE_PRE_GA)
+_BUSYKEY = "BUSYKEY"
+# Zipmaps (before Redis 2.6) with lengths over 253 bytes are refused by some servers'
+# integrity check although they are valid: the rewrite is exact and they are rare.
+_ALWAYS_REWRITTEN = (T.RDB_TYPE_HASH_ZIPMAP,)
+
+# Reply tags (see Pipeline): what a reply acknowledges.
+RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
+MODULE = "module"  # RESTORE of a module value
+PART = "part"  # one command of a rewritten key
+RENAME = "rename"  # the last command of a rewritten key
+RENAMENX = "renamenx"  # the same, keeping an existing key
+FUNCTION = "function"
+AOF = "aof"
+IGNORE = "asking"
+
+
+class Refused(TargetError):
+    """The target answered a command with an error (the connection itself is fine)."""
+
+
+@dataclass
+class WriteStats:
+    keys_written: int = 0
+    keys_skipped_expired: int = 0
+    keys_skipped_existing: int = 0
+    keys_skipped_module: int = 0
+    keys_rewritten: int = 0
+    field_ttls_dropped: int = 0
+    functions_loaded: int = 0
+    functions_skipped: int = 0
+    commands_replayed: int = 0
+    reconnects: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(self, options: WriteOptions) -> None:
+        self.options = options
+        self.stats = WriteStats()
+        self._now_ms = int(time.time() * 1000)
+        self._since_clock = 0
+        self.router: Router | None = None
+        self._rewrite: Rewrite | None = None
+        self._aof_db: int | None = None  # the db the AOF commands run in, when remapped
+        self._multi: list[AofCommand] | None = None
+
+    def attach(self, router: Router) -> None:
+        """Start writing through `router` (built with this writer's `on_reply`)."""
+        self.router = router
+        self._rewrite = Rewrite(router.caps, self.options.chunk_bytes, self._now_ms)
+        if self.options.db is not None and self.options.db >= router.dbs:
+            raise TargetError(
+                f"--db {self.options.db}: the target has {router.dbs} database(s)"
+                + (" (a Redis Cluster has db 0 only)" if router.dbs == 1 else "")
+            )
+        if self.options.flush:
+            for pipe in router.masters():
+                pipe.push(encode_command([b"FLUSHALL"]), (PART, b"FLUSHALL"))
+            router.flush()
+
+    # -- records -------------------------------------------------------------------------
+
+    def write(self, record: Record) -> None:
+        if type(record) is KeyRecord:
+            self.write_key(record)
+        elif type(record) is AofCommand:
+            self.write_command(record)
+        elif type(record) is FunctionLibrary:
+            self.write_function(record)
+        elif type(record) is ModuleAux:
+            self.write_module_aux(record)
+
+    def write_module_aux(self, record: ModuleAux) -> None:
+        """Module AUX data has no command that carries it: only the module's own load can
+        read it, so an import stops unless module data is to be left out."""
+        if self.options.skip_module_keys:
+            self._warn_once("module-aux", f"module AUX data of {record.module_name!r} left out")
+            return
+        raise TargetError(
+            f"the backup holds AUX data of module {record.module_name!r} at offset "
+            f"{record.offset}, which no command can carry to a target "
+            "(--skip-module-keys leaves module data out)"
+        )
+
+    def write_key(self, record: KeyRecord) -> None:
+        assert self.router is not None and self._rewrite is not None
+        self._since_clock += 1
+        if self._since_clock >= 4096:
+            self._since_clock = 0
+            self._now_ms = self._rewrite.now_ms = int(time.time() * 1000)
+        expire = record.expire_at_ms
+        if expire is not None and expire <= self._now_ms:
+            self.stats.keys_skipped_expired += 1
+            return
+        if record.rdb_type in _MODULE_TYPES and self.options.skip_module_keys:
+            self.stats.keys_skipped_module += 1
+            return
+        db = record.db if self.options.db is None else self.options.db
+        pipe = self.router.pipeline_for(record.key, db)
+        if record.rdb_type in _MODULE_TYPES:
+            # Only RESTORE carries a module value; a target without the module refuses it.
+            replace = self.options.conflict is Conflict.REPLACE
+            pipe.push(restore_command(record, replace), (MODULE, record.key, record.module_name))
+        elif self._restorable(record):
+            if self.options.conflict is Conflict.REPLACE:
+                pipe.push(restore_command(record, True))
+            else:
+                pipe.push(restore_command(record, False), (RESTORE_NX, record.key))
+        else:
+            self._write_rewritten(record, pipe)
+
+    def _restorable(self, record: KeyRecord) -> bool:
+        assert self.router is not None
+        return (
+            self.options.strategy is not Strategy.REWRITE
+            and record.rdb_type not in _ALWAYS_REWRITTEN
+            and not record.valkey
+            and self.router.caps.can_restore(record.rdb_type)
+            and len(record.payload) <= self.options.big_key_bytes
+        )
+
+    def _write_rewritten(self, record: KeyRecord, pipe: Pipeline) -> None:
+        assert self._rewrite is not None
+        key = record.key
+        tmp = temporary_key(key)
+        pipe.push(encode_command([b"DEL", tmp]), (PART, key))
+        dropped = self._rewrite.field_ttls_dropped
+        for args in self._rewrite.build(record, tmp):
+            pipe.push(encode_command(args), (PART, key))
+        if self._rewrite.field_ttls_dropped != dropped:
+            self._warn_once(
+                "field-ttls",
+                "the target is older than Redis 7.4 and cannot hold hash field TTLs: "
+                "they are dropped (the fields and values are written)",
+            )
+        if record.expire_at_ms is not None:
+            pipe.push(encode_command([b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]), (PART, key))
+        if self.options.conflict is Conflict.REPLACE:
+            pipe.push(encode_command([b"RENAME", tmp, key]), (RENAME, key))
+        else:
+            pipe.push(encode_command([b"RENAMENX", tmp, key]), (RENAMENX, key))
+            pipe.push(encode_command([b"DEL", tmp]), (PART, key))
+        self.stats.keys_rewritten += 1
+
+    def write_function(self, record: FunctionLibrary) -> None:
+        assert self.router is not None
+        library = describe_library(record.code)
+        if not self.router.caps.functions:
+            self.stats.functions_skipped += 1
+            self._warn_once(
+                "functions",
+                "the target is older than Redis 7.0 and has no functions: "
+                "function libraries are not imported",
+            )
+            return
+        args = [b"FUNCTION", b"LOAD"]
+        if self.options.conflict is Conflict.REPLACE:
+            args.append(b"REPLACE")
+        command = encode_command([*args, record.code])
+        for pipe in self.router.masters():
+            pipe.push(command, (FUNCTION, library.name))
+
+    def write_command(self, record: AofCommand) -> None:
+        """Replay one AOF command (SELECT and MULTI/EXEC handled here)."""
+        assert self.router is not None
+        name = record.name
+        db = record.db if self.options.db is None else self.options.db
+        if name == b"SELECT":
+            return  # each command carries its db; the router selects it
+        if name == b"MULTI":
+            self._multi = []
+            return
+        if self._multi is not None and name != b"EXEC":
+            self._multi.append(record)
+            return
+        if name == b"EXEC":
+            block = self._multi or []
+            self._multi = None
+            if block:
+                pipe = self.router.pipeline_for(_first_key(block[0]), db)
+                pipe.push(encode_command([b"MULTI"]), (AOF, record.offset, b"MULTI"))
+                for c in block:
+                    pipe.push(encode_command(c.args), (AOF, c.offset, c.name))
+                pipe.push(encode_command([b"EXEC"]), (AOF, record.offset, b"EXEC"))
+                self.stats.commands_replayed += len(block)
+            return
+        if name == b"FUNCTION" or name == b"FLUSHALL" or name == b"FLUSHDB":
+            for pipe in self.router.masters():
+                if self.router.dbs > 1:
+                    pipe.select(db)
+                pipe.push(encode_command(record.args), (AOF, record.offset, name))
+        else:
+            pipe = self.router.pipeline_for(_first_key(record), db)
+            pipe.push(encode_command(record.args), (AOF, record.offset, name))
+        self.stats.commands_replayed += 1
+
+    def finish(self) -> None:
+        """Wait for every reply; raises TargetError if the target refused anything."""
+        assert self.router is not None
+        if self._multi:
+            self._warn_once(
+                "multi", f"the AOF ends inside a MULTI: {len(self._multi)} commands not applied"
+            )
+            self._multi = None
+        self.router.flush()
+
+    @property
+    def keys_written(self) -> int:
+        acknowledged = sum(p.acknowledged for p in self.router.masters()) if self.router else 0
+        return self.stats.keys_written + acknowledged
+
+    # -- replies -------------------------------------------------------------------------
+
+    def on_reply(self, tag: Any, reply: Any, command: bytes) -> None:
+        assert self.router is not None
+        error = isinstance(reply, hiredis.ReplyError)
+        if error and self.router.redirect(reply, command, tag):
+            return
+        kind = tag[0] if tag is not None else None
+        if kind is None:  # RESTORE ... REPLACE of a plain key write
+            raise Refused(f"the target refused key {_command_key(command)!r}: {reply}")
+        if kind in (PART, IGNORE):
+            if error:
+                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
+        elif kind == MODULE:
+            if error and str(reply).startswith(_BUSYKEY):
+                self._exists(tag[1])
+            elif error:
+                raise Refused(
+                    f"the target refused key {tag[1]!r}, a value of module type {tag[2]!r} "
+                    f"(is the module loaded there? --skip-module-keys leaves such keys out): "
+                    f"{reply}"
+                )
+            else:
+                self.stats.keys_written += 1
+        elif kind in (RESTORE_NX, RENAMENX):
+            exists = (error and str(reply).startswith(_BUSYKEY)) or (
+                kind == RENAMENX and reply == 0
+            )
+            if exists:
+                self._exists(tag[1])
+            elif error:
+                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
+            else:
+                self.stats.keys_written += 1
+        elif kind == RENAME:
+            if error:
+                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
+            self.stats.keys_written += 1
+        elif kind == FUNCTION:
+            if error and "already exists" in str(reply):
+                if self.options.conflict is Conflict.FAIL:
+                    raise Refused(f"function library {tag[1]!r} already exists on the target")
+                self.stats.functions_skipped += 1
+            elif error:
+                raise Refused(f"the target refused function library {tag[1]!r}: {reply}")
+            else:
+                self.stats.functions_loaded += 1
+        elif kind == AOF:
+            bad = reply if error else _first_error(reply)
+            if bad is not None:
+                raise Refused(
+                    f"the target refused AOF command {tag[2].decode(errors='replace')} "
+                    f"at offset {tag[1]}: {bad}"
+                )
+        else:
+            raise AssertionError(f"a reply for an unknown tag {tag!r}")
+
+    def _exists(self, key: bytes) -> None:
+        if self.options.conflict is Conflict.FAIL:
+            raise Refused(f"key {key!r} already exists on the target (conflict policy fail)")
+        self.stats.keys_skipped_existing += 1
+
+    def _warn_once(self, topic: str, message: str) -> None:
+        if message not in self.stats.warnings:
+            self.stats.warnings.append(message)
+
+
+def _first_error(reply: Any) -> Any:
+    if isinstance(reply, list):
+        for item in reply:
+            if isinstance(item, hiredis.ReplyError):
+                return item
+    return None
+
+
+def _first_key(command: AofCommand) -> bytes:
+    """The key a command is routed by: its first argument after the name (most commands)."""
+    args = command.args
+    name = command.name
+    if name in (b"XREADGROUP", b"XREAD"):
+        try:
+            return args[[a.upper() for a in args].index(b"STREAMS") + 1]
+        except (ValueError, IndexError):
+            return b""
+    if name in (b"EVAL", b"EVALSHA", b"FCALL", b"FCALL_RO") and len(args) > 3:
+        return args[3]
+    return args[1] if len(args) > 1 else b""
+
+
+def _command_key(command: bytes) -> bytes:
+    """The second argument of an encoded command (the key), for error messages."""
+    pos = command.find(b"\r\n$")  # the name's length
+    pos = command.find(b"\r\n$", pos + 3)  # the key's length
+    end = command.find(b"\r\n", pos + 2)
+    if pos < 0 or end < 0:
+        return b"?"
+    size = int(command[pos + 3 : end])
+    return command[end + 2 : end + 2 + size]
