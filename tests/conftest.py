@@ -56,3 +56,23 @@ def redis_cluster() -> Iterator[RedisCluster]:
 
     with RedisCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """One three-master cluster for a module's tests; each test empties it first with
+    `emptied(cluster)`."""
+    _require_redis()
+    from tests.cluster import RedisCluster
+
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+def emptied(cluster: RedisCluster) -> RedisCluster:
+    for _, port in cluster.nodes:
+        client = cluster.node_client(port)
+        client.flushall()
+        client.execute_command("FUNCTION", "FLUSH")
+        client.close()
+    return cluster

@@ -22,6 +22,7 @@ class RedisServer:
 
     def __init__(self, *args: str, dbfilename: str = "dump.rdb", rdb: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dcs-redis-"))
+        self.password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
         if rdb is not None:
             shutil.copyfile(rdb, self.dir / dbfilename)
         self.port = free_port()
@@ -60,8 +61,9 @@ class RedisServer:
         raise RuntimeError("redis-server did not answer in time")
 
     def cli(self, *args: str, stdin: bytes | None = None) -> str:
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
         out = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *auth, *args],
             input=stdin,
             capture_output=True,
             check=True,

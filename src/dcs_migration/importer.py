@@ -61,9 +61,20 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def resolve_inputs(sources: list[str]) -> list[Input]:
+    """The inputs of every source: a local file or folder, or `s3://bucket/key` (an object)
+    or `s3://bucket/prefix/` (every backup under it), read from the store that the
+    DCS_MIGRATION_OBS_* variables name."""
+    from dcs_migration.sources.s3 import find_s3_inputs, is_s3_url, make_s3_client, parse_s3_url
+
     inputs: list[Input] = []
+    client = None
     for source in sources:
-        inputs.extend(find_inputs(source))
+        if is_s3_url(source):
+            bucket, key = parse_s3_url(source)
+            client = client if client is not None else make_s3_client()
+            inputs.extend(find_s3_inputs(bucket, key, client=client))
+        else:
+            inputs.extend(find_inputs(source))
     return inputs
 
 

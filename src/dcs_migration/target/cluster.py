@@ -7,6 +7,7 @@ from typing import Any
 import hiredis
 
 from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.command_keys import CommandKeys
 from dcs_migration.target.connection import Connection, info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
@@ -35,8 +36,11 @@ class ClusterRouter:
             if not self.caps.cluster:
                 raise TargetError(f"{seed.host}:{seed.port} is not a Redis Cluster node")
             self._slots = self._read_slots(conn)
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        self._control = conn  # for COMMAND lookups and the synchronous moves of keys
+        self._command_keys: CommandKeys | None = None
         for node in sorted(set(self._slots)):
             self._pipeline(node)
 
@@ -101,6 +105,38 @@ class ClusterRouter:
             raise TargetError(f"a Redis Cluster has only db 0; key {key!r} is in db {db}")
         return self._pipeline(self._slots[key_slot(key)])
 
+    def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
+        """The master a replayed command goes to; None for a command without keys.
+        Raises CrossSlot when its keys live in different slots."""
+        if self._command_keys is None:
+            table = self._control.call_checked(b"COMMAND")
+            self._command_keys = CommandKeys(
+                table, lambda a: self._control.call(b"COMMAND", b"GETKEYS", *a)
+            )
+        keys = self._command_keys.keys(args)
+        if not keys:
+            return None
+        slots = {key_slot(k) for k in keys}
+        if len(slots) > 1:
+            raise CrossSlot(keys)
+        return self._pipeline(self._slots[slots.pop()])
+
+    def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:
+        """RENAME across slots: DUMP the source where it lives, RESTORE it (with its TTL)
+        where the destination lives, then delete the source."""
+        self.flush()
+        src = self.pipeline_for(source, 0)
+        dst = self.pipeline_for(destination, 0)
+        payload = src.conn.call(b"DUMP", source)
+        if payload is None or isinstance(payload, hiredis.ReplyError):
+            raise TargetError(f"cannot move key {source!r} to {destination!r}: {payload}")
+        ttl = src.conn.call_checked(b"PTTL", source)
+        if keep_existing and dst.conn.call_checked(b"EXISTS", destination):
+            return
+        restore = [b"RESTORE", destination, b"%d" % max(int(ttl), 0), payload, b"REPLACE"]
+        dst.conn.call_checked(*restore)
+        src.conn.call_checked(b"DEL", source)
+
     def masters(self) -> list[Pipeline]:
         return [self._pipeline(node) for node in sorted(set(self._slots))]
 
@@ -132,8 +168,17 @@ class ClusterRouter:
                 return
 
     def close(self) -> None:
+        self._control.close()
         for pipe in self._pipelines.values():
             pipe.close()
+
+
+class CrossSlot(TargetError):
+    """A command's keys live in different hash slots."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        super().__init__(f"keys {keys!r} live in different hash slots")
+        self.keys = keys
 
 
 def _pairs(flat: Any) -> dict[bytes, Any]:

@@ -16,6 +16,15 @@ class Router(Protocol):
         """The pipeline to push `key`'s commands to, with `db` current on it."""
         ...
 
+    def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
+        """Where a replayed command goes (None: a command without keys, for every master).
+        A cluster raises CrossSlot when the keys live in different slots."""
+        ...
+
+    def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:
+        """RENAME (or RENAMENX) between two slots of a cluster."""
+        ...
+
     def masters(self) -> list[Pipeline]:
         """One pipeline per master, for what every master must run (functions, flush)."""
         ...

@@ -40,6 +40,13 @@ class StandaloneRouter:
         self.pipeline.select(db)
         return self.pipeline
 
+    def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
+        self.pipeline.select(db)
+        return self.pipeline
+
+    def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:
+        raise AssertionError("a standalone server runs RENAME itself")
+
     def masters(self) -> list[Pipeline]:
         return [self.pipeline]
 

@@ -17,6 +17,7 @@ import hiredis
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.target.cluster import CrossSlot
 from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
@@ -188,12 +189,11 @@ class Writer:
             pipe.push(command, (FUNCTION, library.name))
 
     def write_command(self, record: AofCommand) -> None:
-        """Replay one AOF command (SELECT and MULTI/EXEC handled here)."""
-        assert self.router is not None
+        """Replay one AOF command. SELECT is carried by each command's db; a MULTI block
+        is buffered, so that one the AOF leaves open is dropped as Redis drops it."""
         name = record.name
-        db = record.db if self.options.db is None else self.options.db
         if name == b"SELECT":
-            return  # each command carries its db; the router selects it
+            return
         if name == b"MULTI":
             self._multi = []
             return
@@ -201,24 +201,51 @@ class Writer:
             self._multi.append(record)
             return
         if name == b"EXEC":
-            block = self._multi or []
-            self._multi = None
-            if block:
-                pipe = self.router.pipeline_for(_first_key(block[0]), db)
-                pipe.push(encode_command([b"MULTI"]), (AOF, record.offset, b"MULTI"))
-                for c in block:
-                    pipe.push(encode_command(c.args), (AOF, c.offset, c.name))
-                pipe.push(encode_command([b"EXEC"]), (AOF, record.offset, b"EXEC"))
-                self.stats.commands_replayed += len(block)
+            block, self._multi = self._multi or [], None
+            self._replay_block(block, record)
             return
-        if name == b"FUNCTION" or name == b"FLUSHALL" or name == b"FLUSHDB":
-            for pipe in self.router.masters():
-                if self.router.dbs > 1:
-                    pipe.select(db)
-                pipe.push(encode_command(record.args), (AOF, record.offset, name))
-        else:
-            pipe = self.router.pipeline_for(_first_key(record), db)
-            pipe.push(encode_command(record.args), (AOF, record.offset, name))
+        self._replay(record)
+
+    def _replay_block(self, block: list[AofCommand], exec_record: AofCommand) -> None:
+        assert self.router is not None
+        if not block:
+            return
+        if self.router.dbs == 1:
+            # A cluster runs no transaction across slots; replayed one after the other,
+            # the commands leave the same contents.
+            for c in block:
+                self._replay(c)
+            return
+        db = block[0].db if self.options.db is None else self.options.db
+        pipe = self.router.command_pipeline(block[0].args, db)
+        assert pipe is not None
+        pipe.push(encode_command([b"MULTI"]), (AOF, exec_record.offset, b"MULTI"))
+        for c in block:
+            pipe.push(encode_command(c.args), (AOF, c.offset, c.name))
+        pipe.push(encode_command([b"EXEC"]), (AOF, exec_record.offset, b"EXEC"))
+        self.stats.commands_replayed += len(block)
+
+    def _replay(self, record: AofCommand) -> None:
+        assert self.router is not None
+        db = record.db if self.options.db is None else self.options.db
+        name = record.name
+        try:
+            pipe = self.router.command_pipeline(record.args, db)
+        except CrossSlot:
+            if name in (b"RENAME", b"RENAMENX") and len(record.args) == 3:
+                self.router.move_key(
+                    record.args[1], record.args[2], keep_existing=name == b"RENAMENX"
+                )
+                self.stats.commands_replayed += 1
+                return
+            raise Refused(
+                f"AOF command {name.decode(errors='replace')} at offset {record.offset} "
+                "touches keys in different hash slots, which a Redis Cluster cannot run"
+            ) from None
+        command = encode_command(record.args)
+        tag = (AOF, record.offset, name)
+        for target in [pipe] if pipe is not None else self.router.masters():
+            target.push(command, tag)
         self.stats.commands_replayed += 1
 
     def finish(self) -> None:
@@ -309,20 +336,6 @@ def _first_error(reply: Any) -> Any:
             if isinstance(item, hiredis.ReplyError):
                 return item
     return None
-
-
-def _first_key(command: AofCommand) -> bytes:
-    """The key a command is routed by: its first argument after the name (most commands)."""
-    args = command.args
-    name = command.name
-    if name in (b"XREADGROUP", b"XREAD"):
-        try:
-            return args[[a.upper() for a in args].index(b"STREAMS") + 1]
-        except (ValueError, IndexError):
-            return b""
-    if name in (b"EVAL", b"EVALSHA", b"FCALL", b"FCALL_RO") and len(args) > 3:
-        return args[3]
-    return args[1] if len(args) > 1 else b""
 
 
 def _command_key(command: bytes) -> bytes:

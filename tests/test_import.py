@@ -1,0 +1,313 @@
+"""Import behaviour against real redis-server processes: logins, conflict policies, flush,
+expiry, chunked big keys, clusters, and a target that dies or drops the connection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from dcs_migration.importer import run_import
+from dcs_migration.target.endpoint import Endpoint, parse_target_url
+from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from tests import rdbgen as g
+from tests.cluster import RedisCluster
+from tests.conftest import RedisServerFactory, emptied
+from tests.corpus import CORPUS, case_params, comparable, load_oracle
+from tests.live import dump_cluster_oracle, dump_oracle
+
+FUTURE = 4_102_444_800_000
+
+
+def write_rdb(tmp_path: Path, *body: bytes, name: str = "dump.rdb") -> Path:
+    path = tmp_path / name
+    path.write_bytes(g.rdb(*body, version=9))
+    return path
+
+
+def populated_rdb(tmp_path: Path, redis_server: RedisServerFactory, keys: int) -> Path:
+    """A real RDB of `keys` small strings, written by redis-server itself."""
+    server = redis_server("--enable-debug-command", "yes")
+    server.cli("DEBUG", "POPULATE", str(keys), "key", "32")
+    server.cli("SAVE")
+    out = tmp_path / "populated.rdb"
+    out.write_bytes((server.dir / "dump.rdb").read_bytes())
+    return out
+
+
+def endpoint(server: Any, **kwargs: Any) -> Endpoint:
+    return Endpoint("127.0.0.1", server.port, **kwargs)
+
+
+def test_password_login(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    server = redis_server("--requirepass", "s3cret")
+    rdb = write_rdb(tmp_path, g.key(b"k", g.string(b"v")))
+    bad = run_import([str(rdb)], endpoint(server, password="wrong"), WriteOptions())
+    assert bad.status == "FAILED" and "refused the login" in (bad.error or "")
+    good = run_import([str(rdb)], endpoint(server, password="s3cret"), WriteOptions())
+    assert good.status == "SUCCESS", good.error
+    assert redis.Redis(port=server.port, password="s3cret").get(b"k") == b"v"
+
+
+def test_acl_user_login(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    server = redis_server("--user", "importer", "on", ">pw", "~*", "&*", "+@all")
+    rdb = write_rdb(tmp_path, g.key(b"k", g.string(b"v")))
+    url = f"redis://importer:pw@127.0.0.1:{server.port}"
+    result = run_import([str(rdb)], parse_target_url(url), WriteOptions())
+    assert result.status == "SUCCESS", result.error
+    assert redis.Redis(port=server.port).get(b"k") == b"v"
+
+
+@pytest.mark.parametrize("strategy", [Strategy.RESTORE, Strategy.REWRITE])
+def test_conflict_policies(
+    tmp_path: Path, redis_server: RedisServerFactory, strategy: Strategy
+) -> None:
+    rdb = write_rdb(
+        tmp_path,
+        g.key(b"taken", g.length(2) + g.string(b"a") + g.string(b"b"), rdb_type=1),
+        g.key(b"free", g.string(b"new")),
+    )
+    server = redis_server()
+    r = redis.Redis(port=server.port)
+
+    def run(conflict: Conflict) -> Any:
+        r.flushall()
+        r.rpush(b"taken", b"old")
+        return run_import(
+            [str(rdb)], endpoint(server), WriteOptions(conflict=conflict, strategy=strategy)
+        )
+
+    replaced = run(Conflict.REPLACE)
+    assert replaced.status == "SUCCESS" and replaced.keys_written == 2
+    assert r.lrange(b"taken", 0, -1) == [b"a", b"b"]  # replaced whole, never merged
+
+    skipped = run(Conflict.SKIP)
+    assert skipped.status == "SUCCESS"
+    assert (skipped.keys_written, skipped.keys_skipped_existing) == (1, 1)
+    assert r.lrange(b"taken", 0, -1) == [b"old"]
+    assert r.get(b"free") == b"new"
+
+    failed = run(Conflict.FAIL)
+    assert failed.status == "FAILED"
+    assert "b'taken' already exists" in (failed.error or "")
+    assert r.lrange(b"taken", 0, -1) == [b"old"]
+    assert not [k for k in r.keys() if b"dcs-migration:tmp" in k]
+
+
+def test_flush_empties_the_target_first(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    server = redis_server()
+    r = redis.Redis(port=server.port)
+    r.set(b"stale", b"1")
+    r.execute_command("SELECT", 3)
+    rdb = write_rdb(tmp_path, g.key(b"k", g.string(b"v")))
+    result = run_import([str(rdb)], endpoint(server), WriteOptions(flush=True))
+    assert result.status == "SUCCESS"
+    assert redis.Redis(port=server.port).keys() == [b"k"]
+
+
+def test_expired_keys_are_skipped_and_counted(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    rdb = write_rdb(
+        tmp_path,
+        g.key(b"past", g.string(b"x"), expire_ms=1_000),
+        g.key(b"future", g.string(b"y"), expire_ms=FUTURE),
+    )
+    server = redis_server()
+    result = run_import([str(rdb)], endpoint(server), WriteOptions())
+    assert (result.keys_written, result.keys_skipped_expired) == (1, 1)
+    r = redis.Redis(port=server.port)
+    assert r.keys() == [b"future"]
+    assert r.pexpiretime(b"future") == FUTURE
+
+
+def test_db_mapping(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    rdb = write_rdb(
+        tmp_path,
+        b"\xfe\x02" + g.key(b"two", g.string(b"2")),
+        b"\xfe\x07" + g.key(b"seven", g.string(b"7")),
+    )
+    server = redis_server()
+    assert run_import([str(rdb)], endpoint(server), WriteOptions()).status == "SUCCESS"
+    assert redis.Redis(port=server.port, db=2).get(b"two") == b"2"
+    assert redis.Redis(port=server.port, db=7).get(b"seven") == b"7"
+    assert run_import([str(rdb)], endpoint(server), WriteOptions(db=4)).status == "SUCCESS"
+    assert sorted(redis.Redis(port=server.port, db=4).keys()) == [b"seven", b"two"]
+    too_far = run_import([str(rdb)], endpoint(server), WriteOptions(db=99))
+    assert too_far.status == "FAILED" and "--db 99" in (too_far.error or "")
+
+
+def test_big_keys_go_through_the_chunked_rewrite(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    members = [b"member-%06d" % i for i in range(20_000)]
+    fields = [(b"f%d" % i, b"v" * 50) for i in range(5_000)]
+    rdb = write_rdb(
+        tmp_path,
+        g.key(b"set", g.length(len(members)) + b"".join(map(g.string, members)), rdb_type=2),
+        g.key(
+            b"hash",
+            g.length(len(fields)) + b"".join(g.string(f) + g.string(v) for f, v in fields),
+            rdb_type=4,
+            expire_ms=FUTURE,
+        ),
+        g.key(b"str", g.string(b"s" * 300_000)),
+    )
+    server = redis_server()
+    server.cli("RPUSH", "set", "stale")  # replaced, not merged
+    options = WriteOptions(big_key_bytes=10_000, chunk_bytes=8_192)
+    monitor = subprocess.Popen(
+        ["redis-cli", "-p", str(server.port), "MONITOR"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        result = run_import([str(rdb)], endpoint(server), options)
+    finally:
+        monitor.terminate()
+        log = monitor.communicate()[0]
+    assert result.status == "SUCCESS", result.error
+    assert result.keys_rewritten == 3
+    r = redis.Redis(port=server.port)
+    assert sorted(r.smembers(b"set")) == members
+    assert r.hgetall(b"hash") == dict(fields)
+    assert r.pexpiretime(b"hash") == FUTURE
+    assert r.get(b"str") == b"s" * 300_000
+    longest = max(len(line) for line in log.splitlines())
+    assert longest < 3 * 8_192 + 1_000, "a rewrite command exceeded the chunk size"
+
+
+def test_dropped_connection_reconnects_and_the_result_is_exact(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    rdb = populated_rdb(tmp_path, redis_server, 300_000)
+    server = redis_server("--enable-debug-command", "yes")
+    killer_done = threading.Event()
+
+    def kill_clients() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not killer_done.is_set():
+            if int(server.cli("DBSIZE")) > 1000:
+                server.cli("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_clients)
+    killer.start()
+    try:
+        result = run_import([str(rdb)], endpoint(server), WriteOptions(window_bytes=1 << 20))
+    finally:
+        killer_done.set()
+        killer.join()
+    assert result.status == "SUCCESS", result.error
+    assert result.reconnects >= 1
+    assert result.keys_written == 300_000
+    assert int(server.cli("DBSIZE")) == 300_000
+    source = redis_server("--enable-debug-command", "yes", rdb=rdb)
+    assert server.cli("DEBUG", "DIGEST") == source.cli("DEBUG", "DIGEST")
+
+
+def test_target_killed_mid_import_fails_with_counts(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    rdb = populated_rdb(tmp_path, redis_server, 300_000)
+    server = redis_server()
+
+    def kill_target() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if int(server.cli("DBSIZE")) > 1000:
+                assert server.process is not None
+                server.process.kill()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_target)
+    killer.start()
+    started = time.monotonic()
+    options = WriteOptions(retries=2, window_bytes=1 << 20)
+    result = run_import([str(rdb)], endpoint(server), options)
+    killer.join()
+    assert result.status == "FAILED"
+    assert "could not reconnect" in (result.error or "")
+    # Only what the target acknowledged counts as written; it had more when it died.
+    assert 0 < result.keys_written < 300_000
+    assert 0 < result.bytes_read <= result.bytes_total
+    assert time.monotonic() - started < 30
+
+
+def test_cli_import_json_summary(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    server = redis_server()
+    rdb = write_rdb(tmp_path, g.key(b"k", g.string(b"v")))
+    target = f"redis://127.0.0.1:{server.port}"
+    cmd = [sys.executable, "-m", "dcs_migration", "import", str(rdb), "--target", target]
+    done = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "SUCCESS" and summary["keys_written"] == 1
+    for key in ("keys_skipped_expired", "bytes_read", "seconds"):
+        assert key in summary
+    bad = subprocess.run([*cmd[:-2], "--target", "http://x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "redis://" in bad.stderr
+    missing = subprocess.run(
+        [*cmd[:4], str(tmp_path / "nope.rdb"), "--target", target, "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout.strip().splitlines()[-1])["status"] == "FAILED"
+
+
+# -- Redis Cluster ------------------------------------------------------------------------
+
+
+def test_multi_db_file_into_a_cluster_fails_before_writing(shared_cluster: RedisCluster) -> None:
+    redis_cluster = emptied(shared_cluster)
+    case = CORPUS / "native/redis-7.0.15/dump.rdb"
+    if not case.exists():
+        pytest.skip("corpus not found")
+    host, port = redis_cluster.nodes[0]
+    result = run_import([str(case)], Endpoint(host, port), WriteOptions(), cluster=True)
+    assert result.status == "FAILED" and "--db 0" in (result.error or "")
+    assert result.keys_written == 0
+    assert all(redis_cluster.node_client(p).dbsize() == 0 for _, p in redis_cluster.nodes)
+
+
+@pytest.mark.parametrize(
+    "case",
+    case_params(
+        "rdb",
+        "aof",
+        "aof-preamble",
+        "aof-multipart",
+        where=lambda c: bool(c["oracle"]) and c["id"].startswith("native/"),
+    ),
+)
+def test_corpus_into_a_cluster(case: dict[str, Any], shared_cluster: RedisCluster) -> None:
+    redis_cluster = emptied(shared_cluster)
+    host, port = redis_cluster.nodes[0]
+    result = run_import(
+        [str(CORPUS / case["path"])], Endpoint(host, port), WriteOptions(db=0), cluster=True
+    )
+    client = redis_cluster.node_client(port)
+    version = tuple(int(p) for p in client.info("server")["redis_version"].split("."))
+    if result.status != "SUCCESS":
+        assert "unknown command" in (result.error or ""), result.error
+        return
+    oracle = load_oracle(case)
+    merged: dict[str, Any] = {}
+    for db in sorted(oracle["databases"], key=int):
+        merged.update(oracle["databases"][db])
+    oracle["databases"] = {"0": merged} if merged else {}
+    got, want = comparable(
+        dump_cluster_oracle(redis_cluster.nodes),
+        oracle,
+        got_version=version,
+        now_ms=int(time.time() * 1000),
+    )
+    assert got == want
