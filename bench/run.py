@@ -14,6 +14,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -140,6 +141,57 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def measure_import(path: Path, port: int) -> dict[str, float]:
+    from dcs_migration.importer import run_import
+    from dcs_migration.target.endpoint import Endpoint
+    from dcs_migration.target.options import Strategy, WriteOptions
+
+    result = run_import(
+        [str(path)], Endpoint("127.0.0.1", port), WriteOptions(strategy=Strategy.RESTORE)
+    )
+    if result.status != "SUCCESS":
+        raise SystemExit(f"import failed: {result.error}")
+    return {"seconds": result.seconds, "keys": result.keys_written, "peak_rss_mb": peak_rss_mb()}
+
+
+def time_import(path: Path) -> dict[str, float]:
+    with RedisServer("--enable-debug-command", "yes") as server:
+        out = in_child("measure-import", str(path), str(server.port))
+        out["digest"] = server.cli("DEBUG", "DIGEST")  # type: ignore[assignment]
+        return out
+
+
+def digest_of(path: Path) -> str:
+    server = RedisServer("--enable-debug-command", "yes", rdb=path)
+    try:
+        server.start(timeout=600)
+        return server.cli("DEBUG", "DIGEST")
+    finally:
+        server.stop()
+
+
+def time_rdbtools(path: Path) -> str:
+    """rdbtools' `rdb --command protocol` piped into redis-cli --pipe, where it can read."""
+    if shutil.which("rdb") is None:
+        return "not installed"
+    with RedisServer() as server:
+        start = time.perf_counter()
+        produce = subprocess.Popen(
+            ["rdb", "--command", "protocol", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        pipe = subprocess.run(
+            ["redis-cli", "-p", str(server.port), "--pipe"],
+            stdin=produce.stdout,
+            capture_output=True,
+        )
+        produce.wait()
+        if produce.returncode != 0 or pipe.returncode != 0:
+            return "cannot read it"
+        return f"{time.perf_counter() - start:.2f}s"
+
+
 def in_child(*args: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=True
@@ -197,8 +249,12 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "measure-read":
         print(json.dumps(measure_read(Path(sys.argv[2]), sys.argv[3] == "decoded")))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "measure-import":
+        print(json.dumps(measure_import(Path(sys.argv[2]), int(sys.argv[3]))))
+        return
     names = sys.argv[1:] or list(BUILDERS)
     rows = []
+    imports = []
     for name in names:
         path = build(name)
         size_mb = path.stat().st_size / 1e6
@@ -208,6 +264,9 @@ def main() -> None:
         pipe = time_pipe(restore_commands(path))
         native = time_native(path)
         rows.append((name, size_mb, keys, passthrough, decoded, pipe, native))
+        imported = time_import(path)
+        exact = imported.pop("digest") == digest_of(path)  # type: ignore[arg-type]
+        imports.append((name, size_mb, keys, imported, pipe, native, exact, time_rdbtools(path)))
     print()
     header = (
         f"{'file':<7}{'MB':>8}{'keys':>10}  {'read passthrough':>28}  {'read decoded':>28}"
@@ -220,6 +279,23 @@ def main() -> None:
         line += f"{_cell(d, keys, size_mb):>28}  {pipe:12.2f}s{native:8.2f}s  "
         line += f"{pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
         print(line)
+    print("\nimport into a fresh redis-server (RESTORE strategy), same rounds:")
+    header = (
+        f"{'file':<7}{'MB':>8}{'keys':>10}  {'dcs-migration import':>28}  {'pipe RESTORE':>13}"
+        f"{'native':>9}{'rdbtools|pipe':>15}  {'vs pipe':>8}{'vs native':>10}  exact"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, size_mb, keys, m, pipe, native, exact, rdbtools in imports:
+        line = f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {_cell(m, keys, size_mb):>28}  "
+        line += f"{pipe:12.2f}s{native:8.2f}s{rdbtools:>15}  "
+        line += f"{pipe / m['seconds']:7.2f}x{native / m['seconds']:9.2f}x  {exact}"
+        print(line)
+    print(
+        "\nvs pipe = redis-cli --pipe time / import time (1.0 means the protocol limit); "
+        "vs native = redis-server loading the file / import time; exact: DEBUG DIGEST of the "
+        "target equals that of a server that loaded the file itself."
+    )
     print(
         "\npass/pipe > 1 means reading with passthrough values outpaces what redis-server can "
         "execute as RESTORE; peak RSS is the reader process's maximum resident set."

@@ -93,8 +93,9 @@ class MotoServer:
 
 
 class DroppingProxy:
-    """A TCP proxy on 127.0.0.1 to `target_port` that, once armed, resets the client's
-    connection after `drop_after` bytes of response on it, `drops` times in all."""
+    """A TCP proxy on 127.0.0.1 to `target_port` that, once armed, drops the client's
+    connection after `drop_after` bytes of response on it, `drops` times in all: with a
+    TCP reset (the client sees ECONNRESET), or with an early end of stream."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -103,6 +104,7 @@ class DroppingProxy:
         self._lock = threading.Lock()
         self._drop_after = 0
         self._drops_left = 0
+        self._reset = True
         self._armed_at = 0  # counts the calls to arm(): bytes count from the latest
         self.dropped = 0  # connections reset so far
         self.connections = 0
@@ -113,13 +115,14 @@ class DroppingProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def arm(self, *, drop_after: int, drops: int) -> None:
-        """From now on, reset each connection once `drop_after` response bytes (counted
-        from now) have gone through it, until `drops` connections have been reset."""
+    def arm(self, *, drop_after: int, drops: int, reset: bool = True) -> None:
+        """From now on, drop each connection once `drop_after` response bytes (counted
+        from now) have gone through it, until `drops` connections have been dropped."""
         with self._lock:
             self._armed_at += 1
             self._drop_after = drop_after
             self._drops_left = drops
+            self._reset = reset
 
     def disarm(self) -> None:
         with self._lock:
@@ -167,13 +170,18 @@ class DroppingProxy:
                             armed_at, sent = self._armed_at, 0
                         room = self._drop_after - sent if self._drops_left > 0 else None
                         cut = room is not None and len(data) > room
+                        reset = self._reset
                         if cut:
                             self._drops_left -= 1
                             self.dropped += 1
                     if cut:
                         assert room is not None
                         client.sendall(data[:room])
-                        _reset(client)
+                        if reset:
+                            # A reset discards what the client has not read yet: give it
+                            # a moment to read the bytes sent.
+                            time.sleep(0.05)
+                            _reset(client)
                         return
                     client.sendall(data)
                     sent += len(data)

@@ -15,7 +15,7 @@ from typing import Any
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import AofCommand, KeyRecord, Record
-from dcs_migration.reading import read_input
+from dcs_migration.reading import read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
 from dcs_migration.target.cluster import ClusterRouter
 from dcs_migration.target.endpoint import Endpoint, TargetError
@@ -115,8 +115,8 @@ def run_import(
 
         for source in inputs:
             progress.current_input = source.name
-            for record in read_input(source, on_bytes=read_bytes):
-                writer.write(record)
+            for batch in read_batches(source, on_bytes=read_bytes):
+                writer.write_records(batch)
         writer.finish()
         result.status = "SUCCESS"
     except (FormatError, TargetError, OSError) as exc:

@@ -10,7 +10,7 @@ Errors carry the part's name (the file, or the archive and member) in `source`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.errors import FormatError
@@ -27,6 +27,18 @@ def read_input(
     on_bytes: Callable[[int], None] | None = None,
 ) -> Iterator[Record]:
     """Every record of `source`, part after part; `on_bytes(n)` hears of each chunk read."""
+    for batch in read_batches(source, chunk_size=chunk_size, on_bytes=on_bytes):
+        yield from batch
+
+
+def read_batches(
+    source: Input,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[Sequence[Record]]:
+    """The records of `source` in the batches each chunk completes (what a writer that
+    works a batch at a time wants)."""
     for part in source.parts:
         reader = AofReader(ignore_non_resp_tail=source.kind is InputKind.RDB)
         try:
@@ -34,8 +46,8 @@ def read_input(
                 while chunk := stream.read(chunk_size):
                     if on_bytes is not None:
                         on_bytes(len(chunk))
-                    yield from reader.feed(chunk)
-                yield from reader.close()
+                    yield reader.feed(chunk)
+                yield reader.close()
         except FormatError as exc:
             if exc.source is None:
                 exc.source = part.name

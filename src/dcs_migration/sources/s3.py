@@ -155,8 +155,11 @@ class S3Settings:
 def make_s3_client(settings: S3Settings | None = None) -> S3Client:
     """A boto3 S3 client for `settings` (by default from the environment): path-style
     addressing, and no retries of its own, since the callers here retry."""
-    import boto3  # type: ignore[import-untyped, unused-ignore]
-    from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+    try:
+        import boto3  # type: ignore[import-untyped, unused-ignore]
+        from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+    except ImportError as exc:
+        raise S3SourceError(f"reading s3:// sources needs boto3 ({exc})") from exc
 
     settings = settings if settings is not None else S3Settings.from_env()
     options: dict[str, Any] = {

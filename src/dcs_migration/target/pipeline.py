@@ -1,15 +1,17 @@
 """Pipelining over one connection: commands sent in batches, replies checked in order.
 
-Every command carries a tag. A tag of None marks a plain key write whose only good reply
-is +OK: those are counted in `acknowledged` without a call per reply (when a received
-chunk is nothing but +OK replies, they are counted in one step). Any other tag, and any
-reply other than +OK, goes to `on_reply(tag, reply, command)`.
+What waits for replies is a queue of entries. An entry is one tagged command, or a batch
+of plain key writes (`push_batch`) whose only good reply is +OK: those are counted in
+`acknowledged` without a Python call per reply, and when a received chunk is nothing but
++OK lines they are counted in one step. Any other reply, and every reply to a tagged
+command, goes to `on_reply(tag, reply, command)`; an error reply inside a batch comes with
+the tag `(KEY, key)` of the command that caused it.
 
-At most `window_bytes` of commands wait for replies; past that, `push` reads replies
-before queueing more, which bounds memory and keeps a copy of every unacknowledged
-command. When the connection drops, the pipeline reconnects (up to `retries` times, with
-backoff), selects the db that the acknowledged commands left current, and resends every
-unacknowledged command in order.
+At most `window_bytes` of commands wait for replies; past that, pushing reads replies
+first, which bounds memory and keeps a copy of every unacknowledged command. When the
+connection drops, the pipeline reconnects (up to `retries` times, with backoff), selects
+the db that the acknowledged commands left current, and resends exactly the commands not
+yet acknowledged, in order.
 """
 
 from __future__ import annotations
@@ -25,8 +27,31 @@ from dcs_migration.target.endpoint import Endpoint, TargetError
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"
 SELECT_TAG = ("select",)
+KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 
 ReplyHandler = Callable[[Any, Any, bytes], None]
+
+
+class _Entry:
+    """Commands awaiting replies: one tagged command, or a batch of plain key writes."""
+
+    __slots__ = ("acked", "count", "data", "keys", "sizes", "tag")
+
+    def __init__(
+        self, tag: Any, data: bytes, keys: list[bytes] | None, sizes: list[int] | None
+    ) -> None:
+        self.tag = tag
+        self.data = data
+        self.keys = keys  # a batch: the key of each command
+        self.sizes = sizes  # a batch: the length of each command
+        self.count = len(keys) if keys is not None else 1
+        self.acked = 0
+
+    def unacknowledged(self) -> bytes:
+        if not self.acked:
+            return self.data
+        assert self.sizes is not None
+        return self.data[sum(self.sizes[: self.acked]) :]
 
 
 class Pipeline:
@@ -50,22 +75,39 @@ class Pipeline:
         self.conn = Connection(endpoint, timeout=timeout)
         self.acknowledged = 0  # plain key writes answered +OK
         self.reconnects = 0
-        self._inflight: deque[tuple[Any, bytes]] = deque()
+        self._inflight: deque[_Entry] = deque()
         self._inflight_bytes = 0
-        self._out: list[bytes] = []
-        self._out_bytes = 0
+        self._unsent: list[bytes] = []
+        self._unsent_bytes = 0
         self._db = endpoint.db  # the db of the next command pushed
         self._acked_db = endpoint.db  # the db after the last acknowledged command
 
     def open(self) -> None:
-        self._with_retries(self.conn.connect)
+        for attempt in range(self.retries + 1):
+            try:
+                self.conn.connect()
+                return
+            except ConnectionLost as exc:
+                if attempt == self.retries:
+                    raise TargetError(str(exc)) from exc
+                time.sleep(min(0.2 * 2**attempt, 5.0))
 
     def push(self, command: bytes, tag: Any = None) -> None:
-        self._inflight.append((tag, command))
-        self._inflight_bytes += len(command)
-        self._out.append(command)
-        self._out_bytes += len(command)
-        if self._out_bytes >= self.batch_bytes:
+        """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
+        (tag None)."""
+        self._queue(_Entry(tag, command, None, None))
+
+    def push_batch(self, data: bytes, keys: list[bytes], sizes: list[int]) -> None:
+        """Queue plain key writes (each answered +OK), already encoded back to back."""
+        self._queue(_Entry(None, data, keys, sizes))
+
+    def _queue(self, entry: _Entry) -> None:
+        self._inflight.append(entry)
+        size = len(entry.data)
+        self._inflight_bytes += size
+        self._unsent.append(entry.data)
+        self._unsent_bytes += size
+        if self._unsent_bytes >= self.batch_bytes:
             self._send()
             if self._inflight_bytes > self.window_bytes:
                 self._drain(self.window_bytes // 2)
@@ -85,7 +127,7 @@ class Pipeline:
     @property
     def idle(self) -> bool:
         """Nothing pushed is waiting to be sent or answered."""
-        return not self._inflight and not self._out
+        return not self._inflight and not self._unsent
 
     def flush(self) -> None:
         """Send everything and wait for every reply."""
@@ -98,11 +140,11 @@ class Pipeline:
     # -- internals ---------------------------------------------------------------------
 
     def _send(self) -> None:
-        if not self._out:
+        if not self._unsent:
             return
-        data = b"".join(self._out)
-        self._out = []
-        self._out_bytes = 0
+        data = b"".join(self._unsent)
+        self._unsent = []
+        self._unsent_bytes = 0
         try:
             self.conn.send(data)
         except ConnectionLost as exc:
@@ -117,26 +159,53 @@ class Pipeline:
 
     def _take_replies(self) -> None:
         conn = self.conn
-        inflight = self._inflight
         # Fast path: a received chunk made only of +OK lines acknowledges that many commands.
-        data = conn.receive_if_only(_OK_LINE, len(inflight))
-        if data:
-            for _ in range(data):
-                self._acknowledge(inflight.popleft(), OK)
+        oks = conn.receive_if_only(_OK_LINE, 1 << 30)
+        if oks:
+            self._acknowledge_oks(oks)
             return
         replies = [conn.read_reply(), *conn.replies_ready()]
         failure: Exception | None = None
         for reply in replies:  # every reply is accounted for, even after a refusal
             try:
-                self._acknowledge(inflight.popleft(), reply)
+                self._acknowledge(reply)
             except Exception as exc:
                 failure = failure or exc
         if failure is not None:
             raise failure
 
-    def _acknowledge(self, entry: tuple[Any, bytes], reply: Any) -> None:
-        tag, command = entry
-        self._inflight_bytes -= len(command)
+    def _acknowledge_oks(self, n: int) -> None:
+        inflight = self._inflight
+        while n:
+            entry = inflight[0]
+            if entry.keys is not None:  # a batch of plain writes
+                take = min(n, entry.count - entry.acked)
+                entry.acked += take
+                self.acknowledged += take
+                n -= take
+                if entry.acked == entry.count:
+                    inflight.popleft()
+                    self._inflight_bytes -= len(entry.data)
+            else:
+                self._acknowledge(OK)
+                n -= 1
+
+    def _acknowledge(self, reply: Any) -> None:
+        entry = self._inflight[0]
+        tag = entry.tag
+        if entry.keys is not None:
+            index = entry.acked
+            entry.acked += 1
+            if entry.acked == entry.count:
+                self._inflight.popleft()
+                self._inflight_bytes -= len(entry.data)
+            if reply == OK:
+                self.acknowledged += 1
+            else:
+                self.on_reply((KEY, entry.keys[index]), reply, b"")
+            return
+        self._inflight.popleft()
+        self._inflight_bytes -= len(entry.data)
         if tag is None and reply == OK:
             self.acknowledged += 1
         elif tag is not None and tag[:1] == SELECT_TAG:
@@ -144,26 +213,32 @@ class Pipeline:
                 raise TargetError(f"SELECT {tag[1]} refused: {reply}")
             self._acked_db = tag[1]
         else:
-            self.on_reply(tag, reply, command)
+            self.on_reply(tag, reply, entry.data)
 
     def _recover(self, exc: ConnectionLost) -> None:
         """Reconnect and resend what was not acknowledged, or give up after `retries`."""
         last: Exception = exc
+        self._unsent = []
+        self._unsent_bytes = 0
         for attempt in range(1, self.retries + 1):
             time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
             try:
                 self.conn.connect()
                 if self._acked_db != self.endpoint.db:
                     self.conn.select(self._acked_db)
-                self._out = [cmd for _, cmd in self._inflight]
-                self._out_bytes = self._inflight_bytes
-                data = b"".join(self._out)
-                self._out = []
-                self._out_bytes = 0
-                self.conn.send(data)
+                self.conn.send(b"".join(e.unacknowledged() for e in self._inflight))
             except ConnectionLost as again:
                 last = again
                 continue
+            for entry in self._inflight:  # what is resent is what is left of each
+                if entry.acked:
+                    entry.data = entry.unacknowledged()
+                    assert entry.keys is not None and entry.sizes is not None
+                    entry.keys = entry.keys[entry.acked :]
+                    entry.sizes = entry.sizes[entry.acked :]
+                    entry.count -= entry.acked
+                    entry.acked = 0
+            self._inflight_bytes = sum(len(e.data) for e in self._inflight)
             self.reconnects += 1
             if self.on_reconnect is not None:
                 self.on_reconnect(attempt, str(exc))
@@ -172,13 +247,3 @@ class Pipeline:
             f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could not "
             f"reconnect after {self.retries} attempts: {last}"
         ) from last
-
-    def _with_retries(self, action: Callable[[], None]) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                action()
-                return
-            except ConnectionLost as exc:
-                if attempt == self.retries:
-                    raise TargetError(str(exc)) from exc
-                time.sleep(min(0.2 * 2**attempt, 5.0))

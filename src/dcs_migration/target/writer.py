@@ -9,27 +9,41 @@ server's message, after counting what the target acknowledged.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
 
 from dcs_migration.formats import rdb_types as T
+from dcs_migration.formats.crc64 import CRC64_CONTINUE
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.target.capabilities import restore_version
 from dcs_migration.target.cluster import CrossSlot
 from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
-from dcs_migration.target.pipeline import Pipeline
+from dcs_migration.target.pipeline import KEY, Pipeline
 from dcs_migration.target.resp import encode_command
 from dcs_migration.target.router import Router
+from dcs_migration.target.standalone import StandaloneRouter
 
 _MODULE_TYPES = (T.RDB_TYPE_MODULE_2, T.RDB_TYPE_MODULE_PRE_GA)
 _BUSYKEY = "BUSYKEY"
 # Zipmaps (before Redis 2.6) with lengths over 253 bytes are refused by some servers'
 # integrity check although they are valid: the rewrite is exact and they are rare.
 _ALWAYS_REWRITTEN = (T.RDB_TYPE_HASH_ZIPMAP,)
+
+_BATCH_BYTES = 256 << 10
+_REPLACE_TAIL = b"\r\n$7\r\nREPLACE\r\n"
+_REPLACE_ABSTTL_TAIL = b"\r\n$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n"
+_TYPE_BYTE = [bytes((t,)) for t in range(256)]
+_TABLE = 4096
+_BULK_LEN = [b"$%d\r\n" % n for n in range(_TABLE)]
+_RESTORE_NO_TTL_HEAD = b"*5\r\n$7\r\nRESTORE\r\n"
+_ZERO_TTL = b"\r\n$1\r\n0\r\n"
+_VERSION_SUFFIX = [restore_version(t).to_bytes(2, "little") for t in range(256)]
 
 # Reply tags (see Pipeline): what a reply acknowledges.
 RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
@@ -69,12 +83,24 @@ class Writer:
         self._since_clock = 0
         self.router: Router | None = None
         self._rewrite: Rewrite | None = None
-        self._aof_db: int | None = None  # the db the AOF commands run in, when remapped
+        self._fast_types: bytes | None = None  # per RDB type: may it take the fast path?
         self._multi: list[AofCommand] | None = None
 
     def attach(self, router: Router) -> None:
         """Start writing through `router` (built with this writer's `on_reply`)."""
         self.router = router
+        if (
+            self.options.conflict is Conflict.REPLACE
+            and self.options.strategy is not Strategy.REWRITE
+        ):
+            self._fast_types = bytes(
+                int(
+                    t not in _MODULE_TYPES
+                    and t not in _ALWAYS_REWRITTEN
+                    and router.caps.can_restore(t)
+                )
+                for t in range(256)
+            )
         self._rewrite = Rewrite(router.caps, self.options.chunk_bytes, self._now_ms)
         if self.options.db is not None and self.options.db >= router.dbs:
             raise TargetError(
@@ -87,6 +113,102 @@ class Writer:
             router.flush()
 
     # -- records -------------------------------------------------------------------------
+
+    def write_records(self, records: Sequence[Record]) -> None:
+        """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE on a
+        standalone server take a fast path: built in one loop and queued as one batch."""
+        router = self.router
+        if not isinstance(router, StandaloneRouter) or self._fast_types is None:
+            for record in records:
+                self.write(record)
+            return
+        pipe = router.pipeline
+        fast = self._fast_types
+        big = self.options.big_key_bytes
+        mapped_db = self.options.db
+        now = self._now_ms = int(time.time() * 1000)
+        calc = CRC64_CONTINUE
+        suffix = _VERSION_SUFFIX
+        type_byte = _TYPE_BYTE
+        bulk_len = _BULK_LEN
+        current_db = pipe.db
+        data: list[bytes] = []
+        keys: list[bytes] = []
+        sizes: list[int] = []
+        size = 0
+        skipped = 0
+        append_data = data.append
+        append_key = keys.append
+        append_size = sizes.append
+        for r in records:
+            if type(r) is KeyRecord:
+                db, key, t, payload, expire, _, _, idle, freq, _ = r
+                if fast[t] and idle is None and freq is None and len(payload) <= big:
+                    if expire is not None and expire <= now:
+                        skipped += 1
+                        continue
+                    if mapped_db is not None:
+                        db = mapped_db
+                    if db != current_db:
+                        if keys:
+                            pipe.push_batch(b"".join(data), keys, sizes)
+                            data, keys, sizes, size = [], [], [], 0
+                            append_data, append_key, append_size = (
+                                data.append,
+                                keys.append,
+                                sizes.append,
+                            )
+                        pipe.select(db)
+                        current_db = db
+                    body = type_byte[t] + payload + suffix[t]
+                    n = len(body) + 8
+                    if expire is None:
+                        command = b"".join(
+                            (
+                                _RESTORE_NO_TTL_HEAD,
+                                bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key),
+                                key,
+                                _ZERO_TTL,
+                                bulk_len[n] if n < _TABLE else b"$%d\r\n" % n,
+                                body,
+                                calc(body).to_bytes(8, "little"),
+                                _REPLACE_TAIL,
+                            )
+                        )
+                    else:
+                        ttl = b"%d" % expire
+                        command = b"".join(
+                            (
+                                b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n"
+                                % (len(key), key, len(ttl), ttl, n),
+                                body,
+                                calc(body).to_bytes(8, "little"),
+                                _REPLACE_ABSTTL_TAIL,
+                            )
+                        )
+                    append_data(command)
+                    append_key(key)
+                    n = len(command)
+                    append_size(n)
+                    size += n
+                    if size >= _BATCH_BYTES:
+                        pipe.push_batch(b"".join(data), keys, sizes)
+                        data, keys, sizes, size = [], [], [], 0
+                        append_data, append_key, append_size = (
+                            data.append,
+                            keys.append,
+                            sizes.append,
+                        )
+                    continue
+            if keys:
+                pipe.push_batch(b"".join(data), keys, sizes)
+                data, keys, sizes, size = [], [], [], 0
+                append_data, append_key, append_size = data.append, keys.append, sizes.append
+            self.write(r)
+            current_db = pipe.db
+        if keys:
+            pipe.push_batch(b"".join(data), keys, sizes)
+        self.stats.keys_skipped_expired += skipped
 
     def write(self, record: Record) -> None:
         if type(record) is KeyRecord:
@@ -273,6 +395,8 @@ class Writer:
         kind = tag[0] if tag is not None else None
         if kind is None:  # RESTORE ... REPLACE of a plain key write
             raise Refused(f"the target refused key {_command_key(command)!r}: {reply}")
+        if kind == KEY:  # one write of a batch
+            raise Refused(f"the target refused key {tag[1]!r}: {reply}")
         if kind in (PART, IGNORE):
             if error:
                 raise Refused(f"the target refused key {tag[1]!r}: {reply}")
