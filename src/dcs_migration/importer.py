@@ -8,21 +8,28 @@ says how far the import got.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.formats.records import AofCommand, KeyRecord, Record
-from dcs_migration.reading import read_batches, read_input
+from dcs_migration.formats.rdb import RdbReader
+from dcs_migration.formats.rdb_writer import RdbWriter
+from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
+from dcs_migration.target import handoff
 from dcs_migration.target.cluster import ClusterRouter
+from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.target.handoff import HandoffUnavailable
+from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.router import Router
 from dcs_migration.target.standalone import StandaloneRouter
-from dcs_migration.target.writer import Refused, Writer
+from dcs_migration.target.writer import Refused, Writer, WriteStats
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Progress:
 @dataclass
 class ImportResult:
     status: str  # "SUCCESS" or "FAILED"
+    strategy: str = ""  # "handoff" or "restore" (with rewrites where needed)
     keys_written: int = 0
     keys_skipped_expired: int = 0
     keys_skipped_existing: int = 0
@@ -94,29 +102,50 @@ def run_import(
     writer = Writer(options)
     router: Router | None = None
     progress = Progress(bytes_total=0)
+    handed_off = 0
+
+    def read_bytes(n: int) -> None:
+        progress.bytes_read += n
+        if on_progress is not None:
+            progress.keys_written = handed_off + writer.keys_written
+            on_progress(progress)
+
     try:
         if inputs is None:
             inputs = resolve_inputs(sources)
         result.inputs = [i.name for i in inputs]
         progress.bytes_total = result.bytes_total = sum(i.size for i in inputs)
+        batches: Iterator[Sequence[Record]] = _all_batches(inputs, progress, read_bytes)
+        result.strategy = "restore"
+        plan = _plan_handoff(inputs, target, options, cluster)
+        if isinstance(plan, str):
+            if options.strategy is Strategy.HANDOFF:
+                raise TargetError(f"the hand-off cannot run: {plan}")
+            if options.strategy is Strategy.AUTO and options.flush and not cluster:
+                writer.stats.warnings.append(f"hand-off not used: {plan}")
+        else:
+            outcome = _handoff(plan, inputs, target, options, batches, writer.stats, read_bytes)
+            if isinstance(outcome, str):  # refused before anything was streamed
+                if options.strategy is Strategy.HANDOFF:
+                    raise TargetError(f"the hand-off cannot run: {outcome}")
+                writer.stats.warnings.append(f"hand-off not used: {outcome}")
+                progress.bytes_read = 0
+                batches = _all_batches(inputs, progress, read_bytes)
+            else:
+                result.strategy = "handoff"
+                handed_off, batches = outcome
         if cluster:
             router = ClusterRouter(target, writer.on_reply, options)
         else:
             router = StandaloneRouter(target, writer.on_reply, options)
         if options.db is None and router.dbs == 1:
             _refuse_other_dbs(inputs)
+        if result.strategy == "handoff":
+            options_after = dataclasses.replace(options, flush=False)
+            writer.options = options_after
         writer.attach(router)
-
-        def read_bytes(n: int) -> None:
-            progress.bytes_read += n
-            if on_progress is not None:
-                progress.keys_written = writer.keys_written
-                on_progress(progress)
-
-        for source in inputs:
-            progress.current_input = source.name
-            for batch in read_batches(source, on_bytes=read_bytes):
-                writer.write_records(batch)
+        for batch in batches:
+            writer.write_records(batch)
         writer.finish()
         result.status = "SUCCESS"
     except (FormatError, TargetError, OSError) as exc:
@@ -129,7 +158,7 @@ def run_import(
         result.seconds = time.monotonic() - started
         result.bytes_read = progress.bytes_read
         stats = writer.stats
-        result.keys_written = writer.keys_written
+        result.keys_written = handed_off + writer.keys_written
         for name in (
             "keys_skipped_expired",
             "keys_skipped_existing",
@@ -146,6 +175,167 @@ def run_import(
             router.close()
         result.warnings = list(stats.warnings)
     return result
+
+
+def _all_batches(
+    inputs: list[Input], progress: Progress, on_bytes: Callable[[int], None]
+) -> Iterator[Sequence[Record]]:
+    for source in inputs:
+        progress.current_input = source.name
+        yield from read_batches(source, on_bytes=on_bytes)
+
+
+# -- the hand-off -------------------------------------------------------------------------
+
+
+@dataclass
+class _HandoffPlan:
+    rdb_version: int
+    conn: Connection
+    listen_host: str
+
+
+def _plan_handoff(
+    inputs: list[Input], target: Endpoint, options: WriteOptions, cluster: bool
+) -> _HandoffPlan | str:
+    """The hand-off's plan, or why it cannot run (a reason, for a log line)."""
+    if options.strategy not in (Strategy.AUTO, Strategy.HANDOFF):
+        return "another strategy was asked for"
+    if not options.flush:
+        return "it replaces the target's whole dataset, which needs --flush"
+    if cluster:
+        return "the target is a Redis Cluster"
+    if options.conflict is not Conflict.REPLACE:
+        return "the conflict policy keeps existing keys, and the hand-off replaces them all"
+    versions = []
+    for source in inputs:
+        version = _rdb_version_of(source)
+        if version is None:
+            return f"{source.name} does not start with an RDB image"
+        versions.append(version)
+    if not versions:
+        return "there is no input"
+    conn = Connection(target)
+    try:
+        conn.connect()
+        pre = handoff.check(conn, target, max(versions))
+    except HandoffUnavailable as exc:
+        conn.close()
+        return str(exc)
+    except BaseException:
+        conn.close()
+        raise
+    return _HandoffPlan(max(versions), conn, pre.listen_host)
+
+
+def _rdb_version_of(source: Input) -> int | None:
+    with source.parts[0].open() as stream:
+        head = stream.read(9)
+    if head.startswith(b"REDIS") and head[5:9].isdigit():
+        return int(head[5:9])
+    return None
+
+
+def _forward_image(
+    session: handoff.Handoff, source: Input, on_bytes: Callable[[int], None]
+) -> tuple[int, Iterator[Sequence[Record]]] | None:
+    """Send one input's RDB image as it is, checked by a reader that only counts keys:
+    the fastest hand-off, for an input that needs no change on the way (the target
+    verifies the image's own checksum as it loads it). None when the input is not one
+    file, before anything is sent."""
+    if len(source.parts) != 1:
+        return None
+    reader = RdbReader(count_keys_only=True)
+    sent = 0
+    has_tail = False
+    with source.parts[0].open() as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            on_bytes(len(chunk))
+            for r in reader.feed(chunk):
+                if type(r) is ModuleAux:
+                    raise TargetError(
+                        f"the backup holds AUX data of module {r.module_name!r}, which the "
+                        "hand-off cannot carry (--skip-module-keys leaves it out)"
+                    )
+            if reader.done:
+                session.send(chunk[: reader.offset - sent])
+                has_tail = bool(reader.take_unused()) or bool(stream.read(1))
+                break
+            session.send(chunk)
+            sent += len(chunk)
+        reader.close()
+    session.finish(reader.key_counts)
+    handed = sum(reader.key_counts.values())
+    if not has_tail:
+        return handed, iter(())
+    # What follows the image (the commands of an AOF with an RDB preamble) goes through
+    # the ordinary writer: read again, from the first command on.
+    return handed, ([r for r in batch if type(r) is AofCommand] for batch in read_batches(source))
+
+
+def _handoff(
+    plan: _HandoffPlan,
+    inputs: list[Input],
+    target: Endpoint,
+    options: WriteOptions,
+    batches: Iterator[Sequence[Record]],
+    stats: WriteStats,
+    on_bytes: Callable[[int], None],
+) -> tuple[int, Iterator[Sequence[Record]]] | str:
+    """Stream the inputs to the target as its master, up to the first AOF command (the
+    tail of an AOF with an RDB preamble). Returns the keys handed off and the records
+    still to write, through the ordinary writer, or, when the target refused before
+    anything was streamed, the reason."""
+    session = handoff.Handoff(target, plan.conn, plan.listen_host)
+    try:
+        try:
+            session.start()
+        except HandoffUnavailable as exc:
+            session.release()
+            plan.conn.close()
+            return str(exc)
+        if len(inputs) == 1 and options.db is None and not options.skip_module_keys:
+            forwarded = _forward_image(session, inputs[0], on_bytes)
+            if forwarded is not None:
+                plan.conn.close()
+                return forwarded
+        rdb = RdbWriter(plan.rdb_version)
+        session.send(rdb.header())
+        now_ms = int(time.time() * 1000)
+        tail: list[Record] = []
+        for batch in batches:
+            keys: list[KeyRecord] = []
+            for r in batch:
+                if tail or type(r) is AofCommand:  # from here on, the ordinary writer
+                    tail.append(r)
+                elif type(r) is KeyRecord:
+                    if r.expire_at_ms is not None and r.expire_at_ms <= now_ms:
+                        stats.keys_skipped_expired += 1
+                    elif options.skip_module_keys and r.type_name == "module":
+                        stats.keys_skipped_module += 1
+                    else:
+                        keys.append(r)
+                elif type(r) is FunctionLibrary:
+                    session.send(rdb.keys(keys, options.db))
+                    keys = []
+                    session.send(rdb.function(r.code))
+                    stats.functions_loaded += 1
+                elif type(r) is ModuleAux and not options.skip_module_keys:
+                    raise TargetError(
+                        f"the backup holds AUX data of module {r.module_name!r}, which the "
+                        "hand-off cannot carry (--skip-module-keys leaves it out)"
+                    )
+            session.send(rdb.keys(keys, options.db))
+            if tail:
+                break
+        session.send(rdb.end())
+        session.finish(rdb.keys_by_db)
+    except BaseException:
+        session.release()
+        plan.conn.close()
+        raise
+    plan.conn.close()
+    return sum(rdb.keys_by_db.values()), itertools.chain([tail], batches)
 
 
 def _settle(router: Router) -> None:

@@ -62,10 +62,19 @@ class RdbReader:
     """Reads one RDB image (a dump file, an AOF preamble, a replication stream)."""
 
     def __init__(
-        self, *, max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES, verify_checksum: bool = True
+        self,
+        *,
+        max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
+        verify_checksum: bool = True,
+        count_keys_only: bool = False,
     ) -> None:
         self.max_item_bytes = max_item_bytes
         self.verify_checksum = verify_checksum
+        # Count keys per db (`key_counts`) instead of producing their records: for a
+        # caller that forwards the image's bytes as they are and only checks them.
+        self.count_keys_only = count_keys_only
+        self.key_counts: dict[int, int] = {}
+        self.module_keys = 0
         self.rdb_version = 0
         self.valkey = False
         self.empty_keys_dropped = 0
@@ -261,6 +270,8 @@ class RdbReader:
         valkey = self.valkey
         skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
         maybe_empty = MAYBE_EMPTY
+        count_only = self.count_keys_only
+        counts = self.key_counts
         append = out.append
         new_key = tuple.__new__
         expire: int | None = None
@@ -298,23 +309,28 @@ class RdbReader:
                             expire = idle = freq = None
                             prefix_start = -1
                             continue
-                    append(
-                        new_key(
-                            KeyRecord,
-                            (
-                                db,
-                                key,
-                                op,
-                                buf[vstart:pos],
-                                expire,
-                                base + (start if prefix_start < 0 else prefix_start),
-                                version,
-                                idle,
-                                freq,
-                                valkey,
-                            ),
+                    if count_only:
+                        counts[db] = counts.get(db, 0) + 1
+                        if op == T.RDB_TYPE_MODULE_2:
+                            self.module_keys += 1
+                    else:
+                        append(
+                            new_key(
+                                KeyRecord,
+                                (
+                                    db,
+                                    key,
+                                    op,
+                                    buf[vstart:pos],
+                                    expire,
+                                    base + (start if prefix_start < 0 else prefix_start),
+                                    version,
+                                    idle,
+                                    freq,
+                                    valkey,
+                                ),
+                            )
                         )
-                    )
                     if prefix_start >= 0:
                         expire = idle = freq = None
                         prefix_start = -1
