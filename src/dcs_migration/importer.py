@@ -215,6 +215,11 @@ def _plan_handoff(
         versions.append(version)
     if not versions:
         return "there is no input"
+    if min(versions) < handoff.MIN_RDB_VERSION:
+        return (
+            f"RDB version {min(versions)} predates version {handoff.MIN_RDB_VERSION}: "
+            "such files are restored key by key"
+        )
     conn = Connection(target)
     try:
         conn.connect()
@@ -237,7 +242,10 @@ def _rdb_version_of(source: Input) -> int | None:
 
 
 def _forward_image(
-    session: handoff.Handoff, source: Input, on_bytes: Callable[[int], None]
+    session: handoff.Handoff,
+    source: Input,
+    on_bytes: Callable[[int], None],
+    stats: WriteStats,
 ) -> tuple[int, Iterator[Sequence[Record]]] | None:
     """Send one input's RDB image as it is, checked by a reader that only counts keys:
     the fastest hand-off, for an input that needs no change on the way (the target
@@ -245,7 +253,7 @@ def _forward_image(
     file, before anything is sent."""
     if len(source.parts) != 1:
         return None
-    reader = RdbReader(count_keys_only=True)
+    reader = RdbReader(count_keys_only=True, expired_before_ms=int(time.time() * 1000))
     sent = 0
     has_tail = False
     with source.parts[0].open() as stream:
@@ -265,7 +273,10 @@ def _forward_image(
             sent += len(chunk)
         reader.close()
     session.finish(reader.key_counts)
-    handed = sum(reader.key_counts.values())
+    # Keys that had expired travel with the image; the target drops them as it would
+    # any expired key. They are counted as skipped, not written.
+    stats.keys_skipped_expired += reader.expired_keys
+    handed = sum(reader.key_counts.values()) - reader.expired_keys
     if not has_tail:
         return handed, iter(())
     # What follows the image (the commands of an AOF with an RDB preamble) goes through
@@ -295,7 +306,7 @@ def _handoff(
             plan.conn.close()
             return str(exc)
         if len(inputs) == 1 and options.db is None and not options.skip_module_keys:
-            forwarded = _forward_image(session, inputs[0], on_bytes)
+            forwarded = _forward_image(session, inputs[0], on_bytes, stats)
             if forwarded is not None:
                 plan.conn.close()
                 return forwarded
@@ -330,6 +341,11 @@ def _handoff(
                 break
         session.send(rdb.end())
         session.finish(rdb.keys_by_db)
+    except handoff.TargetLoadFailed as exc:
+        session.release()
+        plan.conn.close()
+        stats.keys_skipped_expired = stats.keys_skipped_module = stats.functions_loaded = 0
+        return str(exc)
     except BaseException:
         session.release()
         plan.conn.close()

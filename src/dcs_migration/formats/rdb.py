@@ -67,6 +67,7 @@ class RdbReader:
         max_item_bytes: int = DEFAULT_MAX_ITEM_BYTES,
         verify_checksum: bool = True,
         count_keys_only: bool = False,
+        expired_before_ms: int | None = None,
     ) -> None:
         self.max_item_bytes = max_item_bytes
         self.verify_checksum = verify_checksum
@@ -75,6 +76,9 @@ class RdbReader:
         self.count_keys_only = count_keys_only
         self.key_counts: dict[int, int] = {}
         self.module_keys = 0
+        # With count_keys_only: how many keys expire at or before this time.
+        self.expired_before_ms = expired_before_ms
+        self.expired_keys = 0
         self.rdb_version = 0
         self.valkey = False
         self.empty_keys_dropped = 0
@@ -271,6 +275,9 @@ class RdbReader:
         skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
         maybe_empty = MAYBE_EMPTY
         count_only = self.count_keys_only
+        expired_before = (
+            self.expired_before_ms if self.expired_before_ms is not None else -(1 << 63)
+        )
         counts = self.key_counts
         append = out.append
         new_key = tuple.__new__
@@ -313,6 +320,8 @@ class RdbReader:
                         counts[db] = counts.get(db, 0) + 1
                         if op == T.RDB_TYPE_MODULE_2:
                             self.module_keys += 1
+                        if expire is not None and expired_before >= expire:
+                            self.expired_keys += 1
                     else:
                         append(
                             new_key(

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +28,24 @@ from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.connection import Connection, ConnectionLost, info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 
-HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"
+HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"  # the address the target connects to
+HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"  # where to listen, when it differs (NAT)
 CONNECT_BACK_SECONDS = 5.0
 HANDSHAKE_SECONDS = 10.0
 LOAD_CHECK_SECONDS = 600.0
+# A server that meets an image it takes for corrupt while loading it exits, so the hand-off
+# only carries images whose encodings current servers load without a conversion: RDB 7
+# (Redis 3.2) and later. Older files (zipmaps, linked lists) go through RESTORE.
+MIN_RDB_VERSION = 7
 
 
 class HandoffUnavailable(TargetError):
     """The hand-off cannot run against this target; an import can fall back to RESTORE."""
+
+
+class TargetLoadFailed(HandoffUnavailable):
+    """The target received the stream but its loader refused it (it is left empty, a
+    master again): an import that may replace the dataset can start over with RESTORE."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,9 @@ class Handoff:
 
     def start(self) -> None:
         """Listen, guard, REPLICAOF, accept the target and answer its handshake."""
-        listener = socket.socket(socket.AF_INET6 if ":" in self.listen_host else socket.AF_INET)
-        listener.bind((self.listen_host, 0))
+        bind_host = os.environ.get(HANDOFF_BIND_ENV) or self.listen_host
+        listener = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET)
+        listener.bind((bind_host, 0))
         listener.listen(1)
         listener.settimeout(CONNECT_BACK_SECONDS)
         self._listener = listener
@@ -130,7 +140,7 @@ class Handoff:
             except OSError as exc:
                 raise TargetError(f"the target dropped the hand-off stream: {exc}") from exc
 
-    def finish(self, expected: dict[int, int], on_wait: Callable[[], None] | None = None) -> None:
+    def finish(self, expected: dict[int, int]) -> None:
         """End the stream, wait until the target loaded it and holds `expected` keys per
         db, then make it a master again."""
         self.send(self._mark)
@@ -139,10 +149,12 @@ class Handoff:
             replication = info(self.conn, "replication")
             if replication.get("master_link_status") == "up":
                 break
+            if replication.get("master_sync_in_progress") == "0":
+                raise TargetLoadFailed(
+                    "the target could not load the hand-off stream (its log says why)"
+                )
             if time.monotonic() > deadline:
                 raise TargetError("the target did not finish loading the hand-off stream")
-            if on_wait is not None:
-                on_wait()
             time.sleep(0.02)
         keyspace = _keyspace(info(self.conn, "keyspace"))
         wanted = {db: n for db, n in expected.items() if n}

@@ -1,0 +1,257 @@
+"""The hand-off: the target loads the backup itself, as a replica of the importer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from dcs_migration.formats import KeyRecord, RdbReader
+from dcs_migration.formats.rdb_writer import RdbWriter
+from dcs_migration.importer import run_import
+from dcs_migration.target import handoff
+from dcs_migration.target.capabilities import parse_version
+from dcs_migration.target.endpoint import Endpoint
+from dcs_migration.target.options import Strategy, WriteOptions
+from tests import rdbgen as g
+from tests.conftest import RedisServerFactory
+from tests.corpus import CORPUS, case_params, comparable, load_oracle
+from tests.live import dump_oracle
+
+FUTURE = 4_102_444_800_000
+HANDOFF = WriteOptions(strategy=Strategy.HANDOFF, flush=True)
+AUTO_FLUSH = WriteOptions(flush=True)
+
+
+def target_of(server: Any) -> Endpoint:
+    return Endpoint("127.0.0.1", server.port)
+
+
+def role(server: Any) -> str:
+    return redis.Redis(port=server.port).info("replication")["role"]
+
+
+def readable_by_target(case: dict[str, Any]) -> bool:
+    return (
+        bool(case["oracle"]) and (case.get("rdb_version") or 99) <= 10 and not case.get("rdb_magic")
+    )
+
+
+def loadable_by_target(case: dict[str, Any]) -> bool:
+    """Cases the local redis-server (7.0) loads itself (the corpus records its refusals)."""
+    refused = any(s.endswith(" 7.0.15") for s in case.get("load_errors") or {})
+    return readable_by_target(case) and not refused
+
+
+@pytest.mark.parametrize("case", case_params("rdb", "aof-preamble", where=readable_by_target))
+def test_corpus_case_through_the_handoff_equals_its_oracle(
+    case: dict[str, Any], redis_server: RedisServerFactory
+) -> None:
+    server = redis_server()
+    server.cli("SET", "stale", "replaced")
+    client = redis.Redis(port=server.port)
+    result = run_import([str(CORPUS / case["path"])], target_of(server), AUTO_FLUSH)
+    assert result.status == "SUCCESS", result.error
+    if (case.get("rdb_version") or 0) < handoff.MIN_RDB_VERSION:
+        assert result.strategy == "restore"  # files older than Redis 3.2 are restored
+    else:
+        assert result.strategy == "handoff"
+    assert client.info("replication")["role"] == "master"
+    got, oracle = comparable(
+        dump_oracle(client),
+        load_oracle(case),
+        got_version=parse_version(client.info("server")["redis_version"]),
+        now_ms=int(time.time() * 1000),
+    )
+    assert got == oracle
+
+
+@pytest.mark.parametrize("case", case_params("rdb", where=loadable_by_target))
+def test_every_corpus_rdb_rewritten_by_the_rdb_writer_loads_as_its_oracle(
+    case: dict[str, Any], redis_server: RedisServerFactory, tmp_path: Path
+) -> None:
+    data = (CORPUS / case["path"]).read_bytes()
+    reader = RdbReader()
+    records = [*reader.feed(data), *reader.close()]
+    writer = RdbWriter(reader.rdb_version)
+    out = writer.header() + writer.keys([r for r in records if isinstance(r, KeyRecord)])
+    for r in records:
+        if type(r).__name__ == "FunctionLibrary":
+            out += writer.function(r.code)  # type: ignore[union-attr]
+    out += writer.end()
+    (tmp_path / "rewritten.rdb").write_bytes(out)
+    server = redis_server(rdb=tmp_path / "rewritten.rdb")
+    client = redis.Redis(port=server.port)
+    got, oracle = comparable(
+        dump_oracle(client),
+        load_oracle(case),
+        got_version=parse_version(client.info("server")["redis_version"]),
+        now_ms=int(time.time() * 1000),
+    )
+    assert got == oracle
+
+
+def test_several_files_merge_into_one_stream_with_db_mapping_and_expiry(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    one = tmp_path / "one.rdb"
+    one.write_bytes(
+        g.rdb(
+            b"\xfe\x03" + g.key(b"a", g.string(b"1")),
+            g.key(b"gone", g.string(b"x"), expire_ms=1000),
+            version=9,
+        )
+    )
+    two = tmp_path / "two.rdb"
+    two.write_bytes(g.rdb(g.key(b"b", g.string(b"2"), expire_ms=FUTURE), version=9))
+    server = redis_server()
+    options = WriteOptions(strategy=Strategy.HANDOFF, flush=True, db=5)
+    result = run_import([str(one), str(two)], target_of(server), options)
+    assert result.status == "SUCCESS", result.error
+    assert result.strategy == "handoff"
+    assert (result.keys_written, result.keys_skipped_expired) == (2, 1)
+    client = redis.Redis(port=server.port, db=5)
+    assert sorted(client.keys()) == [b"a", b"b"]
+    assert client.pexpiretime(b"b") == FUTURE
+    assert role(server) == "master"
+
+
+def test_a_single_image_keeps_expired_keys_invisible(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(
+        g.rdb(
+            g.key(b"gone", g.string(b"x"), expire_ms=1000), g.key(b"k", g.string(b"v")), version=9
+        )
+    )
+    server = redis_server()
+    result = run_import([str(path)], target_of(server), HANDOFF)
+    assert result.status == "SUCCESS", result.error
+    assert (result.keys_written, result.keys_skipped_expired) == (1, 1)
+    client = redis.Redis(port=server.port)
+    assert client.get(b"gone") is None and client.get(b"k") == b"v"
+
+
+def test_auto_needs_flush_and_says_why_it_did_not_hand_off(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    server = redis_server()
+    server.cli("SET", "kept", "1")
+    result = run_import([str(path)], target_of(server), WriteOptions())
+    assert result.status == "SUCCESS" and result.strategy == "restore"
+    assert redis.Redis(port=server.port).get(b"kept") == b"1"
+    auto = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    assert auto.strategy == "handoff"
+    refused = run_import([str(path)], target_of(server), WriteOptions(strategy=Strategy.HANDOFF))
+    assert refused.status == "FAILED" and "--flush" in (refused.error or "")
+
+
+def test_falls_back_when_replicaof_is_renamed(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    server = redis_server("--rename-command", "REPLICAOF", "", "--rename-command", "SLAVEOF", "")
+    result = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    assert result.status == "SUCCESS" and result.strategy == "restore"
+    assert any("REPLICAOF" in w for w in result.warnings)
+    assert redis.Redis(port=server.port).get(b"k") == b"v"
+
+
+def test_falls_back_when_the_target_cannot_connect_back(
+    tmp_path: Path, redis_server: RedisServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    server = redis_server()
+    # The target is told an address where nothing listens; the listener is elsewhere.
+    monkeypatch.setenv(handoff.HANDOFF_ADDR_ENV, "127.0.0.3")
+    monkeypatch.setenv(handoff.HANDOFF_BIND_ENV, "127.0.0.1")
+    started = time.monotonic()
+    result = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    assert result.status == "SUCCESS", result.error
+    assert result.strategy == "restore"
+    assert any("did not connect back" in w for w in result.warnings)
+    assert time.monotonic() - started < 20
+    assert role(server) == "master"
+    assert redis.Redis(port=server.port).get(b"k") == b"v"
+
+
+def test_a_replica_target_is_refused(tmp_path: Path, redis_server: RedisServerFactory) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    primary = redis_server()
+    replica = redis_server("--replicaof", "127.0.0.1", str(primary.port))
+    result = run_import([str(path)], target_of(replica), HANDOFF)
+    assert result.status == "FAILED" and "replicates from" in (result.error or "")
+    assert role(replica) == "slave"
+
+
+def test_a_cluster_node_is_not_handed_off(shared_cluster: Any, tmp_path: Path) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    host, port = shared_cluster.nodes[0]
+    result = run_import(
+        [str(path)], Endpoint(host, port), WriteOptions(flush=True, db=0), cluster=True
+    )
+    assert result.status == "SUCCESS", result.error
+    assert result.strategy == "restore"
+    refused = run_import([str(path)], Endpoint(host, port), HANDOFF)
+    assert refused.status == "FAILED" and "Cluster" in (refused.error or "")
+
+
+def test_killing_the_importer_mid_stream_leaves_the_target_a_master(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    source = redis_server("--enable-debug-command", "yes")
+    source.cli("DEBUG", "POPULATE", "2000000", "key", "200")
+    source.cli("SAVE")
+    rdb = tmp_path / "big.rdb"
+    rdb.write_bytes((source.dir / "dump.rdb").read_bytes())
+    source.stop()
+    target = redis_server()
+    target.cli("SET", "before", "1")
+    importer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dcs_migration",
+            "import",
+            str(rdb),
+            "--target",
+            f"redis://127.0.0.1:{target.port}",
+            "--strategy",
+            "handoff",
+            "--flush",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while role(target) != "slave":
+            assert time.monotonic() < deadline, "the hand-off never started"
+            assert importer.poll() is None, "the importer ended before the hand-off"
+            time.sleep(0.01)
+        time.sleep(0.05)
+        os.killpg(importer.pid, signal.SIGKILL)
+        importer.wait()
+        deadline = time.monotonic() + 15
+        while role(target) != "master":
+            assert time.monotonic() < deadline, "the target is still a replica"
+            time.sleep(0.05)
+        assert redis.Redis(port=target.port).ping()
+    finally:
+        if importer.poll() is None:
+            os.killpg(importer.pid, signal.SIGKILL)
