@@ -35,6 +35,7 @@ unit: $(BIN)/dcs-migration system-deps
 test: lint typecheck unit
 
 bench: $(BIN)/dcs-migration system-deps
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
 soak: $(BIN)/dcs-migration system-deps

@@ -141,22 +141,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_import(path: Path, port: int) -> dict[str, float]:
+def measure_import(path: Path, port: int, strategy: str) -> dict[str, float]:
     from dcs_migration.importer import run_import
     from dcs_migration.target.endpoint import Endpoint
     from dcs_migration.target.options import Strategy, WriteOptions
 
-    result = run_import(
-        [str(path)], Endpoint("127.0.0.1", port), WriteOptions(strategy=Strategy.RESTORE)
-    )
+    options = WriteOptions(strategy=Strategy(strategy), flush=strategy == "handoff")
+    result = run_import([str(path)], Endpoint("127.0.0.1", port), options)
     if result.status != "SUCCESS":
         raise SystemExit(f"import failed: {result.error}")
     return {"seconds": result.seconds, "keys": result.keys_written, "peak_rss_mb": peak_rss_mb()}
 
 
-def time_import(path: Path) -> dict[str, float]:
+def time_import(path: Path, strategy: str) -> dict[str, float]:
     with RedisServer("--enable-debug-command", "yes") as server:
-        out = in_child("measure-import", str(path), str(server.port))
+        out = in_child("measure-import", str(path), str(server.port), strategy)
         out["digest"] = server.cli("DEBUG", "DIGEST")  # type: ignore[assignment]
         return out
 
@@ -172,12 +171,13 @@ def digest_of(path: Path) -> str:
 
 def time_rdbtools(path: Path) -> str:
     """rdbtools' `rdb --command protocol` piped into redis-cli --pipe, where it can read."""
-    if shutil.which("rdb") is None:
+    rdb = shutil.which("rdb") or str(Path(sys.executable).parent / "rdb")
+    if not Path(rdb).exists():
         return "not installed"
     with RedisServer() as server:
         start = time.perf_counter()
         produce = subprocess.Popen(
-            ["rdb", "--command", "protocol", str(path)],
+            [rdb, "--command", "protocol", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -250,7 +250,7 @@ def main() -> None:
         print(json.dumps(measure_read(Path(sys.argv[2]), sys.argv[3] == "decoded")))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "measure-import":
-        print(json.dumps(measure_import(Path(sys.argv[2]), int(sys.argv[3]))))
+        print(json.dumps(measure_import(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
         return
     names = sys.argv[1:] or list(BUILDERS)
     rows = []
@@ -264,9 +264,13 @@ def main() -> None:
         pipe = time_pipe(restore_commands(path))
         native = time_native(path)
         rows.append((name, size_mb, keys, passthrough, decoded, pipe, native))
-        imported = time_import(path)
-        exact = imported.pop("digest") == digest_of(path)  # type: ignore[arg-type]
-        imports.append((name, size_mb, keys, imported, pipe, native, exact, time_rdbtools(path)))
+        digest = digest_of(path)
+        rdbtools = time_rdbtools(path)
+        for strategy in ("restore", "handoff"):
+            imported = time_import(path, strategy)
+            exact = imported.pop("digest") == digest  # type: ignore[comparison-overlap]
+            row = (f"{name}/{strategy}", size_mb, keys, imported, pipe, native, exact, rdbtools)
+            imports.append(row)
     print()
     header = (
         f"{'file':<7}{'MB':>8}{'keys':>10}  {'read passthrough':>28}  {'read decoded':>28}"
@@ -279,15 +283,15 @@ def main() -> None:
         line += f"{_cell(d, keys, size_mb):>28}  {pipe:12.2f}s{native:8.2f}s  "
         line += f"{pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
         print(line)
-    print("\nimport into a fresh redis-server (RESTORE strategy), same rounds:")
+    print("\nimport into a fresh redis-server, RESTORE and hand-off strategies, same rounds:")
     header = (
-        f"{'file':<7}{'MB':>8}{'keys':>10}  {'dcs-migration import':>28}  {'pipe RESTORE':>13}"
+        f"{'file':<15}{'MB':>8}{'keys':>10}  {'dcs-migration import':>28}  {'pipe RESTORE':>13}"
         f"{'native':>9}{'rdbtools|pipe':>15}  {'vs pipe':>8}{'vs native':>10}  exact"
     )
     print(header)
     print("-" * len(header))
     for name, size_mb, keys, m, pipe, native, exact, rdbtools in imports:
-        line = f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {_cell(m, keys, size_mb):>28}  "
+        line = f"{name:<15}{size_mb:8.1f}{keys:10.0f}  {_cell(m, keys, size_mb):>28}  "
         line += f"{pipe:12.2f}s{native:8.2f}s{rdbtools:>15}  "
         line += f"{pipe / m['seconds']:7.2f}x{native / m['seconds']:9.2f}x  {exact}"
         print(line)
