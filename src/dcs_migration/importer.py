@@ -158,18 +158,10 @@ def run_import(
         result.seconds = time.monotonic() - started
         result.bytes_read = progress.bytes_read
         stats = writer.stats
+        for name, value in asdict(stats).items():
+            if name not in ("keys_written", "reconnects", "warnings"):
+                setattr(result, name, value)
         result.keys_written = handed_off + writer.keys_written
-        for name in (
-            "keys_skipped_expired",
-            "keys_skipped_existing",
-            "keys_skipped_module",
-            "keys_rewritten",
-            "field_ttls_dropped",
-            "functions_loaded",
-            "functions_skipped",
-            "commands_replayed",
-        ):
-            setattr(result, name, getattr(stats, name))
         if router is not None:
             result.reconnects = sum(p.reconnects for p in router.masters())
             router.close()

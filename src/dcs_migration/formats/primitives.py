@@ -252,3 +252,47 @@ def parse_int(text: bytes, offset: int) -> int:
         return int(text)
     except ValueError:
         raise FormatError(f"expected an integer, found {text[:40]!r}", offset=offset) from None
+
+
+class Cursor:
+    """A position in a whole value, read primitive by primitive (for decoding what the
+    streaming reader has already cut out). Running past the end raises Incomplete, which
+    the decoder reports as a value cut short."""
+
+    __slots__ = ("buf", "end", "pos")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.end = len(buf)
+
+    def length(self) -> int:
+        n, self.pos = read_length(self.buf, self.pos, self.end)
+        return n
+
+    def string(self) -> bytes:
+        s, self.pos = read_string(self.buf, self.pos, self.end)
+        return s
+
+    def text_double(self) -> float:
+        d, self.pos = read_text_double(self.buf, self.pos, self.end)
+        return d
+
+    def binary_double(self) -> float:
+        d, self.pos = read_binary_double(self.buf, self.pos, self.end)
+        return d
+
+    def millis(self) -> int:
+        t, self.pos = read_i64_le(self.buf, self.pos, self.end)
+        return t
+
+    def raw(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise Incomplete()
+        data = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return data
+
+    def finish(self) -> None:
+        if self.pos != self.end:
+            raise FormatError(f"{self.end - self.pos} unexpected bytes after the value")

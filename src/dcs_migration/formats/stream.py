@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.listpack import listpack_entries
-from dcs_migration.formats.primitives import read_i64_le, read_length, read_string
+from dcs_migration.formats.primitives import Cursor
 
 STREAM_ITEM_FLAG_DELETED = 1
 STREAM_ITEM_FLAG_SAMEFIELDS = 2
@@ -66,40 +66,17 @@ def format_id(stream_id: StreamId) -> str:
     return f"{stream_id[0]}-{stream_id[1]}"
 
 
-class _Cursor:
-    __slots__ = ("buf", "end", "pos")
+def _raw_id(c: Cursor) -> StreamId:
+    raw = c.raw(16)
+    return (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
 
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.end = len(buf)
 
-    def length(self) -> int:
-        n, self.pos = read_length(self.buf, self.pos, self.end)
-        return n
-
-    def string(self) -> bytes:
-        s, self.pos = read_string(self.buf, self.pos, self.end)
-        return s
-
-    def millis(self) -> int:
-        t, self.pos = read_i64_le(self.buf, self.pos, self.end)
-        return t
-
-    def raw_id(self) -> StreamId:
-        if self.pos + 16 > self.end:
-            raise FormatError("stream ID runs past the end of the value")
-        ms = int.from_bytes(self.buf[self.pos : self.pos + 8], "big")
-        seq = int.from_bytes(self.buf[self.pos + 8 : self.pos + 16], "big")
-        self.pos += 16
-        return (ms, seq)
-
-    def stream_id(self) -> StreamId:
-        return (self.length(), self.length())
+def _stream_id(c: Cursor) -> StreamId:
+    return (c.length(), c.length())
 
 
 def decode_stream(t: int, payload: bytes) -> StreamValue:
-    c = _Cursor(payload)
+    c = Cursor(payload)
     entries: list[tuple[StreamId, list[tuple[bytes, bytes]]]] = []
     for _ in range(c.length()):
         node_key = c.string()
@@ -108,23 +85,23 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
         master = (int.from_bytes(node_key[:8], "big"), int.from_bytes(node_key[8:], "big"))
         _node_entries(master, listpack_entries(c.string()), entries)
     length = c.length()
-    last_id = c.stream_id()
+    last_id = _stream_id(c)
     first_id = max_deleted_id = None
     entries_added = None
     if t >= T.RDB_TYPE_STREAM_LISTPACKS_2:
-        first_id = c.stream_id()
-        max_deleted_id = c.stream_id()
+        first_id = _stream_id(c)
+        max_deleted_id = _stream_id(c)
         entries_added = c.length()
     if length != len(entries):
         raise FormatError(f"stream says it holds {length} entries, its nodes hold {len(entries)}")
     groups = []
     for _ in range(c.length()):
         name = c.string()
-        last_delivered = c.stream_id()
+        last_delivered = _stream_id(c)
         entries_read = c.length() if t >= T.RDB_TYPE_STREAM_LISTPACKS_2 else None
         pending: dict[StreamId, StreamPending] = {}
         for _ in range(c.length()):
-            entry_id = c.raw_id()
+            entry_id = _raw_id(c)
             delivery_time = c.millis()
             if entry_id in pending:
                 raise FormatError(f"stream group {name!r} lists entry {format_id(entry_id)} twice")
@@ -135,7 +112,7 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
             if t >= T.RDB_TYPE_STREAM_LISTPACKS_3:
                 consumer.active_time = c.millis()
             for _ in range(c.length()):
-                entry_id = c.raw_id()
+                entry_id = _raw_id(c)
                 nack = pending.get(entry_id)
                 if nack is None or nack.consumer:
                     raise FormatError(
@@ -161,14 +138,14 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
     return StreamValue(entries, length, last_id, first_id, max_deleted_id, entries_added, groups)
 
 
-def _skip_idempotency(c: _Cursor) -> None:
+def _skip_idempotency(c: Cursor) -> None:
     c.length()
     c.length()
     for _ in range(c.length()):
         c.string()
         for _ in range(c.length()):
             c.string()
-            c.stream_id()
+            _stream_id(c)
     c.length()
     c.length()
 

@@ -18,15 +18,7 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.intset import intset_members
 from dcs_migration.formats.listpack import listpack_entries, listpack_strings
-from dcs_migration.formats.primitives import (
-    Incomplete,
-    parse_double,
-    read_binary_double,
-    read_i64_le,
-    read_length,
-    read_string,
-    read_text_double,
-)
+from dcs_migration.formats.primitives import Cursor, Incomplete, parse_double
 from dcs_migration.formats.stream import StreamValue, decode_stream
 from dcs_migration.formats.ziplist import ziplist_entries
 from dcs_migration.formats.zipmap import zipmap_pairs
@@ -61,43 +53,8 @@ def decode_value(record: KeyRecord) -> Value:
         raise FormatError(exc.message, offset=record.offset, key=record.key) from None
 
 
-class _Payload:
-    """A cursor over a whole payload; running past its end is a format error."""
-
-    __slots__ = ("buf", "end", "pos")
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.end = len(buf)
-
-    def length(self) -> int:
-        n, self.pos = read_length(self.buf, self.pos, self.end)
-        return n
-
-    def string(self) -> bytes:
-        s, self.pos = read_string(self.buf, self.pos, self.end)
-        return s
-
-    def text_double(self) -> float:
-        d, self.pos = read_text_double(self.buf, self.pos, self.end)
-        return d
-
-    def binary_double(self) -> float:
-        d, self.pos = read_binary_double(self.buf, self.pos, self.end)
-        return d
-
-    def millis(self) -> int:
-        t, self.pos = read_i64_le(self.buf, self.pos, self.end)
-        return t
-
-    def finish(self) -> None:
-        if self.pos != self.end:
-            raise FormatError(f"{self.end - self.pos} unexpected bytes after the value")
-
-
 def _decode(t: int, payload: bytes, valkey: bool) -> Value:
-    p = _Payload(payload)
+    p = Cursor(payload)
     value: Value
     if t == T.RDB_TYPE_STRING:
         value = p.string()
@@ -196,7 +153,7 @@ def _hash(pairs: list[tuple[bytes, bytes]]) -> HashValue:
     return HashValue(fields)
 
 
-def _hash_metadata(p: _Payload, relative: bool) -> HashValue:
+def _hash_metadata(p: Cursor, relative: bool) -> HashValue:
     min_expire = p.millis() if relative else 0
     fields: dict[bytes, bytes] = {}
     expires: dict[bytes, int] = {}
@@ -229,7 +186,7 @@ def _hash_listpack_ex(items: list[bytes | int]) -> HashValue:
     return HashValue(fields, expires)
 
 
-def _valkey_hash_2(p: _Payload) -> HashValue:
+def _valkey_hash_2(p: Cursor) -> HashValue:
     fields: dict[bytes, bytes] = {}
     expires: dict[bytes, int] = {}
     for _ in range(p.length()):
