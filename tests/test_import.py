@@ -311,3 +311,21 @@ def test_corpus_into_a_cluster(case: dict[str, Any], shared_cluster: RedisCluste
         now_ms=int(time.time() * 1000),
     )
     assert got == want
+
+
+def test_a_stop_request_ends_the_import_terminated_with_exact_counts(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    rdb = populated_rdb(tmp_path, redis_server, 200_000)
+    server = redis_server()
+    asked = 0
+
+    def should_stop() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 3
+
+    result = run_import([str(rdb)], endpoint(server), WriteOptions(), should_stop=should_stop)
+    assert result.status == "TERMINATED"
+    assert 0 < result.keys_written < 200_000
+    assert result.keys_written == int(server.cli("DBSIZE"))
