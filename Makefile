@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SAMPLE ?= ../shared/corpus/native/redis-7.4.1/dump.rdb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck unit bench soak system-deps clean
@@ -13,14 +12,19 @@ $(BIN)/dcs-migration: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# redis-server and redis-cli from Debian's packages, when the machine has none.
+# redis-server, redis-cli and PostgreSQL (for the store's tests) from Debian's packages,
+# when the machine has none.
 system-deps:
-	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	@missing=""; \
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="redis-server redis-tools"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 run: $(BIN)/dcs-migration
-	$(BIN)/dcs-migration inspect $(SAMPLE)
+	$(BIN)/dcs-migration serve --host 127.0.0.1 --port 8080
 
 lint: $(BIN)/dcs-migration
 	$(BIN)/ruff check src tests bench

@@ -76,3 +76,17 @@ def emptied(cluster: RedisCluster) -> RedisCluster:
         client.execute_command("FUNCTION", "FLUSH")
         client.close()
     return cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the session (Debian's binaries, 127.0.0.1, a free
+    port), as a SQLAlchemy URL; skipped only when the server binaries are not installed."""
+    from tests.postgres import PostgresCluster, PostgresUnavailable
+
+    try:
+        cluster = PostgresCluster()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL is not installed: {exc}")
+    with cluster as url:
+        yield url

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dcs_migration.config import Settings
 from dcs_migration.formats import AofCommand, FormatError, Record
 from dcs_migration.importer import ImportResult, run_import
 from dcs_migration.inspect_backup import Summary, summarize
@@ -21,8 +22,10 @@ from dcs_migration.oracle import oracle_from_records
 from dcs_migration.progress import ImportProgress
 from dcs_migration.reading import read_input
 from dcs_migration.sources import Input, InputKind, find_inputs
-from dcs_migration.target.endpoint import TargetError, parse_target_url
+from dcs_migration.store import Store, open_store
+from dcs_migration.target.endpoint import Endpoint, TargetError, parse_target_url
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from dcs_migration.target.probe import probe_redis
 
 app = typer.Typer(
     help="Import Redis backups (RDB and AOF) into Redis.",
@@ -208,6 +211,108 @@ def _print_result(result: ImportResult) -> None:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if result.error:
         out.print(f"[red]error:[/red] {escape(result.error)}", soft_wrap=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Default: $DCS_MIGRATION_DATA_DIR or ./dcs-data."),
+    ] = None,
+) -> None:
+    """Run the migration-task service (the DCS API) on the embedded default."""
+    import uvicorn
+
+    from dcs_migration.api.app import create_app
+
+    settings = Settings.from_env(data_dir)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+keys_app = typer.Typer(help="Access keys (AK/SK) that sign API requests.", no_args_is_help=True)
+instances_app = typer.Typer(
+    help="Redis instances the service may import into.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(instances_app, name="instances")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The service's data dir (default: $DCS_MIGRATION_DATA_DIR or ./dcs-data).",
+    ),
+]
+
+
+def _open_store(data_dir: Path | None) -> Store:
+    settings = Settings.from_env(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_store(settings.database_url, settings.data_dir)
+
+
+@keys_app.command("create")
+def keys_create(
+    project_id: Annotated[str, typer.Option("--project-id", help="The project the key signs for.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Mint an AK/SK pair; the SK is printed this once."""
+    with _open_store(data_dir) as store:
+        key = store.create_key(project_id)
+    sys.stdout.write(json.dumps({"ak": key.ak, "sk": key.sk, "project_id": project_id}) + "\n")
+
+
+@keys_app.command("revoke")
+def keys_revoke(ak: Annotated[str, typer.Argument()], data_dir: DataDir = None) -> None:
+    """Revoke an access key: requests it signs are refused from now on."""
+    with _open_store(data_dir) as store:
+        found = store.revoke_key(ak)
+    sys.stdout.write(json.dumps({"ak": ak, "revoked": found}) + "\n")
+    raise typer.Exit(0 if found else 1)
+
+
+@instances_app.command("add")
+def instances_add(
+    project_id: Annotated[str, typer.Option("--project-id")],
+    name: Annotated[str, typer.Option("--name")],
+    addrs: Annotated[str, typer.Option("--addrs", help="host:port (a cluster: any of its nodes)")],
+    password: Annotated[str | None, typer.Option("--password")] = None,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    cluster: Annotated[bool, typer.Option("--cluster")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Register a Redis (checked first: it must answer as Redis) and print its id."""
+    err = Console(stderr=True)
+    host, _, port = addrs.split(",")[0].rpartition(":")
+    try:
+        version = probe_redis(Endpoint(host, int(port), username=username, password=password))
+    except (TargetError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    with _open_store(data_dir) as store:
+        instance = store.add_instance(
+            project_id,
+            name,
+            addrs,
+            password=password,
+            instance_type="cluster" if cluster else "single",
+            username=username,
+            engine_version=version,
+        )
+    sys.stdout.write(
+        json.dumps(
+            {
+                "instance_id": instance.instance_id,
+                "name": instance.name,
+                "addrs": instance.addrs,
+                "instance_type": instance.instance_type,
+                "engine_version": version,
+            }
+        )
+        + "\n"
+    )
 
 
 def main() -> None:

@@ -1,0 +1,709 @@
+"""Request and response bodies of the HTTP API, mirroring the DCS v2 shapes.
+
+Field names and JSON types follow the models of the official SDK (``huaweicloudsdkdcs.v2``),
+so that what the SDK serializes validates here and what is answered here deserializes there.
+Where the seed API page and the SDK differ, the page wins (the create response carries
+``error``, which the SDK model lacks and ignores).
+
+Request models are strict: a JSON value of the wrong type is refused, never coerced (a
+number is not a ``task_name``). The few documented exceptions accept two JSON forms of
+one value: ``size`` (digits, a human size, or a number of bytes), ``db`` (a decimal string
+or an integer) and ``port`` (digits or an integer). Unknown fields are ignored, as the
+SDK only sends known ones. Rules that concern the body alone are validators here; rules
+that need the database (the target instance exists in the project, ...) belong to the
+routers. Passwords are `SecretStr`: they print as stars and are absent from every
+response model.
+
+`parse_body` turns raw request bytes into a model or a `DcsError` (DCS.4004 for an empty
+body, DCS.4800 naming the field otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Final, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import empty_body, from_validation_error, rule_error
+
+MigrationType = Literal["backupfile_import", "online_migration"]
+MigrationMethod = Literal["full_amount_migration", "incremental_migration"]
+FileSource = Literal["self_build_obs", "backup_record"]
+NetworkType = Literal["vpc", "vpn"]
+InstanceType = Literal["single", "cluster"]
+BackupFormat = Literal["rdb", "aof"]
+
+TASK_STATUSES: Final = ("MIGRATING", "SUCCESS", "FAILED", "TERMINATING", "TERMINATED")
+"""The statuses a task reports; TERMINATING only between a stop call and the writer stopping."""
+
+ONLINE_MIGRATION_API: Final = "CreateOnlineMigrationTask (POST /v2/{project_id}/migration/instance)"
+
+MAX_OBJECT_KEY_BYTES: Final = 1024
+MAX_FILES: Final = 10_000
+MAX_BATCH_IDS: Final = 1_000
+
+
+class _Request(BaseModel):
+    """Base of request bodies: strict types, unknown fields ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Response(BaseModel):
+    """Base of response bodies: built by the service, unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- helpers -------------------------------------------------------------------------
+
+_SIZE_RE: Final = re.compile(
+    r"([0-9]{1,20})(?:\.([0-9]{1,20}))? ?([kmgtp]?)(i?b?)", re.IGNORECASE | re.ASCII
+)
+_SIZE_UNITS: Final = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+
+
+def parse_size(text: str) -> int | None:
+    """A size in bytes from ``"1234"``, ``"754.0MB"``, ``"1.5 GB"``, ``"2KiB"``; None if unreadable.
+
+    Units B, KB, MB, GB, TB (and PB; also K, M, G, T, P and KiB, MiB, ...; any case) are
+    binary multiples (1 KB = 1024 B), as the managed service's console prints the sizes of
+    bucket objects (the SDK example's ``754.0MB`` is such a display string). A decimal
+    value is rounded to the nearest byte. Surrounding spaces and one space before the unit
+    are allowed; signs, exponents, ``Ki`` without ``B`` and empty text are not.
+    """
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None:
+        return None
+    whole, frac, prefix, suffix = match.groups()
+    if suffix.lower() == "i" or (suffix and suffix[0] in "iI" and not prefix):
+        return None  # "5Ki", "5i" or "5iB"
+    try:
+        value = Decimal(f"{whole}.{frac}" if frac else whole)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
+        return None
+    scaled = value * (1024 ** _SIZE_UNITS[prefix.lower()])
+    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+_UPDATE_AT_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
+def _check_object_key(key: str) -> str:
+    if not key:
+        raise rule_error("must not be empty")
+    if "\x00" in key:
+        raise rule_error("must not contain a NUL character")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_OBJECT_KEY_BYTES:
+        raise rule_error(f"must be at most {MAX_OBJECT_KEY_BYTES} bytes long")
+    if key.startswith(("/", "\\")):
+        raise rule_error("must be an object key in the bucket, not an absolute path")
+    if ".." in re.split(r"[/\\]", key):
+        raise rule_error("must not contain a '..' segment")
+    return key
+
+
+def _check_bucket_name(name: str) -> str:
+    if not name:
+        raise rule_error("must not be empty")
+    if len(name) > 255:
+        raise rule_error("must be at most 255 characters")
+    if name in (".", "..") or any(ch in name for ch in "/\\") or not name.isprintable():
+        raise rule_error("must be a bucket name, without '/', '\\' or control characters")
+    return name
+
+
+def _int_text(value: Any, *, what: str) -> Any:
+    """Digits or an integer as an int; other values are left for the type check."""
+    if isinstance(value, bool):
+        raise rule_error(f"must be {what}")
+    if isinstance(value, str):
+        if not value.isascii() or not value.isdigit():
+            raise rule_error(f"must be {what}")
+        return int(value)
+    return value
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6addr]:port"`` -> (host, port); ValueError if malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r} is not host:port")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"{text!r} is not host:port")
+    if not host or any(ch.isspace() for ch in host) or not host.isprintable():
+        raise ValueError(f"{text!r} has no valid host")
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} has no valid port (1-65535)")
+    return host, int(port)
+
+
+# -- create migration task: request --------------------------------------------------
+
+
+class Files(_Request):
+    """One backup file: an object key in the bucket, with its advisory size and date."""
+
+    file_name: str
+    size: str | None = None
+    update_at: str | None = None
+
+    @field_validator("file_name")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        return _check_object_key(value)
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_form(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        if value is not None and not isinstance(value, str):
+            raise rule_error("must be a string such as '754.0MB' or a number of bytes")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and parse_size(value) is None:
+            raise rule_error("must be a number of bytes or a size such as '754.0MB'")
+        return value
+
+    @field_validator("update_at")
+    @classmethod
+    def _update_at(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ok = _UPDATE_AT_RE.fullmatch(value) is not None
+        if ok:
+            try:
+                datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                ok = False
+        if not ok:
+            raise rule_error("must be a time in the format YYYY-MM-DD HH:MM:SS")
+        return value
+
+    @property
+    def size_bytes(self) -> int | None:
+        """`size` in bytes (advisory: the object's real size comes from the bucket)."""
+        return None if self.size is None else parse_size(self.size)
+
+
+class BackupFilesBody(_Request):
+    """The files to import: objects of a bucket, or a backup made by this service.
+
+    ``file_source`` may be left out; it then means ``self_build_obs``, the one source the
+    managed service documents for its SDK.
+    """
+
+    file_source: FileSource = "self_build_obs"
+    bucket_name: str | None = None
+    files: list[Files] | None = Field(default=None, max_length=MAX_FILES)
+    backup_id: str | None = None
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_bucket_name(value)
+
+    @model_validator(mode="after")
+    def _by_source(self) -> BackupFilesBody:
+        if self.file_source == "self_build_obs":
+            if self.bucket_name is None:
+                raise rule_error("is required when file_source is self_build_obs", "bucket_name")
+            if not self.files:
+                raise rule_error(
+                    "is required and must not be empty when file_source is self_build_obs",
+                    "files",
+                )
+        elif not self.backup_id:
+            raise rule_error("is required when file_source is backup_record", "backup_id")
+        return self
+
+
+class _InstanceBody(_Request):
+    password: SecretStr | None = None
+    task_status: str | None = None
+    id: str | None = None
+    ip: str | None = None
+    port: str | None = None
+    name: str | None = None
+    addrs: str | None = None
+    proxy_multi_db: bool | None = None
+    db: int | None = None
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        number = _int_text(value, what="a port number (1-65535)")
+        if isinstance(number, int) and not 0 < number < 65536:
+            raise rule_error("must be a port number (1-65535)")
+        return str(number) if isinstance(number, int) else number
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        number = _int_text(value, what="a database number (0-255)")
+        if isinstance(number, int) and not 0 <= number <= 255:
+            raise rule_error("must be a database number (0-255)")
+        return number
+
+
+class SourceInstanceBody(_InstanceBody):
+    """The source Redis of an online migration (refused by this API, validated anyway)."""
+
+    addrs: str = Field(min_length=1)
+
+
+class TargetInstanceBody(_InstanceBody):
+    """The target Redis: ``id`` names an instance registered in the same project.
+
+    ``password``, when given, overrides the registered one for this task. ``db``, when
+    given, sends every key to that database.
+    """
+
+    id: str = Field(min_length=1)
+
+
+class CreateMigrationTaskBody(_Request):
+    """Body of ``POST /v2/{project_id}/migration-task``."""
+
+    task_name: str = Field(min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=1024)
+    migration_type: MigrationType
+    migration_method: MigrationMethod
+    backup_files: BackupFilesBody | None = None
+    network_type: NetworkType | None = None
+    source_instance: SourceInstanceBody | None = None
+    target_instance: TargetInstanceBody
+
+    @model_validator(mode="after")
+    def _rules(self) -> CreateMigrationTaskBody:
+        if self.migration_type == "online_migration":
+            raise rule_error(
+                "must be backupfile_import: online migration tasks are not created through "
+                f"this API, use {ONLINE_MIGRATION_API}",
+                "migration_type",
+            )
+        if self.migration_method != "full_amount_migration":
+            raise rule_error(
+                "must be full_amount_migration for backupfile_import: "
+                "a backup import is always a full import",
+                "migration_method",
+            )
+        if self.backup_files is None:
+            raise rule_error("is required when migration_type is backupfile_import", "backup_files")
+        return self
+
+
+# -- create migration task: response and shared response parts ------------------------
+
+
+class CreateMigrationTaskResponse(_Response):
+    id: str
+    name: str
+    status: str
+    error: str = ""
+
+
+class FilesInfo(_Response):
+    file_name: str
+    size: str | None = None
+    update_at: str | None = None
+
+
+class BackupFilesInfo(_Response):
+    file_source: str | None = None
+    bucket_name: str | None = None
+    files: list[FilesInfo] | None = None
+    backup_id: str | None = None
+
+
+class _InstanceInfo(_Response):
+    """An instance as a task shows it: the SDK's instance body without ``password``."""
+
+    id: str | None = None
+    name: str | None = None
+    task_status: str | None = None
+    ip: str | None = None
+    port: str | None = None
+    addrs: str | None = None
+    proxy_multi_db: bool | None = None
+    db: str | None = None
+
+
+class SourceInstanceInfo(_InstanceInfo):
+    pass
+
+
+class TargetInstanceInfo(_InstanceInfo):
+    pass
+
+
+# -- other migration-task endpoints --------------------------------------------------
+
+
+class MigrationTaskListItem(_Response):
+    """One task in ``GET /v2/{project_id}/migration-tasks`` (the SDK's MigrationTaskList)."""
+
+    task_id: str
+    task_name: str
+    status: str
+    migration_type: str
+    migration_method: str
+    data_source: str | None = None
+    source_instance_name: str | None = None
+    source_instance_id: str | None = None
+    target_instance_addrs: str | None = None
+    target_instance_name: str | None = None
+    target_instance_id: str | None = None
+    created_at: str | None = None
+    description: str | None = None
+    error_message: str | None = None
+    ecs_tenant_private_ip: str | None = None
+    source_instance_status: str | None = None
+    target_instance_status: str | None = None
+    source_instance_subnet_id: str | None = None
+    target_instance_subnet_id: str | None = None
+    source_instance_spec_code: str | None = None
+    target_instance_spec_code: str | None = None
+    released_at: str | None = None
+    version: str | None = None
+    resume_mode: str | None = None
+    supported_features: list[str] | None = None
+
+
+class ListMigrationTasksResponse(_Response):
+    count: int
+    migration_tasks: list[MigrationTaskListItem]
+
+
+class MigrationTaskDetail(_Response):
+    """``GET /v2/{project_id}/migration-task/{task_id}`` (the SDK's ShowMigrationTaskResponse).
+
+    ``error_message`` is this service's addition (the SDK ignores it): for a FAILED task,
+    what failed and where (file, byte offset, key).
+    """
+
+    task_id: str
+    task_name: str
+    description: str | None = None
+    status: str
+    migration_type: str
+    migration_method: str
+    ecs_tenant_private_ip: str | None = None
+    backup_files: BackupFilesInfo | None = None
+    network_type: str | None = None
+    source_instance: SourceInstanceInfo | None = None
+    target_instance: TargetInstanceInfo | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    released_at: str | None = None
+    version: str | None = None
+    resume_mode: str | None = None
+    supported_features: list[str] | None = None
+    tenant_vpc_id: str | None = None
+    tenant_subnet_id: str | None = None
+    tenant_security_group_id: str | None = None
+    bandwidth_limit_mb: str | None = None
+    task_status: str | None = None
+    error_message: str | None = None
+
+
+class StopMigrationTaskResponse(MigrationTaskDetail):
+    """``POST .../migration-task/{task_id}/stop``: the detail, status TERMINATING or TERMINATED."""
+
+
+class MigrationTaskStats(_Response):
+    """``GET .../migration-task/{task_id}/stats`` (the SDK's ShowMigrationTaskStatsResponse)."""
+
+    full_migration_progress: str
+    offset: str | None = None
+    source_dbsize: str | None = None
+    target_dbsize: str | None = None
+    target_input_kbps: str | None = None
+    target_ops: str | None = None
+    is_migrating: bool
+
+
+class MigrationLog(_Response):
+    created_at: str
+    log_level: str
+    message: str
+    log_code: str | None = None
+    keyword: list[str] | None = None
+
+
+class ListMigrationTaskLogsResponse(_Response):
+    log_num: int
+    migration_logs: list[MigrationLog]
+
+
+class BatchStopMigrationTasksBody(_Request):
+    """Body of ``POST /v2/{project_id}/migration-task/batch-stop``."""
+
+    migration_tasks: list[str] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+
+
+class StopMigrationTaskResult(_Response):
+    task_id: str
+    result: str
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+class BatchStopMigrationTasksResponse(_Response):
+    migration_tasks: list[StopMigrationTaskResult]
+
+
+class DeleteMigrationTasksBody(_Request):
+    """Body of ``DELETE /v2/{project_id}/migration-tasks/delete`` (DeleteMigrateTaskRequest)."""
+
+    task_id_list: list[str] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+
+
+class DeleteMigrationTasksResponse(_Response):
+    task_id_list: list[str]
+
+
+# -- instances -----------------------------------------------------------------------
+
+
+class InstanceListInfo(_Response):
+    """One instance in ``GET /v2/{project_id}/instances`` (a subset of the SDK's fields).
+
+    ``cache_mode`` (``single`` or ``cluster``) is not in the SDK's list model, which
+    ignores it; the show model has it.
+    """
+
+    instance_id: str
+    name: str
+    engine: str = "Redis"
+    engine_version: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    status: str
+    cache_mode: str | None = None
+    domain_name: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    capacity: int | None = None
+    max_memory: int | None = None
+    used_memory: int | None = None
+    spec_code: str | None = None
+    no_password_access: str | None = None
+    access_user: str | None = None
+
+
+class ListInstancesResponse(_Response):
+    instance_num: int
+    instances: list[InstanceListInfo]
+
+
+class InstanceDetail(_Response):
+    """``GET /v2/{project_id}/instances/{instance_id}`` (a subset of ShowInstanceResponse).
+
+    ``backend_addrs`` lists every address, comma separated (the seed nodes of a cluster);
+    ``ip`` and ``port`` are the first.
+    """
+
+    instance_id: str
+    name: str
+    engine: str = "Redis"
+    engine_version: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    status: str
+    cache_mode: str | None = None
+    backend_addrs: str | None = None
+    domain_name: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+    update_at: str | None = None
+    capacity: int | None = None
+    max_memory: int | None = None
+    used_memory: int | None = None
+    spec_code: str | None = None
+    no_password_access: str | None = None
+    access_user: str | None = None
+    db_number: int | None = None
+    sharding_count: int | None = None
+
+
+class RegisterInstanceBody(_Request):
+    """Body of ``POST /v2/{project_id}/instances``: this service's own extension.
+
+    Registers an existing Redis, given by ``addrs`` (``"host:port"``, comma separated or a
+    JSON array of such for a cluster's seed nodes) or by ``ip`` and ``port``.
+    """
+
+    name: str = Field(min_length=1, max_length=255)
+    addrs: list[str] | None = Field(default=None, min_length=1, max_length=1000)
+    ip: str | None = Field(default=None, min_length=1)
+    port: int | None = None
+    password: SecretStr | None = None
+    instance_type: InstanceType = "single"
+    description: str | None = Field(default=None, max_length=1024)
+
+    @field_validator("addrs", mode="before")
+    @classmethod
+    def _split_addrs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("addrs")
+    @classmethod
+    def _check_addrs(cls, value: list[str] | None) -> list[str] | None:
+        for addr in value or []:
+            try:
+                parse_addr(addr)
+            except ValueError as exc:
+                raise rule_error(f"must be host:port addresses: {exc}") from None
+        return value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        number = _int_text(value, what="a port number (1-65535)")
+        if isinstance(number, int) and not 0 < number < 65536:
+            raise rule_error("must be a port number (1-65535)")
+        return number
+
+    @model_validator(mode="after")
+    def _where(self) -> RegisterInstanceBody:
+        if self.addrs is not None and (self.ip is not None or self.port is not None):
+            raise rule_error("must not be given with ip and port: give one or the other", "addrs")
+        if self.addrs is None:
+            if self.ip is None:
+                raise rule_error("is required (or ip and port)", "addrs")
+            if self.port is None:
+                raise rule_error("is required with ip", "port")
+            try:
+                parse_addr(f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:1")
+            except ValueError:
+                raise rule_error("must be a host name or IP address", "ip") from None
+        if self.instance_type == "single" and len(self.addresses()) != 1:
+            raise rule_error("must hold one address for a single instance", "addrs")
+        return self
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """The addresses as (host, port) pairs."""
+        if self.addrs is not None:
+            return [parse_addr(addr) for addr in self.addrs]
+        if self.ip is not None and self.port is not None:
+            return [(self.ip, self.port)]
+        return []
+
+
+class RegisterInstanceResponse(_Response):
+    instance_id: str
+
+
+# -- backups and restores ------------------------------------------------------------
+
+
+class BackupInstanceBody(_Request):
+    """Body of ``POST /v2/{project_id}/instances/{instance_id}/backups``."""
+
+    remark: str | None = Field(default=None, max_length=1024)
+    backup_format: BackupFormat = "rdb"
+
+
+class BackupInstanceResponse(_Response):
+    """Answer of a backup request (the SDK's CopyInstanceResponse)."""
+
+    backup_id: str
+
+
+class BackupRecord(_Response):
+    backup_id: str
+    instance_id: str | None = None
+    backup_name: str | None = None
+    backup_type: str | None = None
+    backup_format: str | None = None
+    size: int | None = None
+    status: str
+    progress: str | None = None
+    error_code: str | None = None
+    remark: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    is_support_restore: str | None = None
+
+
+class ListBackupRecordsResponse(_Response):
+    total_num: int
+    backup_record_response: list[BackupRecord]
+
+
+class RestoreInstanceBody(_Request):
+    """Body of ``POST /v2/{project_id}/instances/{instance_id}/restores``."""
+
+    backup_id: str = Field(min_length=1)
+    remark: str | None = Field(default=None, max_length=1024)
+
+
+class RestoreInstanceResponse(_Response):
+    restore_id: str
+
+
+class RestoreRecord(_Response):
+    restore_id: str
+    backup_id: str | None = None
+    backup_name: str | None = None
+    restore_name: str | None = None
+    status: str
+    progress: str | None = None
+    error_code: str | None = None
+    restore_remark: str | None = None
+    backup_remark: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ListRestoreRecordsResponse(_Response):
+    total_num: int
+    restore_record_response: list[RestoreRecord]
+
+
+# -- parsing -------------------------------------------------------------------------
+
+RequestModel = TypeVar("RequestModel", bound=BaseModel)
+
+
+def parse_body(model: type[RequestModel], body: bytes | str) -> RequestModel:
+    """Validate a raw JSON request body.
+
+    Raises `DcsError`: DCS.4004 when the body is empty (or only whitespace), DCS.4800
+    naming the field for malformed JSON, a non-object body, or any failed rule.
+    """
+    if not body or not body.strip():
+        raise empty_body()
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None

@@ -1,0 +1,27 @@
+"""The service's settings, from the command line and the environment (DESIGN §7)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
+DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
+WORKERS_ENV = "DCS_MIGRATION_WORKERS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None = None  # None: SQLite in the data dir
+    workers: int = 4  # tasks that run at once; more wait, in order
+
+    @classmethod
+    def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Settings:
+        chosen = data_dir or os.environ.get(DATA_DIR_ENV) or "./dcs-data"
+        return cls(
+            data_dir=Path(chosen).resolve(),
+            database_url=os.environ.get(DATABASE_URL_ENV) or None,
+            workers=int(os.environ.get(WORKERS_ENV, "4")),
+        )

@@ -1,0 +1,49 @@
+"""Persistence (SQLAlchemy 2): access keys, instances, migration tasks with their files and logs.
+
+SQLite in the data dir by default, PostgreSQL (or another SQLAlchemy URL) when one is given.
+`open_store(url, data_dir)` applies the schema migrations and returns a `Store`, whose methods
+each run in their own short transaction and return frozen records, never ORM objects, so any
+thread may call them. Secrets (SKs, instance and task passwords) are encrypted at rest and
+never appear in a record's repr.
+"""
+
+from dcs_migration.store.crypto import SecretBox, SecretKeyError, load_secret_box
+from dcs_migration.store.db import DATABASE_URL_ENV, SQLITE_FILE_NAME, open_store
+from dcs_migration.store.records import (
+    CreatedKey,
+    DeleteResult,
+    InstanceRecord,
+    KeyRecord,
+    KeySecret,
+    LogLevel,
+    NewTaskFile,
+    TaskFileRecord,
+    TaskLogRecord,
+    TaskRecord,
+    TaskStatus,
+    parse_size,
+)
+from dcs_migration.store.repository import NotFoundError, Store
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "SQLITE_FILE_NAME",
+    "CreatedKey",
+    "DeleteResult",
+    "InstanceRecord",
+    "KeyRecord",
+    "KeySecret",
+    "LogLevel",
+    "NewTaskFile",
+    "NotFoundError",
+    "SecretBox",
+    "SecretKeyError",
+    "Store",
+    "TaskFileRecord",
+    "TaskLogRecord",
+    "TaskRecord",
+    "TaskStatus",
+    "load_secret_box",
+    "open_store",
+    "parse_size",
+]

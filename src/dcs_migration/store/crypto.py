@@ -1,0 +1,95 @@
+"""Encryption of stored secrets (SKs, Redis passwords) with Fernet from `cryptography`.
+
+The key comes from the environment (`DCS_MIGRATION_SECRET_KEY`) or from `<data dir>/secret.key`,
+which is created with mode 0600 the first time it is needed. The environment variable may hold
+several keys separated by commas: the first encrypts, all of them decrypt, so a key can be
+rotated. A key is a Fernet key: 32 random bytes in URL-safe base64, as printed by
+`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.
+Every service process that shares one database must use the same key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+SECRET_KEY_ENV = "DCS_MIGRATION_SECRET_KEY"
+SECRET_KEY_FILE = "secret.key"
+
+
+class SecretKeyError(Exception):
+    """The secret key is malformed, or is not the one that encrypted a stored secret."""
+
+
+class SecretBox:
+    """Encrypts text to an ASCII token and back."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        if not keys:
+            raise SecretKeyError("no secret key given")
+        try:
+            self._fernet = MultiFernet([Fernet(key) for key in keys])
+        except (ValueError, TypeError) as exc:
+            raise SecretKeyError(
+                "a secret key must be a Fernet key (32 bytes in URL-safe base64)"
+            ) from exc
+
+    def __repr__(self) -> str:
+        return "SecretBox(<keys hidden>)"
+
+    def encrypt(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError) as exc:
+            raise SecretKeyError(
+                "a stored secret cannot be decrypted: the secret key "
+                f"({SECRET_KEY_ENV} or {SECRET_KEY_FILE} in the data dir) "
+                "is not the one it was encrypted with"
+            ) from exc
+
+
+def load_secret_box(data_dir: Path, environ: Mapping[str, str] | None = None) -> SecretBox:
+    """The key from the environment when set, else the data dir's key file (made if missing)."""
+    env = os.environ if environ is None else environ
+    given = env.get(SECRET_KEY_ENV, "").strip()
+    if given:
+        keys = [part.strip().encode("ascii") for part in given.split(",") if part.strip()]
+        return SecretBox(keys)
+    return SecretBox([_key_file(data_dir)])
+
+
+def _key_file(data_dir: Path) -> bytes:
+    path = data_dir / SECRET_KEY_FILE
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Written whole under a temporary name, then linked into place: a process racing to
+    # create the same file either wins or reads the complete key the winner wrote.
+    temporary = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(Fernet.generate_key() + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if not key:
+        raise SecretKeyError(f"the secret key file {path} is empty")
+    return key

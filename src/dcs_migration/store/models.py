@@ -1,0 +1,169 @@
+"""The tables, as SQLAlchemy 2 typed declarative models.
+
+The schema itself is made and changed by the Alembic migrations in `migrations/`; a test
+checks that the migrated database matches these models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Constraint names fixed by convention, so that later migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# A 64-bit integer primary key that is still SQLite's auto-incrementing rowid.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, always handed back timezone-aware in UTC.
+
+    SQLite keeps no zone, so values are stored there as naive UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a stored time must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AccessKey(Base):
+    __tablename__ = "access_keys"
+
+    ak: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    sk_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    instance_type: Mapped[str] = mapped_column(String(16))
+    addrs: Mapped[str] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(String(255))
+    password_encrypted: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(32))
+    engine_version: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MigrationTask(Base):
+    __tablename__ = "migration_tasks"
+    __table_args__ = (
+        Index("ix_migration_tasks_project_created", "project_id", "created_at"),
+        Index("ix_migration_tasks_status", "status"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    task_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text)
+    migration_type: Mapped[str] = mapped_column(String(32))
+    migration_method: Mapped[str] = mapped_column(String(32))
+    file_source: Mapped[str] = mapped_column(String(32))
+    bucket_name: Mapped[str | None] = mapped_column(String(255))
+    backup_id: Mapped[str | None] = mapped_column(String(64))
+    network_type: Mapped[str | None] = mapped_column(String(16))
+    target_instance_id: Mapped[str] = mapped_column(String(36))
+    target_db: Mapped[int | None] = mapped_column(Integer)
+    target_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    target_instance_name: Mapped[str] = mapped_column(String(255))
+    target_instance_addrs: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    error_message: Mapped[str] = mapped_column(Text)
+    resume_mode: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stop_requested: Mapped[bool] = mapped_column(Boolean)
+    bytes_total: Mapped[int] = mapped_column(BigInteger)
+    bytes_read: Mapped[int] = mapped_column(BigInteger)
+    keys_written: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_expired: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_existing: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_module: Mapped[int] = mapped_column(BigInteger)
+    commands_replayed: Mapped[int] = mapped_column(BigInteger)
+    ops_per_second: Mapped[float] = mapped_column(Float)
+    input_kbps: Mapped[float] = mapped_column(Float)
+    target_dbsize: Mapped[int | None] = mapped_column(BigInteger)
+    source_dbsize: Mapped[int | None] = mapped_column(BigInteger)
+    current_file: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskFile(Base):
+    __tablename__ = "migration_task_files"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("migration_tasks.task_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(Text)
+    size_text: Mapped[str | None] = mapped_column(String(64))
+    update_at: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TaskLog(Base):
+    __tablename__ = "migration_task_logs"
+    __table_args__ = (Index("ix_migration_task_logs_task_level", "task_id", "log_level"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("migration_tasks.task_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    log_level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    log_code: Mapped[str] = mapped_column(String(32))
+    keyword: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,219 @@
+"""The plain, frozen records that the store returns, and the values its columns take.
+
+No record holds a password; the two that carry an SK hide it from `repr`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    MIGRATING = "MIGRATING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+
+
+RUNNING_STATUSES = frozenset({TaskStatus.MIGRATING, TaskStatus.TERMINATING})
+
+
+class LogLevel(StrEnum):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+INSTANCE_TYPES = frozenset({"single", "cluster"})
+FILE_SOURCES = frozenset({"self_build_obs", "backup_record"})
+
+# Fields of a task that `Store.update_progress` may set.
+PROGRESS_FIELDS: dict[str, tuple[type, ...]] = {
+    "bytes_total": (int,),
+    "bytes_read": (int,),
+    "keys_written": (int,),
+    "keys_skipped_expired": (int,),
+    "keys_skipped_existing": (int,),
+    "keys_skipped_module": (int,),
+    "commands_replayed": (int,),
+    "ops_per_second": (int, float),
+    "input_kbps": (int, float),
+    "target_dbsize": (int, type(None)),
+    "source_dbsize": (int, type(None)),
+    "current_file": (str, type(None)),
+}
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new access key. The SK is shown this once; unpacks as `ak, sk = ...`."""
+
+    ak: str
+    project_id: str
+    sk: str = field(repr=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.ak, self.sk))
+
+
+@dataclass(frozen=True)
+class KeySecret:
+    """What verifying a signature needs; unpacks as `project_id, sk = ...`."""
+
+    project_id: str
+    sk: str = field(repr=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.project_id, self.sk))
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    ak: str
+    project_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    instance_id: str
+    project_id: str
+    name: str
+    instance_type: str  # single | cluster
+    addrs: str  # "host:port[,host:port...]"
+    username: str | None
+    has_password: bool
+    engine: str
+    engine_version: str | None
+    status: str
+    created_at: datetime
+
+    @property
+    def addr_list(self) -> list[str]:
+        return [addr.strip() for addr in self.addrs.split(",") if addr.strip()]
+
+    @property
+    def ip(self) -> str:
+        """The first address's host (brackets of an IPv6 literal removed)."""
+        host, _, _ = self.addr_list[0].rpartition(":")
+        return host.strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.addr_list[0].rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class NewTaskFile:
+    """A file of a new task, as the request gave it."""
+
+    file_name: str
+    size: str | None = None  # digits, or a human form such as "754.0MB"
+    update_at: str | None = None
+    size_bytes: int | None = None  # None: parsed from `size` when it can be
+
+
+@dataclass(frozen=True)
+class TaskFileRecord:
+    position: int
+    file_name: str
+    size_text: str | None
+    update_at: str | None
+    size_bytes: int | None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: str
+    project_id: str
+    task_name: str
+    description: str
+    migration_type: str
+    migration_method: str
+    file_source: str
+    bucket_name: str | None
+    backup_id: str | None
+    network_type: str | None
+    target_instance_id: str
+    target_db: int | None
+    has_password_override: bool
+    target_instance_name: str
+    target_instance_addrs: str
+    status: TaskStatus
+    error_message: str
+    resume_mode: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    released_at: datetime | None
+    stop_requested: bool
+    bytes_total: int
+    bytes_read: int
+    keys_written: int
+    keys_skipped_expired: int
+    keys_skipped_existing: int
+    keys_skipped_module: int
+    commands_replayed: int
+    ops_per_second: float
+    input_kbps: float
+    target_dbsize: int | None
+    source_dbsize: int | None
+    current_file: str | None
+    files: tuple[TaskFileRecord, ...] = ()
+
+    @property
+    def is_running(self) -> bool:
+        """MIGRATING or TERMINATING: a worker may still be writing."""
+        return self.status in RUNNING_STATUSES
+
+    @property
+    def percent(self) -> int:
+        """Bytes read out of the total, 0 to 100 (100 once SUCCESS)."""
+        if self.status == TaskStatus.SUCCESS:
+            return 100
+        if self.bytes_total <= 0:
+            return 0
+        return max(0, min(100, self.bytes_read * 100 // self.bytes_total))
+
+
+@dataclass(frozen=True)
+class TaskLogRecord:
+    id: int
+    task_id: str
+    created_at: datetime
+    log_level: LogLevel
+    message: str
+    log_code: str
+    keyword: str
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: tuple[str, ...]  # removed, with their files and logs
+    running: tuple[str, ...]  # MIGRATING or TERMINATING: stop them first
+    missing: tuple[str, ...]  # not a task of this project
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
+
+
+def parse_size(text: str | None) -> int | None:
+    """Bytes from "1234", "754.0MB", "2 GiB", "10k" (units of 1024); None when not a size."""
+    if text is None:
+        return None
+    match = _SIZE.match(text)
+    if match is None:
+        return None
+    number, unit = match.group(1), (match.group(2) or "").upper()
+    prefix = unit[:1] if unit[:1] in "KMGTP" and unit else ""
+    if unit and not prefix and unit != "B":
+        return None
+    return int(float(number) * 1024 ** _UNITS[prefix])

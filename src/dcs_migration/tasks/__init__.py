@@ -1,0 +1,1 @@
+"""Migration tasks: what runs an import for the service, and tracks it."""

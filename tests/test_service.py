@@ -1,0 +1,241 @@
+"""The migration-task service over real HTTP, driven by the official SDK as a user would."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkdcs.v2 import (
+    BackupFilesBody,
+    BatchStopMigrationTasksBody,
+    BatchStopMigrationTasksRequest,
+    CreateMigrationTaskBody,
+    CreateMigrationTaskRequest,
+    DeleteMigrationTaskRequest,
+    Files,
+    ListMigrationTaskLogsRequest,
+    ListMigrationTaskRequest,
+    ShowMigrationTaskRequest,
+    ShowMigrationTaskStatsRequest,
+    StopMigrationTaskRequest,
+    TargetInstanceBody,
+)
+from huaweicloudsdkdcs.v2.model.delete_migrate_task_request import DeleteMigrateTaskRequest
+
+from tests import rdbgen as g
+from tests.conftest import RedisServerFactory
+from tests.corpus import CORPUS
+from tests.service import Service
+
+PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    with Service() as running:
+        yield running
+
+
+def minted(service: Service, project: str = PROJECT) -> Any:
+    key = service.cli("keys", "create", "--project-id", project)
+    return service.client(key["ak"], key["sk"], project)
+
+
+def register(service: Service, server: Any, project: str = PROJECT) -> str:
+    out = service.cli(
+        "instances",
+        "add",
+        "--project-id",
+        project,
+        "--name",
+        "target",
+        "--addrs",
+        f"127.0.0.1:{server.port}",
+    )
+    instance_id: str = out["instance_id"]
+    return instance_id
+
+
+def create(client: Any, instance_id: str, files: list[str], bucket: str = "bucket") -> Any:
+    body = CreateMigrationTaskBody(
+        task_name="import",
+        migration_type="backupfile_import",
+        migration_method="full_amount_migration",
+        backup_files=BackupFilesBody(
+            file_source="self_build_obs",
+            bucket_name=bucket,
+            files=[
+                Files(file_name=f, size="754.0MB", update_at="2026-11-28 10:00:00") for f in files
+            ],
+        ),
+        target_instance=TargetInstanceBody(id=instance_id),
+    )
+    return client.create_migration_task(CreateMigrationTaskRequest(body=body))
+
+
+def wait_for(client: Any, task_id: str, statuses: tuple[str, ...], seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        task = client.show_migration_task(ShowMigrationTaskRequest(task_id=task_id))
+        if task.status in statuses:
+            return task
+        assert time.monotonic() < deadline, f"task stayed {task.status}"
+        time.sleep(0.1)
+
+
+def test_the_seed_request_imports_a_backup(
+    service: Service, redis_server: RedisServerFactory
+) -> None:
+    target = redis_server()
+    client = minted(service)
+    instance_id = register(service, target)
+    shutil.copy(CORPUS / "native/redis-7.0.15/dump.rdb", service.bucket("bucket") / "dump.rdb")
+    created = create(client, instance_id, ["dump.rdb"])
+    assert created.status == "MIGRATING" and created.name == "import"
+    task = wait_for(client, created.id, ("SUCCESS", "FAILED"))
+    assert task.status == "SUCCESS"
+    assert int(target.cli("DBSIZE")) > 0
+    stats = client.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=created.id))
+    assert stats.full_migration_progress == "100"
+    logs = client.list_migration_task_logs(ListMigrationTaskLogsRequest(task_id=created.id))
+    assert logs.log_num >= 2
+    listed = client.list_migration_task(ListMigrationTaskRequest())
+    assert listed.count == 1 and listed.migration_tasks[0].task_id == created.id
+
+
+def test_a_multi_file_task_and_a_missing_file(
+    service: Service, redis_server: RedisServerFactory
+) -> None:
+    target = redis_server()
+    client = minted(service)
+    instance_id = register(service, target)
+    bucket = service.bucket("bucket")
+    (bucket / "a.rdb").write_bytes(g.rdb(g.key(b"a", g.string(b"1")), version=9))
+    (bucket / "b.rdb").write_bytes(g.rdb(g.key(b"b", g.string(b"2")), version=9))
+    done = wait_for(
+        client, create(client, instance_id, ["a.rdb", "b.rdb"]).id, ("SUCCESS", "FAILED")
+    )
+    assert done.status == "SUCCESS"
+    assert sorted(redis.Redis(port=target.port).keys()) == [b"a", b"b"]
+    failed = wait_for(client, create(client, instance_id, ["nope.rdb"]).id, ("SUCCESS", "FAILED"))
+    assert failed.status == "FAILED"
+    raw = client.list_migration_task(ListMigrationTaskRequest())
+    message = next(t.error_message for t in raw.migration_tasks if t.task_id == failed.task_id)
+    assert "nope.rdb" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"migration_method": "incremental_migration"}, "migration_method"),
+        ({"migration_type": "online_migration"}, "migration_type"),
+        ({"migration_type": "teleport"}, "migration_type"),
+        ({"file_name": "../../etc/passwd"}, "file_name"),
+    ],
+)
+def test_validation_errors_name_the_field(
+    service: Service, redis_server: RedisServerFactory, change: dict[str, str], field: str
+) -> None:
+    client = minted(service)
+    instance_id = register(service, redis_server())
+    body = CreateMigrationTaskBody(
+        task_name="bad",
+        migration_type=change.get("migration_type", "backupfile_import"),
+        migration_method=change.get("migration_method", "full_amount_migration"),
+        backup_files=BackupFilesBody(
+            file_source="self_build_obs",
+            bucket_name="bucket",
+            files=[Files(file_name=change.get("file_name", "dump.rdb"))],
+        ),
+        target_instance=TargetInstanceBody(id=instance_id),
+    )
+    with pytest.raises(ClientRequestException) as exc:
+        client.create_migration_task(CreateMigrationTaskRequest(body=body))
+    assert exc.value.status_code == 400
+    assert exc.value.error_code == "DCS.4800"
+    assert field in exc.value.error_msg
+
+
+def test_signatures_and_projects(service: Service, redis_server: RedisServerFactory) -> None:
+    key = service.cli("keys", "create", "--project-id", PROJECT)
+    wrong = service.client(key["ak"], "not-the-secret", PROJECT)
+    with pytest.raises(ClientRequestException) as exc:
+        wrong.list_migration_task(ListMigrationTaskRequest())
+    assert (exc.value.status_code, exc.value.error_code) == (401, "APIGW.0301")
+    other_key = service.cli("keys", "create", "--project-id", "other")
+    cross = service.client(other_key["ak"], other_key["sk"], PROJECT)
+    with pytest.raises(ClientRequestException) as exc:
+        cross.list_migration_task(ListMigrationTaskRequest())
+    assert exc.value.status_code == 403
+    # A task of one project is a 404 to another.
+    client = service.client(key["ak"], key["sk"], PROJECT)
+    instance_id = register(service, redis_server())
+    task = create(client, instance_id, ["missing.rdb"])
+    other = service.client(other_key["ak"], other_key["sk"], "other")
+    with pytest.raises(ClientRequestException) as exc:
+        other.show_migration_task(ShowMigrationTaskRequest(task_id=task.id))
+    assert (exc.value.status_code, exc.value.error_code) == (404, "DCS.4133")
+    with pytest.raises(ClientRequestException) as exc:
+        client.show_migration_task(ShowMigrationTaskRequest(task_id="not-a-task-id"))
+    assert exc.value.error_code == "DCS.4070"
+
+
+def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 400_000) -> None:
+    source = redis_server("--enable-debug-command", "yes")
+    source.cli("DEBUG", "POPULATE", str(keys), "key", "100")
+    source.cli("SAVE")
+    path.write_bytes((source.dir / "dump.rdb").read_bytes())
+
+
+def test_stop_batch_stop_and_delete(service: Service, redis_server: RedisServerFactory) -> None:
+    client = minted(service)
+    instance_id = register(service, redis_server())
+    big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+    first = create(client, instance_id, ["big.rdb"]).id
+    wait_for(client, first, ("MIGRATING",))
+    with pytest.raises(ClientRequestException) as exc:
+        client.delete_migration_task(
+            DeleteMigrationTaskRequest(body=DeleteMigrateTaskRequest(task_id_list=[first]))
+        )
+    assert exc.value.error_code == "DCS.4017"
+    stopped = client.stop_migration_task(StopMigrationTaskRequest(task_id=first))
+    assert stopped.status in ("TERMINATING", "TERMINATED")
+    assert wait_for(client, first, ("TERMINATED",), seconds=5).status == "TERMINATED"
+    second = create(client, instance_id, ["big.rdb"]).id
+    third = create(client, instance_id, ["big.rdb"]).id
+    batch = client.batch_stop_migration_tasks(
+        BatchStopMigrationTasksRequest(
+            body=BatchStopMigrationTasksBody(migration_tasks=[second, third])
+        )
+    )
+    assert [r.result for r in batch.migration_tasks] == ["success", "success"]
+    for task_id in (second, third):
+        assert wait_for(client, task_id, ("TERMINATED",), seconds=5).status == "TERMINATED"
+    deleted = client.delete_migration_task(
+        DeleteMigrationTaskRequest(body=DeleteMigrateTaskRequest(task_id_list=[first, second]))
+    )
+    assert sorted(deleted.task_id_list) == sorted([first, second])
+    assert client.list_migration_task(ListMigrationTaskRequest()).count == 1
+
+
+def test_a_restart_leaves_no_task_migrating(
+    service: Service, redis_server: RedisServerFactory
+) -> None:
+    client = minted(service)
+    instance_id = register(service, redis_server())
+    big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+    task_id = create(client, instance_id, ["big.rdb"]).id
+    wait_for(client, task_id, ("MIGRATING",))
+    time.sleep(0.3)
+    service.kill()
+    service.start()
+    task = wait_for(client, task_id, ("FAILED",), seconds=5)
+    listed = client.list_migration_task(ListMigrationTaskRequest())
+    assert "interrupted" in listed.migration_tasks[0].error_message
+    assert task.status == "FAILED"

@@ -1,0 +1,527 @@
+"""The store against both backends: SQLite in a data dir, and a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
+from sqlalchemy import inspect, text
+
+from dcs_migration.store import (
+    SQLITE_FILE_NAME,
+    NewTaskFile,
+    NotFoundError,
+    SecretKeyError,
+    Store,
+    TaskStatus,
+    open_store,
+    parse_size,
+)
+from dcs_migration.store.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE, load_secret_box
+from dcs_migration.store.models import Base
+from tests.postgres import create_database
+
+PROJECT = "0605767e8b00d5e42f4ac00a6a0c0f30"
+OTHER = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
+PASSWORD = "instance-pa55word-Zq81"
+OVERRIDE = "task-override-pa55-Wx72"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite in the data dir; else a new empty PostgreSQL database per test."""
+    if request.param == "sqlite":
+        return None
+    return create_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(store_url: str | None, data_dir: Path) -> Iterator[Store]:
+    opened = open_store(store_url, data_dir, environ={})
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _instance(store: Store, project: str = PROJECT, password: str | None = PASSWORD) -> str:
+    return store.add_instance(project, "redis-a", "127.0.0.1:6379", password, "single").instance_id
+
+
+def _task(
+    store: Store, instance_id: str, name: str = "task", target_password: str | None = None
+) -> str:
+    record = store.create_task(
+        PROJECT,
+        task_name=name,
+        target_instance_id=instance_id,
+        bucket_name="bucket",
+        files=[NewTaskFile("dump.rdb", "1000")],
+        target_password=target_password,
+    )
+    return record.task_id
+
+
+# -- schema -------------------------------------------------------------------------------
+
+
+def test_migrations_apply_idempotently_and_match_the_models(
+    store_url: str | None, data_dir: Path
+) -> None:
+    first = open_store(store_url, data_dir, environ={})
+    key = first.create_key(PROJECT)
+    first.close()
+    again = open_store(store_url, data_dir, environ={})  # nothing left to apply
+    try:
+        assert again.secret_for(key.ak) is not None
+        with again.engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+            assert [v[0] for v in versions] == ["0001_initial"]
+            tables = set(inspect(connection).get_table_names())
+            assert {
+                "access_keys",
+                "instances",
+                "migration_tasks",
+                "migration_task_files",
+                "migration_task_logs",
+            } <= tables
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        again.close()
+    if store_url is None:
+        assert (data_dir / SQLITE_FILE_NAME).is_file()
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def test_keys_create_lookup_revoke(store: Store) -> None:
+    created = store.create_key(PROJECT)
+    ak, sk = created
+    assert len(ak) == 20 and len(sk) == 40
+    assert sk not in repr(created)
+    found = store.secret_for(ak)
+    assert found is not None
+    assert tuple(found) == (PROJECT, sk)
+    assert sk not in repr(found)
+    assert store.secret_for("NOSUCHKEY") is None
+    assert [k.ak for k in store.list_keys(PROJECT)] == [ak]
+    assert store.list_keys(OTHER) == []
+    assert sk not in repr(store.list_keys(PROJECT))
+
+    assert store.revoke_key(ak) is True
+    assert store.revoke_key(ak) is False
+    assert store.secret_for(ak) is None
+    assert store.list_keys(PROJECT)[0].revoked_at is not None
+    other_ak, _ = store.create_key(PROJECT)
+    assert store.secret_for(other_ak) is not None
+
+
+# -- secrets at rest -----------------------------------------------------------------------
+
+
+def test_secrets_are_encrypted_at_rest(store: Store, store_url: str | None, data_dir: Path) -> None:
+    _, sk = store.create_key(PROJECT)
+    instance_id = _instance(store)
+    task_id = _task(store, instance_id, target_password=OVERRIDE)
+    secrets = [sk, PASSWORD, OVERRIDE]
+
+    with store.engine.connect() as connection:
+        for table in ("access_keys", "instances", "migration_tasks"):
+            for row in connection.execute(text(f"SELECT * FROM {table}")):
+                flat = " ".join(str(value) for value in row)
+                for secret in secrets:
+                    assert secret not in flat, f"{table} holds a secret in plain text"
+
+    instance = store.get_instance(PROJECT, instance_id)
+    task = store.get_task(PROJECT, task_id)
+    assert instance is not None and instance.has_password
+    assert task is not None and task.has_password_override
+    for record in (instance, task):
+        for secret in secrets:
+            assert secret not in repr(record)
+    assert store.task_password(task_id) == OVERRIDE
+    assert store.instance_password(PROJECT, instance_id) == PASSWORD
+    assert store.secret_for(store.list_keys(PROJECT)[0].ak) is not None
+
+    if store_url is None:
+        store.close()  # whatever the WAL held is in the files below either way
+        for path in data_dir.iterdir():
+            if path.name.startswith(SQLITE_FILE_NAME):
+                raw = path.read_bytes()
+                for secret in secrets:
+                    assert secret.encode() not in raw, f"{path.name} holds a secret"
+
+    # Another key cannot read them, and says so.
+    wrong = open_store(
+        store_url, data_dir, environ={SECRET_KEY_ENV: Fernet.generate_key().decode()}
+    )
+    try:
+        with pytest.raises(SecretKeyError, match="secret key"):
+            wrong.instance_password(PROJECT, instance_id)
+    finally:
+        wrong.close()
+
+
+def test_secret_key_file_is_private_and_env_key_wins(tmp_path: Path) -> None:
+    box = load_secret_box(tmp_path, environ={})
+    key_file = tmp_path / SECRET_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    token = box.encrypt("hello")
+    assert "hello" not in token
+    assert load_secret_box(tmp_path, environ={}).decrypt(token) == "hello"
+
+    other_dir = tmp_path / "other"
+    env_key = Fernet.generate_key().decode()
+    env_box = load_secret_box(other_dir, environ={SECRET_KEY_ENV: env_key})
+    assert not (other_dir / SECRET_KEY_FILE).exists()
+    rotated = load_secret_box(
+        other_dir, environ={SECRET_KEY_ENV: f"{Fernet.generate_key().decode()},{env_key}"}
+    )
+    assert rotated.decrypt(env_box.encrypt("x")) == "x"
+    with pytest.raises(SecretKeyError):
+        load_secret_box(other_dir, environ={SECRET_KEY_ENV: "not-a-key"})
+    assert env_key not in repr(env_box)
+
+
+# -- project scoping -----------------------------------------------------------------------
+
+
+def test_another_project_sees_nothing(store: Store) -> None:
+    instance_id = _instance(store)
+    task_id = _task(store, instance_id)
+    store.add_log(task_id, "INFO", "hello")
+
+    assert store.get_instance(OTHER, instance_id) is None
+    assert store.instance_password(OTHER, instance_id) is None
+    assert store.list_instances(OTHER) == (0, [])
+    assert store.get_task(OTHER, task_id) is None
+    assert store.list_tasks(OTHER) == (0, [])
+    assert store.list_logs(task_id, project_id=OTHER) == (0, [])
+    assert store.list_logs(task_id, project_id=PROJECT)[0] == 1
+    assert store.request_stop(OTHER, task_id) is None
+    result = store.delete_tasks(OTHER, [task_id])
+    assert result.deleted == () and result.missing == (task_id,)
+    with pytest.raises(NotFoundError):
+        store.create_task(OTHER, task_name="x", target_instance_id=instance_id)
+
+    task = store.get_task(PROJECT, task_id)
+    assert task is not None and task.status == TaskStatus.MIGRATING
+
+
+# -- instances -----------------------------------------------------------------------------
+
+
+def test_instances(store: Store) -> None:
+    single = store.add_instance(PROJECT, "one", " 127.0.0.1:6379 ", None, "single")
+    cluster = store.add_instance(
+        PROJECT, "Cluster-B", ["127.0.0.1:7000", "127.0.0.1:7001"], PASSWORD, "cluster", "admin"
+    )
+    assert not single.has_password and store.instance_password(PROJECT, single.instance_id) is None
+    assert (single.ip, single.port, single.engine, single.status) == (
+        "127.0.0.1",
+        6379,
+        "Redis",
+        "RUNNING",
+    )
+    assert cluster.addrs == "127.0.0.1:7000,127.0.0.1:7001"
+    assert cluster.username == "admin" and cluster.instance_type == "cluster"
+    assert store.get_instance(PROJECT, cluster.instance_id) == cluster
+    count, page = store.list_instances(PROJECT, 0, 10)
+    assert count == 2 and [i.name for i in page] == ["Cluster-B", "one"]
+    assert store.list_instances(PROJECT, 0, 10, name="cluster")[0] == 1
+    assert store.list_instances(PROJECT, 1, 10)[1][0].name == "one"
+    for bad in ("", "nohost", "host:notaport", "host:70000"):
+        with pytest.raises(ValueError):
+            store.add_instance(PROJECT, "bad", bad)
+    with pytest.raises(ValueError):
+        store.add_instance(PROJECT, "bad", "h:1", None, "sentinel")
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+def test_task_with_files(store: Store) -> None:
+    instance_id = _instance(store)
+    created = store.create_task(
+        PROJECT,
+        task_name="import-1",
+        description="from the nightly backup",
+        target_instance_id=instance_id,
+        bucket_name="backups",
+        target_db=3,
+        files=[
+            NewTaskFile("a/dump.rdb", "754.0MB", "2024-05-01 10:00:00"),
+            NewTaskFile("a/appendonly.aof", "1024"),
+            NewTaskFile("a/unknown.rdb"),
+        ],
+    )
+    fetched = store.get_task(PROJECT, created.task_id)
+    assert fetched == created
+    assert fetched.status == TaskStatus.MIGRATING and fetched.started_at is None
+    assert fetched.target_instance_name == "redis-a"
+    assert fetched.target_instance_addrs == "127.0.0.1:6379"
+    assert fetched.target_db == 3 and not fetched.has_password_override
+    assert fetched.created_at.tzinfo is not None
+    assert [(f.position, f.file_name, f.size_text, f.size_bytes) for f in fetched.files] == [
+        (0, "a/dump.rdb", "754.0MB", 754 * 1024 * 1024),
+        (1, "a/appendonly.aof", "1024", 1024),
+        (2, "a/unknown.rdb", None, None),
+    ]
+    assert fetched.files[0].update_at == "2024-05-01 10:00:00"
+    assert fetched.bytes_total == 0  # one size unknown: the worker measures it
+    assert store.task_password(created.task_id) == PASSWORD
+
+    with pytest.raises(NotFoundError):
+        store.create_task(PROJECT, task_name="x", target_instance_id="no-such-instance")
+    with pytest.raises(ValueError):
+        store.create_task(
+            PROJECT, task_name="x", target_instance_id=instance_id, file_source="nowhere"
+        )
+
+
+def test_status_and_progress(store: Store) -> None:
+    task_id = _task(store, _instance(store, password=None))
+    assert store.task_password(task_id) is None
+    assert store.mark_started(task_id) is True
+    assert store.mark_started(task_id) is False
+    assert store.update_progress(
+        task_id, bytes_total=1000, bytes_read=250, keys_written=7, ops_per_second=3
+    )
+    task = store.get_task(PROJECT, task_id)
+    assert task is not None
+    assert (task.bytes_read, task.keys_written, task.ops_per_second, task.percent) == (
+        250,
+        7,
+        3.0,
+        25,
+    )
+    assert task.started_at is not None and task.is_running
+    assert store.update_progress("no-such-task", bytes_read=1) is False
+    with pytest.raises(TypeError):
+        store.update_progress(task_id, status="SUCCESS")
+    with pytest.raises(TypeError):
+        store.update_progress(task_id, bytes_read="many")
+    with pytest.raises(ValueError):
+        store.set_status(task_id, "DONE")
+
+    assert store.set_status(task_id, "FAILED", "file dump.rdb, offset 9: bad CRC", finished=True)
+    task = store.get_task(PROJECT, task_id)
+    assert task is not None
+    assert task.status == "FAILED" and task.error_message.startswith("file dump.rdb")
+    assert task.finished_at is not None and not task.is_running
+
+
+def test_progress_from_many_threads(store: Store) -> None:
+    instance_id = _instance(store)
+    task_ids = [_task(store, instance_id, f"t{n}") for n in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        task_id = task_ids[n % len(task_ids)]
+        try:
+            start.wait()
+            for i in range(50):
+                store.update_progress(
+                    task_id, bytes_read=i, keys_written=i * 2, input_kbps=1.5, current_file="f"
+                )
+                if i % 10 == 0:
+                    store.add_log(task_id, "INFO", f"thread {n} at {i}")
+                    assert store.get_task(PROJECT, task_id) is not None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    for task_id in task_ids:
+        task = store.get_task(PROJECT, task_id)
+        assert task is not None
+        assert (task.bytes_read, task.keys_written, task.current_file) == (49, 98, "f")
+        assert store.list_logs(task_id)[0] == 10
+
+
+def test_list_tasks_paging_filter_newest_first(store: Store) -> None:
+    instance_id = _instance(store)
+    names = ["alpha-1", "beta-1", "alpha-2", "gamma", "ALPHA-3", "100%_done"]
+    ids = []
+    for name in names:
+        ids.append(_task(store, instance_id, name))
+        time.sleep(0.002)
+    count, page = store.list_tasks(PROJECT, 0, 10)
+    assert count == 6
+    assert [t.task_name for t in page] == list(reversed(names))
+    assert page[0].files[0].file_name == "dump.rdb"
+    count, page = store.list_tasks(PROJECT, 2, 2)
+    assert count == 6 and [t.task_name for t in page] == ["gamma", "alpha-2"]
+    count, page = store.list_tasks(PROJECT, 0, 10, name="alpha")
+    assert count == 3 and [t.task_name for t in page] == ["ALPHA-3", "alpha-2", "alpha-1"]
+    assert store.list_tasks(PROJECT, 0, 10, name="%_")[0] == 1  # wildcards match literally
+    assert store.list_tasks(PROJECT, 10, 10) == (6, [])
+    assert store.list_tasks(PROJECT, 0, 0) == (6, [])
+
+
+def test_logs_in_order_with_level_filter(store: Store) -> None:
+    task_id = _task(store, _instance(store))
+    store.add_log(task_id, "INFO", "started")
+    store.add_log(task_id, "warning", "3 keys expired", keyword="expired")
+    store.add_log(task_id, "ERROR", "bad CRC", code="DCS.4842")
+    store.add_log(task_id, "INFO", "finished")
+    with pytest.raises(ValueError):
+        store.add_log(task_id, "DEBUG", "nope")
+    count, logs = store.list_logs(task_id, 0, 10)
+    assert count == 4 and [x.message for x in logs] == [
+        "started",
+        "3 keys expired",
+        "bad CRC",
+        "finished",
+    ]
+    assert logs[1].log_level == "WARNING" and logs[1].keyword == "expired"
+    assert logs[2].log_code == "DCS.4842"
+    assert logs[0].created_at <= logs[3].created_at <= datetime.now(UTC)
+    count, infos = store.list_logs(task_id, 0, 10, level="INFO")
+    assert count == 2 and [x.message for x in infos] == ["started", "finished"]
+    count, errors = store.list_logs(task_id, 0, 10, level="error")
+    assert count == 1 and errors[0].message == "bad CRC"
+    count, page = store.list_logs(task_id, 1, 2)
+    assert count == 4 and [x.message for x in page] == ["3 keys expired", "bad CRC"]
+
+
+def test_stop_requests(store: Store) -> None:
+    instance_id = _instance(store)
+    waiting = _task(store, instance_id, "waiting")
+    running = _task(store, instance_id, "running")
+    finished = _task(store, instance_id, "finished")
+    store.mark_started(running)
+    store.mark_started(finished)
+    store.set_status(finished, "SUCCESS", finished=True)
+
+    stopped = store.request_stop(PROJECT, waiting)
+    assert stopped is not None and stopped.status == TaskStatus.TERMINATED
+    assert stopped.finished_at is not None and stopped.stop_requested
+    assert store.mark_started(waiting) is False  # a worker that picks it up later skips it
+
+    stopping = store.request_stop(PROJECT, running)
+    assert stopping is not None and stopping.status == TaskStatus.TERMINATING
+    assert store.is_stop_requested(running)
+    again = store.request_stop(PROJECT, running)
+    assert again is not None and again.status == TaskStatus.TERMINATING
+    store.set_status(running, "TERMINATED", finished=True)
+    done = store.get_task(PROJECT, running)
+    assert done is not None and done.status == TaskStatus.TERMINATED
+
+    untouched = store.request_stop(PROJECT, finished)
+    assert untouched is not None and untouched.status == TaskStatus.SUCCESS
+    assert not store.is_stop_requested(finished)
+    assert store.request_stop(PROJECT, "no-such-task") is None
+
+
+def test_delete_tasks(store: Store) -> None:
+    instance_id = _instance(store)
+    running = _task(store, instance_id, "running")
+    stopping = _task(store, instance_id, "stopping")
+    done = _task(store, instance_id, "done")
+    store.mark_started(stopping)
+    store.request_stop(PROJECT, stopping)
+    store.set_status(done, "SUCCESS", finished=True)
+    store.add_log(done, "INFO", "finished")
+
+    result = store.delete_tasks(PROJECT, [done, running, stopping, "no-such-task", done])
+    assert result.deleted == (done,)
+    assert result.running == (running, stopping)
+    assert result.missing == ("no-such-task",)
+    assert store.get_task(PROJECT, done) is None
+    assert store.list_logs(done) == (0, [])
+    with store.engine.connect() as connection:
+        left = connection.execute(
+            text("SELECT count(*) FROM migration_task_files WHERE task_id = :t"), {"t": done}
+        ).scalar()
+    assert left == 0
+    assert store.list_tasks(PROJECT)[0] == 2
+
+
+def test_fail_interrupted(store: Store) -> None:
+    instance_id = _instance(store)
+    running = _task(store, instance_id, "running")
+    stopping = _task(store, instance_id, "stopping")
+    waiting = _task(store, instance_id, "waiting")
+    done = _task(store, instance_id, "done")
+    for task_id in (running, stopping, done):
+        store.mark_started(task_id)
+    store.update_progress(
+        running, bytes_total=5000, bytes_read=1234, keys_written=56, current_file="dump.rdb"
+    )
+    store.request_stop(PROJECT, stopping)
+    store.set_status(done, "SUCCESS", finished=True)
+
+    assert store.fail_interrupted() == 3
+    task = store.get_task(PROJECT, running)
+    assert task is not None and task.status == TaskStatus.FAILED
+    assert task.error_message.startswith(
+        "interrupted: the service stopped after reading 1234 of 5000 bytes, 56 keys written"
+    )
+    assert "dump.rdb" in task.error_message
+    assert task.finished_at is not None and task.bytes_read == 1234
+    count, logs = store.list_logs(running, level="ERROR")
+    assert count == 1 and logs[0].message == task.error_message
+    assert logs[0].keyword == "interrupted"
+    for task_id in (stopping, waiting):
+        other = store.get_task(PROJECT, task_id)
+        assert other is not None and other.status == TaskStatus.FAILED
+        assert other.error_message.startswith("interrupted: ")
+    finished = store.get_task(PROJECT, done)
+    assert finished is not None and finished.status == TaskStatus.SUCCESS
+    assert store.fail_interrupted() == 0
+
+
+def test_next_waiting_hands_each_task_to_one_worker(store: Store) -> None:
+    instance_id = _instance(store)
+    ids = []
+    for n in range(6):
+        ids.append(_task(store, instance_id, f"t{n}"))
+        time.sleep(0.002)
+    store.request_stop(PROJECT, ids[5])  # stopped while waiting: never handed out
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while (task := store.next_waiting()) is not None:
+            assert task.started_at is not None
+            with lock:
+                taken.append(task.task_id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(taken) == sorted(ids[:5])
+    assert store.next_waiting() is None
+
+
+def test_parse_size() -> None:
+    assert parse_size("1234") == 1234
+    assert parse_size("754.0MB") == 754 * 1024 * 1024
+    assert parse_size("2 GiB") == 2 * 1024**3
+    assert parse_size("10k") == 10240
+    assert parse_size("7B") == 7
+    for bad in (None, "", "lots", "5 apples", "-1"):
+        assert parse_size(bad) is None
