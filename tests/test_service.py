@@ -239,3 +239,29 @@ def test_a_restart_leaves_no_task_migrating(
     listed = client.list_migration_task(ListMigrationTaskRequest())
     assert "interrupted" in listed.migration_tasks[0].error_message
     assert task.status == "FAILED"
+
+
+def test_a_task_reads_its_files_from_the_s3_endpoint(redis_server: RedisServerFactory) -> None:
+    from dcs_migration.sources.s3 import S3Settings, make_s3_client
+    from tests.s3server import MotoServer
+
+    with MotoServer() as moto:
+        env = {
+            "DCS_MIGRATION_OBS_ENDPOINT": moto.endpoint,
+            "DCS_MIGRATION_OBS_ACCESS_KEY": "test-access",
+            "DCS_MIGRATION_OBS_SECRET_KEY": "test-secret",
+        }
+        s3 = make_s3_client(S3Settings(moto.endpoint, "test-access", "test-secret"))
+        s3.create_bucket(Bucket="backups")
+        s3.put_object(
+            Bucket="backups",
+            Key="shard/dump.rdb",
+            Body=g.rdb(g.key(b"k", g.string(b"v")), version=9),
+        )
+        with Service(env=env) as service:
+            target = redis_server()
+            client = minted(service)
+            instance_id = register(service, target)
+            created = create(client, instance_id, ["shard/dump.rdb"], bucket="backups")
+            assert wait_for(client, created.id, ("SUCCESS", "FAILED")).status == "SUCCESS"
+            assert redis.Redis(port=target.port).get(b"k") == b"v"
