@@ -265,3 +265,38 @@ def test_a_task_reads_its_files_from_the_s3_endpoint(redis_server: RedisServerFa
             created = create(client, instance_id, ["shard/dump.rdb"], bucket="backups")
             assert wait_for(client, created.id, ("SUCCESS", "FAILED")).status == "SUCCESS"
             assert redis.Redis(port=target.port).get(b"k") == b"v"
+
+
+def test_unsigned_oversized_and_unknown_requests_get_dcs_errors(service: Service) -> None:
+    import http.client
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(service.url + path, data=body, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, body = call("GET", f"/v2/{PROJECT}/migration-tasks")
+    assert (status, body["error_code"]) == (401, "APIGW.0301")
+    assert set(body) == {"error_code", "error_msg", "error_ext_msg"}
+    # A body over 12 MB is refused from its Content-Length, before it is read.
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    conn.putrequest("POST", f"/v2/{PROJECT}/migration-task")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(13 << 20))
+    conn.endheaders()
+    answer = conn.getresponse()
+    body = json.loads(answer.read())
+    conn.close()
+    assert (answer.status, body["error_code"]) == (400, "DCS.4800")
+    assert "request body" in body["error_msg"]
+    status, body = call("GET", "/v2/nothing/here/at/all")
+    assert status == 404 and body["error_code"].startswith("DCS.")
+    status, schema = call("GET", "/openapi.json")
+    assert status == 200 and "/v2/{project_id}/migration-task" in schema["paths"]

@@ -119,8 +119,13 @@ class TaskRunner:
         last = 0.0
         started = time.monotonic()
 
+        current_file = ""
+
         def on_progress(p: Progress) -> None:
-            nonlocal last
+            nonlocal last, current_file
+            if p.current_input != current_file:
+                current_file = p.current_input
+                store.add_log(task.task_id, "INFO", f"reading {current_file}")
             now = time.monotonic()
             if now - last < PROGRESS_SECONDS:
                 return
