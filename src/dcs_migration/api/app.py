@@ -9,14 +9,17 @@ Every route but the health check is signed with SDK-HMAC-SHA256 (`auth.py`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dcs_migration.api.auth import AuthResult, verify_request
@@ -99,7 +102,54 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(routes_tasks.router)
     app.include_router(routes_instances.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+# Request bodies are validated from the raw body (to answer in the DCS form), so the
+# document is told about them here: route name -> body model.
+REQUEST_BODIES: dict[str, type[BaseModel]] = {}
+
+
+def request_body_model(
+    model: type[BaseModel],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a route as taking `model` as its JSON body (for /openapi.json)."""
+
+    def mark(route: Callable[..., Any]) -> Callable[..., Any]:
+        REQUEST_BODIES[route.__name__] = model
+        return route
+
+    return mark
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    models = list(dict.fromkeys(REQUEST_BODIES.values()))
+    _, definitions = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(definitions.get("$defs", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)  # errors are answered in the DCS form, never FastAPI's
+    for path in schema["paths"].values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+            model = REQUEST_BODIES.get(operation.get("operationId", "").split("_v2_")[0])
+            if model is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{model.__name__}"}
+                        }
+                    },
+                }
+    app.openapi_schema = schema
+    return schema
 
 
 def service_of(request: Request) -> Service:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from dcs_migration.api.app import Signed, body_of, iso, json_model, service_of
+from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
 from dcs_migration.api.errors import DcsError, invalid_parameter
 from dcs_migration.api.schemas import (
     InstanceDetail,
@@ -79,6 +79,7 @@ def show_instance(
 
 
 @router.post("/instances", response_model=RegisterInstanceResponse)
+@request_body_model(RegisterInstanceBody)
 def register_instance(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
     """Register an existing Redis (this service's extension); it must answer as Redis."""
     body = parse_body(RegisterInstanceBody, body_of(request))

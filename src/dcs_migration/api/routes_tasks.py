@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from dcs_migration.api.app import Signed, body_of, iso, json_model, service_of
+from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
 from dcs_migration.api.errors import (
     DCS_INVALID_TASK_ID_FORMAT,
     DCS_STATE_NOT_ALLOWED,
@@ -61,6 +61,7 @@ def _task(request: Request, project_id: str, task_id: str) -> TaskRecord:
 
 
 @router.post("/migration-task", response_model=CreateMigrationTaskResponse)
+@request_body_model(CreateMigrationTaskBody)
 def create_migration_task(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
     """Create a backup import task (`backupfile_import`): it starts at once, MIGRATING."""
     body = parse_body(CreateMigrationTaskBody, body_of(request))
@@ -285,6 +286,7 @@ def stop_migration_task(
 
 
 @router.post("/migration-task/batch-stop", response_model=BatchStopMigrationTasksResponse)
+@request_body_model(BatchStopMigrationTasksBody)
 def batch_stop_migration_tasks(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
     body = parse_body(BatchStopMigrationTasksBody, body_of(request))
     results = []
@@ -305,6 +307,7 @@ def batch_stop_migration_tasks(project_id: str, request: Request, auth: Signed) 
 
 
 @router.delete("/migration-tasks/delete", response_model=DeleteMigrationTasksResponse)
+@request_body_model(DeleteMigrationTasksBody)
 def delete_migration_tasks(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
     """Delete finished tasks; a running one must be stopped first (DCS.4017)."""
     body = parse_body(DeleteMigrationTasksBody, body_of(request))
