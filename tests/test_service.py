@@ -300,3 +300,34 @@ def test_unsigned_oversized_and_unknown_requests_get_dcs_errors(service: Service
     assert status == 404 and body["error_code"].startswith("DCS.")
     status, schema = call("GET", "/openapi.json")
     assert status == 200 and "/v2/{project_id}/migration-task" in schema["paths"]
+
+
+def test_instances_list_and_show_without_passwords(
+    service: Service, redis_server: RedisServerFactory
+) -> None:
+    from huaweicloudsdkdcs.v2 import ListInstancesRequest, ShowInstanceRequest
+
+    target = redis_server("--requirepass", "hunter2-secret")
+    client = minted(service)
+    out = service.cli(
+        "instances",
+        "add",
+        "--project-id",
+        PROJECT,
+        "--name",
+        "guarded",
+        "--addrs",
+        f"127.0.0.1:{target.port}",
+        "--password",
+        "hunter2-secret",
+    )
+    listed = client.list_instances(ListInstancesRequest())
+    assert listed.instance_num == 1 and listed.instances[0].name == "guarded"
+    shown = client.show_instance(ShowInstanceRequest(instance_id=out["instance_id"]))
+    assert (shown.ip, shown.port, shown.engine) == ("127.0.0.1", target.port, "Redis")
+    assert "hunter2-secret" not in str(listed) + str(shown)
+    for stored in service.data_dir.glob("dcs-migration.sqlite3*"):  # the database and its WAL
+        assert b"hunter2-secret" not in stored.read_bytes()
+    with pytest.raises(ClientRequestException) as exc:
+        client.show_instance(ShowInstanceRequest(instance_id="missing"))
+    assert exc.value.status_code == 404

@@ -24,20 +24,21 @@ router = APIRouter(prefix="/v2/{project_id}")
 INSTANCE_NOT_FOUND = "DCS.4001"
 
 
-def _list_info(i: InstanceRecord) -> InstanceListInfo:
-    return InstanceListInfo(
-        instance_id=i.instance_id,
-        name=i.name,
-        engine=i.engine,
-        engine_version=i.engine_version,
-        ip=i.ip,
-        port=i.port,
-        status=i.status,
-        cache_mode=i.instance_type,
-        created_at=iso(i.created_at),
-        no_password_access="false" if i.has_password else "true",
-        access_user=i.username,
-    )
+def _common(i: InstanceRecord) -> dict[str, Any]:
+    """What the list and show shapes both say of an instance."""
+    return {
+        "instance_id": i.instance_id,
+        "name": i.name,
+        "engine": i.engine,
+        "engine_version": i.engine_version,
+        "ip": i.ip,
+        "port": i.port,
+        "status": i.status,
+        "cache_mode": i.instance_type,
+        "created_at": iso(i.created_at),
+        "no_password_access": "false" if i.has_password else "true",
+        "access_user": i.username,
+    }
 
 
 @router.get("/instances", response_model=ListInstancesResponse)
@@ -50,7 +51,10 @@ def list_instances(
     name: str | None = None,
 ) -> dict[str, Any]:
     count, found = service_of(request).store.list_instances(project_id, offset, limit, name)
-    return {"instance_num": count, "instances": [json_model(_list_info(i)) for i in found]}
+    return {
+        "instance_num": count,
+        "instances": [json_model(InstanceListInfo(**_common(i))) for i in found],
+    }
 
 
 @router.get("/instances/{instance_id}", response_model=InstanceDetail)
@@ -60,22 +64,7 @@ def show_instance(
     i = service_of(request).store.get_instance(project_id, instance_id)
     if i is None:
         raise DcsError(404, INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
-    return json_model(
-        InstanceDetail(
-            instance_id=i.instance_id,
-            name=i.name,
-            engine=i.engine,
-            engine_version=i.engine_version,
-            ip=i.ip,
-            port=i.port,
-            status=i.status,
-            cache_mode=i.instance_type,
-            backend_addrs=i.addrs,
-            created_at=iso(i.created_at),
-            no_password_access="false" if i.has_password else "true",
-            access_user=i.username,
-        )
-    )
+    return json_model(InstanceDetail(**_common(i), backend_addrs=i.addrs))
 
 
 @router.post("/instances", response_model=RegisterInstanceResponse)
