@@ -60,6 +60,20 @@ class Connection:
         if ep.db:
             self.select(ep.db)
 
+    def raw_socket(self) -> socket.socket:
+        """The socket itself, for a protocol that leaves RESP (a replication stream)."""
+        if self._sock is None:
+            raise ConnectionLost("not connected")
+        return self._sock
+
+    def take_buffered(self) -> bytes:
+        """Hand the connection over after `call()`s: every reply asked for was read, so
+        nothing is buffered; a reply nobody asked for is an error."""
+        if self._reader.gets() is not False or self._reader.has_data():
+            raise ConnectionLost("the server sent a reply that nobody asked for")
+        self._reader = hiredis.Reader()
+        return b""
+
     def select(self, db: int) -> None:
         reply = self.call(b"SELECT", b"%d" % db)
         if isinstance(reply, hiredis.ReplyError):
