@@ -13,7 +13,7 @@ from typing import Any
 import redis
 import redis.cluster
 
-from tests.servers import free_port
+from tests.servers import end_process, free_port
 
 HOST = "127.0.0.1"
 SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
@@ -53,13 +53,7 @@ class _Node:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from tests.servers import free_port
+from tests.servers import end_process, free_port
 
 ACCESS_KEY = "testing-access-key"
 SECRET_KEY = "testing-secret-key"
@@ -70,13 +70,7 @@ class MotoServer:
         return self._log.read_text(errors="replace") if self._log.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def __enter__(self) -> MotoServer:
