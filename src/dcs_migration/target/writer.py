@@ -83,17 +83,15 @@ class Writer:
         self._since_clock = 0
         self.router: Router | None = None
         self._rewrite: Rewrite | None = None
-        self._fast_types: bytes | None = None  # per RDB type: may it take the fast path?
+        # Per RDB type: may a value of it go as RESTORE (size and Valkey aside)?
+        self._restore_types = bytes(256)
         self._multi: list[AofCommand] | None = None
 
     def attach(self, router: Router) -> None:
         """Start writing through `router` (built with this writer's `on_reply`)."""
         self.router = router
-        if (
-            self.options.conflict is Conflict.REPLACE
-            and self.options.strategy is not Strategy.REWRITE
-        ):
-            self._fast_types = bytes(
+        if self.options.strategy is not Strategy.REWRITE:
+            self._restore_types = bytes(
                 int(
                     t not in _MODULE_TYPES
                     and t not in _ALWAYS_REWRITTEN
@@ -118,12 +116,15 @@ class Writer:
         """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE on a
         standalone server take a fast path: built in one loop and queued as one batch."""
         router = self.router
-        if not isinstance(router, StandaloneRouter) or self._fast_types is None:
+        if (
+            not isinstance(router, StandaloneRouter)
+            or self.options.conflict is not Conflict.REPLACE
+        ):
             for record in records:
                 self.write(record)
             return
         pipe = router.pipeline
-        fast = self._fast_types
+        fast = self._restore_types
         big = self.options.big_key_bytes
         mapped_db = self.options.db
         now = self._now_ms = int(time.time() * 1000)
@@ -142,8 +143,8 @@ class Writer:
         append_size = sizes.append
         for r in records:
             if type(r) is KeyRecord:
-                db, key, t, payload, expire, _, _, idle, freq, _ = r
-                if fast[t] and idle is None and freq is None and len(payload) <= big:
+                db, key, t, payload, expire, _, _, idle, freq, valkey = r
+                if fast[t] and not valkey and idle is None and freq is None and len(payload) <= big:
                     if expire is not None and expire <= now:
                         skipped += 1
                         continue
@@ -224,7 +225,7 @@ class Writer:
         """Module AUX data has no command that carries it: only the module's own load can
         read it, so an import stops unless module data is to be left out."""
         if self.options.skip_module_keys:
-            self._warn_once("module-aux", f"module AUX data of {record.module_name!r} left out")
+            self._warn_once(f"module AUX data of {record.module_name!r} left out")
             return
         raise TargetError(
             f"the backup holds AUX data of module {record.module_name!r} at offset "
@@ -260,12 +261,9 @@ class Writer:
             self._write_rewritten(record, pipe)
 
     def _restorable(self, record: KeyRecord) -> bool:
-        assert self.router is not None
         return (
-            self.options.strategy is not Strategy.REWRITE
-            and record.rdb_type not in _ALWAYS_REWRITTEN
+            bool(self._restore_types[record.rdb_type])
             and not record.valkey
-            and self.router.caps.can_restore(record.rdb_type)
             and len(record.payload) <= self.options.big_key_bytes
         )
 
@@ -279,7 +277,6 @@ class Writer:
             pipe.push(encode_command(args), (PART, key))
         if self._rewrite.field_ttls_dropped != dropped:
             self._warn_once(
-                "field-ttls",
                 "the target is older than Redis 7.4 and cannot hold hash field TTLs: "
                 "they are dropped (the fields and values are written)",
             )
@@ -298,7 +295,6 @@ class Writer:
         if not self.router.caps.functions:
             self.stats.functions_skipped += 1
             self._warn_once(
-                "functions",
                 "the target is older than Redis 7.0 and has no functions: "
                 "function libraries are not imported",
             )
@@ -374,9 +370,7 @@ class Writer:
         """Wait for every reply; raises TargetError if the target refused anything."""
         assert self.router is not None
         if self._multi:
-            self._warn_once(
-                "multi", f"the AOF ends inside a MULTI: {len(self._multi)} commands not applied"
-            )
+            self._warn_once(f"the AOF ends inside a MULTI: {len(self._multi)} commands not applied")
             self._multi = None
         self.router.flush()
 
@@ -449,7 +443,7 @@ class Writer:
             raise Refused(f"key {key!r} already exists on the target (conflict policy fail)")
         self.stats.keys_skipped_existing += 1
 
-    def _warn_once(self, topic: str, message: str) -> None:
+    def _warn_once(self, message: str) -> None:
         if message not in self.stats.warnings:
             self.stats.warnings.append(message)
 
