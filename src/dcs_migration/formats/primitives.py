@@ -23,13 +23,10 @@ RDB_ENCVAL_LZF = 3
 
 _I16 = struct.Struct("<h")
 _I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
 _U32_BE = struct.Struct(">I")
-_U64 = struct.Struct("<Q")
 _U64_BE = struct.Struct(">Q")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
-_F32 = struct.Struct("<f")
 
 
 class Incomplete(Exception):
@@ -174,18 +171,6 @@ def lzf_decompress(data: bytes, expected_len: int, offset: int) -> bytes:
     return bytes(out)
 
 
-def read_u8(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    if pos >= end:
-        raise Incomplete()
-    return buf[pos], pos + 1
-
-
-def read_u32_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    if pos + 4 > end:
-        raise Incomplete()
-    return _U32.unpack_from(buf, pos)[0], pos + 4
-
-
 def read_i64_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """A millisecond time as rdbLoadMillisecondTime stores it: 8 bytes, little-endian."""
     if pos + 8 > end:
@@ -193,23 +178,11 @@ def read_i64_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     return _I64.unpack_from(buf, pos)[0], pos + 8
 
 
-def read_u64_le(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    if pos + 8 > end:
-        raise Incomplete()
-    return _U64.unpack_from(buf, pos)[0], pos + 8
-
-
 def read_binary_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     """A double in 8 bytes, little-endian IEEE 754 (ZSET_2)."""
     if pos + 8 > end:
         raise Incomplete()
     return _F64.unpack_from(buf, pos)[0], pos + 8
-
-
-def read_binary_float(buf: bytes, pos: int, end: int) -> tuple[float, int]:
-    if pos + 4 > end:
-        raise Incomplete()
-    return _F32.unpack_from(buf, pos)[0], pos + 4
 
 
 def read_text_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
@@ -245,13 +218,6 @@ def parse_double(text: bytes, offset: int) -> float:
         return float(text)
     except ValueError:
         raise FormatError(f"expected a number, found {text[:40]!r}", offset=offset) from None
-
-
-def parse_int(text: bytes, offset: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise FormatError(f"expected an integer, found {text[:40]!r}", offset=offset) from None
 
 
 class Cursor:

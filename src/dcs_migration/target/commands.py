@@ -18,7 +18,6 @@ from dcs_migration.formats.records import KeyRecord
 from dcs_migration.formats.stream import StreamValue, format_id
 from dcs_migration.formats.values import HashValue
 from dcs_migration.target.capabilities import Capabilities, restore_version
-from dcs_migration.target.resp import encode_command
 from dcs_migration.target.slots import slot_tag
 
 Args = list[bytes]
@@ -206,8 +205,3 @@ class Rewrite:
                 format_id(max_deleted).encode(),
             ]
         yield args
-
-
-def encode_all(commands: Iterator[Args]) -> Iterator[bytes]:
-    for args in commands:
-        yield encode_command(args)
