@@ -140,6 +140,25 @@ def test_a_single_image_keeps_expired_keys_invisible(
     assert client.get(b"gone") is None and client.get(b"k") == b"v"
 
 
+def test_an_aof_tail_after_a_big_last_value_is_not_lost(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    # The image's last value spans several reads, so the reader only knows where the
+    # image ends once the file does: the commands after it must still be applied.
+    path = tmp_path / "preamble.aof"
+    big = os.urandom(1_500_000).hex().encode()
+    tail = b"*3\r\n$3\r\nSET\r\n$4\r\ntail\r\n$2\r\nok\r\n"
+    path.write_bytes(g.rdb(g.key(b"big", g.string(big)), version=9) + tail)
+    server = redis_server()
+    result = run_import([str(path)], target_of(server), HANDOFF)
+    assert result.status == "SUCCESS", result.error
+    assert result.strategy == "handoff"
+    client = redis.Redis(port=server.port)
+    assert client.get(b"big") == big
+    assert client.get(b"tail") == b"ok"
+    assert role(server) == "master"
+
+
 def test_auto_needs_flush_and_says_why_it_did_not_hand_off(
     tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:

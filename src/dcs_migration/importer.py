@@ -248,6 +248,15 @@ def _rdb_version_of(source: Input) -> int | None:
     return None
 
 
+def _refuse_module_aux(records: Sequence[Record]) -> None:
+    for r in records:
+        if type(r) is ModuleAux:
+            raise TargetError(
+                f"the backup holds AUX data of module {r.module_name!r}, which the "
+                "hand-off cannot carry (--skip-module-keys leaves it out)"
+            )
+
+
 def _forward_image(
     session: handoff.Handoff,
     source: Input,
@@ -262,23 +271,24 @@ def _forward_image(
         return None
     reader = RdbReader(count_keys_only=True, expired_before_ms=int(time.time() * 1000))
     sent = 0
-    has_tail = False
+    # The last chunk read is held back: a reader waiting for a big value's end may only
+    # find where the image ends at close(), and what follows it must not be sent.
+    held = b""
     with source.parts[0].open() as stream:
         while chunk := stream.read(CHUNK_SIZE):
             on_bytes(len(chunk))
-            for r in reader.feed(chunk):
-                if type(r) is ModuleAux:
-                    raise TargetError(
-                        f"the backup holds AUX data of module {r.module_name!r}, which the "
-                        "hand-off cannot carry (--skip-module-keys leaves it out)"
-                    )
+            _refuse_module_aux(reader.feed(chunk))
+            if held:
+                session.send(held)
+                sent += len(held)
+            held = chunk
             if reader.done:
-                session.send(chunk[: reader.offset - sent])
-                has_tail = bool(reader.take_unused()) or bool(stream.read(1))
                 break
-            session.send(chunk)
-            sent += len(chunk)
-        reader.close()
+        if not reader.done:
+            _refuse_module_aux(reader.close())
+        image_end = reader.offset - sent
+        session.send(held[:image_end])
+        has_tail = image_end < len(held) or bool(stream.read(1))
     session.finish(reader.key_counts)
     # Keys that had expired travel with the image; the target drops them as it would
     # any expired key. They are counted as skipped, not written.

@@ -151,15 +151,14 @@ def _copy_until_mark(
     snapshot: Snapshot,
     on_bytes: Callable[[int], None] | None,
 ) -> None:
+    # As a replica does: the mark ends the image when a read ends with it (it is 40 random
+    # characters and the server sends nothing after it). The reader's close() then proves
+    # the image whole, so a mark that was really data fails as a truncated image.
     held = b""  # the last bytes, which may be the start of the mark
     while True:
         held += stream.chunk(CHUNK)
         if held.endswith(mark):
             _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_bytes)
-            if reader.done:
-                return
-            _emit(mark, reader, sink, snapshot, on_bytes)  # data that looked like the mark
-            held = b""
-            continue
+            return
         _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_bytes)
         held = held[-MARK_LENGTH:]
