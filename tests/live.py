@@ -399,3 +399,18 @@ class _Dumper:
                 }
             )
         return out
+
+
+def assert_holds_oracle(client: redis.Redis, case: dict[str, Any]) -> None:
+    """The server behind `client` holds exactly a corpus case's oracle, as far as its
+    version can hold it (the rules of `tests.corpus.comparable`)."""
+    from dcs_migration.target.capabilities import parse_version
+    from tests.corpus import comparable, load_oracle
+
+    got, oracle = comparable(
+        dump_oracle(client),
+        load_oracle(case),
+        got_version=parse_version(client.info("server")["redis_version"]),
+        now_ms=int(time.time() * 1000),
+    )
+    assert got == oracle

@@ -17,13 +17,12 @@ from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
 from dcs_migration.target import handoff
-from dcs_migration.target.capabilities import parse_version
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import Strategy, WriteOptions
 from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, case_params, comparable, load_oracle
-from tests.live import dump_oracle
+from tests.corpus import CORPUS, case_params
+from tests.live import assert_holds_oracle
 
 FUTURE = 4_102_444_800_000
 HANDOFF = WriteOptions(strategy=Strategy.HANDOFF, flush=True)
@@ -64,13 +63,7 @@ def test_corpus_case_through_the_handoff_equals_its_oracle(
     else:
         assert result.strategy == "handoff"
     assert client.info("replication")["role"] == "master"
-    got, oracle = comparable(
-        dump_oracle(client),
-        load_oracle(case),
-        got_version=parse_version(client.info("server")["redis_version"]),
-        now_ms=int(time.time() * 1000),
-    )
-    assert got == oracle
+    assert_holds_oracle(client, case)
 
 
 @pytest.mark.parametrize("case", case_params("rdb", where=loadable_by_target))
@@ -89,13 +82,7 @@ def test_every_corpus_rdb_rewritten_by_the_rdb_writer_loads_as_its_oracle(
     (tmp_path / "rewritten.rdb").write_bytes(out)
     server = redis_server(rdb=tmp_path / "rewritten.rdb")
     client = redis.Redis(port=server.port)
-    got, oracle = comparable(
-        dump_oracle(client),
-        load_oracle(case),
-        got_version=parse_version(client.info("server")["redis_version"]),
-        now_ms=int(time.time() * 1000),
-    )
-    assert got == oracle
+    assert_holds_oracle(client, case)
 
 
 def test_several_files_merge_into_one_stream_with_db_mapping_and_expiry(

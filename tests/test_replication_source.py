@@ -67,18 +67,15 @@ def test_a_source_that_dies_mid_snapshot_is_an_error(
         "no",
     )
     source.cli("DEBUG", "POPULATE", "300000", "key", "200")
-    received = 0
 
-    def kill_once_started(n: int) -> None:
-        nonlocal received
-        received += n
+    def kill_once_started(received: int, keys: int) -> None:
         if received > 1 << 20 and source.process is not None and source.process.poll() is None:
             source.process.kill()
 
     started = time.monotonic()
     with pytest.raises((TargetError, FormatError)):
         take_snapshot(
-            Endpoint("127.0.0.1", source.port), lambda data: None, on_bytes=kill_once_started
+            Endpoint("127.0.0.1", source.port), lambda data: None, on_progress=kill_once_started
         )
     assert time.monotonic() - started < 30
 

@@ -17,8 +17,12 @@ from sqlalchemy import inspect, text
 
 from dcs_migration.store import (
     SQLITE_FILE_NAME,
+    BackupStatus,
+    BackupUnusable,
+    InstanceBusy,
     NewTaskFile,
     NotFoundError,
+    RestoreStatus,
     SecretKeyError,
     Store,
     TaskStatus,
@@ -89,7 +93,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0001_initial"]
+            assert [v[0] for v in versions] == ["0002_backups"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
@@ -97,6 +101,9 @@ def test_migrations_apply_idempotently_and_match_the_models(
                 "migration_tasks",
                 "migration_task_files",
                 "migration_task_logs",
+                "backups",
+                "backup_files",
+                "restores",
             } <= tables
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
@@ -525,3 +532,82 @@ def test_parse_size() -> None:
     assert parse_size("7B") == 7
     for bad in (None, "", "lots", "5 apples", "-1"):
         assert parse_size(bad) is None
+
+
+# -- backups and restores -------------------------------------------------------------------
+
+
+def test_one_backup_or_restore_at_a_time_per_instance(store: Store) -> None:
+    instance_id = _instance(store)
+    other_instance = _instance(store)
+    with pytest.raises(LookupError):
+        store.begin_backup(OTHER, instance_id, "rdb")
+    backup = store.begin_backup(PROJECT, instance_id, "rdb", "first")
+    assert backup.status is BackupStatus.WAITING and backup.backup_type == "manual"
+    with pytest.raises(InstanceBusy, match="backing up"):
+        store.begin_backup(PROJECT, instance_id, "aof")
+    with pytest.raises(InstanceBusy, match="backing up"):
+        store.begin_restore(PROJECT, instance_id, backup.backup_id)
+    elsewhere = store.begin_backup(PROJECT, other_instance, "rdb")  # another one is free
+    store.finish_backup(elsewhere.backup_id, BackupStatus.FAILED, "DCS.4842", "test")
+    assert store.backup_started(backup.backup_id)
+    assert not store.backup_started(backup.backup_id)  # only once
+    store.add_backup_file(backup.backup_id, "a.rdb", "p/i/b/a.rdb", 100, "127.0.0.1:1")
+    store.add_backup_file(backup.backup_id, "b.rdb", "p/i/b/b.rdb", 23, "127.0.0.1:2")
+    store.finish_backup(backup.backup_id, BackupStatus.SUCCEED)
+    done = store.get_backup(PROJECT, backup.backup_id)
+    assert done is not None and (done.size, done.progress) == (123, 100.0)
+    assert [f.file_name for f in done.files] == ["a.rdb", "b.rdb"]
+    assert store.get_backup(OTHER, backup.backup_id) is None
+
+    restore = store.begin_restore(PROJECT, instance_id, backup.backup_id, "back")
+    with pytest.raises(InstanceBusy, match="restoring"):
+        store.begin_backup(PROJECT, instance_id, "rdb")
+    with pytest.raises(BackupUnusable, match="not a backup of instance"):
+        store.begin_restore(PROJECT, other_instance, backup.backup_id)
+    assert store.restore_started(restore.restore_id)
+    store.finish_restore(restore.restore_id, RestoreStatus.SUCCEED)
+    count, restores = store.list_restores(PROJECT, instance_id)
+    assert count == 1 and restores[0].progress == 100.0
+
+    removed = store.delete_backup(PROJECT, instance_id, backup.backup_id)
+    assert [f.object_key for f in removed.files] == ["p/i/b/a.rdb", "p/i/b/b.rdb"]
+    gone = store.get_backup(PROJECT, backup.backup_id)
+    assert gone is not None and gone.status is BackupStatus.DELETED and gone.files == ()
+    with pytest.raises(BackupUnusable, match="deleted"):
+        store.begin_restore(PROJECT, instance_id, backup.backup_id)
+
+
+def test_backups_listed_newest_first_within_a_window(store: Store) -> None:
+    instance_id = _instance(store)
+    made = []
+    for _ in range(3):
+        b = store.begin_backup(PROJECT, instance_id, "rdb")
+        store.finish_backup(b.backup_id, BackupStatus.FAILED, "DCS.4842", "no")
+        made.append(b)
+    count, page = store.list_backups(PROJECT, instance_id, offset=1, limit=1)
+    assert count == 3 and [b.backup_id for b in page] == [made[1].backup_id]
+    after = datetime(2999, 1, 1, tzinfo=UTC)
+    assert store.list_backups(PROJECT, instance_id, begin=after) == (0, [])
+    assert store.list_backups(PROJECT, instance_id, end=after)[0] == 3
+    assert store.list_backups(OTHER, instance_id) == (0, [])
+
+
+def test_backups_left_running_by_a_stopped_service_end_failed(store: Store) -> None:
+    instance_id = _instance(store)
+    second = _instance(store)
+    running = store.begin_backup(PROJECT, instance_id, "rdb")
+    store.backup_started(running.backup_id)
+    store.add_backup_file(running.backup_id, "a.rdb", "p/i/b/a.rdb", 5, "127.0.0.1:1")
+    finished = store.begin_backup(PROJECT, second, "rdb")
+    store.finish_backup(finished.backup_id, BackupStatus.SUCCEED)
+    restore = store.begin_restore(PROJECT, second, finished.backup_id)
+    interrupted = store.fail_interrupted_backups()
+    assert [b.backup_id for b in interrupted] == [running.backup_id]
+    after = store.get_backup(PROJECT, running.backup_id)
+    assert after is not None and after.status is BackupStatus.FAILED
+    assert "interrupted" in after.error_message and after.files == ()
+    again = store.get_restore(PROJECT, restore.restore_id)
+    assert again is not None and again.status is RestoreStatus.FAILED
+    ok = store.get_backup(PROJECT, finished.backup_id)
+    assert ok is not None and ok.status is BackupStatus.SUCCEED

@@ -25,7 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dcs_migration.api.auth import AuthResult, verify_request
 from dcs_migration.api.errors import DCS_JOB_FAILED, DcsError, error_body, invalid_parameter
 from dcs_migration.config import Settings
+from dcs_migration.sources.backup_store import BackupStore, make_backup_store
 from dcs_migration.store import Store, open_store
+from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -40,16 +42,22 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.store: Store = open_store(settings.database_url, settings.data_dir)
-        self.runner = TaskRunner(self.store, settings.data_dir, workers=settings.workers)
+        self.files: BackupStore = make_backup_store(settings.data_dir)
+        self.runner = TaskRunner(
+            self.store, settings.data_dir, self.files, workers=settings.workers
+        )
+        self.backups = BackupRunner(self.store, self.files, workers=settings.workers)
 
     def start(self) -> None:
         interrupted = self.store.fail_interrupted()
         if interrupted:
             log.warning("%d task(s) were running when the service stopped: FAILED", interrupted)
+        self.backups.recover()
         self.runner.start()
 
     def close(self) -> None:
         self.runner.shutdown()
+        self.backups.shutdown()
         self.store.close()
 
 
@@ -98,10 +106,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    from dcs_migration.api import routes_instances, routes_tasks
+    from dcs_migration.api import routes_backups, routes_instances, routes_tasks
 
     app.include_router(routes_tasks.router)
     app.include_router(routes_instances.router)
+    app.include_router(routes_backups.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -36,8 +36,9 @@ from dcs_migration.api.schemas import (
     parse_addr,
     parse_body,
 )
+from dcs_migration.sources.backup_store import S3BackupStore
 from dcs_migration.sources.bucket import BadBucketName, BadObjectKey, object_path
-from dcs_migration.store import NewTaskFile
+from dcs_migration.store import BackupStatus, NewTaskFile
 from dcs_migration.store.records import TaskRecord
 
 router = APIRouter(prefix="/v2/{project_id}")
@@ -77,37 +78,49 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
     files = body.backup_files
     assert files is not None  # the schema requires it for backupfile_import
     if files.file_source == "backup_record":
-        raise DcsError(
-            400,
-            BACKUP_NOT_FOUND,
-            f"backup_files.backup_id: backup {files.backup_id} is not a "
-            "succeeded backup of this project",
-        )
-    bucket = files.bucket_name or ""
-    for n, f in enumerate(files.files or []):
-        try:
-            object_path(service.settings.data_dir, bucket, f.file_name)
-        except BadBucketName as exc:
-            raise invalid_parameter(f"backup_files.bucket_name: {exc}") from None
-        except BadObjectKey as exc:
-            raise invalid_parameter(f"backup_files.files[{n}].file_name: {exc}") from None
+        backup = store.get_backup(project_id, files.backup_id or "")
+        if backup is None or backup.status is not BackupStatus.SUCCEED:
+            raise DcsError(
+                400,
+                BACKUP_NOT_FOUND,
+                f"backup_files.backup_id: backup {files.backup_id} is not a "
+                "succeed backup of this project",
+            )
+        bucket = ""
+        task_files = [NewTaskFile(f.file_name, str(f.size), None, f.size) for f in backup.files]
+        origin = f"backup {backup.backup_id}"
+    else:
+        bucket = files.bucket_name or ""
+        if isinstance(service.files, S3BackupStore) and bucket == service.files.bucket:
+            raise invalid_parameter(
+                f"backup_files.bucket_name: bucket {bucket} holds the backups this service "
+                "makes; import one with file_source backup_record"
+            )
+        for n, f in enumerate(files.files or []):
+            try:
+                object_path(service.settings.data_dir, bucket, f.file_name)
+            except BadBucketName as exc:
+                raise invalid_parameter(f"backup_files.bucket_name: {exc}") from None
+            except BadObjectKey as exc:
+                raise invalid_parameter(f"backup_files.files[{n}].file_name: {exc}") from None
+        task_files = [
+            NewTaskFile(f.file_name, f.size, f.update_at, f.size_bytes) for f in files.files or []
+        ]
+        origin = f"bucket {bucket}"
     task = store.create_task(
         project_id,
         task_name=body.task_name,
         description=body.description or "",
         target_instance_id=instance.instance_id,
-        files=[
-            NewTaskFile(f.file_name, f.size, f.update_at, f.size_bytes) for f in files.files or []
-        ],
-        bucket_name=bucket,
+        files=task_files,
+        bucket_name=bucket or None,
+        backup_id=files.backup_id if files.file_source == "backup_record" else None,
         file_source=files.file_source or "self_build_obs",
         network_type=body.network_type,
         target_db=target.db,
         target_password=target.password.get_secret_value() if target.password else None,
     )
-    store.add_log(
-        task.task_id, "INFO", f"task created: {len(task.files)} file(s) from bucket {bucket}"
-    )
+    store.add_log(task.task_id, "INFO", f"task created: {len(task.files)} file(s) from {origin}")
     service.runner.submit(project_id, task.task_id)
     return {"id": task.task_id, "name": task.task_name, "status": "MIGRATING", "error": ""}
 

@@ -652,12 +652,30 @@ class BackupRecord(_Response):
     remark: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    execution_at: str | None = None
     is_support_restore: str | None = None
 
 
 class ListBackupRecordsResponse(_Response):
     total_num: int
     backup_record_response: list[BackupRecord]
+
+
+class DownloadBackupFilesBody(_Request):
+    """Body of ``POST .../backups/{backup_id}/links``: how long the links live, in seconds."""
+
+    expiration: int = Field(ge=300, le=86400)
+
+
+class LinksItem(_Response):
+    file_name: str
+    link: str
+
+
+class ListBackupFileLinksResponse(_Response):
+    file_path: str
+    bucket_name: str
+    links: list[LinksItem]
 
 
 class RestoreInstanceBody(_Request):

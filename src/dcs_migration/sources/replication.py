@@ -38,10 +38,11 @@ def take_snapshot(
     sink: Callable[[bytes], None],
     *,
     timeout: float = 300.0,
-    on_bytes: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Snapshot:
     """Stream the server's RDB snapshot into `sink`; raise TargetError (the server) or
-    FormatError (the image) when it cannot be taken whole."""
+    FormatError (the image) when it cannot be taken whole. `on_progress` hears the bytes
+    and the keys received so far, after every chunk."""
     conn = Connection(endpoint, timeout=timeout)
     try:
         conn.connect()
@@ -68,9 +69,9 @@ def take_snapshot(
             mark = header[5:]
             if len(mark) != MARK_LENGTH:
                 raise TargetError("the server sent a malformed EOF mark")
-            _copy_until_mark(stream, mark, reader, sink, snapshot, on_bytes)
+            _copy_until_mark(stream, mark, reader, sink, snapshot, on_progress)
         elif header.startswith(b"$"):
-            _copy_length(stream, int(header[1:]), reader, sink, snapshot, on_bytes)
+            _copy_length(stream, int(header[1:]), reader, sink, snapshot, on_progress)
         else:
             raise TargetError(f"the server sent {header[:80]!r} where the snapshot starts")
         reader.close()
@@ -118,14 +119,14 @@ def _emit(
     reader: RdbReader,
     sink: Callable[[bytes], None],
     snapshot: Snapshot,
-    on_bytes: Callable[[int], None] | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> None:
     if data:
         reader.feed(data)
         sink(data)
         snapshot.size += len(data)
-        if on_bytes is not None:
-            on_bytes(len(data))
+        if on_progress is not None:
+            on_progress(snapshot.size, sum(reader.key_counts.values()))
 
 
 def _copy_length(
@@ -134,13 +135,13 @@ def _copy_length(
     reader: RdbReader,
     sink: Callable[[bytes], None],
     snapshot: Snapshot,
-    on_bytes: Callable[[int], None] | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> None:
     left = length
     while left:
         data = stream.chunk(min(left, CHUNK))
         left -= len(data)
-        _emit(data, reader, sink, snapshot, on_bytes)
+        _emit(data, reader, sink, snapshot, on_progress)
 
 
 def _copy_until_mark(
@@ -149,7 +150,7 @@ def _copy_until_mark(
     reader: RdbReader,
     sink: Callable[[bytes], None],
     snapshot: Snapshot,
-    on_bytes: Callable[[int], None] | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> None:
     # As a replica does: the mark ends the image when a read ends with it (it is 40 random
     # characters and the server sends nothing after it). The reader's close() then proves
@@ -158,7 +159,7 @@ def _copy_until_mark(
     while True:
         held += stream.chunk(CHUNK)
         if held.endswith(mark):
-            _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_bytes)
+            _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_progress)
             return
-        _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_bytes)
+        _emit(held[:-MARK_LENGTH], reader, sink, snapshot, on_progress)
         held = held[-MARK_LENGTH:]

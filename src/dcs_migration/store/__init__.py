@@ -7,9 +7,13 @@ thread may call them. Secrets (SKs, instance and task passwords) are encrypted a
 never appear in a record's repr.
 """
 
+from dcs_migration.store.backups import BackupUnusable, InstanceBusy
 from dcs_migration.store.crypto import SecretBox, SecretKeyError, load_secret_box
 from dcs_migration.store.db import DATABASE_URL_ENV, SQLITE_FILE_NAME, open_store
 from dcs_migration.store.records import (
+    BackupFileRecord,
+    BackupRecord,
+    BackupStatus,
     CreatedKey,
     DeleteResult,
     InstanceRecord,
@@ -17,6 +21,8 @@ from dcs_migration.store.records import (
     KeySecret,
     LogLevel,
     NewTaskFile,
+    RestoreRecord,
+    RestoreStatus,
     TaskFileRecord,
     TaskLogRecord,
     TaskRecord,
@@ -28,14 +34,21 @@ from dcs_migration.store.repository import NotFoundError, Store
 __all__ = [
     "DATABASE_URL_ENV",
     "SQLITE_FILE_NAME",
+    "BackupFileRecord",
+    "BackupRecord",
+    "BackupStatus",
+    "BackupUnusable",
     "CreatedKey",
     "DeleteResult",
+    "InstanceBusy",
     "InstanceRecord",
     "KeyRecord",
     "KeySecret",
     "LogLevel",
     "NewTaskFile",
     "NotFoundError",
+    "RestoreRecord",
+    "RestoreStatus",
     "SecretBox",
     "SecretKeyError",
     "Store",

@@ -11,6 +11,8 @@ Every service process that shares one database must use the same key.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +33,7 @@ class SecretBox:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise SecretKeyError("no secret key given")
+        self._first = keys[0]
         try:
             self._fernet = MultiFernet([Fernet(key) for key in keys])
         except (ValueError, TypeError) as exc:
@@ -40,6 +43,11 @@ class SecretBox:
 
     def __repr__(self) -> str:
         return "SecretBox(<keys hidden>)"
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for another use (signing download links), derived from the first key so
+        that the one secret covers everything; a different purpose gives another key."""
+        return hmac.new(self._first, purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, text: str) -> str:
         return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")

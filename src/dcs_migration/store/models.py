@@ -167,3 +167,57 @@ class TaskLog(Base):
     message: Mapped[str] = mapped_column(Text)
     log_code: Mapped[str] = mapped_column(String(32))
     keyword: Mapped[str] = mapped_column(String(64))
+
+
+class Backup(Base):
+    __tablename__ = "backups"
+    __table_args__ = (Index("ix_backups_instance_created", "instance_id", "created_at"),)
+
+    backup_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    backup_name: Mapped[str] = mapped_column(String(255))
+    backup_type: Mapped[str] = mapped_column(String(16))
+    backup_format: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float)
+    size: Mapped[int] = mapped_column(BigInteger)
+    error_code: Mapped[str] = mapped_column(String(32))
+    error_message: Mapped[str] = mapped_column(Text)
+    remark: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    execution_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BackupFile(Base):
+    __tablename__ = "backup_files"
+
+    backup_id: Mapped[str] = mapped_column(
+        ForeignKey("backups.backup_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    object_key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    source_addr: Mapped[str] = mapped_column(String(255))
+
+
+class Restore(Base):
+    __tablename__ = "restores"
+    __table_args__ = (Index("ix_restores_instance_created", "instance_id", "created_at"),)
+
+    restore_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str] = mapped_column(String(36))
+    backup_id: Mapped[str] = mapped_column(String(36))
+    restore_name: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float)
+    error_code: Mapped[str] = mapped_column(String(32))
+    error_message: Mapped[str] = mapped_column(Text)
+    remark: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -217,3 +217,73 @@ def parse_size(text: str | None) -> int | None:
     if unit and not prefix and unit != "B":
         return None
     return int(float(number) * 1024 ** _UNITS[prefix])
+
+
+class BackupStatus(StrEnum):
+    WAITING = "waiting"
+    BACKUPING = "backuping"
+    SUCCEED = "succeed"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+class RestoreStatus(StrEnum):
+    WAITING = "waiting"
+    RESTORING = "restoring"
+    SUCCEED = "succeed"
+    FAILED = "failed"
+
+
+BACKUP_RUNNING = frozenset({BackupStatus.WAITING, BackupStatus.BACKUPING})
+RESTORE_RUNNING = frozenset({RestoreStatus.WAITING, RestoreStatus.RESTORING})
+
+
+@dataclass(frozen=True)
+class BackupFileRecord:
+    position: int
+    file_name: str  # the name users see, e.g. "10.0.0.1_6379.rdb"
+    object_key: str  # where the backup store keeps it
+    size: int
+    source_addr: str  # the master it came from
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    backup_id: str
+    project_id: str
+    instance_id: str
+    backup_name: str
+    backup_type: str
+    backup_format: str
+    status: BackupStatus
+    progress: float
+    size: int
+    error_code: str
+    error_message: str
+    remark: str
+    created_at: datetime
+    updated_at: datetime
+    execution_at: datetime | None
+    finished_at: datetime | None
+    files: tuple[BackupFileRecord, ...] = ()
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in BACKUP_RUNNING
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    restore_id: str
+    project_id: str
+    instance_id: str
+    backup_id: str
+    restore_name: str
+    status: RestoreStatus
+    progress: float
+    error_code: str
+    error_message: str
+    remark: str
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dcs_migration.store.backups import BackupRecords
 from dcs_migration.store.crypto import SecretBox
 from dcs_migration.store.models import (
     AccessKey,
@@ -64,7 +65,7 @@ class NotFoundError(LookupError):
     """A row the call refers to is not there (or belongs to another project)."""
 
 
-class Store:
+class Store(BackupRecords):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self._box = box
@@ -78,6 +79,10 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def signing_key(self, purpose: str) -> bytes:
+        """A key derived from the secret key, for signing what the service hands out."""
+        return self._box.derive_key(purpose)
 
     def __enter__(self) -> Store:
         return self

@@ -35,7 +35,7 @@ class ClusterRouter:
             self.caps = Capabilities.from_info(info(conn, "server"))
             if not self.caps.cluster:
                 raise TargetError(f"{seed.host}:{seed.port} is not a Redis Cluster node")
-            self._slots = self._read_slots(conn)
+            self._slots = slot_masters(conn, seed)
         except BaseException:
             conn.close()
             raise
@@ -45,45 +45,6 @@ class ClusterRouter:
             self._pipeline(node)
 
     # -- topology ----------------------------------------------------------------------
-
-    def _read_slots(self, conn: Connection) -> list[Node]:
-        """The master of every slot, from CLUSTER SHARDS (CLUSTER SLOTS on older servers)."""
-        slots: list[Node | None] = [None] * SLOTS
-        shards = conn.call(b"CLUSTER", b"SHARDS")
-        if isinstance(shards, hiredis.ReplyError):
-            for start, end, master, *_ in conn.call_checked(b"CLUSTER", b"SLOTS"):
-                node = self._node(master[0], master[1])
-                for s in range(int(start), int(end) + 1):
-                    slots[s] = node
-        else:
-            for shard in shards:
-                fields = _pairs(shard)
-                master = next(
-                    (_pairs(n) for n in fields[b"nodes"] if _pairs(n).get(b"role") == b"master"),
-                    None,
-                )
-                if master is None:
-                    continue
-                host = master.get(b"ip") or master.get(b"endpoint") or b""
-                port = master.get(b"port") or master.get(b"tls-port")
-                node = self._node(host, port)
-                ranges = fields[b"slots"]
-                for i in range(0, len(ranges), 2):
-                    for s in range(int(ranges[i]), int(ranges[i + 1]) + 1):
-                        slots[s] = node
-        missing = [s for s in range(SLOTS) if slots[s] is None]
-        if missing:
-            raise TargetError(
-                f"the cluster at {self.seed.host}:{self.seed.port} does not serve "
-                f"{len(missing)} slots (first: {missing[0]}): it is not ready for an import"
-            )
-        return [s for s in slots if s is not None]
-
-    def _node(self, host: Any, port: Any) -> Node:
-        text = host.decode() if isinstance(host, bytes) else str(host)
-        if text in ("", "?"):
-            text = self.seed.host
-        return (text, int(port))
 
     def _pipeline(self, node: Node) -> Pipeline:
         pipe = self._pipelines.get(node)
@@ -149,7 +110,7 @@ class ClusterRouter:
             return False
         slot_text, _, address = rest.partition(" ")
         host, _, port = address.rpartition(":")
-        node = self._node(host, port)
+        node = _node(self.seed, host, port)
         if kind == "MOVED":
             self._slots[int(slot_text)] = node
             self._pipeline(node).push(command, tag)
@@ -171,6 +132,48 @@ class ClusterRouter:
         self._control.close()
         for pipe in self._pipelines.values():
             pipe.close()
+
+
+def slot_masters(conn: Connection, seed: Endpoint) -> list[Node]:
+    """The master of every slot, from CLUSTER SHARDS (CLUSTER SLOTS on older servers);
+    TargetError unless every slot is served."""
+    slots: list[Node | None] = [None] * SLOTS
+    shards = conn.call(b"CLUSTER", b"SHARDS")
+    if isinstance(shards, hiredis.ReplyError):
+        for start, end, master, *_ in conn.call_checked(b"CLUSTER", b"SLOTS"):
+            node = _node(seed, master[0], master[1])
+            for s in range(int(start), int(end) + 1):
+                slots[s] = node
+    else:
+        for shard in shards:
+            fields = _pairs(shard)
+            master = next(
+                (_pairs(n) for n in fields[b"nodes"] if _pairs(n).get(b"role") == b"master"),
+                None,
+            )
+            if master is None:
+                continue
+            host = master.get(b"ip") or master.get(b"endpoint") or b""
+            port = master.get(b"port") or master.get(b"tls-port")
+            node = _node(seed, host, port)
+            ranges = fields[b"slots"]
+            for i in range(0, len(ranges), 2):
+                for s in range(int(ranges[i]), int(ranges[i + 1]) + 1):
+                    slots[s] = node
+    missing = [s for s in range(SLOTS) if slots[s] is None]
+    if missing:
+        raise TargetError(
+            f"the cluster at {seed.host}:{seed.port} does not serve "
+            f"{len(missing)} slots (first: {missing[0]}): it is not ready for an import"
+        )
+    return [s for s in slots if s is not None]
+
+
+def _node(seed: Endpoint, host: Any, port: Any) -> Node:
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    if text in ("", "?"):
+        text = seed.host
+    return (text, int(port))
 
 
 class CrossSlot(TargetError):

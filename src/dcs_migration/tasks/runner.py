@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcs_migration.importer import ImportResult, Progress, run_import
+from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.sources.bucket import object_path
+from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
@@ -36,9 +38,12 @@ class Job:
 
 
 class TaskRunner:
-    def __init__(self, store: Store, data_dir: Path, *, workers: int = 4) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, files: BackupStore, *, workers: int = 4
+    ) -> None:
         self.store = store
         self.data_dir = data_dir
+        self.files = files
         self.workers = workers
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stops: dict[str, threading.Event] = {}
@@ -110,7 +115,12 @@ class TaskRunner:
             username=instance.username,
             password=store.task_password(task.task_id),
         )
-        sources = self._sources(task.bucket_name or "", [f.file_name for f in task.files])
+        sources = self._sources(task)
+        if sources is None:
+            message = f"backup {task.backup_id} is no longer a succeed backup of this project"
+            store.set_status(task.task_id, "FAILED", message, finished=True)
+            store.add_log(task.task_id, "ERROR", message)
+            return
         if not store.mark_started(task.task_id):
             return  # stopped (or removed) while it waited
         store.add_log(
@@ -155,7 +165,16 @@ class TaskRunner:
         )
         self._finish(task.task_id, result)
 
-    def _sources(self, bucket: str, keys: list[str]) -> list[str]:
+    def _sources(self, task: TaskRecord) -> list[str] | None:
+        """What the task reads: objects of its bucket, or the files of its backup (None
+        when that backup is gone)."""
+        if task.file_source == "backup_record":
+            backup = self.store.get_backup(task.project_id, task.backup_id or "")
+            if backup is None or backup.status is not BackupStatus.SUCCEED:
+                return None
+            return [self.files.source(f.object_key) for f in backup.files]
+        bucket = task.bucket_name or ""
+        keys = [f.file_name for f in task.files]
         if os.environ.get(OBS_ENDPOINT_ENV):
             return [f"s3://{bucket}/{key}" for key in keys]
         return [str(object_path(self.data_dir, bucket, key)) for key in keys]
