@@ -42,8 +42,11 @@ bench: $(BIN)/dcs-migration system-deps
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 
+# The service under load and faults (tasks, signed requests, killed targets and service,
+# dropped S3 connections), then the readers' atheris fuzzing for FUZZ_SECONDS beside the
+# API's schemathesis fuzzing; a table at the end. `bench/soak.py --quick`: 1-2 minutes.
 soak: $(BIN)/dcs-migration system-deps
-	FUZZ_SECONDS=600 $(BIN)/python -m tests.fuzz_readers
+	FUZZ_SECONDS=600 $(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info bench/.work

@@ -5,6 +5,9 @@ server on 127.0.0.1 and a free port (its unix socket in that folder too), and yi
 SQLAlchemy URL `postgresql+psycopg://...`; on exit the server is stopped and the folder
 removed. PostgreSQL refuses to run as root, so under root the binaries run as the
 `postgres` OS user (which the Debian package creates) through `runuser`.
+
+`stop_server()` stops the server (a fast shutdown: every session ended) and keeps its
+data; `start_server()` brings it back on the same port, for tests of a database restart.
 """
 
 from __future__ import annotations
@@ -106,16 +109,8 @@ class PostgresCluster:
         # binds, so a failed start is tried again on another port.
         for attempt in range(3):
             self.port = _free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=100"
-            )
             try:
-                self._run(
-                    "pg_ctl", "-D", str(self.data), "-l", str(self.log),
-                    "-o", options, "-w", "-t", "60", "start",
-                )  # fmt: skip
+                self.start_server()
                 break
             except RuntimeError:
                 if attempt == 2:
@@ -125,6 +120,24 @@ class PostgresCluster:
         create_database(f"{base}/postgres", DATABASE)
         self.url = f"{base}/{DATABASE}"
         return self.url
+
+    def start_server(self) -> None:
+        """Start the server of the cluster on `self.port` and wait until it accepts."""
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=100"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log),
+            "-o", options, "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop_server(self) -> None:
+        """Stop the server, keeping its data: a fast shutdown, which ends every session at
+        once (as a restart does) and keeps what was committed (the cluster runs with
+        synchronous_commit off, so an immediate stop could lose the last commits)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         try:

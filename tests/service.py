@@ -23,8 +23,16 @@ from tests.servers import free_port
 
 
 class Service:
-    def __init__(self, data_dir: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        """`log_path`: a file the service's stdout and stderr are appended to (by default
+        they are discarded)."""
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="dcs-service-"))
+        self.log_path = log_path
         self.env = dict(os.environ, DCS_MIGRATION_DATA_DIR=str(self.data_dir), **(env or {}))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -46,13 +54,18 @@ class Service:
         return result
 
     def start(self) -> Service:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dcs_migration", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        log = None if self.log_path is None else open(self.log_path, "ab")  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dcs_migration", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=subprocess.DEVNULL if log is None else log,
+                stderr=subprocess.DEVNULL if log is None else subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own copy
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -186,6 +186,10 @@ def test_signatures_and_projects(service: Service, redis_server: RedisServerFact
     assert exc.value.error_code == "DCS.4070"
 
 
+def stats(client: Any, task_id: str) -> Any:
+    return client.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
+
+
 def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 400_000) -> None:
     source = redis_server("--enable-debug-command", "yes")
     source.cli("DEBUG", "POPULATE", str(keys), "key", "100")
@@ -231,8 +235,10 @@ def test_a_restart_leaves_no_task_migrating(
     instance_id = register(service, redis_server())
     big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
     task_id = create(client, instance_id, ["big.rdb"]).id
-    wait_for(client, task_id, ("MIGRATING",))
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while int(stats(client, task_id).offset) == 0:  # under way, not just waiting
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     service.kill()
     service.start()
     task = wait_for(client, task_id, ("FAILED",), seconds=5)
@@ -331,3 +337,20 @@ def test_instances_list_and_show_without_passwords(
     with pytest.raises(ClientRequestException) as exc:
         client.show_instance(ShowInstanceRequest(instance_id="missing"))
     assert exc.value.status_code == 404
+
+
+def test_a_project_has_a_cap_on_tasks_at_once(redis_server: RedisServerFactory) -> None:
+    with Service(env={"DCS_MIGRATION_MAX_TASKS_PER_PROJECT": "1"}) as service:
+        client = minted(service)
+        other = minted(service, "b1b2b3b4b5b6b7b8b9b0b1b2b3b4b5b6")
+        instance_id = register(service, redis_server())
+        other_instance = register(service, redis_server(), "b1b2b3b4b5b6b7b8b9b0b1b2b3b4b5b6")
+        big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+        first = create(client, instance_id, ["big.rdb"]).id
+        with pytest.raises(ClientRequestException) as refused:
+            create(client, instance_id, ["big.rdb"])
+        assert refused.value.error_code == "DCS.4957" and "limit" in refused.value.error_msg
+        create(other, other_instance, ["big.rdb"])  # another project is not held back
+        client.stop_migration_task(StopMigrationTaskRequest(task_id=first))
+        wait_for(client, first, ("TERMINATED",), seconds=5)
+        create(client, instance_id, ["big.rdb"])

@@ -93,7 +93,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0002_backups"]
+            assert [v[0] for v in versions] == ["0003_checkpoints"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
@@ -479,7 +479,13 @@ def test_fail_interrupted(store: Store) -> None:
     store.request_stop(PROJECT, stopping)
     store.set_status(done, "SUCCESS", finished=True)
 
-    assert store.fail_interrupted() == 3
+    auto = _task(store, instance_id, "resumes")
+    store.mark_started(auto)
+    store.set_resume_mode(PROJECT, auto, "auto")
+    requeued = store.requeue_interrupted()
+    assert [t.task_id for t in requeued] == [waiting, auto]  # oldest first
+    assert all(t.status == TaskStatus.MIGRATING and t.started_at is None for t in requeued)
+    assert store.fail_interrupted() == 2
     task = store.get_task(PROJECT, running)
     assert task is not None and task.status == TaskStatus.FAILED
     assert task.error_message.startswith(
@@ -490,10 +496,10 @@ def test_fail_interrupted(store: Store) -> None:
     count, logs = store.list_logs(running, level="ERROR")
     assert count == 1 and logs[0].message == task.error_message
     assert logs[0].keyword == "interrupted"
-    for task_id in (stopping, waiting):
-        other = store.get_task(PROJECT, task_id)
-        assert other is not None and other.status == TaskStatus.FAILED
-        assert other.error_message.startswith("interrupted: ")
+    other = store.get_task(PROJECT, stopping)
+    assert other is not None and other.status == TaskStatus.FAILED
+    assert other.error_message.startswith("interrupted: ")
+    assert store.list_logs(auto, level="WARNING")[1][0].keyword == "resumed"
     finished = store.get_task(PROJECT, done)
     assert finished is not None and finished.status == TaskStatus.SUCCESS
     assert store.fail_interrupted() == 0

@@ -223,12 +223,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the migration-task service (the DCS API) on the embedded default."""
-    import uvicorn
-
     from dcs_migration.api.app import create_app
+    from dcs_migration.api.server import run_server
 
-    settings = Settings.from_env(data_dir)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    run_server(create_app(Settings.from_env(data_dir)), host, port)
 
 
 keys_app = typer.Typer(help="Access keys (AK/SK) that sign API requests.", no_args_is_help=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
 WORKERS_ENV = "DCS_MIGRATION_WORKERS"
+MAX_TASKS_ENV = "DCS_MIGRATION_MAX_TASKS_PER_PROJECT"
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Settings:
     data_dir: Path
     database_url: str | None = None  # None: SQLite in the data dir
     workers: int = 4  # tasks that run at once; more wait, in order
+    max_tasks_per_project: int = 100  # running or waiting; one project cannot crowd out others
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Settings:
@@ -24,4 +26,5 @@ class Settings:
             data_dir=Path(chosen).resolve(),
             database_url=os.environ.get(DATABASE_URL_ENV) or None,
             workers=int(os.environ.get(WORKERS_ENV, "4")),
+            max_tasks_per_project=int(os.environ.get(MAX_TASKS_ENV, "100")),
         )

@@ -7,7 +7,6 @@ says how far the import got.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import time
@@ -27,6 +26,7 @@ from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.handoff import HandoffUnavailable
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from dcs_migration.target.pipeline import TargetRestarted
 from dcs_migration.target.router import Router
 from dcs_migration.target.standalone import StandaloneRouter
 from dcs_migration.target.writer import Refused, Writer, WriteStats
@@ -34,6 +34,22 @@ from dcs_migration.target.writer import Refused, Writer, WriteStats
 
 class ImportStopped(Exception):
     """The caller asked the import to stop."""
+
+
+CHECKPOINT_SECONDS = 1.0
+SLICE_RECORDS = 4096  # records written between two stop checks
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far an import got with everything before it acknowledged by the target: the
+    inputs before `input_index` whole, and the first `records_done` records of that one.
+    Inputs are read again up to there on a resume (which checks them whole), and nothing
+    before it is written again."""
+
+    input_index: int
+    records_done: int
+    keys_written: int  # acknowledged by the target, in all, up to here
 
 
 @dataclass
@@ -63,6 +79,8 @@ class ImportResult:
     seconds: float = 0.0
     inputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The target restarted and lost writes it had acknowledged: its checkpoints are void.
+    target_lost_writes: bool = False
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -99,18 +117,27 @@ def run_import(
     on_progress: ProgressCallback | None = None,
     inputs: list[Input] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume_from: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> ImportResult:
     """Import every backup found at `sources` into `target`; never raises for bad input
     or a refusing target: the result says FAILED, why, and what was written.
 
     `should_stop` is asked after every chunk read (about a megabyte): when it answers
-    True, the import ends TERMINATED, with what the target acknowledged counted."""
+    True, the import ends TERMINATED, with what the target acknowledged counted.
+    `on_checkpoint` hears, about once a second, how far the target has acknowledged
+    (the writer waits for its replies then); an import given `resume_from` writes
+    nothing before that point, does not flush, and counts the keys it had written."""
     started = time.monotonic()
     result = ImportResult(status="FAILED")
     writer = Writer(options)
     router: Router | None = None
     progress = Progress(bytes_total=0)
-    handed_off = 0
+    handed_off = resume_from.keys_written if resume_from is not None else 0
+    position = _Position(resume_from)
+    if resume_from is not None:
+        # What was written stays: no flush, and no hand-off (which replaces everything).
+        options = dataclasses.replace(options, flush=False, strategy=_resumed(options.strategy))
 
     def read_bytes(n: int) -> None:
         if should_stop is not None and should_stop():
@@ -125,7 +152,7 @@ def run_import(
             inputs = resolve_inputs(sources)
         result.inputs = [i.name for i in inputs]
         progress.bytes_total = result.bytes_total = sum(i.size for i in inputs)
-        batches: Iterator[Sequence[Record]] = _all_batches(inputs, progress, read_bytes)
+        batches: Iterator[Sequence[Record]] = position.batches(inputs, progress, read_bytes)
         result.strategy = "restore"
         plan = _plan_handoff(inputs, target, options, cluster)
         if isinstance(plan, str):
@@ -140,7 +167,7 @@ def run_import(
                     raise TargetError(f"the hand-off cannot run: {outcome}")
                 writer.stats.warnings.append(f"hand-off not used: {outcome}")
                 progress.bytes_read = 0
-                batches = _all_batches(inputs, progress, read_bytes)
+                batches = position.batches(inputs, progress, read_bytes)
             else:
                 result.strategy = "handoff"
                 handed_off, batches = outcome
@@ -154,17 +181,31 @@ def run_import(
             options_after = dataclasses.replace(options, flush=False)
             writer.options = options_after
         writer.attach(router)
+        last_checkpoint = time.monotonic()
         for batch in batches:
             writer.write_records(batch)
+            # Asked after the write: the position then names what was handed out.
+            if should_stop is not None and should_stop():
+                raise ImportStopped("stopped by the user")
+            if on_checkpoint is not None and not writer.in_transaction:
+                now = time.monotonic()
+                if now - last_checkpoint >= CHECKPOINT_SECONDS and result.strategy == "restore":
+                    router.flush()  # everything queued so far is acknowledged
+                    on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
+                    last_checkpoint = now
         writer.finish()
         result.status = "SUCCESS"
     except ImportStopped as exc:
         result.status = "TERMINATED"
         result.error = str(exc)
-        if router is not None:
-            _settle(router)
+        settled = router is not None and _settle(router)
+        # An open MULTI block was never sent: the last checkpoint stands then.
+        resumable = result.strategy == "restore" and not writer.in_transaction
+        if settled and on_checkpoint is not None and resumable:
+            on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
     except (FormatError, TargetError, OSError) as exc:
         result.error = str(exc)
+        result.target_lost_writes = isinstance(exc, TargetRestarted)
         if not isinstance(exc, FormatError) and progress.current_input:
             result.error = f"{result.error} (while importing {progress.current_input})"
         if router is not None and isinstance(exc, Refused):
@@ -184,12 +225,46 @@ def run_import(
     return result
 
 
-def _all_batches(
-    inputs: list[Input], progress: Progress, on_bytes: Callable[[int], None]
-) -> Iterator[Sequence[Record]]:
-    for source in inputs:
-        progress.current_input = source.name
-        yield from read_batches(source, on_bytes=on_bytes)
+def _resumed(strategy: Strategy) -> Strategy:
+    return Strategy.RESTORE if strategy in (Strategy.AUTO, Strategy.HANDOFF) else strategy
+
+
+class _Position:
+    """Which input, and how many of its records, the batches handed out so far reach;
+    skips what a checkpoint says is written."""
+
+    def __init__(self, start: Checkpoint | None) -> None:
+        self.start = start
+        self.input_index = start.input_index if start is not None else 0
+        self.records_done = start.records_done if start is not None else 0
+
+    def checkpoint(self, keys_written: int) -> Checkpoint:
+        return Checkpoint(self.input_index, self.records_done, keys_written)
+
+    def batches(
+        self, inputs: list[Input], progress: Progress, on_bytes: Callable[[int], None]
+    ) -> Iterator[Sequence[Record]]:
+        start = self.start
+        for index, source in enumerate(inputs):
+            if start is not None and index < start.input_index:
+                progress.bytes_read += source.size  # written whole before
+                continue
+            skip = start.records_done if start is not None and index == start.input_index else 0
+            self.input_index, self.records_done = index, 0
+            progress.current_input = source.name
+            for batch in read_batches(source, on_bytes=on_bytes):
+                seen = self.records_done
+                if seen + len(batch) <= skip:
+                    self.records_done = seen + len(batch)
+                    continue
+                at = max(skip - seen, 0)
+                # Slices of a chunk's records: a stop is heard between them, and the
+                # position always names what was handed out.
+                while at < len(batch):
+                    piece = batch[at : at + SLICE_RECORDS]
+                    at += len(piece)
+                    self.records_done = seen + at
+                    yield piece
 
 
 # -- the hand-off -------------------------------------------------------------------------
@@ -371,11 +446,14 @@ def _handoff(
     return sum(rdb.keys_by_db.values()), itertools.chain([tail], batches)
 
 
-def _settle(router: Router) -> None:
-    """After the target refused a command, collect the replies still on their way, so that
-    the counts are exact."""
-    with contextlib.suppress(TargetError, OSError):
+def _settle(router: Router) -> bool:
+    """After the target refused a command, or a stop, collect the replies still on their
+    way, so that the counts are exact; False when they could not all be had."""
+    try:
         router.flush()
+    except (TargetError, OSError):
+        return False
+    return True
 
 
 def _refuse_other_dbs(inputs: list[Input]) -> None:

@@ -8,7 +8,10 @@ Every route but the health check is signed with SDK-HMAC-SHA256 (`auth.py`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,10 +23,18 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from dcs_migration.api.auth import AuthResult, verify_request
-from dcs_migration.api.errors import DCS_JOB_FAILED, DcsError, error_body, invalid_parameter
+from dcs_migration.api.errors import (
+    DCS_INVALID_PARAMETER,
+    DCS_JOB_FAILED,
+    DcsError,
+    error_body,
+    invalid_parameter,
+)
 from dcs_migration.config import Settings
 from dcs_migration.sources.backup_store import BackupStore, make_backup_store
 from dcs_migration.store import Store, open_store
@@ -44,16 +55,23 @@ class Service:
         self.store: Store = open_store(settings.database_url, settings.data_dir)
         self.files: BackupStore = make_backup_store(settings.data_dir)
         self.runner = TaskRunner(
-            self.store, settings.data_dir, self.files, workers=settings.workers
+            self.store,
+            settings.data_dir,
+            self.files,
+            workers=settings.workers,
+            database_url=settings.database_url,
         )
         self.backups = BackupRunner(self.store, self.files, workers=settings.workers)
 
     def start(self) -> None:
+        waiting = self.store.requeue_interrupted()
         interrupted = self.store.fail_interrupted()
         if interrupted:
             log.warning("%d task(s) were running when the service stopped: FAILED", interrupted)
         self.backups.recover()
         self.runner.start()
+        for task in waiting:
+            self.runner.submit(task.project_id, task.task_id)
 
     def close(self) -> None:
         self.runner.shutdown()
@@ -95,7 +113,26 @@ def create_app(settings: Settings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "DCS.4800" if exc.status_code < 500 else DCS_JOB_FAILED
         message = "no such API" if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse(error_body(code, message), status_code=exc.status_code)
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(db_errors.SQLAlchemyError)
+    async def database_error(request: Request, exc: db_errors.SQLAlchemyError) -> JSONResponse:
+        # The database locked by another process, its disk full, its server down or
+        # restarting: a 503 the client may retry, never a hang or a bare 500.
+        why = _database_trouble(exc)
+        if why is None:
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            return JSONResponse(error_body(DCS_JOB_FAILED, "internal error"), status_code=500)
+        log.warning(
+            "database unavailable on %s %s: %s", request.method, request.url.path, exc.args[0]
+        )
+        return JSONResponse(
+            error_body(DCS_JOB_FAILED, f"the service's database is unavailable ({why}): retry"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -113,6 +150,25 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_backups.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _database_trouble(exc: Exception) -> str | None:
+    """Why the database cannot be used now, for an error that says so (locked, full,
+    unreachable); None for an error that is not about the database being available."""
+    unavailable = (db_errors.OperationalError, db_errors.InterfaceError, db_errors.TimeoutError)
+    invalidated = isinstance(exc, db_errors.DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, unavailable) and not invalidated:
+        return None
+    if isinstance(exc, db_errors.TimeoutError):
+        return "no database connection came free in time"
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if "locked" in text or "busy" in text:
+        return "it is locked by another process"
+    if "full" in text or "no space" in text or "too large" in text or "quota" in text:
+        return "its disk is full"
+    if "i/o error" in text:
+        return "its disk cannot be written"
+    return "it cannot be reached"
 
 
 # Request bodies are validated from the raw body (to answer in the DCS form), so the
@@ -144,9 +200,49 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.update(definitions.get("$defs", {}))
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)  # errors are answered in the DCS form, never FastAPI's
+    # Every error is answered in the DCS form, with the statuses the managed service's API
+    # reference lists for each of its operations (and 408 for a body that does not come,
+    # 503 for a database that cannot be used).
+    components["DcsError"] = {
+        "title": "DcsError",
+        "type": "object",
+        "properties": {
+            "error_code": {"type": "string", "title": "Error Code"},
+            "error_msg": {"type": "string", "title": "Error Msg"},
+            "error_ext_msg": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
+        "required": ["error_code", "error_msg", "error_ext_msg"],
+        "additionalProperties": False,
+    }
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/DcsError"}}}
+    statuses = {
+        "400": "Invalid request: error_msg names the parameter at fault",
+        "401": "Authentication failed: a missing, wrong or stale signature (APIGW.0301)",
+        "403": "Request rejected: the access key belongs to another project (APIGW.0302)",
+        "404": "The requested resource does not exist in this project",
+        "408": "The request body was not received in time",
+        "500": "Internal service error",
+        "503": "The service's database is unavailable for now: retry (Retry-After)",
+    }
+    # A task id is one this service hands out (anything else is a 400, DCS.4070).
+    task_id = {
+        "type": "string",
+        "title": "Task Id",
+        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    }
+    deleted = components.get("DeleteMigrationTasksBody", {}).get("properties", {})
+    if "task_id_list" in deleted:
+        deleted["task_id_list"]["items"] = {k: v for k, v in task_id.items() if k != "title"}
     for path in schema["paths"].values():
         for operation in path.values():
             operation.get("responses", {}).pop("422", None)
+            for status, description in statuses.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": error}
+                )
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "task_id":
+                    parameter["schema"] = dict(task_id)
             model = REQUEST_BODIES.get(operation.get("operationId", "").split("_v2_")[0])
             if model is not None:
                 operation["requestBody"] = {
@@ -167,13 +263,42 @@ def service_of(request: Request) -> Service:
 
 
 async def request_body(request: Request) -> bytes:
-    """The raw body, refused over 12 MB before it is read whole."""
+    """The raw body, refused over 12 MB before it is read whole, and within a time limit.
+
+    A client that sends its headers and then stops, or trickles the body, gets a 408
+    rather than holding its request open: each chunk must come within
+    `DCS_MIGRATION_BODY_TIMEOUT` seconds (default 30), and the whole body within that
+    time plus one second per 16 KiB received. A client that leaves before its body is
+    all in is a 400 that nobody reads, not an internal error with its traceback logged.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
+    try:
+        timeout = float(os.environ.get("DCS_MIGRATION_BODY_TIMEOUT") or 30)
+    except ValueError:
+        timeout = 30.0
+    if not 0 < timeout < float("inf"):
+        timeout = 30.0
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    started = time.monotonic()
+    stream = request.stream()
+    while True:
+        left = min(timeout, started + timeout + size / (16 << 10) - time.monotonic())
+        try:
+            chunk = await asyncio.wait_for(anext(stream), max(left, 0.0))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            await stream.aclose()
+            raise DcsError(
+                408,
+                DCS_INVALID_PARAMETER,
+                f"Invalid parameter: request body: not received within {timeout:g} seconds",
+            ) from None
+        except ClientDisconnect:  # nobody to answer: an error, but not the service's
+            raise invalid_parameter("request body: the client left before sending it all") from None
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")

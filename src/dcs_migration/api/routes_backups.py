@@ -20,6 +20,7 @@ from dcs_migration.api.errors import (
     invalid_parameter,
 )
 from dcs_migration.api.schemas import (
+    MAX_OFFSET,
     BackupInstanceBody,
     BackupInstanceResponse,
     BackupRecord,
@@ -77,10 +78,16 @@ class Window(NamedTuple):
     limit: int
 
 
+_TIME_QUERY = Query(
+    description="UTC, yyyyMMddHHmmss (e.g. 20170718235959)",
+    json_schema_extra={"pattern": "^([0-9]{14})?$"},
+)
+
+
 def record_window(
-    begin_time: str | None = None,
-    end_time: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    begin_time: Annotated[str | None, _TIME_QUERY] = None,
+    end_time: Annotated[str | None, _TIME_QUERY] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> Window:
     return Window(_time(begin_time, "begin_time"), _time(end_time, "end_time"), offset, limit)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
 from dcs_migration.api.errors import DcsError, invalid_parameter
 from dcs_migration.api.schemas import (
+    MAX_OFFSET,
     InstanceDetail,
     InstanceListInfo,
     ListInstancesResponse,
@@ -46,7 +47,7 @@ def list_instances(
     project_id: str,
     request: Request,
     auth: Signed,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     name: str | None = None,
 ) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dcs_migration.api.errors import (
     invalid_parameter,
 )
 from dcs_migration.api.schemas import (
+    MAX_OFFSET,
     BackupFilesInfo,
     BatchStopMigrationTasksBody,
     BatchStopMigrationTasksResponse,
@@ -33,15 +34,18 @@ from dcs_migration.api.schemas import (
     MigrationTaskStats,
     StopMigrationTaskResult,
     TargetInstanceInfo,
+    UpdateMigrationTaskBody,
     parse_addr,
     parse_body,
 )
 from dcs_migration.sources.backup_store import S3BackupStore
 from dcs_migration.sources.bucket import BadBucketName, BadObjectKey, object_path
-from dcs_migration.store import BackupStatus, NewTaskFile
+from dcs_migration.sources.fingerprint import describe_change, fingerprint
+from dcs_migration.store import BackupStatus, LogLevel, NewTaskFile
 from dcs_migration.store.records import TaskRecord
 
 router = APIRouter(prefix="/v2/{project_id}")
+LOG_LEVELS = tuple(level.value for level in LogLevel)
 
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INSTANCE_NOT_FOUND = "DCS.4001"  # the managed service's "instance does not exist"
@@ -107,6 +111,14 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
             NewTaskFile(f.file_name, f.size, f.update_at, f.size_bytes) for f in files.files or []
         ]
         origin = f"bucket {bucket}"
+    limit = service.settings.max_tasks_per_project
+    if store.count_running(project_id) >= limit:
+        raise DcsError(
+            400,
+            DCS_STATE_NOT_ALLOWED,
+            f"project {project_id} already has {limit} tasks running or waiting, "
+            "its limit: stop some, or wait for them to finish",
+        )
     task = store.create_task(
         project_id,
         task_name=body.task_name,
@@ -119,6 +131,7 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
         network_type=body.network_type,
         target_db=target.db,
         target_password=target.password.get_secret_value() if target.password else None,
+        resume_mode=body.resume_mode,
     )
     store.add_log(task.task_id, "INFO", f"task created: {len(task.files)} file(s) from {origin}")
     service.runner.submit(project_id, task.task_id)
@@ -150,7 +163,7 @@ def list_migration_tasks(
     project_id: str,
     request: Request,
     auth: Signed,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     name: str | None = None,
 ) -> dict[str, Any]:
@@ -245,13 +258,16 @@ def list_migration_task_logs(
     task_id: str,
     request: Request,
     auth: Signed,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     log_level: str | None = None,
 ) -> dict[str, Any]:
     t = _task(request, project_id, task_id)
+    level = log_level.upper() if log_level else None
+    if level is not None and level not in LOG_LEVELS:
+        raise invalid_parameter(f"log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     count, logs = service_of(request).store.list_logs(
-        t.task_id, offset, limit, log_level.upper() if log_level else None, project_id=project_id
+        t.task_id, offset, limit, level, project_id=project_id
     )
     return {
         "log_num": count,
@@ -274,8 +290,53 @@ def list_migration_task_logs(
     }
 
 
-def _stop(request: Request, project_id: str, task_id: str) -> TaskRecord:
+@router.put("/migration-task/{task_id}", response_model=MigrationTaskDetail)
+@request_body_model(UpdateMigrationTaskBody)
+def update_migration_task(
+    project_id: str, task_id: str, request: Request, auth: Signed
+) -> dict[str, Any]:
+    """Set the task's resume mode. "auto" also resumes a FAILED or TERMINATED task from
+    its last checkpoint (what the target acknowledged), unless its files changed since."""
+    body = parse_body(UpdateMigrationTaskBody, body_of(request))
     service = service_of(request)
+    store = service.store
+    task = _task(request, project_id, task_id)
+    store.set_resume_mode(project_id, task.task_id, body.resume_mode)
+    if body.resume_mode == "auto" and task.status.value in ("FAILED", "TERMINATED"):
+        _check_unchanged(service, task)
+        if store.requeue(project_id, task.task_id):
+            where = "its last checkpoint" if task.checkpoint else "the beginning"
+            store.add_log(task.task_id, "INFO", f"resume asked: the task goes on from {where}")
+            service.runner.submit(project_id, task.task_id)
+    return _detail(_task(request, project_id, task_id))
+
+
+def _check_unchanged(service: Any, task: TaskRecord) -> None:
+    """A resume skips what was written, so the files must be the ones that were read."""
+    if task.inputs_fingerprint is None or task.checkpoint is None:
+        return
+    sources = service.runner.sources_of(task)
+    if sources is None:
+        raise DcsError(
+            400, BACKUP_NOT_FOUND, f"backup {task.backup_id} is no longer a succeed backup"
+        )
+    try:
+        change = describe_change(task.inputs_fingerprint, fingerprint(sources))
+    except Exception as exc:  # an unreachable store: the run would fail the same way
+        raise DcsError(
+            400, DCS_STATE_NOT_ALLOWED, f"the task's files cannot be checked: {exc}"
+        ) from None
+    if change is not None:
+        raise DcsError(
+            400,
+            DCS_STATE_NOT_ALLOWED,
+            f"migration task {task.task_id} cannot resume: {change} since it ran",
+        )
+
+
+def _signal_stop(request: Request, project_id: str, task_id: str) -> None:
+    """Tell the task's worker to stop, before anything is written: a busy database must
+    not hold up the stop itself."""
     before = _task(request, project_id, task_id)
     if not before.is_running:
         raise DcsError(
@@ -284,8 +345,11 @@ def _stop(request: Request, project_id: str, task_id: str) -> TaskRecord:
             f"migration task {task_id} is {before.status.value}: "
             "only a running task can be stopped",
         )
-    after = service.store.request_stop(project_id, task_id)
-    service.runner.stop(task_id)
+    service_of(request).runner.stop(task_id)
+
+
+def _record_stop(request: Request, project_id: str, task_id: str) -> TaskRecord:
+    after = service_of(request).store.request_stop(project_id, task_id)
     assert after is not None
     return after
 
@@ -295,25 +359,34 @@ def stop_migration_task(
     project_id: str, task_id: str, request: Request, auth: Signed
 ) -> dict[str, Any]:
     """Ask a task to stop: answers TERMINATING (TERMINATED if it had not started)."""
-    return _detail(_stop(request, project_id, task_id))
+    _signal_stop(request, project_id, task_id)
+    return _detail(_record_stop(request, project_id, task_id))
 
 
 @router.post("/migration-task/batch-stop", response_model=BatchStopMigrationTasksResponse)
 @request_body_model(BatchStopMigrationTasksBody)
 def batch_stop_migration_tasks(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
+    """Every worker is told first, then the stops are recorded."""
     body = parse_body(BatchStopMigrationTasksBody, body_of(request))
-    results = []
+    refused: dict[str, DcsError] = {}
     for task_id in body.migration_tasks:
         try:
-            _stop(request, project_id, task_id)
+            _signal_stop(request, project_id, task_id)
+        except DcsError as error:
+            refused[task_id] = error
+    results = []
+    for task_id in body.migration_tasks:
+        why = refused.get(task_id)
+        if why is None:
+            _record_stop(request, project_id, task_id)
             results.append(StopMigrationTaskResult(task_id=task_id, result="success"))
-        except DcsError as exc:
+        else:
             results.append(
                 StopMigrationTaskResult(
                     task_id=task_id,
                     result="failed",
-                    error_code=exc.error_code,
-                    error_msg=exc.error_msg,
+                    error_code=why.error_code,
+                    error_msg=why.error_msg,
                 )
             )
     return {"migration_tasks": [json_model(r) for r in results]}

@@ -43,6 +43,7 @@ FileSource = Literal["self_build_obs", "backup_record"]
 NetworkType = Literal["vpc", "vpn"]
 InstanceType = Literal["single", "cluster"]
 BackupFormat = Literal["rdb", "aof"]
+ResumeMode = Literal["auto", "manual"]
 
 TASK_STATUSES: Final = ("MIGRATING", "SUCCESS", "FAILED", "TERMINATING", "TERMINATED")
 """The statuses a task reports; TERMINATING only between a stop call and the writer stopping."""
@@ -52,6 +53,8 @@ ONLINE_MIGRATION_API: Final = "CreateOnlineMigrationTask (POST /v2/{project_id}/
 MAX_OBJECT_KEY_BYTES: Final = 1024
 MAX_FILES: Final = 10_000
 MAX_BATCH_IDS: Final = 1_000
+MAX_OFFSET: Final = (1 << 31) - 1
+"""The largest `offset` of a list query (the SDK's models hold it in a 32-bit integer)."""
 
 
 class _Request(BaseModel):
@@ -296,6 +299,9 @@ class CreateMigrationTaskBody(_Request):
     network_type: NetworkType | None = None
     source_instance: SourceInstanceBody | None = None
     target_instance: TargetInstanceBody
+    # This service's extension: "auto" resumes the task from its checkpoint by itself
+    # after a service restart; "manual" (the default) waits for an update call.
+    resume_mode: ResumeMode | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> CreateMigrationTaskBody:
@@ -314,6 +320,14 @@ class CreateMigrationTaskBody(_Request):
         if self.backup_files is None:
             raise rule_error("is required when migration_type is backupfile_import", "backup_files")
         return self
+
+
+class UpdateMigrationTaskBody(_Request):
+    """Body of ``PUT /v2/{project_id}/migration-task/{task_id}`` (the SDK's
+    MigrationUpdateRequestEntity): "auto" also resumes a FAILED or TERMINATED task from its
+    checkpoint."""
+
+    resume_mode: ResumeMode
 
 
 # -- create migration task: response and shared response parts ------------------------

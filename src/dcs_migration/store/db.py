@@ -7,7 +7,17 @@ needed: the migration scripts are found inside this package.
 SQLite is set up for several threads writing at once: WAL journal (readers never wait for a
 writer), a busy timeout (a writer waits its turn instead of failing), and write transactions
 that take the write lock when they begin (BEGIN IMMEDIATE), so two writers never deadlock
-upgrading a read lock.
+upgrading a read lock. The busy timeout (`DCS_MIGRATION_SQLITE_BUSY_TIMEOUT` seconds, default
+30) also bounds how long a request waits for a database that another process keeps locked:
+it then fails ("database is locked"), and the API answers 503. It is not made shorter by
+default: with many imports running, the service's own write transactions can queue for
+seconds (each one waits for the interpreter lock between its statements), and a worker's
+write must not fail for that.
+
+PostgreSQL connections are checked before use (`pool_pre_ping`), so a server that restarted
+costs the requests made while it was down, not the ones after; a connection attempt gives up
+after `connect_timeout` (5 s unless the URL says otherwise) rather than hang on a server that
+does not answer.
 """
 
 from __future__ import annotations
@@ -28,19 +38,23 @@ from dcs_migration.store.repository import WRITE_OPTION, Store
 __all__ = [
     "DATABASE_URL_ENV",
     "MIGRATIONS_DIR",
+    "SQLITE_BUSY_ENV",
     "SQLITE_FILE_NAME",
     "Store",
     "alembic_config",
     "create_store_engine",
     "database_url_from_env",
     "open_store",
+    "sqlite_busy_timeout",
     "upgrade_schema",
 ]
 
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
+SQLITE_BUSY_ENV = "DCS_MIGRATION_SQLITE_BUSY_TIMEOUT"
 SQLITE_FILE_NAME = "dcs-migration.sqlite3"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_SECONDS = 30.0
+POSTGRES_CONNECT_TIMEOUT = 5
 # Any constant: PostgreSQL processes that open the store at once migrate one after another.
 _MIGRATION_LOCK_ID = 0x44435301
 
@@ -62,7 +76,9 @@ def open_store(
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_store_engine(url if url else _sqlite_url(data_dir))
+    engine = create_store_engine(
+        url if url else _sqlite_url(data_dir), sqlite_busy_seconds=sqlite_busy_timeout(environ)
+    )
     try:
         upgrade_schema(engine)
         box = load_secret_box(data_dir, environ)
@@ -72,20 +88,46 @@ def open_store(
     return Store(engine, box)
 
 
-def create_store_engine(url: str | URL) -> Engine:
+def sqlite_busy_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """How long a SQLite statement waits for a lock another connection holds:
+    `DCS_MIGRATION_SQLITE_BUSY_TIMEOUT` (seconds, more than 0), else 30."""
+    env = os.environ if environ is None else environ
+    raw = env.get(SQLITE_BUSY_ENV)
+    if not raw:
+        return SQLITE_BUSY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{SQLITE_BUSY_ENV} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value < 24 * 3600:
+        raise ValueError(f"{SQLITE_BUSY_ENV} must be more than 0 seconds and less than a day")
+    return value
+
+
+def create_store_engine(
+    url: str | URL, *, sqlite_busy_seconds: float = SQLITE_BUSY_SECONDS
+) -> Engine:
     """An engine for the store's URL: `postgresql://` means psycopg 3; SQLite set up for threads."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
         raise ValueError("the store needs a SQLite file, not an in-memory database")
     engine = create_engine(
         parsed,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS},
+        connect_args={"check_same_thread": False, "timeout": sqlite_busy_seconds},
     )
-    event.listen(engine, "connect", _sqlite_connect)
+    busy_ms = int(sqlite_busy_seconds * 1000)
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_connect(dbapi_connection, record, busy_ms)
+
+    event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
@@ -94,13 +136,13 @@ def _sqlite_url(data_dir: Path) -> URL:
     return URL.create("sqlite+pysqlite", database=str(data_dir.resolve() / SQLITE_FILE_NAME))
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any, busy_ms: int) -> None:
     # The driver's own transaction handling is turned off; `_sqlite_begin` opens them.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:

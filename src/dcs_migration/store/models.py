@@ -139,6 +139,11 @@ class MigrationTask(Base):
     target_dbsize: Mapped[int | None] = mapped_column(BigInteger)
     source_dbsize: Mapped[int | None] = mapped_column(BigInteger)
     current_file: Mapped[str | None] = mapped_column(Text)
+    # How far the target acknowledged (see importer.Checkpoint), and what the inputs were.
+    checkpoint_input: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_records: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_keys: Mapped[int | None] = mapped_column(BigInteger)
+    inputs_fingerprint: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskFile(Base):

@@ -46,6 +46,9 @@ PROGRESS_FIELDS: dict[str, tuple[type, ...]] = {
     "target_dbsize": (int, type(None)),
     "source_dbsize": (int, type(None)),
     "current_file": (str, type(None)),
+    "checkpoint_input": (int, type(None)),
+    "checkpoint_records": (int, type(None)),
+    "checkpoint_keys": (int, type(None)),
 }
 
 
@@ -167,6 +170,9 @@ class TaskRecord:
     source_dbsize: int | None
     current_file: str | None
     files: tuple[TaskFileRecord, ...] = ()
+    # (input index, records done, keys written) the target acknowledged; None: none yet
+    checkpoint: tuple[int, int, int] | None = None
+    inputs_fingerprint: str | None = None  # JSON, as the task first saw its inputs
 
     @property
     def is_running(self) -> bool:

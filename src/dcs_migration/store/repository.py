@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dcs_migration.store.backups import BackupRecords
@@ -298,6 +298,10 @@ class Store(BackupRecords):
                 target_dbsize=None,
                 source_dbsize=None,
                 current_file=None,
+                checkpoint_input=None,
+                checkpoint_records=None,
+                checkpoint_keys=None,
+                inputs_fingerprint=None,
             )
             s.add(task)
             s.flush()
@@ -306,6 +310,21 @@ class Store(BackupRecords):
                 s.add(f)
             s.flush()
             return _task_record(task, [_file_record(f) for f in task_files])
+
+    def count_running(self, project_id: str) -> int:
+        """The project's tasks that run or wait for a worker."""
+        with self._read() as s:
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(MigrationTask)
+                    .where(
+                        MigrationTask.project_id == project_id,
+                        MigrationTask.status.in_([st.value for st in RUNNING_STATUSES]),
+                    )
+                )
+                or 0
+            )
 
     def get_task(self, project_id: str, task_id: str) -> TaskRecord | None:
         with self._read() as s:
@@ -388,6 +407,93 @@ class Store(BackupRecords):
                 .values(started_at=now, updated_at=now)
             )
             return _rowcount(result) > 0
+
+    def clear_checkpoint(self, task_id: str) -> None:
+        """Forget how far the task got (the target lost it): a resume starts over."""
+        with self._write() as s:
+            s.execute(
+                update(MigrationTask)
+                .where(MigrationTask.task_id == task_id)
+                .values(checkpoint_input=None, checkpoint_records=None, checkpoint_keys=None)
+            )
+
+    def set_fingerprint(self, task_id: str, fingerprint: str) -> None:
+        with self._write() as s:
+            s.execute(
+                update(MigrationTask)
+                .where(MigrationTask.task_id == task_id)
+                .values(inputs_fingerprint=fingerprint)
+            )
+
+    def set_resume_mode(self, project_id: str, task_id: str, resume_mode: str) -> None:
+        with self._write() as s:
+            s.execute(
+                update(MigrationTask)
+                .where(MigrationTask.task_id == task_id, MigrationTask.project_id == project_id)
+                .values(resume_mode=resume_mode, updated_at=utcnow())
+            )
+
+    def requeue(self, project_id: str, task_id: str) -> bool:
+        """A FAILED or TERMINATED task waits again (MIGRATING, not started), keeping its
+        checkpoint; False when it is in no such state."""
+        ended = [TaskStatus.FAILED.value, TaskStatus.TERMINATED.value]
+        with self._write() as s:
+            result = s.execute(
+                update(MigrationTask)
+                .where(
+                    MigrationTask.task_id == task_id,
+                    MigrationTask.project_id == project_id,
+                    MigrationTask.status.in_(ended),
+                )
+                .values(
+                    status=TaskStatus.MIGRATING.value,
+                    error_message="",
+                    started_at=None,
+                    finished_at=None,
+                    stop_requested=False,
+                    updated_at=utcnow(),
+                )
+            )
+            return _rowcount(result) > 0
+
+    def requeue_interrupted(self) -> list[TaskRecord]:
+        """At service start: tasks a stopped service left MIGRATING that had not started,
+        or that are set to resume on their own (`resume_mode` auto), wait again, from their
+        checkpoint. Returns them, oldest first, for the workers; call it before
+        `fail_interrupted`, which fails the rest."""
+        with self._write() as s:
+            rows = list(
+                s.scalars(
+                    select(MigrationTask)
+                    .where(
+                        MigrationTask.status == TaskStatus.MIGRATING.value,
+                        or_(
+                            MigrationTask.resume_mode == "auto",
+                            MigrationTask.started_at.is_(None),
+                        ),
+                    )
+                    .order_by(MigrationTask.created_at, MigrationTask.task_id)
+                )
+            )
+            now = utcnow()
+            for row in rows:
+                if row.started_at is None:
+                    continue  # it never ran: it just waits on
+                row.started_at = None
+                row.updated_at = now
+                s.add(
+                    TaskLog(
+                        task_id=row.task_id,
+                        created_at=now,
+                        log_level=LogLevel.WARNING.value,
+                        message="the service stopped while the task ran: it resumes "
+                        "from its last checkpoint",
+                        log_code="",
+                        keyword="resumed",
+                    )
+                )
+            s.flush()
+            return [_task_record(r, _files_of(s, [r.task_id]).get(r.task_id, [])) for r in rows]
 
     def next_waiting(self) -> TaskRecord | None:
         """Take the oldest waiting task (MIGRATING, not started, no stop asked): it is marked
@@ -505,7 +611,18 @@ class Store(BackupRecords):
         running = [st.value for st in RUNNING_STATUSES]
         failed = 0
         with self._write() as s:
-            rows = list(s.scalars(select(MigrationTask).where(MigrationTask.status.in_(running))))
+            rows = list(
+                s.scalars(
+                    select(MigrationTask).where(
+                        MigrationTask.status.in_(running),
+                        # a task waiting for a worker was not interrupted: it waits on
+                        or_(
+                            MigrationTask.status != TaskStatus.MIGRATING.value,
+                            MigrationTask.started_at.is_not(None),
+                        ),
+                    )
+                )
+            )
             now = utcnow()
             for row in rows:
                 message = interrupted_message(row.bytes_read, row.bytes_total, row.keys_written)
@@ -732,4 +849,10 @@ def _task_record(row: MigrationTask, files: Sequence[TaskFileRecord]) -> TaskRec
         source_dbsize=row.source_dbsize,
         current_file=row.current_file,
         files=tuple(files),
+        checkpoint=(
+            None
+            if row.checkpoint_input is None
+            else (row.checkpoint_input, row.checkpoint_records or 0, row.checkpoint_keys or 0)
+        ),
+        inputs_fingerprint=row.inputs_fingerprint,
     )

@@ -69,7 +69,7 @@ class Connection:
     def take_buffered(self) -> bytes:
         """Hand the connection over after `call()`s: every reply asked for was read, so
         nothing is buffered; a reply nobody asked for is an error."""
-        if self._reader.gets() is not False or self._reader.has_data():
+        if self._gets() is not False or self._reader.has_data():
             raise ConnectionLost("the server sent a reply that nobody asked for")
         self._reader = hiredis.Reader()
         return b""
@@ -99,10 +99,10 @@ class Connection:
 
     def read_reply(self) -> Any:
         """The next reply (a hiredis.ReplyError for an error reply), waiting for it."""
-        reply = self._reader.gets()
+        reply = self._gets()
         while reply is False:
             self._fill()
-            reply = self._reader.gets()
+            reply = self._gets()
         return reply
 
     def receive_if_only(self, line: bytes, most: int) -> int:
@@ -123,11 +123,22 @@ class Connection:
     def replies_ready(self) -> list[Any]:
         """The replies already received, without waiting for more."""
         out = []
-        reply = self._reader.gets()
+        reply = self._gets()
         while reply is not False:
             out.append(reply)
-            reply = self._reader.gets()
+            reply = self._gets()
         return out
+
+    def _gets(self) -> Any:
+        try:
+            return self._reader.gets()
+        except hiredis.ProtocolError as exc:
+            # Not Redis on the other end (or a stream past saving): drop the connection.
+            self.close()
+            raise ConnectionLost(
+                f"{self.endpoint.host}:{self.endpoint.port} does not speak the Redis "
+                f"protocol ({exc})"
+            ) from None
 
     def _fill(self) -> None:
         self._reader.feed(self._recv())
@@ -175,6 +186,11 @@ def _arg(a: bytes | str | int) -> bytes:
 def info(conn: Connection, section: str = "server") -> dict[str, str]:
     """INFO as a dict of its `name:value` lines."""
     text = conn.call_checked(b"INFO", section.encode())
+    if not isinstance(text, bytes):
+        raise TargetError(
+            f"{conn.endpoint.host}:{conn.endpoint.port} answered INFO with "
+            f"{type(text).__name__}, not text: it does not answer as Redis"
+        )
     out = {}
     for line in bytes(text).decode(errors="replace").splitlines():
         name, sep, value = line.partition(":")

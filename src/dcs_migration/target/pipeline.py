@@ -12,6 +12,20 @@ first, which bounds memory and keeps a copy of every unacknowledged command. Whe
 connection drops, the pipeline reconnects (up to `retries` times, with backoff), selects
 the db that the acknowledged commands left current, and resends exactly the commands not
 yet acknowledged, in order.
+
+A reconnect first waits while the server is loading its dataset (it answers -LOADING to
+writes then), and checks that it is the same server process (INFO's run_id): a server
+that restarted lost every write it acknowledged before, unless it persists each write
+before answering (appendonly yes, appendfsync always). Resending the unacknowledged
+commands cannot bring those back, so the import fails then, saying so, rather than end
+SUCCESS with keys missing (unless no reply had been taken yet: every command sent is
+then still held, and all are sent again).
+
+Only commands that leave the same contents when they run twice are sent again: plain
+key writes (RESTORE ... REPLACE, untagged) and SELECT. A command that was sent but not
+answered may have run; any other tagged command (a part of a rewritten key, an AOF
+command, a RESTORE without REPLACE) could then run twice (a list pushed twice, a key
+renamed from a half-built temporary), so the import fails instead, naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +34,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+import hiredis
 
 from dcs_migration.target.connection import Connection, ConnectionLost
 from dcs_migration.target.endpoint import Endpoint, TargetError
@@ -30,6 +46,11 @@ SELECT_TAG = ("select",)
 KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 
 ReplyHandler = Callable[[Any, Any, bytes], None]
+LOADING_POLL_SECONDS = 0.05
+
+
+class TargetRestarted(TargetError):
+    """The target restarted during the import and may have lost what it acknowledged."""
 
 
 class _Entry:
@@ -75,6 +96,8 @@ class Pipeline:
         self.conn = Connection(endpoint, timeout=timeout)
         self.acknowledged = 0  # plain key writes answered +OK
         self.reconnects = 0
+        self._server_id: str | None = None  # INFO run_id of the server written to
+        self._answered = False  # a reply was taken: its command is no longer held
         self._inflight: deque[_Entry] = deque()
         self._inflight_bytes = 0
         self._unsent: list[bytes] = []
@@ -86,6 +109,8 @@ class Pipeline:
         for attempt in range(self.retries + 1):
             try:
                 self.conn.connect()
+                self._wait_loaded()
+                self._server_id = self._run_id()
                 return
             except ConnectionLost as exc:
                 if attempt == self.retries:
@@ -162,9 +187,11 @@ class Pipeline:
         # Fast path: a received chunk made only of +OK lines acknowledges that many commands.
         oks = conn.receive_if_only(_OK_LINE, 1 << 30)
         if oks:
+            self._answered = True
             self._acknowledge_oks(oks)
             return
         replies = [conn.read_reply(), *conn.replies_ready()]
+        self._answered = True
         failure: Exception | None = None
         for reply in replies:  # every reply is accounted for, even after a refusal
             try:
@@ -220,10 +247,13 @@ class Pipeline:
         last: Exception = exc
         self._unsent = []
         self._unsent_bytes = 0
+        self._refuse_unsafe_resend(exc)
         for attempt in range(1, self.retries + 1):
             time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
             try:
                 self.conn.connect()
+                self._wait_loaded()
+                self._check_same_server()
                 if self._acked_db != self.endpoint.db:
                     self.conn.select(self._acked_db)
                 self.conn.send(b"".join(e.unacknowledged() for e in self._inflight))
@@ -247,3 +277,80 @@ class Pipeline:
             f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could not "
             f"reconnect after {self.retries} attempts: {last}"
         ) from last
+
+    def _refuse_unsafe_resend(self, exc: ConnectionLost) -> None:
+        """Raise TargetError when a command awaiting its reply may not run twice."""
+        unsafe = [
+            e.tag
+            for e in self._inflight
+            if e.keys is None and e.tag is not None and e.tag[:1] != SELECT_TAG
+        ]
+        if not unsafe:
+            return
+        first = unsafe[0]
+        key = first[1] if isinstance(first, tuple) and len(first) > 1 else None
+        where = f" (the first for key {key!r})" if isinstance(key, bytes) else ""
+        raise TargetError(
+            f"{exc}; {len(unsafe)} command(s) awaiting replies{where} may or may not have "
+            "run, and running them again could change the result (they are not plain key "
+            "writes), so the import stops here: import again"
+        ) from exc
+
+    def _wait_loaded(self) -> None:
+        """Wait while the server loads its dataset (a restarted server reading its AOF
+        or RDB answers -LOADING to every write), for at most the reply timeout."""
+        deadline = time.monotonic() + self.conn.timeout
+        while True:
+            reply = self.conn.call(b"PING")
+            if not (isinstance(reply, hiredis.ReplyError) and str(reply).startswith("LOADING")):
+                return
+            if time.monotonic() >= deadline:
+                raise TargetError(
+                    f"{self.endpoint.host}:{self.endpoint.port} was still loading its dataset "
+                    f"after {self.conn.timeout:g} s"
+                )
+            time.sleep(LOADING_POLL_SECONDS)
+
+    def _run_id(self) -> str | None:
+        """The server process' run_id (INFO server); None where INFO does not tell it
+        (a proxy, a renamed command)."""
+        reply = self.conn.call(b"INFO", b"server")
+        if not isinstance(reply, bytes):
+            return None
+        for line in reply.decode(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name == "run_id" and value.strip():
+                return value.strip()
+        return None
+
+    def _check_same_server(self) -> None:
+        """After a reconnect: a server that restarted since kept what it acknowledged only
+        if it persists every write before answering; otherwise the import cannot be
+        exact, and this raises TargetRestarted."""
+        now = self._run_id()
+        if self._server_id is None or now is None or now == self._server_id:
+            return
+        appendonly = self._config(b"appendonly")
+        appendfsync = self._config(b"appendfsync")
+        if (appendonly == "yes" and appendfsync == "always") or not self._answered:
+            # Nothing acknowledged was lost, or every command sent is still held and is
+            # sent again.
+            self._server_id = now
+            return
+        persisted = (
+            f"appendonly {appendonly}, appendfsync {appendfsync}"
+            if appendonly is not None and appendfsync is not None
+            else "its persistence settings cannot be read (CONFIG refused)"
+        )
+        raise TargetRestarted(
+            f"{self.endpoint.host}:{self.endpoint.port} restarted during the import (its run_id "
+            f"changed) and does not persist every write before answering ({persisted}): "
+            "the keys it had acknowledged before the restart may be lost; import the whole "
+            "backup again"
+        )
+
+    def _config(self, name: bytes) -> str | None:
+        reply = self.conn.call(b"CONFIG", b"GET", name)
+        if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
+            return reply[1].decode(errors="replace")
+        return None

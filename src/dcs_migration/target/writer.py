@@ -375,6 +375,11 @@ class Writer:
         self.router.flush()
 
     @property
+    def in_transaction(self) -> bool:
+        """Inside an AOF's MULTI block: its commands wait for EXEC, not yet queued."""
+        return self._multi is not None
+
+    @property
     def keys_written(self) -> int:
         acknowledged = sum(p.acknowledged for p in self.router.masters()) if self.router else 0
         return self.stats.keys_written + acknowledged

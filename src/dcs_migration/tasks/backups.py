@@ -10,10 +10,12 @@ into the instance it was taken from, after flushing it.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import TypeVar
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
@@ -41,7 +43,12 @@ class BackupRunner:
     def __init__(self, store: Store, files: BackupStore, *, workers: int = 2) -> None:
         self.store = store
         self.files = files
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup-worker")
+        # Daemon threads: a service that is stopped does not wait for a backup to end
+        # (the next start fails what was left running, and removes its files).
+        self._jobs: queue.Queue[tuple[Callable[[str, str], None], str, str] | None] = queue.Queue()
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"backup-worker-{n}", daemon=True).start()
+        self._workers = workers
 
     def recover(self) -> None:
         """At service start: what a stopped service left running is failed, and the files
@@ -55,16 +62,21 @@ class BackupRunner:
                 log.error("the files of backup %s could not be removed: %s", backup.backup_id, exc)
 
     def submit_backup(self, project_id: str, backup_id: str) -> None:
-        self._pool.submit(self._guarded, self._backup, project_id, backup_id)
+        self._jobs.put((self._backup, project_id, backup_id))
 
     def submit_restore(self, project_id: str, restore_id: str) -> None:
-        self._pool.submit(self._guarded, self._restore, project_id, restore_id)
+        self._jobs.put((self._restore, project_id, restore_id))
 
     def delete_files(self, backup: BackupRecord) -> None:
         self._discard(backup.project_id, backup.instance_id, backup.backup_id)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in range(self._workers):
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._guarded(*job)
 
     # -- backups -----------------------------------------------------------------------
 
@@ -97,16 +109,18 @@ class BackupRunner:
             progress = _Progress(store, backup_id, len(masters))
             # Every master at once: each waits out its own repl-diskless-sync-delay, so a
             # cluster takes about as long as its biggest shard, not the sum of them.
-            with ThreadPoolExecutor(len(masters), thread_name_prefix="snapshot") as pool:
-                futures = [
-                    pool.submit(self._take, m, prefix, backup.backup_format, progress.of(n))
+            outcomes = _all_at_once(
+                [
+                    partial(self._take, m, prefix, backup.backup_format, progress.of(n))
                     for n, m in enumerate(masters)
                 ]
-            for master, future in zip(masters, futures, strict=True):
-                if (exc := future.exception()) is not None:
-                    raise _MasterFailed(master, exc)
-            for master, future in zip(masters, futures, strict=True):
-                name, key, size = future.result()
+            )
+            for master, outcome in zip(masters, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    raise _MasterFailed(master, outcome)
+            for master, outcome in zip(masters, outcomes, strict=True):
+                assert not isinstance(outcome, BaseException)
+                name, key, size = outcome
                 store.add_backup_file(backup_id, name, key, size, f"{master.host}:{master.port}")
         except (_MasterFailed, TargetError, ConnectionLost, FormatError, BackupStoreError) as exc:
             self._discard(project_id, instance.instance_id, backup_id)
@@ -266,6 +280,27 @@ class _AofSink:
     def _write(self, data: bytes) -> None:
         if data:
             self.writer.write(data)
+
+
+T = TypeVar("T")
+
+
+def _all_at_once(calls: list[Callable[[], T]]) -> list[T | BaseException]:
+    """Run the calls in daemon threads at once; each one's result or exception, in order."""
+    outcomes: list[T | BaseException] = [RuntimeError("did not run")] * len(calls)
+
+    def run(n: int) -> None:
+        try:
+            outcomes[n] = calls[n]()
+        except BaseException as exc:  # handed to the caller, which decides
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
 
 
 def _prefix(project_id: str, instance_id: str, backup_id: str) -> str:

@@ -1,10 +1,15 @@
-"""The in-process executor: worker threads that run migration tasks, at most N at once.
+"""The in-service executor: migration tasks, each in a process of its own, at most N at once.
 
-A task waits in a queue (MIGRATING) until a worker takes it, in the order submitted.
-The worker runs the import with a progress callback that writes the store at most once
-a second, and a stop check that a stop request answers within a second (the importer
-asks after every megabyte read). The outcome (SUCCESS, FAILED with the file, offset and
-key, or TERMINATED) is written with the final counts and logged.
+A task waits in a queue (MIGRATING) until a slot takes it, in the order submitted. Each
+runs in its own process (`worker.py`): imports are CPU-bound Python, and in threads of
+the service they would share its interpreter lock with the API and with each other, so
+that under load a stop or a list call waits seconds for its turn. In processes they run
+on every core, the API stays quick, and a crash in one ends that task only.
+
+A stop signals the task's process (SIGTERM), which ends TERMINATED within a second; a
+service that stops asks its tasks to leave (SIGUSR1), and they stay MIGRATING with their
+checkpoint, for the next start. A process that dies without writing its outcome leaves
+its task FAILED, saying so.
 """
 
 from __future__ import annotations
@@ -12,23 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcs_migration.importer import ImportResult, Progress, run_import
 from dcs_migration.sources.backup_store import BackupStore
-from dcs_migration.sources.bucket import object_path
-from dcs_migration.store import BackupStatus, TaskRecord
+from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.tasks.job import TaskJob
+from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP
 
 log = logging.getLogger(__name__)
 
-PROGRESS_SECONDS = 1.0
-OBS_ENDPOINT_ENV = "DCS_MIGRATION_OBS_ENDPOINT"
+DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
+DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
+WORKER = "dcs_migration.tasks.worker"
 
 
 @dataclass(frozen=True)
@@ -39,16 +44,25 @@ class Job:
 
 class TaskRunner:
     def __init__(
-        self, store: Store, data_dir: Path, files: BackupStore, *, workers: int = 4
+        self,
+        store: Store,
+        data_dir: Path,
+        files: BackupStore,
+        *,
+        workers: int = 4,
+        database_url: str | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
-        self.files = files
         self.workers = workers
+        self.database_url = database_url
+        self._job = TaskJob(store, data_dir, files)
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stops: dict[str, threading.Event] = {}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._leaving = False
 
     def start(self) -> None:
         for n in range(self.workers):
@@ -65,153 +79,79 @@ class TaskRunner:
         """Ask a task to stop; it ends TERMINATED within about a second."""
         with self._lock:
             event = self._stops.get(task_id)
-        if event is not None:
-            event.set()
+            process = self._processes.get(task_id)
+            if event is not None:
+                event.set()
+        if process is not None and process.poll() is None:
+            process.send_signal(USER_STOP)
+
+    def sources_of(self, task: TaskRecord) -> list[str] | None:
+        return self._job.sources_of(task)
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        """Ask the running tasks to leave (they stay MIGRATING, with their checkpoint)."""
+        self._leaving = True
         for _ in self._threads:
             self._queue.put(None)
+        with self._lock:
+            running = list(self._processes.values())
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(SERVICE_STOP)
+        for process in running:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
         for thread in self._threads:
             thread.join(timeout)
 
     # -- the work ------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
+        while (job := self._queue.get()) is not None:
             try:
                 self._run(job)
-            except Exception as exc:  # a bug must not kill the worker or leave a task hanging
-                log.exception("task %s failed unexpectedly", job.task_id)
-                self.store.set_status(
-                    job.task_id, "FAILED", f"internal error: {exc}", finished=True
-                )
+            except Exception:  # a bug must not kill the slot
+                log.exception("task %s could not be run", job.task_id)
             finally:
                 with self._lock:
                     self._stops.pop(job.task_id, None)
+                    self._processes.pop(job.task_id, None)
 
     def _run(self, job: Job) -> None:
-        store = self.store
-        task = store.get_task(job.project_id, job.task_id)
-        if task is None:
-            return
         with self._lock:
             stop = self._stops.setdefault(job.task_id, threading.Event())
-        if task.stop_requested or stop.is_set():
-            store.set_status(task.task_id, "TERMINATED", "stopped before it started", finished=True)
-            store.add_log(task.task_id, "INFO", "the task was stopped before it started")
+            if stop.is_set():
+                process = None
+            else:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", WORKER, job.project_id, job.task_id],
+                    env=self._environment(),
+                    stdin=subprocess.DEVNULL,
+                )
+                self._processes[job.task_id] = process
+        if process is None:  # stopped while it waited: ended here, without a process
+            self._job.run(job.project_id, job.task_id, stop)
             return
-        instance = store.get_instance(job.project_id, task.target_instance_id)
-        if instance is None:
-            store.set_status(
-                task.task_id, "FAILED", "the target instance no longer exists", finished=True
-            )
+        code = process.wait()
+        task = self.store.get_task(job.project_id, job.task_id)
+        if task is None or not task.is_running or self._leaving:
             return
-        endpoint = Endpoint(
-            host=instance.ip,
-            port=instance.port,
-            username=instance.username,
-            password=store.task_password(task.task_id),
-        )
-        sources = self._sources(task)
-        if sources is None:
-            message = f"backup {task.backup_id} is no longer a succeed backup of this project"
-            store.set_status(task.task_id, "FAILED", message, finished=True)
-            store.add_log(task.task_id, "ERROR", message)
+        # The process ended without writing the outcome: a signal that came before it
+        # could handle one, or a crash.
+        if stop.is_set():
+            self.store.set_status(job.task_id, "TERMINATED", "stopped", finished=True)
             return
-        if not store.mark_started(task.task_id):
-            return  # stopped (or removed) while it waited
-        store.add_log(
-            task.task_id, "INFO", f"import started: {len(sources)} file(s) into {instance.name}"
-        )
-        last = 0.0
-        started = time.monotonic()
+        message = f"the import process ended without a result (exit status {code})"
+        log.error("task %s: %s", job.task_id, message)
+        self.store.set_status(job.task_id, "FAILED", message, finished=True)
+        self.store.add_log(job.task_id, "ERROR", message)
 
-        current_file = ""
-
-        def on_progress(p: Progress) -> None:
-            nonlocal last, current_file
-            if p.current_input != current_file:
-                current_file = p.current_input
-                store.add_log(task.task_id, "INFO", f"reading {current_file}")
-            now = time.monotonic()
-            if now - last < PROGRESS_SECONDS:
-                return
-            last = now
-            elapsed = max(now - started, 1e-6)
-            store.update_progress(
-                task.task_id,
-                bytes_total=p.bytes_total,
-                bytes_read=p.bytes_read,
-                keys_written=p.keys_written,
-                ops_per_second=p.keys_written / elapsed,
-                input_kbps=p.bytes_read / 1024 / elapsed,
-                current_file=p.current_input,
-            )
-
-        def should_stop() -> bool:
-            return stop.is_set()
-
-        options = WriteOptions(db=task.target_db)
-        result = run_import(
-            sources,
-            endpoint,
-            options,
-            cluster=instance.instance_type == "cluster",
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
-        self._finish(task.task_id, result)
-
-    def _sources(self, task: TaskRecord) -> list[str] | None:
-        """What the task reads: objects of its bucket, or the files of its backup (None
-        when that backup is gone)."""
-        if task.file_source == "backup_record":
-            backup = self.store.get_backup(task.project_id, task.backup_id or "")
-            if backup is None or backup.status is not BackupStatus.SUCCEED:
-                return None
-            return [self.files.source(f.object_key) for f in backup.files]
-        bucket = task.bucket_name or ""
-        keys = [f.file_name for f in task.files]
-        if os.environ.get(OBS_ENDPOINT_ENV):
-            return [f"s3://{bucket}/{key}" for key in keys]
-        return [str(object_path(self.data_dir, bucket, key)) for key in keys]
-
-    def _finish(self, task_id: str, result: ImportResult) -> None:
-        store = self.store
-        elapsed = max(result.seconds, 1e-6)
-        store.update_progress(
-            task_id,
-            bytes_total=result.bytes_total,
-            bytes_read=result.bytes_read,
-            keys_written=result.keys_written,
-            keys_skipped_expired=result.keys_skipped_expired,
-            keys_skipped_existing=result.keys_skipped_existing,
-            keys_skipped_module=result.keys_skipped_module,
-            commands_replayed=result.commands_replayed,
-            ops_per_second=result.keys_written / elapsed,
-            input_kbps=result.bytes_read / 1024 / elapsed,
-        )
-        for warning in result.warnings:
-            store.add_log(task_id, "WARNING", warning)
-        if result.keys_skipped_expired:
-            store.add_log(
-                task_id,
-                "WARNING",
-                f"{result.keys_skipped_expired} keys had already expired and were skipped",
-            )
-        summary = (
-            f"{result.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
-            f"bytes read in {result.seconds:.1f} s"
-        )
-        if result.status == "SUCCESS":
-            store.set_status(task_id, "SUCCESS", None, finished=True)
-            store.add_log(task_id, "INFO", f"import finished: {summary}")
-        elif result.status == "TERMINATED":
-            store.set_status(task_id, "TERMINATED", None, finished=True)
-            store.add_log(task_id, "INFO", f"import stopped: {summary}")
-        else:
-            store.set_status(task_id, "FAILED", result.error, finished=True)
-            store.add_log(task_id, "ERROR", f"import failed: {result.error} ({summary})")
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[PARENT_ENV] = str(os.getpid())
+        env[DATA_DIR_ENV] = str(self.data_dir)
+        if self.database_url:
+            env[DATABASE_URL_ENV] = self.database_url
+        return env

@@ -1,0 +1,77 @@
+"""What a task's sources are right now, to tell whether they changed before a resume.
+
+A resume skips what its checkpoint says was written, which is only right if the bytes are
+the ones read before. Each source is described by what changes when its content does: a
+local file by its size and modification time, an object by its size and ETag; a folder
+or a key prefix by all it holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url
+
+Entry = tuple[str, int, str]  # (where, size, version)
+
+
+def fingerprint(sources: list[str]) -> str:
+    """The sources' description, as JSON text (to store and compare)."""
+    entries: list[Entry] = []
+    for source in sources:
+        entries += _s3_entries(source) if is_s3_url(source) else _local_entries(source)
+    return json.dumps(entries)
+
+
+def describe_change(before: str, now: str) -> str | None:
+    """None when the two descriptions agree, else what changed, naming the file."""
+    old = {e[0]: (e[1], e[2]) for e in json.loads(before)}
+    new = {e[0]: (e[1], e[2]) for e in json.loads(now)}
+    for where, (size, version) in old.items():
+        if where not in new:
+            return f"{where} is gone"
+        if new[where][0] != size:
+            return f"{where} changed size ({size} bytes, now {new[where][0]})"
+        if new[where][1] != version:
+            return f"{where} was rewritten since"
+    for where in new:
+        if where not in old:
+            return f"{where} is new"
+    return None
+
+
+def _local_entries(source: str) -> list[Entry]:
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.exists():
+        files = [path]
+    else:
+        return [(source, -1, "missing")]
+    out: list[Entry] = []
+    for f in files:
+        st = f.stat()
+        out.append((str(f), st.st_size, str(st.st_mtime_ns)))
+    return out
+
+
+def _s3_entries(source: str) -> list[Entry]:
+    bucket, key = parse_s3_url(source)
+    client: Any = make_s3_client()
+    out: list[Entry] = []
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = client.list_objects_v2(**kwargs)
+        for obj in page.get("Contents", ()):
+            name = str(obj["Key"])
+            if name == key or not key or key.endswith("/") or name.startswith(key + "/"):
+                out.append((f"s3://{bucket}/{name}", int(obj["Size"]), str(obj.get("ETag"))))
+        token = page.get("NextContinuationToken")
+        if not token:
+            break
+    return out or [(source, -1, "missing")]
