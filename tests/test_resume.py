@@ -167,16 +167,22 @@ def update(client: Any, task_id: str, mode: str) -> Any:
     )
 
 
-def test_a_task_killed_with_the_service_resumes_exactly(
-    running_service: Service, redis_server: RedisServerFactory
-) -> None:
-    service = running_service
+def a_big_task(service: Service, redis_server: RedisServerFactory) -> tuple[Any, Any, Path, str]:
+    """A task importing a few seconds' worth of keys: (client, target, file, task id)."""
     client = minted(service)
     target = redis_server("--enable-debug-command", "yes")
     instance_id = register(service, target)
     path = service.bucket("bucket") / "big.rdb"
     big_dump(path, redis_server)
-    task_id = create(client, instance_id, ["big.rdb"]).id
+    task_id: str = create(client, instance_id, ["big.rdb"]).id
+    return client, target, path, task_id
+
+
+def test_a_task_killed_with_the_service_resumes_exactly(
+    running_service: Service, redis_server: RedisServerFactory
+) -> None:
+    service = running_service
+    client, target, path, task_id = a_big_task(service, redis_server)
     kill_mid_task(service, client, task_id)
     service.start()
     wait_for(client, task_id, ("FAILED",), seconds=10)
@@ -196,12 +202,7 @@ def test_a_task_set_to_auto_resumes_on_its_own_after_a_restart(
     running_service: Service, redis_server: RedisServerFactory
 ) -> None:
     service = running_service
-    client = minted(service)
-    target = redis_server("--enable-debug-command", "yes")
-    instance_id = register(service, target)
-    path = service.bucket("bucket") / "big.rdb"
-    big_dump(path, redis_server)
-    task_id = create(client, instance_id, ["big.rdb"]).id
+    client, target, path, task_id = a_big_task(service, redis_server)
     update(client, task_id, "auto")  # while it runs: the policy for a restart
     kill_mid_task(service, client, task_id)
     service.start()
@@ -216,11 +217,7 @@ def test_a_task_whose_file_changed_refuses_to_resume(
     running_service: Service, redis_server: RedisServerFactory
 ) -> None:
     service = running_service
-    client = minted(service)
-    instance_id = register(service, redis_server())
-    path = service.bucket("bucket") / "big.rdb"
-    big_dump(path, redis_server)
-    task_id = create(client, instance_id, ["big.rdb"]).id
+    client, _, path, task_id = a_big_task(service, redis_server)
     kill_mid_task(service, client, task_id)
     service.start()
     wait_for(client, task_id, ("FAILED",), seconds=10)
