@@ -178,8 +178,29 @@ def test_big_keys_go_through_the_chunked_rewrite(
     assert r.hgetall(b"hash") == dict(fields)
     assert r.pexpiretime(b"hash") == FUTURE
     assert r.get(b"str") == b"s" * 300_000
+    assert r.pttl(b"str") == r.pttl(b"set") == -1  # the safety TTL of the build is gone
     longest = max(len(line) for line in log.splitlines())
     assert longest < 3 * 8_192 + 1_000, "a rewrite command exceeded the chunk size"
+
+
+@pytest.mark.xfail(
+    reason="the parts of a rewritten key and its RENAME are pipelined: when a part is "
+    "refused (here OOM), the RENAME is already on its way and puts the partial value in "
+    "place; the import does end FAILED naming the key",
+    strict=True,
+)
+def test_a_rewrite_refused_half_way_does_not_replace_the_key(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    # The target runs out of memory half-way through building a big string.
+    rdb = tmp_path / "big.rdb"
+    rdb.write_bytes(g.rdb(g.key(b"str", g.string(b"s" * 8_000_000)), version=9))
+    server = redis_server("--maxmemory", "6mb", "--maxmemory-policy", "noeviction")
+    server.cli("SET", "str", "before")
+    options = WriteOptions(big_key_bytes=10_000, chunk_bytes=65_536)
+    result = run_import([str(rdb)], endpoint(server), options)
+    assert result.status == "FAILED" and "OOM" in (result.error or ""), result.error
+    assert redis.Redis(port=server.port).get(b"str") == b"before"
 
 
 def test_dropped_connection_reconnects_and_the_result_is_exact(

@@ -357,20 +357,44 @@ class Store(BackupRecords):
 
     def update_progress(self, task_id: str, **fields: int | float | str | None) -> bool:
         """Set progress counters (names in `records.PROGRESS_FIELDS`); False if no such task."""
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            allowed = PROGRESS_FIELDS.get(key)
-            if allowed is None:
-                raise TypeError(f"update_progress() got an unknown field {key!r}")
-            if not isinstance(value, allowed) or isinstance(value, bool):
-                raise TypeError(f"update_progress() field {key!r} got {type(value).__name__}")
-            values[key] = float(value) if float in allowed and value is not None else value
+        values = _progress_values(fields)
         values["updated_at"] = utcnow()
         with self._write() as s:
             result = s.execute(
                 update(MigrationTask).where(MigrationTask.task_id == task_id).values(**values)
             )
             return _rowcount(result) > 0
+
+    def finish_task(
+        self,
+        task_id: str,
+        status: TaskStatus | str,
+        error_message: str | None,
+        logs: Iterable[tuple[str, str]],
+        **fields: int | float | str | None,
+    ) -> None:
+        """A task's end in one transaction: its status, final counts and log lines (level,
+        message), so that a busy database is asked once."""
+        values = _progress_values(fields)
+        now = utcnow()
+        values.update(status=TaskStatus(status).value, finished_at=now, updated_at=now)
+        if error_message is not None:
+            values["error_message"] = error_message
+        with self._write() as s:
+            s.execute(
+                update(MigrationTask).where(MigrationTask.task_id == task_id).values(**values)
+            )
+            for level, message in logs:
+                s.add(
+                    TaskLog(
+                        task_id=task_id,
+                        created_at=now,
+                        log_level=_level(level).value,
+                        message=message,
+                        log_code="",
+                        keyword="",
+                    )
+                )
 
     def set_status(
         self,
@@ -734,6 +758,18 @@ def normalize_addrs(addrs: str | Sequence[str]) -> str:
         if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"addrs: {addr!r} is not host:port")
     return ",".join(cleaned)
+
+
+def _progress_values(fields: dict[str, int | float | str | None]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in fields.items():
+        allowed = PROGRESS_FIELDS.get(key)
+        if allowed is None:
+            raise TypeError(f"update_progress() got an unknown field {key!r}")
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            raise TypeError(f"update_progress() field {key!r} got {type(value).__name__}")
+        values[key] = float(value) if float in allowed and value is not None else value
+    return values
 
 
 def _require(value: str, name: str) -> None:

@@ -56,6 +56,9 @@ AOF = "aof"
 IGNORE = "asking"
 
 
+ABANDONED_TMP_MS = b"%d" % (24 * 3600 * 1000)  # the TTL of a value being rewritten
+
+
 class Refused(TargetError):
     """The target answered a command with an error (the connection itself is fine)."""
 
@@ -273,8 +276,14 @@ class Writer:
         tmp = temporary_key(key)
         pipe.push(encode_command([b"DEL", tmp]), (PART, key))
         dropped = self._rewrite.field_ttls_dropped
+        made = False
         for args in self._rewrite.build(record, tmp):
             pipe.push(encode_command(args), (PART, key))
+            if not made:
+                # An import that fails half-way must not leave the half-built value
+                # behind for good: it expires unless it is renamed into place.
+                pipe.push(encode_command([b"PEXPIRE", tmp, ABANDONED_TMP_MS]), (PART, key))
+                made = True
         if self._rewrite.field_ttls_dropped != dropped:
             self._warn_once(
                 "the target is older than Redis 7.4 and cannot hold hash field TTLs: "
@@ -282,6 +291,8 @@ class Writer:
             )
         if record.expire_at_ms is not None:
             pipe.push(encode_command([b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]), (PART, key))
+        else:
+            pipe.push(encode_command([b"PERSIST", tmp]), (PART, key))
         if self.options.conflict is Conflict.REPLACE:
             pipe.push(encode_command([b"RENAME", tmp, key]), (RENAME, key))
         else:

@@ -191,10 +191,34 @@ class TaskJob:
         return [str(object_path(self.data_dir, bucket, key)) for key in keys]
 
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
-        store = self.store
+        """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
-        store.update_progress(
+        logs = [("WARNING", warning) for warning in result.warnings]
+        if result.keys_skipped_expired:
+            logs.append(
+                (
+                    "WARNING",
+                    f"{result.keys_skipped_expired} keys had already expired and were skipped",
+                )
+            )
+        summary = (
+            f"{result.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
+            f"bytes read in {result.seconds:.1f} s"
+        )
+        if result.status == "SUCCESS":
+            error = None
+            logs.append(("INFO", f"import finished: {summary}"))
+        elif result.status == "TERMINATED":
+            error = None
+            logs.append(("INFO", f"import stopped: {summary}"))
+        else:
+            error = result.error
+            logs.append(("ERROR", f"import failed: {result.error} ({summary})"))
+        self.store.finish_task(
             task_id,
+            result.status,
+            error,
+            logs,
             **_checkpoint_fields(checkpoint),
             bytes_total=result.bytes_total,
             bytes_read=result.bytes_read,
@@ -206,27 +230,6 @@ class TaskJob:
             ops_per_second=result.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
-        for warning in result.warnings:
-            store.add_log(task_id, "WARNING", warning)
-        if result.keys_skipped_expired:
-            store.add_log(
-                task_id,
-                "WARNING",
-                f"{result.keys_skipped_expired} keys had already expired and were skipped",
-            )
-        summary = (
-            f"{result.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
-            f"bytes read in {result.seconds:.1f} s"
-        )
-        if result.status == "SUCCESS":
-            store.set_status(task_id, "SUCCESS", None, finished=True)
-            store.add_log(task_id, "INFO", f"import finished: {summary}")
-        elif result.status == "TERMINATED":
-            store.set_status(task_id, "TERMINATED", None, finished=True)
-            store.add_log(task_id, "INFO", f"import stopped: {summary}")
-        else:
-            store.set_status(task_id, "FAILED", result.error, finished=True)
-            store.add_log(task_id, "ERROR", f"import failed: {result.error} ({summary})")
 
 
 class _InputsChanged(Exception):

@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
         return 2
     project_id, task_id = argv
     die_with_parent()
+    # Below the service and its targets: the API and a stop stay quick whatever runs.
+    os.nice(5)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     leaving = threading.Event()
