@@ -185,9 +185,9 @@ def test_big_keys_go_through_the_chunked_rewrite(
 
 @pytest.mark.xfail(
     reason="the parts of a rewritten key and its RENAME are pipelined: when a part is "
-    "refused (here OOM), the RENAME is already on its way and puts the partial value in "
-    "place; the import does end FAILED naming the key",
-    strict=True,
+    "refused (here OOM), the RENAME is usually already on its way and puts the partial "
+    "value in place; the import does end FAILED naming the key",
+    strict=False,  # a race: the refusal sometimes arrives before the RENAME is sent
 )
 def test_a_rewrite_refused_half_way_does_not_replace_the_key(
     tmp_path: Path, redis_server: RedisServerFactory
