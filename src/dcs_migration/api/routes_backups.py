@@ -15,6 +15,7 @@ from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body
 from dcs_migration.api.errors import (
     DCS_BACKUP_NOT_SUCCEEDED,
     DCS_INSTANCE_BACKING_UP,
+    DCS_INSTANCE_NOT_FOUND,
     DCS_INSTANCE_RESTORING,
     DcsError,
     invalid_parameter,
@@ -41,7 +42,6 @@ from dcs_migration.store import RestoreRecord as StoredRestore
 from dcs_migration.store.records import InstanceRecord
 
 router = APIRouter(prefix="/v2/{project_id}")
-INSTANCE_NOT_FOUND = "DCS.4001"
 TIME_FORMAT = "%Y%m%d%H%M%S"  # the DCS query form, e.g. 20170718235959 (UTC)
 STREAM_CHUNK = 1 << 20
 
@@ -49,7 +49,7 @@ STREAM_CHUNK = 1 << 20
 def _instance(request: Request, project_id: str, instance_id: str) -> InstanceRecord:
     found = service_of(request).store.get_instance(project_id, instance_id)
     if found is None:
-        raise DcsError(404, INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
+        raise DcsError(404, DCS_INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     return found
 
 

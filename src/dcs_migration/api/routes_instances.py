@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
-from dcs_migration.api.errors import DcsError, invalid_parameter
+from dcs_migration.api.errors import DCS_INSTANCE_NOT_FOUND, DcsError, invalid_parameter
 from dcs_migration.api.schemas import (
     MAX_OFFSET,
     InstanceDetail,
@@ -22,7 +22,6 @@ from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.probe import probe_redis
 
 router = APIRouter(prefix="/v2/{project_id}")
-INSTANCE_NOT_FOUND = "DCS.4001"
 
 
 def _common(i: InstanceRecord) -> dict[str, Any]:
@@ -64,7 +63,7 @@ def show_instance(
 ) -> dict[str, Any]:
     i = service_of(request).store.get_instance(project_id, instance_id)
     if i is None:
-        raise DcsError(404, INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
+        raise DcsError(404, DCS_INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     return json_model(InstanceDetail(**_common(i), backend_addrs=i.addrs))
 
 

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
 from dcs_migration.api.errors import (
+    DCS_BACKUP_NOT_SUCCEEDED,
+    DCS_INSTANCE_NOT_FOUND,
     DCS_INVALID_TASK_ID_FORMAT,
     DCS_STATE_NOT_ALLOWED,
     DCS_TASK_NOT_FOUND,
@@ -48,8 +50,6 @@ router = APIRouter(prefix="/v2/{project_id}")
 LOG_LEVELS = tuple(level.value for level in LogLevel)
 
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-INSTANCE_NOT_FOUND = "DCS.4001"  # the managed service's "instance does not exist"
-BACKUP_NOT_FOUND = "DCS.4087"
 
 
 def _task_id(task_id: str) -> str:
@@ -76,7 +76,7 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
     instance = store.get_instance(project_id, target.id or "")
     if instance is None:
         raise DcsError(
-            404, INSTANCE_NOT_FOUND, f"target_instance.id: instance {target.id} does not exist"
+            404, DCS_INSTANCE_NOT_FOUND, f"target_instance.id: instance {target.id} does not exist"
         )
     _same_addresses(target.addrs, target.ip, target.port, instance.addr_list)
     files = body.backup_files
@@ -86,7 +86,7 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
         if backup is None or backup.status is not BackupStatus.SUCCEED:
             raise DcsError(
                 400,
-                BACKUP_NOT_FOUND,
+                DCS_BACKUP_NOT_SUCCEEDED,
                 f"backup_files.backup_id: backup {files.backup_id} is not a "
                 "succeed backup of this project",
             )
@@ -318,7 +318,7 @@ def _check_unchanged(service: Any, task: TaskRecord) -> None:
     sources = service.runner.sources_of(task)
     if sources is None:
         raise DcsError(
-            400, BACKUP_NOT_FOUND, f"backup {task.backup_id} is no longer a succeed backup"
+            400, DCS_BACKUP_NOT_SUCCEEDED, f"backup {task.backup_id} is no longer a succeed backup"
         )
     try:
         change = describe_change(task.inputs_fingerprint, fingerprint(sources))

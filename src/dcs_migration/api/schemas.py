@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from .errors import empty_body, from_validation_error, rule_error
+from .links import MAX_EXPIRATION, MIN_EXPIRATION
 
 MigrationType = Literal["backupfile_import", "online_migration"]
 MigrationMethod = Literal["full_amount_migration", "incremental_migration"]
@@ -678,7 +679,7 @@ class ListBackupRecordsResponse(_Response):
 class DownloadBackupFilesBody(_Request):
     """Body of ``POST .../backups/{backup_id}/links``: how long the links live, in seconds."""
 
-    expiration: int = Field(ge=300, le=86400)
+    expiration: int = Field(ge=MIN_EXPIRATION, le=MAX_EXPIRATION)
 
 
 class LinksItem(_Response):

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url
+from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url, s3_url
 
 Entry = tuple[str, int, str]  # (where, size, version)
 
@@ -70,7 +70,7 @@ def _s3_entries(source: str) -> list[Entry]:
         for obj in page.get("Contents", ()):
             name = str(obj["Key"])
             if name == key or not key or key.endswith("/") or name.startswith(key + "/"):
-                out.append((f"s3://{bucket}/{name}", int(obj["Size"]), str(obj.get("ETag"))))
+                out.append((s3_url(bucket, name), int(obj["Size"]), str(obj.get("ETag"))))
         token = page.get("NextContinuationToken")
         if not token:
             break

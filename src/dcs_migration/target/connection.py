@@ -199,5 +199,15 @@ def info(conn: Connection, section: str = "server") -> dict[str, str]:
     return out
 
 
+def keyspace(section: dict[str, str]) -> dict[int, int]:
+    """Keys per db, from INFO keyspace as `info()` gives it."""
+    out = {}
+    for name, value in section.items():
+        if name.startswith("db"):
+            fields = dict(p.split("=", 1) for p in value.split(","))
+            out[int(name[2:])] = int(fields["keys"])
+    return out
+
+
 def as_args(values: Sequence[bytes | str | int]) -> list[bytes]:
     return [_arg(v) for v in values]

@@ -25,7 +25,7 @@ from typing import Any
 import hiredis
 
 from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.connection import Connection, ConnectionLost, info
+from dcs_migration.target.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.target.endpoint import Endpoint, TargetError
 
 HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"  # the address the target connects to
@@ -156,12 +156,12 @@ class Handoff:
             if time.monotonic() > deadline:
                 raise TargetError("the target did not finish loading the hand-off stream")
             time.sleep(0.02)
-        keyspace = _keyspace(info(self.conn, "keyspace"))
+        held = keyspace(info(self.conn, "keyspace"))
         wanted = {db: n for db, n in expected.items() if n}
         self.release()
-        if keyspace != wanted:
+        if held != wanted:
             raise TargetError(
-                f"the target holds {keyspace or 'no keys'} after the hand-off, "
+                f"the target holds {held or 'no keys'} after the hand-off, "
                 f"{wanted or 'no keys'} were sent"
             )
 
@@ -303,15 +303,6 @@ def _read_command(sock: socket.socket, reader: Any) -> list[bytes]:
         if not data:
             raise HandoffUnavailable("the target closed the connection during the handshake")
         reader.feed(data)
-
-
-def _keyspace(section: dict[str, str]) -> dict[int, int]:
-    out = {}
-    for name, value in section.items():
-        if name.startswith("db"):
-            fields = dict(p.split("=", 1) for p in value.split(","))
-            out[int(name[2:])] = int(fields["keys"])
-    return out
 
 
 def _same_loopback(peer: str, allowed: set[str]) -> bool:

@@ -27,7 +27,7 @@ from dcs_migration.store.records import InstanceRecord
 from dcs_migration.target.aof_writer import AofWriter
 from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.cluster import slot_masters
-from dcs_migration.target.connection import Connection, ConnectionLost, info
+from dcs_migration.target.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
 
@@ -318,8 +318,7 @@ def _masters(endpoint: Endpoint, cluster: bool) -> list[Endpoint]:
 
 def _key_count(endpoint: Endpoint) -> int:
     with _connected(endpoint) as conn:
-        keyspace = info(conn, "keyspace")
-    return sum(int(v.split(",")[0].partition("=")[2] or 0) for v in keyspace.values())
+        return sum(keyspace(info(conn, "keyspace")).values())
 
 
 def _capabilities(endpoint: Endpoint) -> Capabilities:

@@ -22,6 +22,7 @@ from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_impor
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.sources.bucket import object_path
 from dcs_migration.sources.fingerprint import describe_change, fingerprint
+from dcs_migration.sources.s3 import ENV_ENDPOINT
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.target.endpoint import Endpoint
@@ -30,7 +31,6 @@ from dcs_migration.target.options import WriteOptions
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0
-OBS_ENDPOINT_ENV = "DCS_MIGRATION_OBS_ENDPOINT"
 
 
 class TaskJob:
@@ -186,7 +186,7 @@ class TaskJob:
             return [self.files.source(f.object_key) for f in backup.files]
         bucket = task.bucket_name or ""
         keys = [f.file_name for f in task.files]
-        if os.environ.get(OBS_ENDPOINT_ENV):
+        if os.environ.get(ENV_ENDPOINT):
             return [f"s3://{bucket}/{key}" for key in keys]
         return [str(object_path(self.data_dir, bucket, key)) for key in keys]
 

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcs_migration.config import DATA_DIR_ENV, DATABASE_URL_ENV
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
@@ -31,8 +32,6 @@ from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP
 
 log = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
-DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
 WORKER = "dcs_migration.tasks.worker"
 
 
