@@ -8,6 +8,7 @@ server's message, after counting what the target acknowledged.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ MODULE = "module"  # RESTORE of a module value
 PART = "part"  # one command of a rewritten key
 RENAME = "rename"  # the last command of a rewritten key
 RENAMENX = "renamenx"  # the same, keeping an existing key
+TX = "tx"  # a command queued in the MULTI of a rewritten key: QUEUED, or refused
+TX_EXEC = "tx-exec"  # the EXEC of a rewritten key: its parts' replies, RENAME last
 FUNCTION = "function"
 AOF = "aof"
 IGNORE = "asking"
@@ -89,6 +92,7 @@ class Writer:
         # Per RDB type: may a value of it go as RESTORE (size and Valkey aside)?
         self._restore_types = bytes(256)
         self._multi: list[AofCommand] | None = None
+        self._transactions = True  # cleared when the target refuses MULTI (some proxies)
 
     def attach(self, router: Router) -> None:
         """Start writing through `router` (built with this writer's `on_reply`)."""
@@ -108,6 +112,11 @@ class Writer:
                 f"--db {self.options.db}: the target has {router.dbs} database(s)"
                 + (" (a Redis Cluster has db 0 only)" if router.dbs == 1 else "")
             )
+        for pipe in router.masters():
+            # Some proxies run no transactions: rewritten values then go without MULTI.
+            refused = isinstance(pipe.conn.call(b"MULTI"), hiredis.ReplyError)
+            pipe.conn.call(b"DISCARD")
+            self._transactions = self._transactions and not refused
         if self.options.flush:
             for pipe in router.masters():
                 pipe.push(encode_command([b"FLUSHALL"]), (PART, b"FLUSHALL"))
@@ -271,34 +280,81 @@ class Writer:
         )
 
     def _write_rewritten(self, record: KeyRecord, pipe: Pipeline) -> None:
+        """Build the value under a temporary key, then RENAME it over the key.
+
+        A value of several commands must never be renamed into place half-built (a part
+        refused for OOM, say, while the rest succeed): a small one goes as one MULTI/EXEC,
+        which the target refuses whole; a big one (over one chunk) waits for its parts'
+        replies before the RENAME goes out.
+        """
         assert self._rewrite is not None
         key = record.key
         tmp = temporary_key(key)
-        pipe.push(encode_command([b"DEL", tmp]), (PART, key))
         dropped = self._rewrite.field_ttls_dropped
-        made = False
-        for args in self._rewrite.build(record, tmp):
+        commands = self._rewrite.build(record, tmp)
+        head: list[list[bytes]] = []
+        size = 0
+        for args in commands:
+            head.append(args)
+            size += sum(map(len, args))
+            if size > self.options.chunk_bytes:
+                break
+        else:
+            if len(head) > 1 and self._transactions:
+                self._write_transaction(record, tmp, head, pipe)
+                self._note_field_ttls(dropped)
+                return
+        pipe.push(encode_command([b"DEL", tmp]), (PART, key))
+        parts = 0
+        for args in itertools.chain(head, commands):
             pipe.push(encode_command(args), (PART, key))
-            if not made:
+            if not parts:
                 # An import that fails half-way must not leave the half-built value
                 # behind for good: it expires unless it is renamed into place.
                 pipe.push(encode_command([b"PEXPIRE", tmp, ABANDONED_TMP_MS]), (PART, key))
-                made = True
-        if self._rewrite.field_ttls_dropped != dropped:
-            self._warn_once(
-                "the target is older than Redis 7.4 and cannot hold hash field TTLs: "
-                "they are dropped (the fields and values are written)",
-            )
-        if record.expire_at_ms is not None:
-            pipe.push(encode_command([b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]), (PART, key))
-        else:
-            pipe.push(encode_command([b"PERSIST", tmp]), (PART, key))
+            parts += 1
+        self._note_field_ttls(dropped)
+        if parts > 1:
+            pipe.flush()  # a refused part raises here, before the RENAME is sent
+        # The expiry right before the RENAME: the safety TTL stays until the value is placed.
+        for args in self._finishing(record, tmp):
+            pipe.push(encode_command(args), (PART, key))
         if self.options.conflict is Conflict.REPLACE:
             pipe.push(encode_command([b"RENAME", tmp, key]), (RENAME, key))
         else:
             pipe.push(encode_command([b"RENAMENX", tmp, key]), (RENAMENX, key))
             pipe.push(encode_command([b"DEL", tmp]), (PART, key))
         self.stats.keys_rewritten += 1
+
+    def _write_transaction(
+        self, record: KeyRecord, tmp: bytes, parts: list[list[bytes]], pipe: Pipeline
+    ) -> None:
+        key = record.key
+        keep = self.options.conflict is not Conflict.REPLACE
+        queued = [[b"DEL", tmp], *parts, *self._finishing(record, tmp)]
+        queued.append([b"RENAMENX" if keep else b"RENAME", tmp, key])
+        if keep:
+            queued.append([b"DEL", tmp])
+        pipe.push(encode_command([b"MULTI"]), (TX, key))
+        for args in queued:
+            pipe.push(encode_command(args), (TX, key))
+        pipe.push(encode_command([b"EXEC"]), (TX_EXEC, key, keep))
+        self.stats.keys_rewritten += 1
+
+    @staticmethod
+    def _finishing(record: KeyRecord, tmp: bytes) -> list[list[bytes]]:
+        """The expiry of a rewritten value, set on the temporary key before the RENAME."""
+        if record.expire_at_ms is not None:
+            return [[b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]]
+        return [[b"PERSIST", tmp]]
+
+    def _note_field_ttls(self, dropped_before: int) -> None:
+        assert self._rewrite is not None
+        if self._rewrite.field_ttls_dropped != dropped_before:
+            self._warn_once(
+                "the target is older than Redis 7.4 and cannot hold hash field TTLs: "
+                "they are dropped (the fields and values are written)",
+            )
 
     def write_function(self, record: FunctionLibrary) -> None:
         assert self.router is not None
@@ -400,9 +456,13 @@ class Writer:
     def on_reply(self, tag: Any, reply: Any, command: bytes) -> None:
         assert self.router is not None
         error = isinstance(reply, hiredis.ReplyError)
+        kind = tag[0] if tag is not None else None
+        if kind in (TX, TX_EXEC):
+            # Not redirected: a command moved out of its MULTI would run on its own.
+            self._transaction_reply(tag, reply, error)
+            return
         if error and self.router.redirect(reply, command, tag):
             return
-        kind = tag[0] if tag is not None else None
         if kind is None:  # RESTORE ... REPLACE of a plain key write
             raise Refused(f"the target refused key {_command_key(command)!r}: {reply}")
         if kind == KEY:  # one write of a batch
@@ -453,6 +513,22 @@ class Writer:
                 )
         else:
             raise AssertionError(f"a reply for an unknown tag {tag!r}")
+
+    def _transaction_reply(self, tag: Any, reply: Any, error: bool) -> None:
+        key = tag[1]
+        if error:
+            raise Refused(f"the target refused key {key!r}: {reply}")
+        if tag[0] == TX:
+            return
+        if not isinstance(reply, list):  # EXEC answers an array (nil only after WATCH)
+            raise Refused(f"the target did not run the commands of key {key!r}: {reply!r}")
+        bad = _first_error(reply)
+        if bad is not None:
+            raise Refused(f"the target refused key {key!r}: {bad}")
+        if tag[2] and reply[-2] == 0:  # RENAMENX found the key there
+            self._exists(key)
+        else:
+            self.stats.keys_written += 1
 
     def _exists(self, key: bytes) -> None:
         if self.options.conflict is Conflict.FAIL:
