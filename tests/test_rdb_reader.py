@@ -6,6 +6,7 @@ import io
 import struct
 from typing import Any
 
+import lzf
 import pytest
 
 from dcs_migration.formats import (
@@ -23,6 +24,7 @@ from dcs_migration.formats import (
 )
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64
+from dcs_migration.formats.rdb_skip import is_empty
 from dcs_migration.formats.values import HashValue
 from tests import rdbgen as g
 from tests.corpus import CORPUS, case_params
@@ -189,6 +191,53 @@ def test_empty_collections_are_dropped_as_redis_drops_them() -> None:
         )
     )
     assert [k.key for k in keys(reader_records)] == [b"full-lp"]
+
+
+def _lzf(raw: bytes) -> bytes:
+    packed = lzf.compress(raw, len(raw) + 16)
+    return b"\xc3" + g.length(len(packed)) + g.length(len(raw)) + packed
+
+
+_EMPTY_LP = g.listpack()
+_EMPTY_INTSET = b"\x02\x00\x00\x00" + b"\x00" * 4
+_EMPTY_ZL = b"\x0b\x00\x00\x00\x0a\x00\x00\x00\x00\x00\xff"
+_PACKED = g.length(T.QUICKLIST_NODE_CONTAINER_PACKED)
+_PLAIN = g.length(T.QUICKLIST_NODE_CONTAINER_PLAIN)
+
+
+@pytest.mark.parametrize(
+    ("rdb_type", "value", "empty"),
+    [
+        (T.RDB_TYPE_SET_LISTPACK, g.string(_EMPTY_LP), True),
+        (T.RDB_TYPE_SET_LISTPACK, _lzf(_EMPTY_LP), True),
+        (T.RDB_TYPE_SET_LISTPACK, g.string(g.listpack(b"a")), False),
+        (T.RDB_TYPE_SET_LISTPACK, _lzf(g.listpack(b"a" * 40)), False),
+        (T.RDB_TYPE_HASH_LISTPACK, _lzf(_EMPTY_LP), True),
+        (T.RDB_TYPE_ZSET_LISTPACK, g.string(_EMPTY_LP), True),
+        (T.RDB_TYPE_SET_INTSET, g.string(_EMPTY_INTSET), True),
+        (T.RDB_TYPE_SET_INTSET, _lzf(_EMPTY_INTSET), True),
+        (T.RDB_TYPE_LIST_ZIPLIST, g.string(_EMPTY_ZL), True),
+        (T.RDB_TYPE_HASH_ZIPMAP, g.string(b"\x00\xff"), True),
+        (T.RDB_TYPE_HASH_LISTPACK_EX, b"\x00" * 8 + g.string(_EMPTY_LP), True),
+        (T.RDB_TYPE_LIST_QUICKLIST_2, g.length(1) + _PACKED + g.string(_EMPTY_LP), True),
+        (T.RDB_TYPE_LIST_QUICKLIST_2, g.length(1) + _PACKED + _lzf(_EMPTY_LP), True),
+        (T.RDB_TYPE_LIST_QUICKLIST_2, g.length(2) + (_PACKED + g.string(_EMPTY_LP)) * 2, True),
+        (T.RDB_TYPE_LIST_QUICKLIST_2, g.length(1) + _PACKED + g.string(g.listpack(b"x")), False),
+        (T.RDB_TYPE_LIST_QUICKLIST_2, g.length(1) + _PLAIN + g.string(b"x"), False),
+        (T.RDB_TYPE_LIST_QUICKLIST, g.length(1) + g.string(_EMPTY_ZL), True),
+    ],
+)
+def test_every_form_of_an_empty_value_is_dropped(rdb_type: int, value: bytes, empty: bool) -> None:
+    """The reader rules out most values from their first bytes before asking is_empty:
+    each form an empty value can take (plain, LZF, one node or several) must still be
+    asked, in the records and in the count of keys alike."""
+    data = g.rdb(g.key(b"k", value, rdb_type=rdb_type))
+    assert len(keys(read_all(data))) == (0 if empty else 1)
+    counter = RdbReader(count_keys_only=True)
+    counter.feed(data)
+    counter.close()
+    assert sum(counter.key_counts.values()) == (0 if empty else 1)
+    assert is_empty(rdb_type, value, 0, len(value)) == empty
 
 
 def test_module_key_is_reported_by_module_name() -> None:

@@ -27,6 +27,9 @@ from dcs_migration.formats.primitives import (
     skip_string,
 )
 from dcs_migration.formats.rdb_skip import (
+    ASK,
+    ASK_IF_ONE_TINY_NODE,
+    ASK_IF_TINY_LZF,
     MAYBE_EMPTY,
     SKIP_VALUE,
     VALKEY_SKIP_VALUE,
@@ -311,7 +314,20 @@ class RdbReader:
                         key, pos = read_string(buf, pos + 1, end)
                         vstart = pos
                         pos = skip(buf, pos, end)
-                        if maybe_empty[op * 256 + buf[vstart]] and is_empty(op, buf, vstart, pos):
+                        maybe = maybe_empty[op * 256 + buf[vstart]]
+                        if (
+                            maybe
+                            and (
+                                maybe == ASK
+                                or (maybe == ASK_IF_TINY_LZF and _tiny_lzf(buf, vstart))
+                                or (
+                                    maybe == ASK_IF_ONE_TINY_NODE
+                                    and buf[vstart + 1] == T.QUICKLIST_NODE_CONTAINER_PACKED
+                                    and (buf[vstart + 2] < 12 or _tiny_lzf(buf, vstart + 2))
+                                )
+                            )
+                            and is_empty(op, buf, vstart, pos)
+                        ):
                             self.empty_keys_dropped += 1
                             expire = idle = freq = None
                             prefix_start = -1
@@ -459,6 +475,12 @@ _OPCODE_NAMES = {
     T.RDB_OPCODE_SLOT_INFO: "a SLOT_INFO opcode",
     T.RDB_OPCODE_KEY_META: "key metadata",
 }
+
+
+def _tiny_lzf(buf: bytes, at: int) -> bool:
+    """Whether the string at `at` is LZF-compressed from at most 11 bytes (an empty
+    container's size); the value it is in was skipped whole, so its bytes are there."""
+    return buf[at] == 0xC3 and buf[at + 1] < 0x40 and buf[at + 2] < 12
 
 
 def _describe_item(buf: bytes, start: int, end: int) -> str:

@@ -293,23 +293,42 @@ def is_empty(t: int, buf: bytes, vstart: int, vend: int) -> bool:
     return blob is not None and _is_empty_blob(buf, vstart + blob[1], vend, blob[0])
 
 
+# What MAYBE_EMPTY says of a (type, first byte of the value) pair.
+NOT_EMPTY = 0
+ASK = 1  # is_empty decides
+ASK_IF_TINY_LZF = 2  # an LZF blob: only one of at most 11 bytes could be empty
+ASK_IF_ONE_TINY_NODE = 3  # a quicklist of one node: only a tiny listpack could be empty
+
+_EMPTY_BLOB_SIZE = {
+    _EMPTY_ZIPLIST: len(_EMPTY_ZIPLIST),
+    _EMPTY_LISTPACK: len(_EMPTY_LISTPACK),
+    _EMPTY_ZIPMAP: len(_EMPTY_ZIPMAP),
+    **{intset: len(intset) for intset in _EMPTY_INTSETS},
+}
+
+
 def _candidate_table() -> bytes:
     """For (type, first byte of the value): could the value be empty? One byte per pair,
-    so that the reader rules out almost every value with one index."""
+    so that the reader rules out almost every value with one index, and most of the rest
+    with a look at the next few bytes (the ASK_IF_ codes)."""
     table = bytearray(256 * 256)
     for t in range(256):
+        blob = _EMPTY_BLOB.get(t)
+        sizes = {_EMPTY_BLOB_SIZE[e] for e in blob[0]} if blob is not None else set()
         for b in range(256):
-            if t in (T.RDB_TYPE_LIST_QUICKLIST, T.RDB_TYPE_LIST_QUICKLIST_2):
-                maybe = True
+            if t == T.RDB_TYPE_LIST_QUICKLIST_2:
+                code = ASK_IF_ONE_TINY_NODE if b == 1 else ASK
+            elif t == T.RDB_TYPE_LIST_QUICKLIST:
+                code = ASK
             elif t in _COUNTED:
-                maybe = b == 0
-            elif t in (T.RDB_TYPE_HASH_METADATA, T.RDB_TYPE_HASH_LISTPACK_EX):
-                maybe = True  # an 8-byte prefix comes first
-            elif t in _EMPTY_BLOB:
-                maybe = b <= 11 or b == 0xC3
+                code = ASK if b == 0 else NOT_EMPTY
+            elif t == T.RDB_TYPE_HASH_METADATA or (blob is not None and blob[1]):
+                code = ASK  # a prefix comes first
+            elif blob is not None:
+                code = ASK if b in sizes else ASK_IF_TINY_LZF if b == 0xC3 else NOT_EMPTY
             else:
-                maybe = False
-            table[t * 256 + b] = maybe
+                code = NOT_EMPTY
+            table[t * 256 + b] = code
     return bytes(table)
 
 
