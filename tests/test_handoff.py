@@ -17,6 +17,7 @@ from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
 from dcs_migration.target import handoff
+from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import Strategy, WriteOptions
 from tests import rdbgen as g
@@ -261,3 +262,36 @@ def test_killing_the_importer_mid_stream_leaves_the_target_a_master(
     finally:
         if importer.poll() is None:
             os.killpg(importer.pid, signal.SIGKILL)
+
+
+def test_the_guard_acts_even_if_the_importer_dies_while_it_starts(
+    redis_server: RedisServerFactory,
+) -> None:
+    """The importer does not wait for its guard to start: it dies here right after
+    REPLICAOF, when the guard can hardly have imported anything, and the target still
+    ends a master."""
+    target = redis_server()
+    endpoint = target_of(target)
+    conn = Connection(endpoint)
+    conn.connect()
+    listen_host = handoff.listen_host_for(endpoint)
+    assert listen_host is not None
+    session = handoff.Handoff(endpoint, conn, listen_host)
+    session.start()
+    guard, session._guard = session._guard, None
+    assert guard is not None and guard.stdin is not None
+    try:
+        assert role(target) == "slave"
+        guard.stdin.close()  # what the importer's death does to the pipe
+        assert session._replica is not None
+        session._replica.close()
+        session._replica = None
+        deadline = time.monotonic() + 15
+        while role(target) != "master":
+            assert time.monotonic() < deadline, "the target is still a replica"
+            time.sleep(0.05)
+        assert guard.wait(10) == 0
+    finally:
+        if guard.poll() is None:
+            guard.kill()
+        conn.close()

@@ -18,6 +18,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,7 @@ class Handoff:
         db, then make it a master again."""
         self.send(self._mark)
         deadline = time.monotonic() + LOAD_CHECK_SECONDS
+        pause = 0.002  # the target is often nearly done: look again soon, then less often
         while True:
             replication = info(self.conn, "replication")
             if replication.get("master_link_status") == "up":
@@ -155,7 +157,8 @@ class Handoff:
                 )
             if time.monotonic() > deadline:
                 raise TargetError("the target did not finish loading the hand-off stream")
-            time.sleep(0.02)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         held = keyspace(info(self.conn, "keyspace"))
         wanted = {db: n for db, n in expected.items() if n}
         self.release()
@@ -268,13 +271,15 @@ class Handoff:
         self._guard = subprocess.Popen(
             [sys.executable, "-m", "dcs_migration.target.watchdog"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        assert self._guard.stdin is not None and self._guard.stdout is not None
+        assert self._guard.stdin is not None
+        # Not waited for: the guard holds its end of the pipe from its first instruction,
+        # and the address waits in the pipe, so it acts even if this process dies while
+        # the guard is still starting.
         self._guard.stdin.write(json.dumps(config).encode() + b"\n")
         self._guard.stdin.flush()
-        self._guard.stdout.readline()  # "ready": the guard holds its end of the pipe
 
     def _stop_guard(self) -> None:
         guard, self._guard = self._guard, None
@@ -285,10 +290,17 @@ class Handoff:
             guard.stdin.close()
         except OSError:
             pass
-        try:
-            guard.wait(5)
-        except subprocess.TimeoutExpired:
-            guard.kill()
+        # Reaped in the background: a guard may still be starting when a quick hand-off
+        # ends, and it exits by itself once it reads "done".
+        threading.Thread(target=_reap, args=(guard,), daemon=True).start()
+
+
+def _reap(guard: subprocess.Popen[bytes]) -> None:
+    try:
+        guard.wait(30)
+    except subprocess.TimeoutExpired:
+        guard.kill()
+        guard.wait()
 
 
 def _read_command(sock: socket.socket, reader: Any) -> list[bytes]:

@@ -28,7 +28,6 @@ def main() -> None:
         password=config.get("password"),
         tls=bool(config.get("tls")),
     )
-    print("ready", flush=True)
     rest = sys.stdin.read()
     if rest.strip() == "done":
         return
