@@ -184,6 +184,7 @@ def run_import(
         last_checkpoint = time.monotonic()
         for batch in batches:
             writer.write_records(batch)
+            del batch  # a big value is not held while the next one is read
             # Asked after the write: the position then names what was handed out.
             if should_stop is not None and should_stop():
                 raise ImportStopped("stopped by the user")

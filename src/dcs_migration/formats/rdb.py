@@ -135,6 +135,7 @@ class RdbReader:
         else:
             parts = [bytes(data)]
         self._compact(parts)
+        del parts, data  # joined into the buffer: not held twice while parsing
         out: list[Record] = []
         self._run(out)
         return out
@@ -147,6 +148,7 @@ class RdbReader:
             self._pending_len = 0
             self._need = 0
             self._compact(parts)
+            del parts
         out: list[Record] = []
         if self._state is not _State.DONE:
             self._run(out)
@@ -160,9 +162,12 @@ class RdbReader:
         pos = self._pos
         if pos and self._state is not _State.DONE and self._crc_pos < pos:
             self._crc = crc64(memoryview(self._buf)[self._crc_pos : pos], self._crc)
-        rest = self._buf[pos:]
+        buf = self._buf
         self._base += pos
-        self._buf = b"".join([rest, *parts]) if rest or len(parts) > 1 else parts[0]
+        if pos < len(buf):  # a view, not a copy: a big value's bytes are held once less
+            self._buf = b"".join([memoryview(buf)[pos:], *parts])
+        else:
+            self._buf = parts[0] if len(parts) == 1 else b"".join(parts)
         self._pos = 0
         self._crc_pos = 0
 

@@ -45,6 +45,8 @@ _BULK_LEN = [b"$%d\r\n" % n for n in range(_TABLE)]
 _RESTORE_NO_TTL_HEAD = b"*5\r\n$7\r\nRESTORE\r\n"
 _ZERO_TTL = b"\r\n$1\r\n0\r\n"
 _VERSION_SUFFIX = [restore_version(t).to_bytes(2, "little") for t in range(256)]
+_TYPE_CRC = [CRC64_CONTINUE(bytes((t,)), 0) for t in range(256)]  # the type byte's CRC
+_CHAINED_CRC_BYTES = 1 << 16
 
 # Reply tags (see Pipeline): what a reply acknowledges.
 RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
@@ -142,6 +144,7 @@ class Writer:
         now = self._now_ms = int(time.time() * 1000)
         calc = CRC64_CONTINUE
         suffix = _VERSION_SUFFIX
+        type_crc = _TYPE_CRC
         type_byte = _TYPE_BYTE
         bulk_len = _BULK_LEN
         current_db = pipe.db
@@ -173,8 +176,11 @@ class Writer:
                             )
                         pipe.select(db)
                         current_db = db
-                    body = type_byte[t] + payload + suffix[t]
-                    n = len(body) + 8
+                    if len(payload) < _CHAINED_CRC_BYTES:
+                        crc = calc(type_byte[t] + payload + suffix[t])
+                    else:  # not copied once more only to be checksummed
+                        crc = calc(suffix[t], calc(payload, type_crc[t]))
+                    n = len(payload) + 11
                     if expire is None:
                         command = b"".join(
                             (
@@ -183,8 +189,10 @@ class Writer:
                                 key,
                                 _ZERO_TTL,
                                 bulk_len[n] if n < _TABLE else b"$%d\r\n" % n,
-                                body,
-                                calc(body).to_bytes(8, "little"),
+                                type_byte[t],
+                                payload,
+                                suffix[t],
+                                crc.to_bytes(8, "little"),
                                 _REPLACE_TAIL,
                             )
                         )
@@ -194,8 +202,10 @@ class Writer:
                             (
                                 b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n"
                                 % (len(key), key, len(ttl), ttl, n),
-                                body,
-                                calc(body).to_bytes(8, "little"),
+                                type_byte[t],
+                                payload,
+                                suffix[t],
+                                crc.to_bytes(8, "little"),
                                 _REPLACE_ABSTTL_TAIL,
                             )
                         )
