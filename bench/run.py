@@ -192,6 +192,29 @@ def time_rdbtools(path: Path) -> str:
         return f"{time.perf_counter() - start:.2f}s"
 
 
+def rdb9_twin(path: Path) -> Path | None:
+    """The same keys as an RDB 9 file (what Redis 5 writes), for rdbtools, which cannot
+    read RDB 10: None when a value's encoding needs a newer version."""
+    from dcs_migration.formats.rdb_writer import RdbWriter
+    from dcs_migration.target.capabilities import TYPE_MIN_RDB_VERSION
+
+    out = WORK / f"{path.stem}.rdb9.rdb"
+    if out.exists():
+        return out
+    writer = RdbWriter(9)
+    with path.open("rb") as stream, out.open("wb") as sink:
+        sink.write(writer.header())
+        for r in feed_stream(RdbReader(), stream):
+            if type(r) is KeyRecord:
+                if TYPE_MIN_RDB_VERSION.get(r.rdb_type, 99) > 9:
+                    sink.close()
+                    out.unlink()
+                    return None
+                sink.write(writer.keys([r]))
+        sink.write(writer.end())
+    return out
+
+
 def in_child(*args: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=True
@@ -295,6 +318,18 @@ def main() -> None:
         line += f"{pipe:12.2f}s{native:8.2f}s{rdbtools:>15}  "
         line += f"{pipe / m['seconds']:7.2f}x{native / m['seconds']:9.2f}x  {exact}"
         print(line)
+    older = [(n, twin) for n in names if (twin := rdb9_twin(WORK / f"{n}.rdb")) is not None]
+    if older:
+        print("\nthe same keys as RDB 9 (what Redis 5 writes), which rdbtools can read:")
+        for name, twin in older:
+            pipe = time_pipe(restore_commands(twin))
+            rdbtools = time_rdbtools(twin)
+            ours = time_import(twin, "restore")["seconds"]
+            line = f"{name + ' (RDB 9)':<15}  dcs-migration import {ours:.2f}s ({pipe / ours:.2f}x)"
+            line += f"  rdbtools|pipe {rdbtools}"
+            if rdbtools.endswith("s"):
+                line += f" ({pipe / float(rdbtools[:-1]):.2f}x)"
+            print(line + f"  pipe RESTORE {pipe:.2f}s")
     print(
         "\nvs pipe = redis-cli --pipe time / import time (1.0 means the protocol limit); "
         "vs native = redis-server loading the file / import time; exact: DEBUG DIGEST of the "

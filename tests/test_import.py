@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lzf
 import pytest
 import redis
 
@@ -99,6 +100,46 @@ def test_conflict_policies(
     assert "b'taken' already exists" in (failed.error or "")
     assert r.lrange(b"taken", 0, -1) == [b"old"]
     assert not r.keys(b"*dcs-migration:tmp*")
+
+
+def test_every_string_encoding_lands_exact_over_keys_of_any_type(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    """Short plain strings go as SET (PXAT for an expiry), the others as RESTORE: either
+    way a key ends as a native load leaves it, over whatever the target held."""
+    lzf_raw = b"compressible " * 20
+    packed = lzf.compress(lzf_raw, len(lzf_raw))
+    strings = {
+        b"tiny": g.string(b"v"),
+        b"fourteen-bit": g.string(b"x" * 100),
+        b"over-a-crc-chunk": g.string(b"y" * 5_000),
+        b"int8": b"\xc0\x7b",
+        b"int32": b"\xc2" + (-2_000_000_000).to_bytes(4, "little", signed=True),
+        b"lzf": b"\xc3" + g.length(len(packed)) + g.length(len(lzf_raw)) + packed,
+        b"empty": g.string(b""),
+    }
+    body = [g.key(k, v) for k, v in strings.items()]
+    body += [g.key(b"ttl:" + k, v, expire_ms=FUTURE) for k, v in strings.items()]
+    rdb = write_rdb(tmp_path, *body)
+    server = redis_server("--enable-debug-command", "yes")
+    r = redis.Redis(port=server.port)
+    for k in strings:
+        r.rpush(k, b"old")  # another type, replaced
+        r.set(b"ttl:" + k, b"old", px=60_000)  # a TTL, replaced by the file's
+    result = run_import([str(rdb)], endpoint(server), WriteOptions(strategy=Strategy.RESTORE))
+    assert result.status == "SUCCESS", result.error
+    assert result.keys_written == 2 * len(strings)
+    calls = r.info("commandstats")
+    assert calls["cmdstat_set"]["calls"] == len(strings) + 6  # the test's own, then 3 x 2
+    assert calls["cmdstat_restore"]["calls"] == 8
+    native = redis_server("--enable-debug-command", "yes", rdb=rdb)
+    assert server.cli("DEBUG", "DIGEST") == native.cli("DEBUG", "DIGEST")
+    n = redis.Redis(port=native.port)
+    for k in strings:
+        assert r.pttl(k) == -1
+        assert r.pexpiretime(b"ttl:" + k) == FUTURE
+        for name in (k, b"ttl:" + k):
+            assert r.object("encoding", name) == n.object("encoding", name), name
 
 
 def test_flush_empties_the_target_first(tmp_path: Path, redis_server: RedisServerFactory) -> None:

@@ -23,7 +23,7 @@ from dcs_migration.formats import (
     feed_stream,
 )
 from dcs_migration.formats import rdb_types as T
-from dcs_migration.formats.crc64 import crc64
+from dcs_migration.formats.crc64 import crc64, crc64_short
 from dcs_migration.formats.rdb_skip import is_empty
 from dcs_migration.formats.values import HashValue
 from tests import rdbgen as g
@@ -56,6 +56,9 @@ def signature(records: list[Record]) -> list[Any]:
 def test_crc64_is_redis_jones_variant() -> None:
     assert crc64(b"123456789") == 0xE9C6D914C4B8D9CA
     assert crc64(b"6789", crc64(b"12345")) == 0xE9C6D914C4B8D9CA
+    assert crc64_short(b"123456789") == 0xE9C6D914C4B8D9CA
+    for data in (b"", b"\x00", b"x" * 17 + b"\x09\x00", bytes(range(256)) * 16):
+        assert crc64_short(data) == crc64(data)
 
 
 @pytest.mark.parametrize("case", case_params("rdb", where=lambda c: not c["expect_error"]))

@@ -86,6 +86,11 @@ class Capabilities:
         return self.version >= (7, 0)
 
     @property
+    def set_pxat(self) -> bool:
+        """SET ... PXAT (6.2+)."""
+        return self.version >= (6, 2)
+
+    @property
     def field_ttls(self) -> bool:
         return self.version >= (7, 4)
 

@@ -17,7 +17,7 @@ from typing import Any
 import hiredis
 
 from dcs_migration.formats import rdb_types as T
-from dcs_migration.formats.crc64 import CRC64_CONTINUE
+from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
 from dcs_migration.target.capabilities import restore_version
@@ -43,10 +43,19 @@ _TYPE_BYTE = [bytes((t,)) for t in range(256)]
 _TABLE = 4096
 _BULK_LEN = [b"$%d\r\n" % n for n in range(_TABLE)]
 _RESTORE_NO_TTL_HEAD = b"*5\r\n$7\r\nRESTORE\r\n"
+_SET_HEAD = b"*3\r\n$3\r\nSET\r\n"
+_SET_PX_HEAD = b"*5\r\n$3\r\nSET\r\n"
+_CRLF = b"\r\n"
+# The length of a plain RDB string's length prefix, by its first byte (0: not plain).
+_STRING_HEADER = bytes(
+    1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
+    for b in range(256)
+)
+_PXAT = b"\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
+_RESTORE_TTL_HEAD = b"*6\r\n$7\r\nRESTORE\r\n"
 _ZERO_TTL = b"\r\n$1\r\n0\r\n"
 _VERSION_SUFFIX = [restore_version(t).to_bytes(2, "little") for t in range(256)]
 _TYPE_CRC = [CRC64_CONTINUE(bytes((t,)), 0) for t in range(256)]  # the type byte's CRC
-_CHAINED_CRC_BYTES = 1 << 16
 
 # Reply tags (see Pipeline): what a reply acknowledges.
 RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
@@ -143,9 +152,13 @@ class Writer:
         mapped_db = self.options.db
         now = self._now_ms = int(time.time() * 1000)
         calc = CRC64_CONTINUE
+        short_crc = crc64_short
+        short_crc_bytes = SHORT_CRC_BYTES
         suffix = _VERSION_SUFFIX
         type_crc = _TYPE_CRC
         type_byte = _TYPE_BYTE
+        string_header = _STRING_HEADER
+        pxat = router.caps.set_pxat
         bulk_len = _BULK_LEN
         current_db = pipe.db
         data: list[bytes] = []
@@ -176,39 +189,63 @@ class Writer:
                             )
                         pipe.select(db)
                         current_db = db
-                    if len(payload) < _CHAINED_CRC_BYTES:
-                        crc = calc(type_byte[t] + payload + suffix[t])
-                    else:  # not copied once more only to be checksummed
-                        crc = calc(suffix[t], calc(payload, type_crc[t]))
-                    n = len(payload) + 11
-                    if expire is None:
-                        command = b"".join(
-                            (
-                                _RESTORE_NO_TTL_HEAD,
-                                bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key),
-                                key,
-                                _ZERO_TTL,
-                                bulk_len[n] if n < _TABLE else b"$%d\r\n" % n,
-                                type_byte[t],
-                                payload,
-                                suffix[t],
-                                crc.to_bytes(8, "little"),
-                                _REPLACE_TAIL,
+                    klen = bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key)
+                    header = string_header[payload[0]] if t == 0 else 0
+                    if header and len(payload) < short_crc_bytes and (expire is None or pxat):
+                        # A short plain string: SET costs the target less than RESTORE
+                        # and needs no checksum, for the same result.
+                        value = payload[header:]
+                        vlen = bulk_len[len(value)]
+                        if expire is None:
+                            command = b"".join((_SET_HEAD, klen, key, _CRLF, vlen, value, _CRLF))
+                        else:
+                            ms = b"%d" % expire
+                            pxat_ms = _PXAT % (len(ms), ms)
+                            command = b"".join(
+                                (_SET_PX_HEAD, klen, key, _CRLF, vlen, value, pxat_ms)
                             )
-                        )
                     else:
-                        ttl = b"%d" % expire
-                        command = b"".join(
-                            (
-                                b"*6\r\n$7\r\nRESTORE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n"
-                                % (len(key), key, len(ttl), ttl, n),
-                                type_byte[t],
-                                payload,
-                                suffix[t],
-                                crc.to_bytes(8, "little"),
-                                _REPLACE_ABSTTL_TAIL,
+                        if len(payload) < short_crc_bytes:
+                            crc = short_crc(type_byte[t] + payload + suffix[t])
+                        else:  # not copied once more only to be checksummed
+                            crc = calc(suffix[t], calc(payload, type_crc[t]))
+                        n = len(payload) + 11
+                        nlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
+                        crc_bytes = crc.to_bytes(8, "little")
+                        if expire is None:
+                            command = b"".join(
+                                (
+                                    _RESTORE_NO_TTL_HEAD,
+                                    klen,
+                                    key,
+                                    _ZERO_TTL,
+                                    nlen,
+                                    type_byte[t],
+                                    payload,
+                                    suffix[t],
+                                    crc_bytes,
+                                    _REPLACE_TAIL,
+                                )
                             )
-                        )
+                        else:
+                            ttl = b"%d" % expire
+                            command = b"".join(
+                                (
+                                    _RESTORE_TTL_HEAD,
+                                    klen,
+                                    key,
+                                    _CRLF,
+                                    bulk_len[len(ttl)],
+                                    ttl,
+                                    _CRLF,
+                                    nlen,
+                                    type_byte[t],
+                                    payload,
+                                    suffix[t],
+                                    crc_bytes,
+                                    _REPLACE_ABSTTL_TAIL,
+                                )
+                            )
                     append_data(command)
                     append_key(key)
                     n = len(command)
