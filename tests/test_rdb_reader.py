@@ -281,3 +281,26 @@ def test_feed_stream_names_the_source() -> None:
         list(feed_stream(RdbReader(), io.BytesIO(b"REDIS0011\xf0"), source="dump.rdb"))
     assert exc.value.source == "dump.rdb"
     assert "file dump.rdb, offset 9" in str(exc.value)
+
+
+@pytest.mark.parametrize("rdb_type", [T.RDB_TYPE_SET, T.RDB_TYPE_HASH, T.RDB_TYPE_ZSET_2])
+def test_element_loops_cut_anywhere_wait_or_fail_cleanly(rdb_type: int) -> None:
+    """Short elements are stepped over inline, long ones by skip_string: a value cut at
+    any byte waits for more (fed a byte at a time) or, at the end, fails as truncated."""
+    elements = [b"m%d" % i if i % 3 else b"long-%d-" % i + b"x" * 70 for i in range(30)]
+    if rdb_type == T.RDB_TYPE_SET:
+        value = g.length(30) + b"".join(map(g.string, elements))
+    elif rdb_type == T.RDB_TYPE_HASH:
+        value = g.length(15) + b"".join(map(g.string, elements))
+    else:
+        value = g.length(30) + b"".join(g.string(e) + g.binary_double(1.5) for e in elements)
+    data = g.rdb(g.key(b"k", value, rdb_type=rdb_type))
+    reader = RdbReader()
+    records = [r for byte in range(len(data)) for r in reader.feed(data[byte : byte + 1])]
+    records += reader.close()
+    assert [k.key for k in keys(records)] == [b"k"]
+    for cut in range(len(data)):
+        truncated = RdbReader()
+        with pytest.raises(FormatError):
+            truncated.feed(data[:cut])
+            truncated.close()

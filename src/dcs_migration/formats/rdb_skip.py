@@ -24,17 +24,37 @@ from dcs_migration.formats.primitives import (
 Skipper = Callable[[bytes, int, int], int]
 
 
+# The element loops below step over short strings (a length byte under 0x40, then the
+# bytes) inline and call skip_string for the others: a big hash or set is millions of
+# them. An inline step does not check `end`; the loop ends with that check, and reading
+# past the buffer (IndexError) means the same thing: the value is not all there yet.
+
+
 def _skip_strings(buf: bytes, pos: int, end: int) -> int:
     n, pos = read_length(buf, pos, end)
-    for _ in range(n):
-        pos = skip_string(buf, pos, end)
+    try:
+        for _ in range(n):
+            b = buf[pos]
+            pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+    except IndexError:
+        raise Incomplete() from None
+    if pos > end:
+        raise Incomplete()
     return pos
 
 
 def _skip_string_pairs(buf: bytes, pos: int, end: int) -> int:
     n, pos = read_length(buf, pos, end)
-    for _ in range(n):
-        pos = skip_string(buf, skip_string(buf, pos, end), end)
+    try:
+        for _ in range(n):
+            b = buf[pos]
+            pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+            b = buf[pos]
+            pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+    except IndexError:
+        raise Incomplete() from None
+    if pos > end:
+        raise Incomplete()
     return pos
 
 
@@ -47,10 +67,14 @@ def _skip_zset(buf: bytes, pos: int, end: int) -> int:
 
 def _skip_zset_2(buf: bytes, pos: int, end: int) -> int:
     n, pos = read_length(buf, pos, end)
-    for _ in range(n):
-        pos = skip_string(buf, pos, end) + 8
-        if pos > end:
-            raise Incomplete()
+    try:
+        for _ in range(n):
+            b = buf[pos]
+            pos = (pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)) + 8  # the score
+    except IndexError:
+        raise Incomplete() from None
+    if pos > end:
+        raise Incomplete()
     return pos
 
 
