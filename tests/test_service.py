@@ -190,9 +190,10 @@ def stats(client: Any, task_id: str) -> Any:
     return client.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
 
 
-def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 400_000) -> None:
+def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 1_500_000) -> None:
+    """A backup whose import takes a few seconds (small keys cost the most per byte)."""
     source = redis_server("--enable-debug-command", "yes")
-    source.cli("DEBUG", "POPULATE", str(keys), "key", "100")
+    source.cli("DEBUG", "POPULATE", str(keys), "key", "24")
     source.cli("SAVE")
     path.write_bytes((source.dir / "dump.rdb").read_bytes())
 

@@ -87,6 +87,10 @@ def skip_string(buf: bytes, pos: int, end: int) -> int:
     b = buf[pos]
     if b < 0x40:
         nxt = pos + 1 + b
+    elif b < 0x80:  # a 14-bit length: most listpacks and ziplists
+        if pos + 2 > end:
+            raise Incomplete()
+        nxt = pos + 2 + (((b & 0x3F) << 8) | buf[pos + 1])
     elif b >= 0xC0:
         enc = b & 0x3F
         if enc == RDB_ENCVAL_INT8:
@@ -97,8 +101,7 @@ def skip_string(buf: bytes, pos: int, end: int) -> int:
             nxt = pos + 5
         elif enc == RDB_ENCVAL_LZF:
             clen, p = read_length(buf, pos + 1, end)
-            _, p = read_length(buf, p, end)
-            nxt = p + clen
+            nxt = skip_length(buf, p, end) + clen  # after the uncompressed length
         else:
             raise FormatError(f"unknown string encoding 0x{b:02x}", offset=pos)
     else:

@@ -316,9 +316,15 @@ class RdbReader:
                         skip = skippers.get(op)
                         if skip is None:
                             raise FormatError(f"unknown RDB object type {op}", offset=start)
-                        key, pos = read_string(buf, pos + 1, end)
-                        vstart = pos
-                        pos = skip(buf, pos, end)
+                        b = buf[pos + 1] if pos + 1 < end else 0xFF
+                        if b < 64:  # a short key, inline
+                            vstart = pos + 2 + b
+                            if vstart > end:
+                                raise Incomplete()
+                            key = buf[pos + 2 : vstart]
+                        else:
+                            key, vstart = read_string(buf, pos + 1, end)
+                        pos = skip(buf, vstart, end)
                         maybe = maybe_empty[op * 256 + buf[vstart]]
                         if (
                             maybe

@@ -83,11 +83,18 @@ _QUICKLIST_CONTAINERS = (T.QUICKLIST_NODE_CONTAINER_PACKED, T.QUICKLIST_NODE_CON
 
 def _skip_quicklist_2(buf: bytes, pos: int, end: int) -> int:
     n, pos = read_length(buf, pos, end)
-    for _ in range(n):
-        container, pos = read_length(buf, pos, end)
-        if container not in _QUICKLIST_CONTAINERS:
-            raise FormatError(f"quicklist node has unknown container {container}")
-        pos = skip_string(buf, pos, end)
+    try:
+        for _ in range(n):
+            container = buf[pos]  # 1 or 2: a one-byte length
+            if container not in _QUICKLIST_CONTAINERS:
+                container, _ = read_length(buf, pos, end)
+                raise FormatError(f"quicklist node has unknown container {container}")
+            b = buf[pos + 1]
+            pos = pos + 2 + b if b < 0x40 else skip_string(buf, pos + 1, end)
+    except IndexError:
+        raise Incomplete() from None
+    if pos > end:
+        raise Incomplete()
     return pos
 
 
@@ -153,6 +160,18 @@ def _refuse_module_pre_ga(buf: bytes, pos: int, end: int) -> int:
     )
 
 
+# The size of a length by its first byte (0: not a length).
+_LENGTH_SIZE = bytes(
+    1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
+    for b in range(256)
+)
+
+
+def _bad_length(buf: bytes, pos: int, end: int) -> int:
+    """skip_length's error for the byte at `pos`, which is no length."""
+    return skip_length(buf, pos, end)
+
+
 def _stream_skipper(t: int) -> Skipper:
     v2 = t >= T.RDB_TYPE_STREAM_LISTPACKS_2
     v3 = t >= T.RDB_TYPE_STREAM_LISTPACKS_3
@@ -162,26 +181,42 @@ def _stream_skipper(t: int) -> Skipper:
     consumer_times = 16 if v3 else 8  # seen time (and active time)
 
     def skip(buf: bytes, pos: int, end: int) -> int:
-        nodes, pos = read_length(buf, pos, end)
-        for _ in range(nodes):
-            pos = skip_string(buf, skip_string(buf, pos, end), end)
-        for _ in range(metadata_lengths):
-            pos = skip_length(buf, pos, end)
-        groups, pos = read_length(buf, pos, end)
-        for _ in range(groups):
-            pos = skip_string(buf, pos, end)
-            for _ in range(group_lengths):
-                pos = skip_length(buf, pos, end)
-            pel, pos = read_length(buf, pos, end)
-            for _ in range(pel):
-                pos = skip_length(buf, pos + 24, end)  # raw id, delivery time, count
-            consumers, pos = read_length(buf, pos, end)
-            for _ in range(consumers):
-                pos = skip_string(buf, pos, end) + consumer_times
-                owned, pos = read_length(buf, pos, end)
-                pos += 16 * owned
-                if pos > end:
-                    raise Incomplete()
+        # Inline steps as in the element loops above: most lengths, counts and node
+        # strings of a stream are short.
+        try:
+            b = buf[pos]
+            nodes, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+            for _ in range(nodes):  # a node's master ID (16 bytes), then its listpack
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+            for _ in range(metadata_lengths):
+                pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+            b = buf[pos]
+            groups, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+            for _ in range(groups):
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                for _ in range(group_lengths):
+                    pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                b = buf[pos]
+                pel, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+                for _ in range(pel):
+                    pos += 24  # raw id, delivery time, then the delivery count
+                    pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                b = buf[pos]
+                consumers, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+                for _ in range(consumers):
+                    b = buf[pos]
+                    pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                    pos += consumer_times
+                    owned, pos = read_length(buf, pos, end)
+                    pos += 16 * owned
+        except IndexError:
+            raise Incomplete() from None
+        if pos > end:
+            raise Incomplete()
         if v4:  # idempotent producers: settings, then per producer its recent ids
             pos = skip_length(buf, skip_length(buf, pos, end), end)
             producers, pos = read_length(buf, pos, end)

@@ -46,6 +46,7 @@ _RESTORE_NO_TTL_HEAD = b"*5\r\n$7\r\nRESTORE\r\n"
 _SET_HEAD = b"*3\r\n$3\r\nSET\r\n"
 _SET_PX_HEAD = b"*5\r\n$3\r\nSET\r\n"
 _CRLF = b"\r\n"
+_SET_BYTES = 1 << 16  # strings up to this size go as SET, copied once (no checksum)
 # The length of a plain RDB string's length prefix, by its first byte (0: not plain).
 _STRING_HEADER = bytes(
     1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
@@ -191,11 +192,12 @@ class Writer:
                         current_db = db
                     klen = bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key)
                     header = string_header[payload[0]] if t == 0 else 0
-                    if header and len(payload) < short_crc_bytes and (expire is None or pxat):
+                    if header and len(payload) < _SET_BYTES and (expire is None or pxat):
                         # A short plain string: SET costs the target less than RESTORE
                         # and needs no checksum, for the same result.
                         value = payload[header:]
-                        vlen = bulk_len[len(value)]
+                        n = len(value)
+                        vlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
                         if expire is None:
                             command = b"".join((_SET_HEAD, klen, key, _CRLF, vlen, value, _CRLF))
                         else:
