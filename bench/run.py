@@ -5,7 +5,11 @@ string keys, ~200 k mixed hashes/lists/sets/zsets/streams with TTLs, and a few b
 of millions of elements. For each it prints keys/s and MB/s of reading with passthrough
 values and with decoded values, each in a fresh process with its peak RSS, and times in
 the same run `redis-cli --pipe` replaying the same keys as RESTORE commands into a fresh
-redis-server (the protocol limit) and redis-server loading the file (the native limit).
+redis-server (the protocol limit) and redis-server loading the file (the native limit),
+then imports with the RESTORE and hand-off strategies, each checked by DEBUG DIGEST.
+Every measure is taken BENCH_ROUNDS times (3), interleaved, and its median printed.
+Where a file's encodings allow, an RDB 9 twin of it compares rdbtools, which cannot read
+newer files.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +38,7 @@ from dcs_migration.target.resp import encode_command  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 # -- building the files ------------------------------------------------------------------
@@ -263,6 +270,27 @@ def time_native(path: Path) -> float:
         server.stop()
 
 
+def one_round(path: Path) -> dict[str, dict[str, Any]]:
+    """Each measure of one file, once."""
+    return {
+        "passthrough": in_child("measure-read", str(path), "passthrough"),
+        "decoded": in_child("measure-read", str(path), "decoded"),
+        "pipe": {"seconds": time_pipe(restore_commands(path))},
+        "native": {"seconds": time_native(path)},
+        "restore": time_import(path, "restore"),
+        "handoff": time_import(path, "handoff"),
+    }
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time; its peak RSS is the highest of all runs."""
+    ranked = sorted(runs, key=lambda r: float(r["seconds"]))
+    middle = dict(ranked[len(ranked) // 2])
+    if "peak_rss_mb" in middle:
+        middle["peak_rss_mb"] = max(float(r["peak_rss_mb"]) for r in runs)
+    return middle
+
+
 def _cell(m: dict[str, float], keys: float, size_mb: float) -> str:
     s = m["seconds"]
     return f"{s:6.2f}s {keys / s / 1e3:6.0f}k/s {size_mb / s:5.0f}MB/s {m['peak_rss_mb']:4.0f}MB"
@@ -281,20 +309,24 @@ def main() -> None:
     for name in names:
         path = build(name)
         size_mb = path.stat().st_size / 1e6
-        passthrough = in_child("measure-read", str(path), "passthrough")
-        decoded = in_child("measure-read", str(path), "decoded")
-        keys = passthrough["keys"]
-        pipe = time_pipe(restore_commands(path))
-        native = time_native(path)
-        rows.append((name, size_mb, keys, passthrough, decoded, pipe, native))
         digest = digest_of(path)
         rdbtools = time_rdbtools(path)
+        # Every measure taken ROUNDS times, interleaved, and its median kept: a shared
+        # machine's noise moves single timings by a third.
+        rounds: dict[str, list[Any]] = {}
+        for _ in range(ROUNDS):
+            for measure, result in one_round(path).items():
+                rounds.setdefault(measure, []).append(result)
+        m = {measure: _median(runs) for measure, runs in rounds.items()}
+        keys = m["passthrough"]["keys"]
+        pipe, native = m["pipe"]["seconds"], m["native"]["seconds"]
+        rows.append((name, size_mb, keys, m["passthrough"], m["decoded"], pipe, native))
         for strategy in ("restore", "handoff"):
-            imported = time_import(path, strategy)
-            exact = imported.pop("digest") == digest  # type: ignore[comparison-overlap]
+            exact = all(run["digest"] == digest for run in rounds[strategy])
+            imported = m[strategy]
             row = (f"{name}/{strategy}", size_mb, keys, imported, pipe, native, exact, rdbtools)
             imports.append(row)
-    print()
+    print(f"\nmedians of {ROUNDS} interleaved rounds (BENCH_ROUNDS)")
     header = (
         f"{'file':<7}{'MB':>8}{'keys':>10}  {'read passthrough':>28}  {'read decoded':>28}"
         f"  {'pipe RESTORE':>13}{'native':>9}  {'pass/pipe':>9}{'pass/native':>12}"
@@ -322,9 +354,12 @@ def main() -> None:
     if older:
         print("\nthe same keys as RDB 9 (what Redis 5 writes), which rdbtools can read:")
         for name, twin in older:
-            pipe = time_pipe(restore_commands(twin))
             rdbtools = time_rdbtools(twin)
-            ours = time_import(twin, "restore")["seconds"]
+            pipes, ours_runs = [], []
+            for _ in range(ROUNDS):
+                pipes.append(time_pipe(restore_commands(twin)))
+                ours_runs.append(time_import(twin, "restore")["seconds"])
+            pipe, ours = statistics.median(pipes), statistics.median(ours_runs)
             line = f"{name + ' (RDB 9)':<15}  dcs-migration import {ours:.2f}s ({pipe / ours:.2f}x)"
             line += f"  rdbtools|pipe {rdbtools}"
             if rdbtools.endswith("s"):
