@@ -300,6 +300,40 @@ class RdbReader:
                 if pos >= end:
                     raise Incomplete()
                 op = buf[pos]
+                if op == 0 and prefix_start < 0 and not count_only:
+                    # A run of short strings without expiry, the commonest items, in a
+                    # loop of its own; it leaves anything else to the code below.
+                    while op == 0 and pos + 2 < end:
+                        kend = pos + 2 + buf[pos + 1]
+                        if buf[pos + 1] >= 64 or kend >= end or buf[kend] >= 64:
+                            break
+                        nxt = kend + 1 + buf[kend]
+                        if nxt > end:
+                            break
+                        append(
+                            new_key(
+                                KeyRecord,
+                                (
+                                    db,
+                                    buf[pos + 2 : kend],
+                                    0,
+                                    buf[kend:nxt],
+                                    None,
+                                    base + pos,
+                                    version,
+                                    None,
+                                    None,
+                                    valkey,
+                                ),
+                            )
+                        )
+                        pos = nxt
+                        if pos >= end:
+                            break
+                        op = buf[pos]
+                    start = pos
+                    if pos >= end:
+                        raise Incomplete()
                 if op < 0xF0:
                     if op == 0 and pos + 2 < end and buf[pos + 1] < 64:
                         # The common case, inline: a short key whose value is a string.

@@ -54,25 +54,51 @@ class TargetRestarted(TargetError):
 
 
 class _Entry:
-    """Commands awaiting replies: one tagged command, or a batch of plain key writes."""
+    """Commands awaiting replies: one tagged command, or a batch of plain key writes.
 
-    __slots__ = ("acked", "count", "data", "keys", "sizes", "tag")
+    A batch keeps only its bytes and its count: where each command ends, and its key,
+    are read back from the bytes on the rare paths that need them (a refusal, a resend).
+    """
 
-    def __init__(
-        self, tag: Any, data: bytes, keys: list[bytes] | None, sizes: list[int] | None
-    ) -> None:
+    __slots__ = ("acked", "batch", "count", "data", "tag")
+
+    def __init__(self, tag: Any, data: bytes, count: int | None) -> None:
         self.tag = tag
         self.data = data
-        self.keys = keys  # a batch: the key of each command
-        self.sizes = sizes  # a batch: the length of each command
-        self.count = len(keys) if keys is not None else 1
+        self.batch = count is not None
+        self.count = count if count is not None else 1
         self.acked = 0
 
     def unacknowledged(self) -> bytes:
         if not self.acked:
             return self.data
-        assert self.sizes is not None
-        return self.data[sum(self.sizes[: self.acked]) :]
+        return self.data[_skip_commands(self.data, self.acked) :]
+
+    def key_of(self, index: int) -> bytes:
+        """The key of the batch's command at `index` (its second argument)."""
+        pos = _skip_commands(self.data, index)
+        pos = self.data.index(b"\r\n", pos) + 2  # the argument count
+        pos = _skip_bulk(self.data, pos)  # the command's name
+        line = self.data.index(b"\r\n", pos)
+        size = int(self.data[pos + 1 : line])
+        return self.data[line + 2 : line + 2 + size]
+
+
+def _skip_bulk(data: bytes, pos: int) -> int:
+    line = data.index(b"\r\n", pos)
+    return line + 2 + int(data[pos + 1 : line]) + 2
+
+
+def _skip_commands(data: bytes, n: int) -> int:
+    """The offset after the first `n` RESP commands of `data`."""
+    pos = 0
+    for _ in range(n):
+        line = data.index(b"\r\n", pos)
+        args = int(data[pos + 1 : line])
+        pos = line + 2
+        for _ in range(args):
+            pos = _skip_bulk(data, pos)
+    return pos
 
 
 class Pipeline:
@@ -120,11 +146,11 @@ class Pipeline:
     def push(self, command: bytes, tag: Any = None) -> None:
         """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
         (tag None)."""
-        self._queue(_Entry(tag, command, None, None))
+        self._queue(_Entry(tag, command, None))
 
-    def push_batch(self, data: bytes, keys: list[bytes], sizes: list[int]) -> None:
-        """Queue plain key writes (each answered +OK), already encoded back to back."""
-        self._queue(_Entry(None, data, keys, sizes))
+    def push_batch(self, data: bytes, count: int) -> None:
+        """Queue `count` plain key writes (each answered +OK), encoded back to back."""
+        self._queue(_Entry(None, data, count))
 
     def _queue(self, entry: _Entry) -> None:
         self._inflight.append(entry)
@@ -205,7 +231,7 @@ class Pipeline:
         inflight = self._inflight
         while n:
             entry = inflight[0]
-            if entry.keys is not None:  # a batch of plain writes
+            if entry.batch:  # a batch of plain writes
                 take = min(n, entry.count - entry.acked)
                 entry.acked += take
                 self.acknowledged += take
@@ -220,7 +246,7 @@ class Pipeline:
     def _acknowledge(self, reply: Any) -> None:
         entry = self._inflight[0]
         tag = entry.tag
-        if entry.keys is not None:
+        if entry.batch:
             index = entry.acked
             entry.acked += 1
             if entry.acked == entry.count:
@@ -229,7 +255,7 @@ class Pipeline:
             if reply == OK:
                 self.acknowledged += 1
             else:
-                self.on_reply((KEY, entry.keys[index]), reply, b"")
+                self.on_reply((KEY, entry.key_of(index)), reply, b"")
             return
         self._inflight.popleft()
         self._inflight_bytes -= len(entry.data)
@@ -263,9 +289,6 @@ class Pipeline:
             for entry in self._inflight:  # what is resent is what is left of each
                 if entry.acked:
                     entry.data = entry.unacknowledged()
-                    assert entry.keys is not None and entry.sizes is not None
-                    entry.keys = entry.keys[entry.acked :]
-                    entry.sizes = entry.sizes[entry.acked :]
                     entry.count -= entry.acked
                     entry.acked = 0
             self._inflight_bytes = sum(len(e.data) for e in self._inflight)
@@ -283,7 +306,7 @@ class Pipeline:
         unsafe = [
             e.tag
             for e in self._inflight
-            if e.keys is None and e.tag is not None and e.tag[:1] != SELECT_TAG
+            if not e.batch and e.tag is not None and e.tag[:1] != SELECT_TAG
         ]
         if not unsafe:
             return

@@ -163,13 +163,9 @@ class Writer:
         bulk_len = _BULK_LEN
         current_db = pipe.db
         data: list[bytes] = []
-        keys: list[bytes] = []
-        sizes: list[int] = []
         size = 0
         skipped = 0
         append_data = data.append
-        append_key = keys.append
-        append_size = sizes.append
         for r in records:
             if type(r) is KeyRecord:
                 db, key, t, payload, expire, _, _, idle, freq, valkey = r
@@ -180,14 +176,10 @@ class Writer:
                     if mapped_db is not None:
                         db = mapped_db
                     if db != current_db:
-                        if keys:
-                            pipe.push_batch(b"".join(data), keys, sizes)
-                            data, keys, sizes, size = [], [], [], 0
-                            append_data, append_key, append_size = (
-                                data.append,
-                                keys.append,
-                                sizes.append,
-                            )
+                        if data:
+                            pipe.push_batch(b"".join(data), len(data))
+                            data, size = [], 0
+                            append_data = data.append
                         pipe.select(db)
                         current_db = db
                     klen = bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key)
@@ -249,27 +241,20 @@ class Writer:
                                 )
                             )
                     append_data(command)
-                    append_key(key)
-                    n = len(command)
-                    append_size(n)
-                    size += n
+                    size += len(command)
                     if size >= _BATCH_BYTES:
-                        pipe.push_batch(b"".join(data), keys, sizes)
-                        data, keys, sizes, size = [], [], [], 0
-                        append_data, append_key, append_size = (
-                            data.append,
-                            keys.append,
-                            sizes.append,
-                        )
+                        pipe.push_batch(b"".join(data), len(data))
+                        data, size = [], 0
+                        append_data = data.append
                     continue
-            if keys:
-                pipe.push_batch(b"".join(data), keys, sizes)
-                data, keys, sizes, size = [], [], [], 0
-                append_data, append_key, append_size = data.append, keys.append, sizes.append
+            if data:
+                pipe.push_batch(b"".join(data), len(data))
+                data, size = [], 0
+                append_data = data.append
             self.write(r)
             current_db = pipe.db
-        if keys:
-            pipe.push_batch(b"".join(data), keys, sizes)
+        if data:
+            pipe.push_batch(b"".join(data), len(data))
         self.stats.keys_skipped_expired += skipped
 
     def write(self, record: Record) -> None:

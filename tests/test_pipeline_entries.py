@@ -1,0 +1,31 @@
+"""A batch of plain key writes keeps only its bytes and its count: the key of a refused
+command, and what is left to resend after a partial acknowledgement, are read back from
+the bytes. Binary values (CRLF inside, empty strings) must not confuse that reading."""
+
+from __future__ import annotations
+
+from dcs_migration.target.pipeline import _Entry
+from dcs_migration.target.resp import encode_command
+
+COMMANDS = [
+    [b"SET", b"first", b"plain"],
+    [b"RESTORE", b"bin\r\nkey", b"0", b"\x00\r\n*3\r\n$1\r\n\xff" * 50, b"REPLACE"],
+    [b"SET", b"", b""],
+    [b"SET", b"last", b"x" * 70_000, b"PXAT", b"4102444800000"],
+]
+
+
+def batch() -> _Entry:
+    return _Entry(None, b"".join(encode_command(c) for c in COMMANDS), len(COMMANDS))
+
+
+def test_the_key_of_each_command_is_read_back() -> None:
+    entry = batch()
+    assert [entry.key_of(i) for i in range(len(COMMANDS))] == [c[1] for c in COMMANDS]
+
+
+def test_what_is_left_after_a_partial_acknowledgement() -> None:
+    for acked in range(len(COMMANDS) + 1):
+        entry = batch()
+        entry.acked = acked
+        assert entry.unacknowledged() == b"".join(encode_command(c) for c in COMMANDS[acked:])
