@@ -15,9 +15,13 @@ import lzf
 import pytest
 import redis
 
+from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.importer import run_import
+from dcs_migration.target.cluster import ClusterRouter
 from dcs_migration.target.endpoint import Endpoint, parse_target_url
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from dcs_migration.target.slots import key_slot
+from dcs_migration.target.writer import Writer
 from tests import rdbgen as g
 from tests.cluster import RedisCluster
 from tests.conftest import RedisServerFactory, emptied
@@ -455,3 +459,76 @@ def test_a_stop_request_ends_the_import_terminated_with_exact_counts(
     assert result.status == "TERMINATED"
     assert 0 < result.keys_written < 200_000
     assert result.keys_written == int(server.cli("DBSIZE"))
+
+
+def _slot_owner(client: redis.Redis, slot: int) -> int:
+    for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+        if start <= slot <= end:
+            return int(master[1])
+    raise AssertionError(f"slot {slot} has no master")
+
+
+def test_moved_and_ask_are_followed(tmp_path: Path, redis_cluster: RedisCluster) -> None:
+    """The router learns the slots, then one slot moves to another master (MOVED) and
+    another is half-way through a migration (ASK) before the keys are written."""
+    host, port = redis_cluster.nodes[0]
+    clients = {p: redis_cluster.node_client(p) for _, p in redis_cluster.nodes}
+    ids = {p: c.execute_command("CLUSTER", "MYID").decode() for p, c in clients.items()}
+    moved_key, asked_key = b"moved-key", b"asked-key"
+    moved_slot, asked_slot = key_slot(moved_key), key_slot(asked_key)
+    source = _slot_owner(clients[port], moved_slot)
+    rdb = write_rdb(
+        tmp_path,
+        g.key(moved_key, g.string(b"m")),
+        g.key(asked_key, g.string(b"a" * 200)),
+        g.key(b"plain-key", g.string(b"p")),
+    )
+    reader = RdbReader()
+    records = [r for r in reader.feed(rdb.read_bytes()) + reader.close() if type(r) is KeyRecord]
+
+    writer = Writer(WriteOptions(strategy=Strategy.RESTORE))
+    router = ClusterRouter(Endpoint(host, port), writer.on_reply, writer.options)
+    try:
+        writer.attach(router)
+        # The first slot moves for good; the second is left migrating.
+        for slot, finish in ((moved_slot, True), (asked_slot, False)):
+            owner = _slot_owner(clients[port], slot)
+            other = next(p for p in clients if p != owner)
+            clients[other].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[owner])
+            clients[owner].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[other])
+            if finish:
+                for c in clients.values():
+                    c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[other])
+        writer.write_records(records)
+        writer.finish()
+    finally:
+        router.close()
+    assert writer.keys_written == 3
+    new_owner = _slot_owner(clients[port], moved_slot)
+    assert new_owner != source
+    assert clients[new_owner].get(moved_key) == b"m"
+    asked_owner = _slot_owner(clients[port], asked_slot)
+    importing = next(
+        p for p, c in clients.items() if p != asked_owner and _importing(c, asked_slot)
+    )
+    conn = redis.Redis(port=importing, single_connection_client=True)
+    conn.execute_command("ASKING")
+    assert conn.get(asked_key) == b"a" * 200
+    conn.close()
+
+
+def _importing(client: redis.Redis, slot: int) -> bool:
+    myself = next(
+        line
+        for line in client.execute_command("CLUSTER", "NODES").decode().splitlines()
+        if "myself" in line
+    )
+    return f"[{slot}-<-" in myself
+
+
+def test_key_slots_agree_with_the_cluster(shared_cluster: RedisCluster) -> None:
+    client = shared_cluster.node_client(shared_cluster.nodes[0][1])
+    keys = [b"", b"a", b"123456789", b"{user1000}.following", b"{}x", b"x{}y{z}", b"\xff" * 40]
+    keys += [b"key:%d" % i for i in range(200)]
+    for key in keys:
+        assert key_slot(key) == client.execute_command("CLUSTER", "KEYSLOT", key), key

@@ -74,6 +74,11 @@ class _Entry:
             return self.data
         return self.data[_skip_commands(self.data, self.acked) :]
 
+    def command_at(self, index: int) -> bytes:
+        """The batch's command at `index`, encoded (to send it elsewhere after a MOVED)."""
+        start = _skip_commands(self.data, index)
+        return self.data[start : _skip_commands(self.data, 1, start)]
+
     def key_of(self, index: int) -> bytes:
         """The key of the batch's command at `index` (its second argument)."""
         pos = _skip_commands(self.data, index)
@@ -89,9 +94,8 @@ def _skip_bulk(data: bytes, pos: int) -> int:
     return line + 2 + int(data[pos + 1 : line]) + 2
 
 
-def _skip_commands(data: bytes, n: int) -> int:
-    """The offset after the first `n` RESP commands of `data`."""
-    pos = 0
+def _skip_commands(data: bytes, n: int, pos: int = 0) -> int:
+    """The offset after `n` RESP commands of `data` from `pos`."""
     for _ in range(n):
         line = data.index(b"\r\n", pos)
         args = int(data[pos + 1 : line])
@@ -255,7 +259,7 @@ class Pipeline:
             if reply == OK:
                 self.acknowledged += 1
             else:
-                self.on_reply((KEY, entry.key_of(index)), reply, b"")
+                self.on_reply((KEY, entry.key_of(index)), reply, entry.command_at(index))
             return
         self._inflight.popleft()
         self._inflight_bytes -= len(entry.data)

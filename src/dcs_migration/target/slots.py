@@ -1,14 +1,16 @@
-"""Redis Cluster hash slots: CRC16 (XMODEM) of the key, or of its {hash tag}, mod 16384."""
+"""Redis Cluster hash slots: CRC16 (XMODEM) of the key, or of its {hash tag}, mod 16384.
+
+XMODEM is the CRC that the standard library's binascii.crc_hqx computes from 0 (check
+value 0x31C3), in C and at a fraction of a general CRC package's cost per call.
+"""
 
 from __future__ import annotations
 
+import binascii
 import itertools
 from functools import cache
 
-import anycrc
-
 SLOTS = 16384
-_CRC16 = anycrc.Model("CRC16-XMODEM")
 
 
 def hashed_part(key: bytes) -> bytes:
@@ -22,7 +24,9 @@ def hashed_part(key: bytes) -> bytes:
 
 
 def key_slot(key: bytes) -> int:
-    return int(_CRC16.calc(hashed_part(key))) % SLOTS
+    if b"{" not in key:
+        return binascii.crc_hqx(key, 0) % SLOTS
+    return binascii.crc_hqx(hashed_part(key), 0) % SLOTS
 
 
 @cache
@@ -33,7 +37,7 @@ def _tags_by_slot() -> tuple[bytes, ...]:
     for length in itertools.count(1):
         for chars in itertools.product(alphabet, repeat=length):
             tag = bytes(chars)
-            found.setdefault(int(_CRC16.calc(tag)) % SLOTS, tag)
+            found.setdefault(binascii.crc_hqx(tag, 0) % SLOTS, tag)
             if len(found) == SLOTS:
                 return tuple(found[s] for s in range(SLOTS))
     raise AssertionError("unreachable")

@@ -21,7 +21,7 @@ from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_s
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
 from dcs_migration.target.capabilities import restore_version
-from dcs_migration.target.cluster import CrossSlot
+from dcs_migration.target.cluster import ClusterRouter, CrossSlot
 from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
@@ -137,17 +137,20 @@ class Writer:
     # -- records -------------------------------------------------------------------------
 
     def write_records(self, records: Sequence[Record]) -> None:
-        """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE on a
-        standalone server take a fast path: built in one loop and queued as one batch."""
+        """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE (or a
+        SET) take a fast path: built in one loop and queued in batches, one per server."""
         router = self.router
-        if (
-            not isinstance(router, StandaloneRouter)
-            or self.options.conflict is not Conflict.REPLACE
+        if self.options.conflict is not Conflict.REPLACE or not isinstance(
+            router, (StandaloneRouter, ClusterRouter)
         ):
             for record in records:
                 self.write(record)
             return
-        pipe = router.pipeline
+        # A cluster's keys go to the master of their slot, each with a batch of its own.
+        route = router.pipeline_for if isinstance(router, ClusterRouter) else None
+        pending: dict[Pipeline, list[bytes]] = {}
+        pending_bytes: dict[Pipeline, int] = {}
+        pipe = router.pipeline if isinstance(router, StandaloneRouter) else router.masters()[0]
         fast = self._restore_types
         big = self.options.big_key_bytes
         mapped_db = self.options.db
@@ -175,7 +178,8 @@ class Writer:
                         continue
                     if mapped_db is not None:
                         db = mapped_db
-                    if db != current_db:
+                    target = route(key, db) if route is not None else pipe
+                    if route is None and db != current_db:
                         if data:
                             pipe.push_batch(b"".join(data), len(data))
                             data, size = [], 0
@@ -240,6 +244,15 @@ class Writer:
                                     _REPLACE_ABSTTL_TAIL,
                                 )
                             )
+                    if route is not None:
+                        queued = pending.setdefault(target, [])
+                        queued.append(command)
+                        queued_bytes = pending_bytes.get(target, 0) + len(command)
+                        pending_bytes[target] = queued_bytes
+                        if queued_bytes >= _BATCH_BYTES:
+                            target.push_batch(b"".join(queued), len(queued))
+                            del pending[target], pending_bytes[target]
+                        continue
                     append_data(command)
                     size += len(command)
                     if size >= _BATCH_BYTES:
@@ -251,10 +264,12 @@ class Writer:
                 pipe.push_batch(b"".join(data), len(data))
                 data, size = [], 0
                 append_data = data.append
+            _push_pending(pending, pending_bytes)
             self.write(r)
             current_db = pipe.db
         if data:
             pipe.push_batch(b"".join(data), len(data))
+        _push_pending(pending, pending_bytes)
         self.stats.keys_skipped_expired += skipped
 
     def write(self, record: Record) -> None:
@@ -495,12 +510,14 @@ class Writer:
             # Not redirected: a command moved out of its MULTI would run on its own.
             self._transaction_reply(tag, reply, error)
             return
+        if kind == KEY:  # one write of a batch: sent again alone if it was redirected
+            if error and self.router.redirect(reply, command, None):
+                return
+            raise Refused(f"the target refused key {tag[1]!r}: {reply}")
         if error and self.router.redirect(reply, command, tag):
             return
         if kind is None:  # RESTORE ... REPLACE of a plain key write
             raise Refused(f"the target refused key {_command_key(command)!r}: {reply}")
-        if kind == KEY:  # one write of a batch
-            raise Refused(f"the target refused key {tag[1]!r}: {reply}")
         if kind in (PART, IGNORE):
             if error:
                 raise Refused(f"the target refused key {tag[1]!r}: {reply}")
@@ -572,6 +589,14 @@ class Writer:
     def _warn_once(self, message: str) -> None:
         if message not in self.stats.warnings:
             self.stats.warnings.append(message)
+
+
+def _push_pending(pending: dict[Pipeline, list[bytes]], sizes: dict[Pipeline, int]) -> None:
+    """Queue the batches still being gathered, one per server."""
+    for target, queued in pending.items():
+        target.push_batch(b"".join(queued), len(queued))
+    pending.clear()
+    sizes.clear()
 
 
 def _first_error(reply: Any) -> Any:
