@@ -5,7 +5,7 @@ the bytes. Binary values (CRLF inside, empty strings) must not confuse that read
 from __future__ import annotations
 
 from dcs_migration.target.pipeline import _Entry
-from dcs_migration.target.resp import encode_command
+from dcs_migration.target.resp import command_key, encode_command
 
 COMMANDS = [
     [b"SET", b"first", b"plain"],
@@ -29,3 +29,8 @@ def test_what_is_left_after_a_partial_acknowledgement() -> None:
         entry = batch()
         entry.acked = acked
         assert entry.unacknowledged() == b"".join(encode_command(c) for c in COMMANDS[acked:])
+
+
+def test_a_command_without_a_key_reads_back_as_a_question_mark() -> None:
+    assert command_key(encode_command([b"FLUSHALL"])) == b"?"
+    assert command_key(encode_command([b"GET", b"a\r\n$1\r\nb"])) == b"a\r\n$1\r\nb"

@@ -39,6 +39,7 @@ import hiredis
 
 from dcs_migration.target.connection import Connection, ConnectionLost
 from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.target.resp import command_key, skip_commands
 
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"
@@ -72,37 +73,16 @@ class _Entry:
     def unacknowledged(self) -> bytes:
         if not self.acked:
             return self.data
-        return self.data[_skip_commands(self.data, self.acked) :]
+        return self.data[skip_commands(self.data, self.acked) :]
 
     def command_at(self, index: int) -> bytes:
         """The batch's command at `index`, encoded (to send it elsewhere after a MOVED)."""
-        start = _skip_commands(self.data, index)
-        return self.data[start : _skip_commands(self.data, 1, start)]
+        start = skip_commands(self.data, index)
+        return self.data[start : skip_commands(self.data, 1, start)]
 
     def key_of(self, index: int) -> bytes:
-        """The key of the batch's command at `index` (its second argument)."""
-        pos = _skip_commands(self.data, index)
-        pos = self.data.index(b"\r\n", pos) + 2  # the argument count
-        pos = _skip_bulk(self.data, pos)  # the command's name
-        line = self.data.index(b"\r\n", pos)
-        size = int(self.data[pos + 1 : line])
-        return self.data[line + 2 : line + 2 + size]
-
-
-def _skip_bulk(data: bytes, pos: int) -> int:
-    line = data.index(b"\r\n", pos)
-    return line + 2 + int(data[pos + 1 : line]) + 2
-
-
-def _skip_commands(data: bytes, n: int, pos: int = 0) -> int:
-    """The offset after `n` RESP commands of `data` from `pos`."""
-    for _ in range(n):
-        line = data.index(b"\r\n", pos)
-        args = int(data[pos + 1 : line])
-        pos = line + 2
-        for _ in range(args):
-            pos = _skip_bulk(data, pos)
-    return pos
+        """The key of the batch's command at `index`."""
+        return command_key(self.command_at(index))
 
 
 class Pipeline:

@@ -26,7 +26,7 @@ from dcs_migration.target.commands import Rewrite, restore_command, temporary_ke
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.pipeline import KEY, Pipeline
-from dcs_migration.target.resp import encode_command
+from dcs_migration.target.resp import command_key, encode_command
 from dcs_migration.target.router import Router
 from dcs_migration.target.standalone import StandaloneRouter
 
@@ -517,7 +517,7 @@ class Writer:
         if error and self.router.redirect(reply, command, tag):
             return
         if kind is None:  # RESTORE ... REPLACE of a plain key write
-            raise Refused(f"the target refused key {_command_key(command)!r}: {reply}")
+            raise Refused(f"the target refused key {command_key(command)!r}: {reply}")
         if kind in (PART, IGNORE):
             if error:
                 raise Refused(f"the target refused key {tag[1]!r}: {reply}")
@@ -605,14 +605,3 @@ def _first_error(reply: Any) -> Any:
             if isinstance(item, hiredis.ReplyError):
                 return item
     return None
-
-
-def _command_key(command: bytes) -> bytes:
-    """The second argument of an encoded command (the key), for error messages."""
-    pos = command.find(b"\r\n$")  # the name's length
-    pos = command.find(b"\r\n$", pos + 3)  # the key's length
-    end = command.find(b"\r\n", pos + 2)
-    if pos < 0 or end < 0:
-        return b"?"
-    size = int(command[pos + 3 : end])
-    return command[end + 2 : end + 2 + size]
