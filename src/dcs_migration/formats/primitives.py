@@ -60,6 +60,14 @@ def read_length(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     raise FormatError(f"expected a length, found encoding byte 0x{b:02x}", offset=pos)
 
 
+# How many bytes a length takes, by its first byte (0: that byte starts no length, but a
+# special string encoding or nothing valid).
+LENGTH_SIZE = bytes(
+    1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
+    for b in range(256)
+)
+
+
 def skip_length(buf: bytes, pos: int, end: int) -> int:
     """The position after a length, without building its value."""
     if pos >= end:

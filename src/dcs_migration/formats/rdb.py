@@ -35,6 +35,7 @@ from dcs_migration.formats.rdb_skip import (
     VALKEY_SKIP_VALUE,
     is_empty,
     skip_module_opcodes,
+    tiny_lzf,
 )
 from dcs_migration.formats.records import (
     AuxField,
@@ -364,11 +365,11 @@ class RdbReader:
                             maybe
                             and (
                                 maybe == ASK
-                                or (maybe == ASK_IF_TINY_LZF and _tiny_lzf(buf, vstart))
+                                or (maybe == ASK_IF_TINY_LZF and tiny_lzf(buf, vstart))
                                 or (
                                     maybe == ASK_IF_ONE_TINY_NODE
                                     and buf[vstart + 1] == T.QUICKLIST_NODE_CONTAINER_PACKED
-                                    and (buf[vstart + 2] < 12 or _tiny_lzf(buf, vstart + 2))
+                                    and (buf[vstart + 2] < 12 or tiny_lzf(buf, vstart + 2))
                                 )
                             )
                             and is_empty(op, buf, vstart, pos)
@@ -520,12 +521,6 @@ _OPCODE_NAMES = {
     T.RDB_OPCODE_SLOT_INFO: "a SLOT_INFO opcode",
     T.RDB_OPCODE_KEY_META: "key metadata",
 }
-
-
-def _tiny_lzf(buf: bytes, at: int) -> bool:
-    """Whether the string at `at` is LZF-compressed from at most 11 bytes (an empty
-    container's size); the value it is in was skipped whole, so its bytes are there."""
-    return buf[at] == 0xC3 and buf[at + 1] < 0x40 and buf[at + 2] < 12
 
 
 def _describe_item(buf: bytes, start: int, end: int) -> str:

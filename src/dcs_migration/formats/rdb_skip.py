@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.primitives import (
+    LENGTH_SIZE,
     Incomplete,
     read_length,
     read_string,
@@ -160,16 +161,10 @@ def _refuse_module_pre_ga(buf: bytes, pos: int, end: int) -> int:
     )
 
 
-# The size of a length by its first byte (0: not a length).
-_LENGTH_SIZE = bytes(
-    1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
-    for b in range(256)
-)
-
-
 def _bad_length(buf: bytes, pos: int, end: int) -> int:
-    """skip_length's error for the byte at `pos`, which is no length."""
-    return skip_length(buf, pos, end)
+    """Raise skip_length's error for the byte at `pos`, which starts no length."""
+    skip_length(buf, pos, end)
+    raise AssertionError(f"byte 0x{buf[pos]:02x} was taken for no length")
 
 
 def _stream_skipper(t: int) -> Skipper:
@@ -192,19 +187,19 @@ def _stream_skipper(t: int) -> Skipper:
                 b = buf[pos]
                 pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
             for _ in range(metadata_lengths):
-                pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
             b = buf[pos]
             groups, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
             for _ in range(groups):
                 b = buf[pos]
                 pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
                 for _ in range(group_lengths):
-                    pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                    pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
                 b = buf[pos]
                 pel, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
                 for _ in range(pel):
                     pos += 24  # raw id, delivery time, then the delivery count
-                    pos += _LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                    pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
                 b = buf[pos]
                 consumers, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
                 for _ in range(consumers):
@@ -358,12 +353,11 @@ ASK = 1  # is_empty decides
 ASK_IF_TINY_LZF = 2  # an LZF blob: only one of at most 11 bytes could be empty
 ASK_IF_ONE_TINY_NODE = 3  # a quicklist of one node: only a tiny listpack could be empty
 
-_EMPTY_BLOB_SIZE = {
-    _EMPTY_ZIPLIST: len(_EMPTY_ZIPLIST),
-    _EMPTY_LISTPACK: len(_EMPTY_LISTPACK),
-    _EMPTY_ZIPMAP: len(_EMPTY_ZIPMAP),
-    **{intset: len(intset) for intset in _EMPTY_INTSETS},
-}
+
+def tiny_lzf(buf: bytes, at: int) -> bool:
+    """For ASK_IF_ codes: whether the string at `at` is LZF-compressed from at most 11
+    bytes (an empty container's size); its value was skipped whole, so the bytes are there."""
+    return buf[at] == 0xC3 and buf[at + 1] < 0x40 and buf[at + 2] < 12
 
 
 def _candidate_table() -> bytes:
@@ -373,7 +367,7 @@ def _candidate_table() -> bytes:
     table = bytearray(256 * 256)
     for t in range(256):
         blob = _EMPTY_BLOB.get(t)
-        sizes = {_EMPTY_BLOB_SIZE[e] for e in blob[0]} if blob is not None else set()
+        sizes = {len(e) for e in blob[0]} if blob is not None else set()
         for b in range(256):
             if t == T.RDB_TYPE_LIST_QUICKLIST_2:
                 code = ASK_IF_ONE_TINY_NODE if b == 1 else ASK

@@ -19,6 +19,7 @@ import hiredis
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
+from dcs_migration.formats.primitives import LENGTH_SIZE
 from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
 from dcs_migration.target.capabilities import restore_version
 from dcs_migration.target.cluster import ClusterRouter, CrossSlot
@@ -47,11 +48,6 @@ _SET_HEAD = b"*3\r\n$3\r\nSET\r\n"
 _SET_PX_HEAD = b"*5\r\n$3\r\nSET\r\n"
 _CRLF = b"\r\n"
 _SET_BYTES = 1 << 16  # strings up to this size go as SET, copied once (no checksum)
-# The length of a plain RDB string's length prefix, by its first byte (0: not plain).
-_STRING_HEADER = bytes(
-    1 if b < 0x40 else 2 if b < 0x80 else 5 if b == 0x80 else 9 if b == 0x81 else 0
-    for b in range(256)
-)
 _PXAT = b"\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
 _RESTORE_TTL_HEAD = b"*6\r\n$7\r\nRESTORE\r\n"
 _ZERO_TTL = b"\r\n$1\r\n0\r\n"
@@ -161,7 +157,7 @@ class Writer:
         suffix = _VERSION_SUFFIX
         type_crc = _TYPE_CRC
         type_byte = _TYPE_BYTE
-        string_header = _STRING_HEADER
+        string_header = LENGTH_SIZE  # a plain string's length prefix (0: not plain)
         pxat = router.caps.set_pxat
         bulk_len = _BULK_LEN
         current_db = pipe.db
