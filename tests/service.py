@@ -114,3 +114,21 @@ class Service:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def import_task_json(
+    instance_id: str, file_name: str = "small.rdb", **target: Any
+) -> dict[str, Any]:
+    """A create-task body as raw JSON, for requests signed by hand: `file_name` from the
+    folder bucket `bucket` into the instance, with `target` added to target_instance."""
+    return {
+        "task_name": "import",
+        "migration_type": "backupfile_import",
+        "migration_method": "full_amount_migration",
+        "backup_files": {
+            "file_source": "self_build_obs",
+            "bucket_name": "bucket",
+            "files": [{"file_name": file_name}],
+        },
+        "target_instance": {"id": instance_id, **target},
+    }

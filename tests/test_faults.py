@@ -71,7 +71,7 @@ from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
 from tests.postgres import PostgresCluster, PostgresUnavailable
 from tests.servers import RedisServer
-from tests.service import Service
+from tests.service import Service, import_task_json
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -534,17 +534,7 @@ def test_requests_answer_503_while_the_database_is_locked(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
         path = f"/v2/{PROJECT}/migration-task"
-        body = {
-            "task_name": "import",
-            "migration_type": "backupfile_import",
-            "migration_method": "full_amount_migration",
-            "backup_files": {
-                "file_source": "self_build_obs",
-                "bucket_name": "bucket",
-                "files": [{"file_name": "small.rdb"}],
-            },
-            "target_instance": {"id": instance_id},
-        }
+        body = import_task_json(instance_id)
         with sqlite_locked(service_dir / SQLITE_FILE_NAME):
             answer = signed(service, key, "POST", path, body)
             assert_unavailable(answer, "locked")

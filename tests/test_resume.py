@@ -178,14 +178,21 @@ def a_big_task(service: Service, redis_server: RedisServerFactory) -> tuple[Any,
     return client, target, path, task_id
 
 
-def test_a_task_killed_with_the_service_resumes_exactly(
-    running_service: Service, redis_server: RedisServerFactory
-) -> None:
-    service = running_service
+def interrupted_big_task(
+    service: Service, redis_server: RedisServerFactory
+) -> tuple[Any, Any, Path, str]:
+    """A big task cut short by a service SIGKILL and marked FAILED by the restart."""
     client, target, path, task_id = a_big_task(service, redis_server)
     kill_mid_task(service, client, task_id)
     service.start()
     wait_for(client, task_id, ("FAILED",), seconds=10)
+    return client, target, path, task_id
+
+
+def test_a_task_killed_with_the_service_resumes_exactly(
+    running_service: Service, redis_server: RedisServerFactory
+) -> None:
+    client, target, path, task_id = interrupted_big_task(running_service, redis_server)
     assert "interrupted" in error_of(client, task_id)
 
     update(client, task_id, "auto")
@@ -216,11 +223,7 @@ def test_a_task_set_to_auto_resumes_on_its_own_after_a_restart(
 def test_a_task_whose_file_changed_refuses_to_resume(
     running_service: Service, redis_server: RedisServerFactory
 ) -> None:
-    service = running_service
-    client, _, path, task_id = a_big_task(service, redis_server)
-    kill_mid_task(service, client, task_id)
-    service.start()
-    wait_for(client, task_id, ("FAILED",), seconds=10)
+    client, _, path, task_id = interrupted_big_task(running_service, redis_server)
     big_dump(path, redis_server, keys=1000)  # another backup under the same name
     with pytest.raises(ClientRequestException) as refused:
         update(client, task_id, "auto")

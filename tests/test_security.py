@@ -65,7 +65,7 @@ from huaweicloudsdkdcs.v2 import (
 
 from tests import rdbgen as g
 from tests.servers import RedisServer, free_port
-from tests.service import Service
+from tests.service import Service, import_task_json
 
 PROJECT_A = "5e1a0c3d9b7f4e2a8c6d0b1f2e3a4c5d"
 PROJECT_B = "9f8e7d6c5b4a49382716f5e4d3c2b1a0"
@@ -885,17 +885,7 @@ def test_passwords_and_secret_keys_never_leak(world: World) -> None:
     assert finished_task(a, create_task(a, import_body(inst))).status == "SUCCESS"
     # Bodies refused with a password in them.
     path = f"/v2/{PROJECT_A}/migration-task"
-    good = {
-        "task_name": "import",
-        "migration_type": "backupfile_import",
-        "migration_method": "full_amount_migration",
-        "backup_files": {
-            "file_source": "self_build_obs",
-            "bucket_name": "bucket",
-            "files": [{"file_name": "small.rdb"}],
-        },
-        "target_instance": {"id": inst, "password": OVERRIDE_PASSWORD},
-    }
+    good = import_task_json(inst, password=OVERRIDE_PASSWORD)
     for refused in (
         {**good, "target_instance": {"id": inst, "password": OVERRIDE_PASSWORD, "db": "x"}},
         {**good, "task_name": None},
