@@ -142,7 +142,9 @@ class Writer:
             for record in records:
                 self.write(record)
             return
-        # A cluster's keys go to the master of their slot, each with a batch of its own.
+        # A cluster's keys go to the master of their slot, each with a batch of its own
+        # (`pending`); a standalone server's gather in `data`, without a lookup per key.
+        # A cluster has db 0 only, so the SELECT logic below is a standalone server's.
         route = router.pipeline_for if isinstance(router, ClusterRouter) else None
         pending: dict[Pipeline, list[bytes]] = {}
         pending_bytes: dict[Pipeline, int] = {}
