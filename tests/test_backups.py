@@ -24,7 +24,6 @@ from huaweicloudsdkdcs.v2 import (
     DownloadBackupFilesReq,
     ListBackupFileLinksRequest,
     ListBackupRecordsRequest,
-    ListRestoreRecordsRequest,
     RestoreInstanceBody,
     RestoreInstanceRequest,
     TargetInstanceBody,
@@ -38,6 +37,7 @@ from tests.corpus import CORPUS, manifest
 from tests.live import dump_cluster_oracle, dump_oracle
 from tests.service import Service
 from tests.test_service import PROJECT, minted, wait_for
+from tests.waiting import backup_record, finished_backup, finished_restore, until
 
 OTHER_PROJECT = "1f0b2e7c9d4a4c55a1e2b3c4d5e6f708"
 
@@ -62,32 +62,6 @@ def register(service: Service, port: int, name: str, *, cluster: bool = False) -
     return instance_id
 
 
-def until(check: Callable[[], Any], what: str, seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def backup_record(client: Any, instance_id: str, backup_id: str) -> Any:
-    listed = client.list_backup_records(ListBackupRecordsRequest(instance_id=instance_id))
-    return next(b for b in listed.backup_record_response if b.backup_id == backup_id)
-
-
-def finished_backup(client: Any, instance_id: str, backup_id: str, seconds: float = 60) -> Any:
-    return until(
-        lambda: (
-            (b := backup_record(client, instance_id, backup_id)).status in ("succeed", "failed")
-            and b
-        ),
-        f"backup {backup_id}",
-        seconds,
-    )
-
-
 def back_up(client: Any, instance_id: str, backup_format: str = "rdb") -> str:
     answer = client.copy_instance(
         CopyInstanceRequest(
@@ -106,13 +80,7 @@ def restore(client: Any, instance_id: str, backup_id: str) -> Any:
             body=RestoreInstanceBody(backup_id=backup_id, remark="roll back"),
         )
     ).restore_id
-
-    def finished() -> Any:
-        listed = client.list_restore_records(ListRestoreRecordsRequest(instance_id=instance_id))
-        found = next(r for r in listed.restore_record_response if r.restore_id == restore_id)
-        return found if found.status in ("succeed", "failed") else None
-
-    return until(finished, f"restore {restore_id}")
+    return finished_restore(client, instance_id, restore_id)
 
 
 def import_backup(client: Any, backup_id: str, instance_id: str) -> Any:
@@ -279,6 +247,7 @@ def test_a_source_that_dies_mid_backup_fails_and_leaves_nothing(
     until(
         lambda: backup_record(client, source_id, backup_id).status == "backuping",
         "the backup to start",
+        60,
     )
     # One backup or restore at a time per instance.
     assert refused(lambda: back_up(client, source_id)).error_code == "DCS.4096"

@@ -66,6 +66,7 @@ from huaweicloudsdkdcs.v2 import (
 from tests import rdbgen as g
 from tests.servers import RedisServer, free_port
 from tests.service import Service, import_task_json
+from tests.waiting import finished_backup, finished_restore, until
 
 PROJECT_A = "5e1a0c3d9b7f4e2a8c6d0b1f2e3a4c5d"
 PROJECT_B = "9f8e7d6c5b4a49382716f5e4d3c2b1a0"
@@ -172,14 +173,7 @@ def outcome(call: Callable[[], Any], *ids: str) -> tuple[int, str | None, str]:
     return status, code, text
 
 
-def until(check: Callable[[], Any], what: str, seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+SECONDS = 30  # what these tests wait for a task, a backup or a restore to end
 
 
 def finished_task(client: DcsClient, task_id: str) -> Any:
@@ -187,25 +181,7 @@ def finished_task(client: DcsClient, task_id: str) -> Any:
         task = client.show_migration_task(ShowMigrationTaskRequest(task_id=task_id))
         return task if task.status in ("SUCCESS", "FAILED", "TERMINATED") else None
 
-    return until(done, f"task {task_id}")
-
-
-def finished_backup(client: DcsClient, instance_id: str, backup_id: str) -> Any:
-    def done() -> Any:
-        listed = client.list_backup_records(ListBackupRecordsRequest(instance_id=instance_id))
-        found = next(b for b in listed.backup_record_response if b.backup_id == backup_id)
-        return found if found.status in ("succeed", "failed") else None
-
-    return until(done, f"backup {backup_id}")
-
-
-def finished_restore(client: DcsClient, instance_id: str, restore_id: str) -> Any:
-    def done() -> Any:
-        listed = client.list_restore_records(ListRestoreRecordsRequest(instance_id=instance_id))
-        found = next(r for r in listed.restore_record_response if r.restore_id == restore_id)
-        return found if found.status in ("succeed", "failed") else None
-
-    return until(done, f"restore {restore_id}")
+    return until(done, f"task {task_id}", SECONDS)
 
 
 def import_body(
@@ -296,13 +272,13 @@ def world(service: Service) -> Iterator[World]:
                 instance_id=instance_a, body=BackupInstanceBody(remark="a", backup_format="rdb")
             )
         ).backup_id
-        assert finished_backup(a, instance_a, backup_a).status == "succeed"
+        assert finished_backup(a, instance_a, backup_a, SECONDS).status == "succeed"
         restore_a = a.restore_instance(
             RestoreInstanceRequest(
                 instance_id=instance_a, body=RestoreInstanceBody(backup_id=backup_a)
             )
         ).restore_id
-        assert finished_restore(a, instance_a, restore_a).status == "succeed"
+        assert finished_restore(a, instance_a, restore_a, SECONDS).status == "succeed"
         yield World(
             service=service,
             key_a=key_a,
@@ -920,7 +896,7 @@ def test_passwords_and_secret_keys_never_leak(world: World) -> None:
     aof = a.copy_instance(
         CopyInstanceRequest(instance_id=inst, body=BackupInstanceBody(backup_format="aof"))
     ).backup_id
-    assert finished_backup(a, inst, aof).status == "succeed"
+    assert finished_backup(a, inst, aof, SECONDS).status == "succeed"
     links = a.list_backup_file_links(
         ListBackupFileLinksRequest(
             instance_id=inst, backup_id=aof, body=DownloadBackupFilesReq(expiration=600)
