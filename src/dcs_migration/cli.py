@@ -35,8 +35,8 @@ app = typer.Typer(
 )
 
 
-def _records(source: Input) -> Iterator[Record]:
-    yield from read_input(source)
+def _records(source: Input, keep_big_values: bool = True) -> Iterator[Record]:
+    yield from read_input(source, keep_big_values=keep_big_values)
 
 
 @app.callback()
@@ -68,7 +68,8 @@ def inspect(
             sys.stdout.write(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
         else:
             for source in inputs:
-                _print_summary(source, summarize(_records(source), now_ms))
+                summary = summarize(_records(source, keep_big_values=False), now_ms)
+                _print_summary(source, summary)
     except FormatError as exc:
         if exc.source is None:
             exc.source = str(file)

@@ -17,7 +17,14 @@ from typing import Any
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
-from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.formats.records import (
+    AofCommand,
+    BigKeyRecord,
+    FunctionLibrary,
+    KeyRecord,
+    ModuleAux,
+    Record,
+)
 from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
 from dcs_migration.target import handoff
@@ -419,6 +426,15 @@ def _handoff(
                         stats.keys_skipped_module += 1
                     else:
                         keys.append(r)
+                elif type(r) is BigKeyRecord:
+                    assert isinstance(r, BigKeyRecord)
+                    session.send(rdb.keys(keys, options.db))
+                    keys = []
+                    if r.expire_at_ms is not None and r.expire_at_ms <= now_ms:
+                        stats.keys_skipped_expired += 1
+                    else:
+                        for data in rdb.big_key(r, options.db):
+                            session.send(data)
                 elif type(r) is FunctionLibrary:
                     session.send(rdb.keys(keys, options.db))
                     keys = []
@@ -461,7 +477,7 @@ def _refuse_other_dbs(inputs: list[Input]) -> None:
     """A target with db 0 only: read the inputs once, before writing anything, to refuse
     keys of other databases unless they are mapped with --db."""
     for source in inputs:
-        for record in _db_records(read_input(source)):
+        for record in _db_records(read_input(source, keep_big_values=False)):
             db = record.db
             if db != 0:
                 raise TargetError(
@@ -470,7 +486,9 @@ def _refuse_other_dbs(inputs: list[Input]) -> None:
                 )
 
 
-def _db_records(records: Iterator[Record]) -> Iterator[KeyRecord | AofCommand]:
+def _db_records(records: Iterator[Record]) -> Iterator[KeyRecord | BigKeyRecord | AofCommand]:
     for r in records:
-        if type(r) is KeyRecord or (type(r) is AofCommand and r.name != b"SELECT"):
+        if isinstance(r, (KeyRecord, BigKeyRecord)) or (
+            isinstance(r, AofCommand) and r.name != b"SELECT"
+        ):
             yield r

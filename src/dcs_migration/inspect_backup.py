@@ -11,6 +11,7 @@ from typing import Any
 from dcs_migration.formats.records import (
     AofCommand,
     AuxField,
+    BigKeyRecord,
     FunctionLibrary,
     KeyRecord,
     ModuleAux,
@@ -64,7 +65,7 @@ class Summary:
 def summarize(records: Iterable[Record], now_ms: int) -> Summary:
     s = Summary()
     for r in records:
-        if isinstance(r, KeyRecord):
+        if isinstance(r, (KeyRecord, BigKeyRecord)):
             if r.expire_at_ms is not None and r.expire_at_ms <= now_ms:
                 s.expired_keys += 1
                 continue
@@ -72,7 +73,7 @@ def summarize(records: Iterable[Record], now_ms: int) -> Summary:
             if name == "module":
                 s.module_keys[r.module_name or "unknown"] += 1
             s.keys[(r.db, name)] += 1
-            item = (len(r.payload), r.db, r.key, name)
+            item = (r.size, r.db, r.key, name)
             if len(s.biggest) < BIGGEST_KEYS:
                 heapq.heappush(s.biggest, item)
             elif item > s.biggest[0]:

@@ -14,7 +14,14 @@ from typing import Any
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.functions import LibraryInfo, describe_library
-from dcs_migration.formats.records import AuxField, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.formats.records import (
+    AuxField,
+    BigKeyRecord,
+    FunctionLibrary,
+    KeyRecord,
+    ModuleAux,
+    Record,
+)
 from dcs_migration.formats.stream import StreamGroup, StreamId, StreamValue, format_id
 from dcs_migration.formats.values import HashValue
 
@@ -154,7 +161,7 @@ class _StreamFacts:
         return None if estimate is None else self.entries_added - estimate
 
 
-def key_json(record: KeyRecord, now_ms: int) -> Json | None:
+def key_json(record: KeyRecord | BigKeyRecord, now_ms: int) -> Json | None:
     """The oracle entry of a key, or None when it has expired (or all its fields have)."""
     if record.expire_at_ms is not None and record.expire_at_ms <= now_ms:
         return None
@@ -188,7 +195,7 @@ def oracle_from_records(
     libraries: dict[bytes, LibraryInfo] = {}
     redis_version = None
     for record in records:
-        if isinstance(record, KeyRecord):
+        if isinstance(record, (KeyRecord, BigKeyRecord)):
             if record.type_name == "module" and skip_modules:
                 continue
             entry = key_json(record, now_ms)

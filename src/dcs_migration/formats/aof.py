@@ -62,6 +62,11 @@ class AofReader:
         self._head = b""
 
     @property
+    def big_records(self) -> int:
+        """Big-value records handed out so far (see RdbReader.big_records)."""
+        return self.rdb.big_records if self.rdb is not None else 0
+
+    @property
     def has_preamble(self) -> bool:
         """True once the file is known to start with an RDB image."""
         return self.rdb is not None

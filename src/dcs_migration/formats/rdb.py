@@ -9,6 +9,11 @@ resumes from the item's start once at least twice as many bytes are buffered, so
 value is re-scanned O(log n) times and the total work stays O(bytes). Nothing is ever
 allocated from a length read in the file: a length only moves a position, checked
 against the bytes actually buffered, and `max_item_bytes` bounds what one item may hold.
+
+A value of `big_value_bytes` or more is not held: the reader hands it out as it arrives,
+as a BigValueStart, pieces of about `piece_bytes` cut at element boundaries, and a
+BigValueEnd (see `rdb_pieces`). The buffer then holds at most a piece and the element
+being read, whatever the value's size; `max_item_bytes` bounds one element.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.errors import FormatError
@@ -26,6 +32,7 @@ from dcs_migration.formats.primitives import (
     read_string,
     skip_string,
 )
+from dcs_migration.formats.rdb_pieces import LAYOUTS, VALKEY_LAYOUTS, Layout
 from dcs_migration.formats.rdb_skip import (
     ASK,
     ASK_IF_ONE_TINY_NODE,
@@ -39,6 +46,9 @@ from dcs_migration.formats.rdb_skip import (
 )
 from dcs_migration.formats.records import (
     AuxField,
+    BigValueEnd,
+    BigValuePiece,
+    BigValueStart,
     FunctionLibrary,
     KeyRecord,
     ModuleAux,
@@ -58,8 +68,28 @@ _U32_LEN = 4
 class _State(Enum):
     HEADER = 1
     BODY = 2
-    CHECKSUM = 3
-    DONE = 4
+    BIG_VALUE = 3
+    CHECKSUM = 4
+    DONE = 5
+
+
+class _BigValue:
+    """Where the reader is inside a value it hands out in pieces. The buffer position is
+    the start of the next piece; `scanned` bytes after it are whole units already stepped
+    over, and `left` units (raw bytes, for a single-string layout) follow those."""
+
+    __slots__ = ("db", "expire_at_ms", "key", "layout", "left", "rdb_type", "scanned")
+
+    def __init__(
+        self, layout: Layout, left: int, key: bytes, db: int, rdb_type: int, expire: int | None
+    ) -> None:
+        self.layout = layout
+        self.left = left
+        self.scanned = 0
+        self.key = key
+        self.db = db
+        self.rdb_type = rdb_type
+        self.expire_at_ms = expire
 
 
 class RdbReader:
@@ -72,8 +102,16 @@ class RdbReader:
         verify_checksum: bool = True,
         count_keys_only: bool = False,
         expired_before_ms: int | None = None,
+        big_value_bytes: int | None = None,
+        piece_bytes: int | None = None,
     ) -> None:
         self.max_item_bytes = max_item_bytes
+        self.big_value_bytes = big_value_bytes or rdb_pieces.BIG_VALUE_BYTES
+        self.piece_bytes = piece_bytes or rdb_pieces.PIECE_BYTES
+        # How many big-value records (starts, pieces, ends) this reader has handed out:
+        # a caller that joins them looks at a batch only when this moved.
+        self.big_records = 0
+        self._big: _BigValue | None = None
         self.verify_checksum = verify_checksum
         # Count keys per db (`key_counts`) instead of producing their records: for a
         # caller that forwards the image's bytes as they are and only checks them.
@@ -189,6 +227,13 @@ class RdbReader:
             return FormatError("the input ends inside the RDB header", offset=self.offset)
         if self._state is _State.CHECKSUM:
             return FormatError("the input ends inside the RDB checksum", offset=self.offset)
+        if self._state is _State.BIG_VALUE:
+            assert self._big is not None
+            return FormatError(
+                "the input ends inside the value (truncated file or a length that lies)",
+                offset=self.offset,
+                key=self._big.key,
+            )
         at_end = self._base + len(self._buf) == self.offset
         if self._stuck is not None and self._stuck[0] == self.offset and not at_end:
             offset, what, key = self._stuck
@@ -206,8 +251,15 @@ class RdbReader:
     def _run(self, out: list[Record]) -> None:
         if self._state is _State.HEADER and not self._header(out):
             return
-        if self._state is _State.BODY and not self._body(out):
-            return
+        while True:
+            if self._state is _State.BODY:
+                if not self._body(out):
+                    return
+            elif self._state is _State.BIG_VALUE:
+                if not self._big_value(out):
+                    return
+            else:
+                break
         if self._state is _State.CHECKSUM:
             self._checksum(out)
 
@@ -269,7 +321,8 @@ class RdbReader:
             self._unused.append(rest)
 
     def _body(self, out: list[Record]) -> bool:
-        """Parse whole items; return True at the EOF opcode, False when more bytes are needed.
+        """Parse whole items; return True at the EOF opcode or at a value to hand out in
+        pieces, False when more bytes are needed.
 
         Expiry, IDLE and FREQ opcodes belong to the key that follows them: they are kept in
         locals and, when the bytes run out before that key is whole, parsed again with it.
@@ -282,6 +335,7 @@ class RdbReader:
         version = self.rdb_version
         valkey = self.valkey
         skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
+        big = self.big_value_bytes
         maybe_empty = MAYBE_EMPTY
         count_only = self.count_keys_only
         expired_before = (
@@ -297,6 +351,7 @@ class RdbReader:
         while True:
             start = pos
             key: bytes | None = None
+            vstart = -1
             try:
                 if pos >= end:
                     raise Incomplete()
@@ -340,13 +395,15 @@ class RdbReader:
                         # The common case, inline: a short key whose value is a string.
                         kend = pos + 2 + buf[pos + 1]
                         key = buf[pos + 2 : kend]
+                        vstart = kend
                         if kend < end and buf[kend] < 64:
                             pos = kend + 1 + buf[kend]
                             if pos > end:
                                 raise Incomplete()
                         else:
                             pos = skip_string(buf, kend, end)
-                        vstart = kend
+                            if pos - vstart >= big:
+                                raise _Big()
                     else:
                         skip = skippers.get(op)
                         if skip is None:
@@ -360,6 +417,8 @@ class RdbReader:
                         else:
                             key, vstart = read_string(buf, pos + 1, end)
                         pos = skip(buf, vstart, end)
+                        if pos - vstart >= big:
+                            raise _Big()
                         maybe = maybe_empty[op * 256 + buf[vstart]]
                         if (
                             maybe
@@ -477,8 +536,19 @@ class RdbReader:
                     )
                 else:
                     raise FormatError(f"unknown RDB opcode {op}", offset=start)
-            except Incomplete:
+            except (Incomplete, _Big) as exc:
                 item_start = start if prefix_start < 0 else prefix_start
+                layouts = VALKEY_LAYOUTS if valkey else LAYOUTS
+                if (
+                    key is not None
+                    and vstart >= 0
+                    and op in layouts
+                    and (isinstance(exc, _Big) or end - vstart >= big)
+                    and self._start_big_value(
+                        out, layouts[op], op, key, db, vstart, item_start, expire, idle, freq
+                    )
+                ):
+                    return True
                 self._wait_for_more(item_start, _describe_item(buf, start, end), key)
                 return False
             except FormatError as exc:
@@ -488,6 +558,112 @@ class RdbReader:
                 if exc.key is None:
                     exc.key = key
                 raise
+
+    # -- big values --------------------------------------------------------------------
+
+    def _start_big_value(
+        self,
+        out: list[Record],
+        layout: Layout,
+        rdb_type: int,
+        key: bytes,
+        db: int,
+        vstart: int,
+        item_start: int,
+        expire: int | None,
+        idle: int | None,
+        freq: int | None,
+    ) -> bool:
+        """Start handing out the value at `vstart` in pieces; False when its head is not
+        all there yet."""
+        buf = self._buf
+        try:
+            units, head_end = layout.head(buf, vstart, len(buf))
+        except Incomplete:
+            return False
+        except FormatError as exc:
+            exc.offset = self._base + (exc.offset if exc.offset is not None else vstart)
+            exc.key = key
+            raise
+        if not self.count_keys_only:
+            size = head_end - vstart + units if layout.raw else None
+            out.append(
+                BigValueStart(
+                    db,
+                    key,
+                    rdb_type,
+                    buf[vstart:head_end],
+                    size,
+                    expire,
+                    self._base + item_start,
+                    self.rdb_version,
+                    idle,
+                    freq,
+                    self.valkey,
+                )
+            )
+            self.big_records += 1
+        self._big = _BigValue(layout, units, key, db, rdb_type, expire)
+        self._pos = head_end
+        self._state = _State.BIG_VALUE
+        return True
+
+    def _big_value(self, out: list[Record]) -> bool:
+        """Hand out the next pieces of a big value; True once it ended, False when more
+        bytes are needed."""
+        big = self._big
+        assert big is not None
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        base = self._base
+        step = self.piece_bytes
+        emit = not self.count_keys_only
+        layout = big.layout
+        units = layout.units
+        try:
+            while big.left:
+                if units is None:  # raw bytes: pieces of exactly `step` bytes, the last shorter
+                    take = min(big.left, step)
+                    if pos + take > end:
+                        self._pos = pos
+                        self._need = take
+                        self._stuck = (base + pos, "a value", big.key)
+                        return False
+                    nxt = pos + take
+                    big.left -= take
+                else:
+                    nxt, done = units(buf, pos + big.scanned, end, big.left, pos + step)
+                    big.left -= done
+                    big.scanned = nxt - pos
+                    if big.scanned < step and big.left:  # the next unit is not all there
+                        self._wait_for_more(pos, "an element of a value", big.key)
+                        return False
+                    big.scanned = 0
+                if emit and nxt > pos:
+                    out.append(BigValuePiece(buf[pos:nxt], base + pos))
+                    self.big_records += 1
+                pos = nxt
+            tail_end = pos if layout.tail is None else layout.tail(buf, pos, end)
+        except Incomplete:
+            self._wait_for_more(pos, "the end of a value", big.key)
+            return False
+        except FormatError as exc:
+            exc.offset = base + (exc.offset if exc.offset is not None else pos)
+            exc.key = big.key
+            raise
+        if emit:
+            out.append(BigValueEnd(buf[pos:tail_end], base + pos))
+            self.big_records += 1
+        else:
+            self.key_counts[big.db] = self.key_counts.get(big.db, 0) + 1
+            expire = big.expire_at_ms
+            if expire is not None and self.expired_before_ms is not None:
+                self.expired_keys += self.expired_before_ms >= expire
+        self._pos = tail_end
+        self._big = None
+        self._state = _State.BODY
+        return True
 
     # -- opcodes with a structure of their own ---------------------------------------
 
@@ -521,6 +697,11 @@ _OPCODE_NAMES = {
     T.RDB_OPCODE_SLOT_INFO: "a SLOT_INFO opcode",
     T.RDB_OPCODE_KEY_META: "key metadata",
 }
+
+
+class _Big(Exception):
+    """A value whose bytes are all there turned out to be big: handed out in pieces too,
+    so that how a value is handed out depends on its size alone."""
 
 
 def _describe_item(buf: bytes, start: int, end: int) -> str:

@@ -167,7 +167,8 @@ def _bad_length(buf: bytes, pos: int, end: int) -> int:
     raise AssertionError(f"byte 0x{buf[pos]:02x} was taken for no length")
 
 
-def _stream_skipper(t: int) -> Skipper:
+def stream_tail_skipper(t: int) -> Skipper:
+    """A skipper for what follows a stream's nodes: its metadata and consumer groups."""
     v2 = t >= T.RDB_TYPE_STREAM_LISTPACKS_2
     v3 = t >= T.RDB_TYPE_STREAM_LISTPACKS_3
     v4 = t >= T.RDB_TYPE_STREAM_LISTPACKS_4
@@ -176,16 +177,8 @@ def _stream_skipper(t: int) -> Skipper:
     consumer_times = 16 if v3 else 8  # seen time (and active time)
 
     def skip(buf: bytes, pos: int, end: int) -> int:
-        # Inline steps as in the element loops above: most lengths, counts and node
-        # strings of a stream are short.
+        # Inline steps as in the element loops above: most lengths and counts are short.
         try:
-            b = buf[pos]
-            nodes, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
-            for _ in range(nodes):  # a node's master ID (16 bytes), then its listpack
-                b = buf[pos]
-                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
-                b = buf[pos]
-                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
             for _ in range(metadata_lengths):
                 pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
             b = buf[pos]
@@ -223,6 +216,27 @@ def _stream_skipper(t: int) -> Skipper:
                     pos = skip_length(buf, skip_length(buf, pos, end), end)
             pos = skip_length(buf, skip_length(buf, pos, end), end)
         return pos
+
+    return skip
+
+
+def _stream_skipper(t: int) -> Skipper:
+    tail = stream_tail_skipper(t)
+
+    def skip(buf: bytes, pos: int, end: int) -> int:
+        try:
+            b = buf[pos]
+            nodes, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+            for _ in range(nodes):  # a node's master ID (16 bytes), then its listpack
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+        except IndexError:
+            raise Incomplete() from None
+        if pos > end:
+            raise Incomplete()
+        return tail(buf, pos, end)
 
     return skip
 

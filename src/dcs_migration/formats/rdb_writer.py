@@ -8,11 +8,11 @@ reader kept them (no re-encoding); the CRC64 footer covers the whole stream.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64
-from dcs_migration.formats.records import KeyRecord
+from dcs_migration.formats.records import BigKeyRecord, KeyRecord
 
 _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
@@ -93,6 +93,22 @@ class RdbWriter:
             counts[current] = counts.get(current, 0) + written
         self._db = current
         return self._out(b"".join(parts))
+
+    def big_key(self, record: BigKeyRecord, db: int | None = None) -> Iterator[bytes]:
+        """A big key record as RDB bytes, a piece at a time (in its own db, or in `db`)."""
+        target = record.db if db is None else db
+        parts = []
+        if target != self._db:
+            parts.append(bytes((T.RDB_OPCODE_SELECTDB,)) + encode_length(target))
+            self._db = target
+        if record.expire_at_ms is not None:
+            parts.append(b"\xfc" + _I64.pack(record.expire_at_ms))
+        parts += [_TYPE_BYTE[record.rdb_type], encode_string(record.key), record.head]
+        yield self._out(b"".join(parts))
+        for piece in record.pieces():
+            yield self._out(piece)
+        yield self._out(record.tail)
+        self.keys_by_db[target] = self.keys_by_db.get(target, 0) + 1
 
     def function(self, code: bytes) -> bytes:
         return self._out(bytes((T.RDB_OPCODE_FUNCTION2,)) + encode_string(code))

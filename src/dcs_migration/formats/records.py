@@ -7,6 +7,7 @@ through never pays for decoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -84,6 +85,11 @@ class KeyRecord(tuple):  # type: ignore[type-arg]
         return module_type_name(self.payload)
 
     @property
+    def size(self) -> int:
+        """The serialized value's size in bytes."""
+        return len(self.payload)
+
+    @property
     def value(self) -> Value:
         """The decoded value (decoded anew on each access)."""
         from dcs_migration.formats.values import decode_value
@@ -95,6 +101,119 @@ class KeyRecord(tuple):  # type: ignore[type-arg]
             f"KeyRecord(db={self.db}, key={self.key!r}, type={self.type_name}, "
             f"rdb_type={self.rdb_type}, expire_at_ms={self.expire_at_ms}, "
             f"payload={len(self.payload)} bytes)"
+        )
+
+
+# -- big values ---------------------------------------------------------------------------
+#
+# A value of at least the reader's `big_value_bytes` is never held whole: the reader hands
+# it out as a BigValueStart, BigValuePieces and a BigValueEnd, in that order, with nothing
+# between them. The I/O layer that reads an input joins them into one BigKeyRecord whose
+# pieces wait outside memory, so that everything after it sees one record per key.
+
+
+@dataclass(frozen=True, slots=True)
+class BigValueStart:
+    """A key whose value follows in pieces. `head` is the value's first bytes, before its
+    first piece: a string's length prefix, or an aggregate's element count (after the
+    fixed prefix some types have). `size` is the whole value's size when its head tells
+    it (strings and other single-string layouts), None otherwise."""
+
+    db: int
+    key: bytes
+    rdb_type: int
+    head: bytes
+    size: int | None
+    expire_at_ms: int | None
+    offset: int
+    rdb_version: int
+    lru_idle: int | None = None
+    lfu_freq: int | None = None
+    valkey: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BigValuePiece:
+    """The next bytes of a big value: whole elements (an aggregate's members, pairs or
+    nodes), or a slice of raw bytes (a value that is one string)."""
+
+    data: bytes
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class BigValueEnd:
+    """The end of a big value; `tail` holds its bytes after the last element (a stream's
+    metadata and consumer groups; empty for other types)."""
+
+    tail: bytes
+    offset: int
+
+
+PieceSource = Callable[[], Iterator[bytes]]
+
+
+class BigKeyRecord:
+    """A key whose value is too big to hold: what a KeyRecord says of it, with the value's
+    bytes as `head`, then what `pieces()` yields in order, then `tail`.
+
+    `pieces` is None when the reader of the input was asked to keep only sizes.
+    """
+
+    __slots__ = (
+        "db",
+        "expire_at_ms",
+        "head",
+        "key",
+        "lfu_freq",
+        "lru_idle",
+        "offset",
+        "piece_source",
+        "rdb_type",
+        "rdb_version",
+        "size",
+        "tail",
+        "valkey",
+    )
+
+    def __init__(self, start: BigValueStart, tail: bytes, size: int, pieces: PieceSource | None):
+        self.db = start.db
+        self.key = start.key
+        self.rdb_type = start.rdb_type
+        self.expire_at_ms = start.expire_at_ms
+        self.offset = start.offset
+        self.rdb_version = start.rdb_version
+        self.lru_idle = start.lru_idle
+        self.lfu_freq = start.lfu_freq
+        self.valkey = start.valkey
+        self.head = start.head
+        self.tail = tail
+        self.size = size
+        self.piece_source = pieces
+
+    def pieces(self) -> Iterator[bytes]:
+        """The value's bytes between `head` and `tail`, a piece at a time (again on each call)."""
+        if self.piece_source is None:
+            raise ValueError(f"the pieces of key {self.key!r} were not kept")
+        return self.piece_source()
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES.get((self.valkey, self.rdb_type)) or TYPE_NAMES[(False, self.rdb_type)]
+
+    module_name = None  # module values are never handed out in pieces
+
+    @property
+    def value(self) -> Value:
+        """The whole value, decoded (it is then held whole: for callers that need it so)."""
+        from dcs_migration.formats.values import decode_big_value
+
+        return decode_big_value(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"BigKeyRecord(db={self.db}, key={self.key!r}, type={self.type_name}, "
+            f"rdb_type={self.rdb_type}, expire_at_ms={self.expire_at_ms}, size={self.size})"
         )
 
 
@@ -210,6 +329,10 @@ class AofCommand:
 
 Record = (
     KeyRecord
+    | BigValueStart
+    | BigValuePiece
+    | BigValueEnd
+    | BigKeyRecord
     | RdbHeader
     | AuxField
     | ResizeDb

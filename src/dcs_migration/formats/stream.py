@@ -19,6 +19,7 @@ STREAM_ITEM_FLAG_DELETED = 1
 STREAM_ITEM_FLAG_SAMEFIELDS = 2
 
 StreamId = tuple[int, int]
+StreamEntry = tuple[StreamId, list[tuple[bytes, bytes]]]
 
 
 @dataclass
@@ -53,7 +54,7 @@ class StreamValue:
     """A stream. `first_id`, `max_deleted_id` and `entries_added` are None when the file
     predates them (stream listpacks version 1)."""
 
-    entries: list[tuple[StreamId, list[tuple[bytes, bytes]]]]
+    entries: list[StreamEntry]
     length: int
     last_id: StreamId
     first_id: StreamId | None
@@ -77,13 +78,32 @@ def _stream_id(c: Cursor) -> StreamId:
 
 def decode_stream(t: int, payload: bytes) -> StreamValue:
     c = Cursor(payload)
-    entries: list[tuple[StreamId, list[tuple[bytes, bytes]]]] = []
-    for _ in range(c.length()):
+    entries: list[StreamEntry] = []
+    decode_stream_nodes(c, c.length(), entries)
+    stream = decode_stream_metadata(t, c)
+    if stream.length != len(entries):
+        raise FormatError(
+            f"stream says it holds {stream.length} entries, its nodes hold {len(entries)}"
+        )
+    stream.entries = entries
+    return stream
+
+
+def decode_stream_nodes(c: Cursor, n: int | None, out: list[StreamEntry]) -> None:
+    """The entries of `n` nodes (None: up to the cursor's end, a piece of a big stream)."""
+    while c.pos < c.end if n is None else n > 0:
         node_key = c.string()
         if len(node_key) != 16:
             raise FormatError(f"stream node key is {len(node_key)} bytes, expected 16")
         master = (int.from_bytes(node_key[:8], "big"), int.from_bytes(node_key[8:], "big"))
-        _node_entries(master, listpack_entries(c.string()), entries)
+        _node_entries(master, listpack_entries(c.string()), out)
+        if n is not None:
+            n -= 1
+
+
+def decode_stream_metadata(t: int, c: Cursor) -> StreamValue:
+    """What follows a stream's nodes: its length, IDs, counters and consumer groups (the
+    value returned holds no entries)."""
     length = c.length()
     last_id = _stream_id(c)
     first_id = max_deleted_id = None
@@ -92,8 +112,6 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
         first_id = _stream_id(c)
         max_deleted_id = _stream_id(c)
         entries_added = c.length()
-    if length != len(entries):
-        raise FormatError(f"stream says it holds {length} entries, its nodes hold {len(entries)}")
     groups = []
     for _ in range(c.length()):
         name = c.string()
@@ -135,7 +153,7 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
         _skip_idempotency(c)
     if c.pos != c.end:
         raise FormatError(f"{c.end - c.pos} unexpected bytes after the stream")
-    return StreamValue(entries, length, last_id, first_id, max_deleted_id, entries_added, groups)
+    return StreamValue([], length, last_id, first_id, max_deleted_id, entries_added, groups)
 
 
 def _skip_idempotency(c: Cursor) -> None:
@@ -166,7 +184,7 @@ def _as_bytes(item: bytes | int) -> bytes:
 def _node_entries(
     master: StreamId,
     items: list[bytes | int],
-    out: list[tuple[StreamId, list[tuple[bytes, bytes]]]],
+    out: list[StreamEntry],
 ) -> None:
     n = len(items)
     try:

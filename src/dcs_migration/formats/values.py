@@ -7,19 +7,33 @@ What each type decodes to:
 - zset: list of (member, score)
 - hash: HashValue (fields in file order, and per-field expire times)
 - stream: StreamValue
+
+A big value (a BigKeyRecord) is decoded a piece at a time by `decode_parts`: each part
+holds some of the elements, in file order, so that a caller never holds it whole.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.intset import intset_members
 from dcs_migration.formats.listpack import listpack_entries, listpack_strings
-from dcs_migration.formats.primitives import Cursor, Incomplete, parse_double
-from dcs_migration.formats.stream import StreamValue, decode_stream
+from dcs_migration.formats.lzf import LzfStream
+from dcs_migration.formats.primitives import RDB_ENCVAL_LZF, Cursor, Incomplete, parse_double
+from dcs_migration.formats.records import BigKeyRecord
+from dcs_migration.formats.stream import (
+    StreamEntry,
+    StreamValue,
+    decode_stream,
+    decode_stream_metadata,
+    decode_stream_nodes,
+)
 from dcs_migration.formats.ziplist import ziplist_entries
 from dcs_migration.formats.zipmap import zipmap_pairs
 
@@ -53,23 +67,34 @@ def decode_value(record: KeyRecord) -> Value:
         raise FormatError(exc.message, offset=record.offset, key=record.key) from None
 
 
+# Types whose value is a count, then that many elements (pairs, nodes, triplets).
+_COUNTED = frozenset(
+    {
+        T.RDB_TYPE_LIST,
+        T.RDB_TYPE_SET,
+        T.RDB_TYPE_ZSET,
+        T.RDB_TYPE_ZSET_2,
+        T.RDB_TYPE_HASH,
+        T.RDB_TYPE_LIST_QUICKLIST,
+        T.RDB_TYPE_LIST_QUICKLIST_2,
+        T.RDB_TYPE_HASH_METADATA_PRE_GA,
+        T.RDB_TYPE_HASH_METADATA,
+    }
+)
+
+
 def _decode(t: int, payload: bytes, valkey: bool) -> Value:
     p = Cursor(payload)
     value: Value
-    if t == T.RDB_TYPE_STRING:
+    if valkey and t == T.VALKEY_RDB_TYPE_HASH_2:
+        value = _elements(t, p, p.length(), valkey, 0)
+    elif t == T.RDB_TYPE_HASH_METADATA:
+        min_expire = p.millis()  # field TTLs are stored relative to it
+        value = _elements(t, p, p.length(), valkey, min_expire)
+    elif t in _COUNTED:
+        value = _elements(t, p, p.length(), valkey, 0)
+    elif t == T.RDB_TYPE_STRING:
         value = p.string()
-    elif t == T.RDB_TYPE_LIST or t == T.RDB_TYPE_SET:
-        value = [p.string() for _ in range(p.length())]
-        if t == T.RDB_TYPE_SET:
-            _no_duplicates(value, "set")
-    elif t == T.RDB_TYPE_ZSET:
-        value = [(p.string(), p.text_double()) for _ in range(p.length())]
-        _no_duplicates([m for m, _ in value], "sorted set")
-    elif t == T.RDB_TYPE_ZSET_2:
-        value = [(p.string(), p.binary_double()) for _ in range(p.length())]
-        _no_duplicates([m for m, _ in value], "sorted set")
-    elif t == T.RDB_TYPE_HASH:
-        value = _hash([(p.string(), p.string()) for _ in range(p.length())])
     elif t == T.RDB_TYPE_HASH_ZIPMAP:
         value = _hash(zipmap_pairs(p.string()))
     elif t == T.RDB_TYPE_LIST_ZIPLIST:
@@ -87,34 +112,9 @@ def _decode(t: int, payload: bytes, valkey: bool) -> Value:
         value = _hash(_pairs(ziplist_entries(p.string()), "hash"))
     elif t == T.RDB_TYPE_HASH_LISTPACK:
         value = _hash(_pairs(listpack_strings(p.string()), "hash"))
-    elif t == T.RDB_TYPE_LIST_QUICKLIST:
-        items: list[bytes] = []
-        for _ in range(p.length()):
-            items.extend(ziplist_entries(p.string()))
-        value = items
-    elif t == T.RDB_TYPE_LIST_QUICKLIST_2:
-        value = items = []
-        for _ in range(p.length()):
-            container = p.length()
-            node = p.string()
-            if container == T.QUICKLIST_NODE_CONTAINER_PLAIN:
-                items.append(node)
-            elif container == T.QUICKLIST_NODE_CONTAINER_PACKED:
-                items.extend(listpack_strings(node))
-            else:
-                raise FormatError(f"quicklist node has unknown container {container}")
-    elif t in (
-        T.RDB_TYPE_STREAM_LISTPACKS,
-        T.RDB_TYPE_STREAM_LISTPACKS_2,
-        T.RDB_TYPE_STREAM_LISTPACKS_3,
-        T.RDB_TYPE_STREAM_LISTPACKS_4,
-    ):
+    elif t in T.STREAM_TYPES:
         value = decode_stream(t, p.buf)
         p.pos = p.end
-    elif valkey and t == T.VALKEY_RDB_TYPE_HASH_2:
-        value = _valkey_hash_2(p)
-    elif t == T.RDB_TYPE_HASH_METADATA or t == T.RDB_TYPE_HASH_METADATA_PRE_GA:
-        value = _hash_metadata(p, t == T.RDB_TYPE_HASH_METADATA)
     elif t == T.RDB_TYPE_HASH_LISTPACK_EX or t == T.RDB_TYPE_HASH_LISTPACK_EX_PRE_GA:
         if t == T.RDB_TYPE_HASH_LISTPACK_EX:
             p.millis()  # the smallest field expire time: a hint, derived again on load
@@ -126,6 +126,174 @@ def _decode(t: int, payload: bytes, valkey: bool) -> Value:
         raise FormatError(f"unknown RDB object type {t}")
     p.finish()
     return value
+
+
+def _elements(t: int, p: Cursor, n: int | None, valkey: bool, min_expire: int) -> Value:
+    """The elements of a counted type: `n` of them, or (None) up to the cursor's end, as
+    a piece of a big value holds. `min_expire` is the base of relative field TTLs."""
+    count = itertools.repeat(None, n) if n is not None else _until_end(p)
+    value: Value
+    if valkey and t == T.VALKEY_RDB_TYPE_HASH_2:
+        value = _valkey_hash_2(p, count)
+    elif t == T.RDB_TYPE_LIST or t == T.RDB_TYPE_SET:
+        value = [p.string() for _ in count]
+        if t == T.RDB_TYPE_SET:
+            _no_duplicates(value, "set")
+    elif t == T.RDB_TYPE_ZSET:
+        value = [(p.string(), p.text_double()) for _ in count]
+        _no_duplicates([m for m, _ in value], "sorted set")
+    elif t == T.RDB_TYPE_ZSET_2:
+        value = [(p.string(), p.binary_double()) for _ in count]
+        _no_duplicates([m for m, _ in value], "sorted set")
+    elif t == T.RDB_TYPE_HASH:
+        value = _hash([(p.string(), p.string()) for _ in count])
+    elif t == T.RDB_TYPE_LIST_QUICKLIST:
+        items: list[bytes] = []
+        for _ in count:
+            items.extend(ziplist_entries(p.string()))
+        value = items
+    elif t == T.RDB_TYPE_LIST_QUICKLIST_2:
+        value = items = []
+        for _ in count:
+            container = p.length()
+            node = p.string()
+            if container == T.QUICKLIST_NODE_CONTAINER_PLAIN:
+                items.append(node)
+            elif container == T.QUICKLIST_NODE_CONTAINER_PACKED:
+                items.extend(listpack_strings(node))
+            else:
+                raise FormatError(f"quicklist node has unknown container {container}")
+    elif t == T.RDB_TYPE_HASH_METADATA or t == T.RDB_TYPE_HASH_METADATA_PRE_GA:
+        value = _hash_metadata(p, count, t == T.RDB_TYPE_HASH_METADATA, min_expire)
+    else:
+        raise FormatError(f"RDB object type {t} holds no element count")
+    return value
+
+
+def _until_end(p: Cursor) -> Iterator[None]:
+    while p.pos < p.end:
+        yield None
+
+
+# -- big values ---------------------------------------------------------------------------
+
+
+def decode_parts(record: KeyRecord | BigKeyRecord) -> Iterator[Value]:
+    """The value in parts of whole elements, in file order: a KeyRecord's in one part, a
+    big value's a piece at a time (a string's bytes, decompressed, in slices). Streams
+    are decoded by `stream_parts`. Errors name the key and the record's offset."""
+    t = record.rdb_type
+    counted = t in _COUNTED or (record.valkey and t == T.VALKEY_RDB_TYPE_HASH_2)
+    if not isinstance(record, BigKeyRecord) and not counted:
+        yield decode_value(record)
+        return
+    try:
+        if counted:
+            head, pieces = _head_and_pieces(record)
+            c = Cursor(head)
+            min_expire = c.millis() if t == T.RDB_TYPE_HASH_METADATA else 0
+            for piece in pieces:
+                yield _elements(t, Cursor(piece), None, record.valkey, min_expire)
+        elif not isinstance(record, BigKeyRecord):
+            raise AssertionError("a whole value of a single string is decoded above")
+        elif t == T.RDB_TYPE_STRING:
+            first = record.head[0]
+            if first >= 0xC0 and first & 0x3F == RDB_ENCVAL_LZF:
+                _, size = _lzf_lengths(record.head)
+                lzf = LzfStream(size)
+                for piece in record.pieces():
+                    yield from lzf.feed(piece)
+                lzf.close()
+            else:
+                yield from record.pieces()
+        elif t in T.STREAM_TYPES:
+            raise ValueError("streams are decoded by stream_parts")
+        else:  # a value that is one blob (a listpack, a ziplist): read whole
+            yield _decode(t, record.head + b"".join(record.pieces()) + record.tail, record.valkey)
+    except Incomplete:
+        raise FormatError(
+            "value ends before its content does", offset=record.offset, key=record.key
+        ) from None
+    except FormatError as exc:
+        raise FormatError(exc.message, offset=record.offset, key=record.key) from None
+
+
+def _head_and_pieces(record: KeyRecord | BigKeyRecord) -> tuple[bytes, Iterable[bytes]]:
+    """A value's head and pieces: a big value's as read, a whole one's cut as the reader
+    cuts a big one, so that it is decoded a piece of elements at a time too."""
+    if isinstance(record, BigKeyRecord):
+        return record.head, record.pieces()
+    head, pieces, _ = rdb_pieces.split_value(
+        record.rdb_type, record.payload, record.valkey, rdb_pieces.PIECE_BYTES
+    )
+    return head, pieces
+
+
+def _lzf_lengths(head: bytes) -> tuple[int, int]:
+    """An LZF string's compressed and uncompressed lengths, from its header bytes."""
+    c = Cursor(head)
+    c.pos = 1
+    return c.length(), c.length()
+
+
+def stream_parts(
+    record: KeyRecord | BigKeyRecord,
+) -> tuple[StreamValue, Iterator[list[StreamEntry]]]:
+    """A stream as its metadata and groups (with no entries), then its entries in parts,
+    in ID order: what rebuilding it needs first (the pending entries) comes first."""
+    try:
+        if isinstance(record, BigKeyRecord):
+            tail = record.tail
+        else:
+            _, _, tail = rdb_pieces.split_value(
+                record.rdb_type, record.payload, record.valkey, rdb_pieces.PIECE_BYTES
+            )
+        meta = decode_stream_metadata(record.rdb_type, Cursor(tail))
+    except (Incomplete, FormatError) as exc:
+        message = exc.message if isinstance(exc, FormatError) else "stream ends too soon"
+        raise FormatError(message, offset=record.offset, key=record.key) from None
+    return meta, _stream_entries(record)
+
+
+def _stream_entries(record: KeyRecord | BigKeyRecord) -> Iterator[list[StreamEntry]]:
+    try:
+        for piece in _head_and_pieces(record)[1]:
+            entries: list[StreamEntry] = []
+            decode_stream_nodes(Cursor(piece), None, entries)
+            yield entries
+    except Incomplete:
+        raise FormatError("stream ends too soon", offset=record.offset, key=record.key) from None
+    except FormatError as exc:
+        raise FormatError(exc.message, offset=record.offset, key=record.key) from None
+
+
+def decode_big_value(record: BigKeyRecord) -> Value:
+    """A big value decoded whole (for callers that need it so, such as the oracle)."""
+    if record.rdb_type in T.STREAM_TYPES:
+        meta, entry_parts = stream_parts(record)
+        for entries in entry_parts:
+            meta.entries.extend(entries)
+        return meta
+    parts = list(decode_parts(record))
+    first = parts[0] if parts else b""
+    if isinstance(first, bytes):
+        return b"".join(p for p in parts if isinstance(p, bytes))
+    if isinstance(first, HashValue):
+        whole = HashValue({})
+        for part in parts:
+            assert isinstance(part, HashValue)
+            if whole.fields.keys() & part.fields.keys():
+                raise FormatError(
+                    "hash holds the same field twice", offset=record.offset, key=record.key
+                )
+            whole.fields.update(part.fields)
+            whole.field_expire_at_ms.update(part.field_expire_at_ms)
+        return whole
+    elements: list[Any] = []
+    for part in parts:
+        assert isinstance(part, list)
+        elements.extend(part)
+    return elements
 
 
 def _no_duplicates(members: list[bytes], what: str) -> None:
@@ -153,11 +321,10 @@ def _hash(pairs: list[tuple[bytes, bytes]]) -> HashValue:
     return HashValue(fields)
 
 
-def _hash_metadata(p: Cursor, relative: bool) -> HashValue:
-    min_expire = p.millis() if relative else 0
+def _hash_metadata(p: Cursor, count: Iterator[None], relative: bool, min_expire: int) -> HashValue:
     fields: dict[bytes, bytes] = {}
     expires: dict[bytes, int] = {}
-    for _ in range(p.length()):
+    for _ in count:
         ttl = p.length()
         name = p.string()
         if name in fields:
@@ -186,10 +353,10 @@ def _hash_listpack_ex(items: list[bytes | int]) -> HashValue:
     return HashValue(fields, expires)
 
 
-def _valkey_hash_2(p: Cursor) -> HashValue:
+def _valkey_hash_2(p: Cursor, count: Iterator[None]) -> HashValue:
     fields: dict[bytes, bytes] = {}
     expires: dict[bytes, int] = {}
-    for _ in range(p.length()):
+    for _ in count:
         name = p.string()
         if name in fields:
             raise FormatError("hash holds the same field twice")

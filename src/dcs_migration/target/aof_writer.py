@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import (
     AofCommand,
+    BigKeyRecord,
     FunctionLibrary,
     KeyRecord,
     ModuleAux,
@@ -65,7 +66,7 @@ class AofWriter:
         """The bytes for these records, in order (b"" when none of them writes anything)."""
         parts: list[bytes] = []
         for record in records:
-            if isinstance(record, KeyRecord):
+            if isinstance(record, (KeyRecord, BigKeyRecord)):
                 self._key(record, parts)
             elif isinstance(record, FunctionLibrary):
                 self._function(record, parts)
@@ -87,7 +88,7 @@ class AofWriter:
             parts.append(encode_command([b"SELECT", b"%d" % db]))
             self._db = db
 
-    def _key(self, record: KeyRecord, parts: list[bytes]) -> None:
+    def _key(self, record: KeyRecord | BigKeyRecord, parts: list[bytes]) -> None:
         if record.type_name == "module":
             raise FormatError(
                 f"key of module type {record.module_name!r}: an AOF backup cannot hold "

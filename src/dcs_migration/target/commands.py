@@ -13,10 +13,11 @@ import os
 from collections.abc import Iterator
 from typing import cast
 
+from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.dump import dump_payload
-from dcs_migration.formats.records import KeyRecord
-from dcs_migration.formats.stream import StreamValue, format_id
-from dcs_migration.formats.values import HashValue
+from dcs_migration.formats.records import BigKeyRecord, KeyRecord
+from dcs_migration.formats.stream import StreamEntry, StreamId, StreamValue, format_id
+from dcs_migration.formats.values import HashValue, decode_parts, stream_parts
 from dcs_migration.target.capabilities import Capabilities, restore_version
 from dcs_migration.target.slots import slot_tag
 
@@ -26,11 +27,35 @@ Args = list[bytes]
 def restore_command(record: KeyRecord, replace: bool) -> bytes:
     """RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ n], as bytes."""
     payload = dump_payload(record.rdb_type, record.payload, restore_version(record.rdb_type))
+    head, tail = _restore_frame(record, replace, len(payload))
+    return b"".join((head, payload, tail))
+
+
+def restore_pieces(record: BigKeyRecord, replace: bool) -> Iterator[bytes]:
+    """The RESTORE of a big value, as `restore_command` builds it, a piece at a time: the
+    value's pieces pass through and its checksum is chained over them."""
+    t = record.rdb_type
+    head, tail = _restore_frame(record, replace, record.size + 11)
+    first = bytes((t,)) + record.head
+    crc = crc64(first)
+    yield head + first
+    for piece in record.pieces():
+        crc = crc64(piece, crc)
+        yield piece
+    last = record.tail + restore_version(t).to_bytes(2, "little")
+    crc = crc64(last, crc)
+    yield last + crc.to_bytes(8, "little") + tail
+
+
+def _restore_frame(
+    record: KeyRecord | BigKeyRecord, replace: bool, payload_len: int
+) -> tuple[bytes, bytes]:
+    """What goes before and after a RESTORE's payload."""
     key = record.key
     expire = record.expire_at_ms
     ttl = b"0" if expire is None else b"%d" % expire
     n = 4 + replace + (expire is not None)
-    tail = b""
+    tail = b"\r\n"
     if replace:
         tail += b"$7\r\nREPLACE\r\n"
     if expire is not None:
@@ -43,16 +68,14 @@ def restore_command(record: KeyRecord, replace: bool) -> bytes:
         n += 2
         freq = b"%d" % record.lfu_freq
         tail += b"$4\r\nFREQ\r\n$%d\r\n%s\r\n" % (len(freq), freq)
-    return b"".join(
+    head = b"".join(
         (
             b"*%d\r\n$7\r\nRESTORE\r\n$%d\r\n" % (n, len(key)),
             key,
-            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(ttl), ttl, len(payload)),
-            payload,
-            b"\r\n",
-            tail,
+            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(ttl), ttl, payload_len),
         )
     )
+    return head, tail
 
 
 def temporary_key(key: bytes) -> bytes:
@@ -64,6 +87,31 @@ def score_arg(score: float) -> bytes:
     if math.isinf(score):
         return b"+inf" if score > 0 else b"-inf"
     return repr(score).encode()
+
+
+_GHOST_FIELDS = [(b"dcs-migration", b"deleted")]
+
+
+def _with_ghosts(
+    entry_parts: Iterator[list[StreamEntry]], pending: set[StreamId], ghosts: list[StreamId]
+) -> Iterator[StreamEntry]:
+    """The entries in ID order, with a stand-in for every pending entry that the stream
+    no longer holds (its ID is appended to `ghosts`, to be deleted again)."""
+    waiting = sorted(pending)
+    at = 0
+    for entries in entry_parts:
+        for entry in entries:
+            eid = entry[0]
+            while at < len(waiting) and waiting[at] < eid:
+                ghosts.append(waiting[at])
+                yield waiting[at], _GHOST_FIELDS
+                at += 1
+            if at < len(waiting) and waiting[at] == eid:
+                at += 1
+            yield entry
+    for eid in waiting[at:]:
+        ghosts.append(eid)
+        yield eid, _GHOST_FIELDS
 
 
 def _chunks(items: Iterator[list[bytes]], chunk_bytes: int) -> Iterator[list[bytes]]:
@@ -93,36 +141,36 @@ class Rewrite:
         self.now_ms = now_ms
         self.field_ttls_dropped = 0
 
-    def build(self, record: KeyRecord, key: bytes) -> Iterator[Args]:
-        """Commands that write `record`'s value (not its expiry) under `key`."""
-        value = record.value
+    def build(self, record: KeyRecord | BigKeyRecord, key: bytes) -> Iterator[Args]:
+        """Commands that write `record`'s value (not its expiry) under `key`. A big value
+        is decoded a piece at a time, as the commands are taken."""
         kind = record.type_name
-        if kind == "string":
-            assert isinstance(value, bytes)
-            if len(value) <= self.chunk_bytes:
-                yield [b"SET", key, value]
-            else:
-                yield [b"SET", key, value[: self.chunk_bytes]]
-                for at in range(self.chunk_bytes, len(value), self.chunk_bytes):
-                    yield [b"APPEND", key, value[at : at + self.chunk_bytes]]
-        elif kind in ("list", "set"):
-            elements = cast(list[bytes], value)
-            verb = b"RPUSH" if kind == "list" else b"SADD"
-            for chunk in _chunks(([e] for e in elements), self.chunk_bytes):
-                yield [verb, key, *chunk]
-        elif kind == "zset":
-            members = cast(list[tuple[bytes, float]], value)
-            pairs = ([score_arg(s), m] for m, s in members)
-            for chunk in _chunks(pairs, self.chunk_bytes):
-                yield [b"ZADD", key, *chunk]
-        elif kind == "hash":
-            assert isinstance(value, HashValue)
-            yield from self._hash(value, key)
-        elif kind == "stream":
-            assert isinstance(value, StreamValue)
-            yield from self._stream(value, key)
-        else:
+        if kind == "stream":
+            meta, entries = stream_parts(record)
+            yield from self._stream(meta, entries, key)
+            return
+        if kind not in ("string", "list", "set", "zset", "hash"):
             raise ValueError(f"no rewrite for a {kind} value")
+        verb = b"SET"
+        for value in decode_parts(record):
+            if kind == "string":
+                assert isinstance(value, bytes)
+                for at in range(0, max(len(value), 1), self.chunk_bytes):
+                    yield [verb, key, value[at : at + self.chunk_bytes]]
+                    verb = b"APPEND"
+            elif kind in ("list", "set"):
+                elements = cast(list[bytes], value)
+                verb = b"RPUSH" if kind == "list" else b"SADD"
+                for chunk in _chunks(([e] for e in elements), self.chunk_bytes):
+                    yield [verb, key, *chunk]
+            elif kind == "zset":
+                members = cast(list[tuple[bytes, float]], value)
+                pairs = ([score_arg(s), m] for m, s in members)
+                for chunk in _chunks(pairs, self.chunk_bytes):
+                    yield [b"ZADD", key, *chunk]
+            else:
+                assert isinstance(value, HashValue)
+                yield from self._hash(value, key)
 
     def _hash(self, value: HashValue, key: bytes) -> Iterator[Args]:
         live = {
@@ -145,19 +193,17 @@ class Rewrite:
             for chunk in _chunks(([f] for f in fields), self.chunk_bytes):
                 yield [b"HPEXPIREAT", key, b"%d" % t, b"FIELDS", b"%d" % len(chunk), *chunk]
 
-    def _stream(self, s: StreamValue, key: bytes) -> Iterator[Args]:
+    def _stream(
+        self, s: StreamValue, entry_parts: Iterator[list[StreamEntry]], key: bytes
+    ) -> Iterator[Args]:
         """XADD every entry with its ID; entries that only pending lists still point to
         (deleted ones) are added and deleted again, so XCLAIM can restore those pending
-        entries; then XSETID restores the last ID and counters."""
-        pending_ids = {p.entry_id for g in s.groups for p in g.pending}
-        live_ids = {eid for eid, _ in s.entries}
-        ghosts = sorted(pending_ids - live_ids)
-        merged = sorted(
-            [(eid, fields, False) for eid, fields in s.entries]
-            + [(eid, [(b"dcs-migration", b"deleted")], True) for eid in ghosts]
-        )
+        entries; then XSETID restores the last ID and counters. `s` holds the metadata
+        and groups; the entries come from `entry_parts`, in ID order."""
+        pending = {p.entry_id for g in s.groups for p in g.pending}
+        ghosts: list[StreamId] = []
         made = False
-        for eid, fields, _ in merged:
+        for eid, fields in _with_ghosts(entry_parts, pending, ghosts):
             args = [b"XADD", key, format_id(eid).encode()]
             for f, v in fields:
                 args += [f, v]

@@ -21,18 +21,23 @@ commands cannot bring those back, so the import fails then, saying so, rather th
 SUCCESS with keys missing (unless no reply had been taken yet: every command sent is
 then still held, and all are sent again).
 
+A command too big to hold (the RESTORE of a big value) is sent as its pieces come and
+never kept: its entry keeps the means to make the pieces again, and a reconnect sends it
+again from its start.
+
 Only commands that leave the same contents when they run twice are sent again: plain
-key writes (RESTORE ... REPLACE, untagged) and SELECT. A command that was sent but not
-answered may have run; any other tagged command (a part of a rewritten key, an AOF
-command, a RESTORE without REPLACE) could then run twice (a list pushed twice, a key
-renamed from a half-built temporary), so the import fails instead, naming it.
+key writes (RESTORE ... REPLACE, untagged or pushed as resendable) and SELECT. A command
+that was sent but not answered may have run; any other tagged command (a part of a
+rewritten key, an AOF command, a RESTORE without REPLACE) could then run twice (a list
+pushed twice, a key renamed from a half-built temporary), so the import fails instead,
+naming it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
@@ -47,6 +52,7 @@ SELECT_TAG = ("select",)
 KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 
 ReplyHandler = Callable[[Any, Any, bytes], None]
+_ENTRY_BYTES = 200  # an entry's own memory (object, tag, the bytes object's header)
 LOADING_POLL_SECONDS = 0.05
 
 
@@ -61,7 +67,7 @@ class _Entry:
     are read back from the bytes on the rare paths that need them (a refusal, a resend).
     """
 
-    __slots__ = ("acked", "batch", "count", "data", "tag")
+    __slots__ = ("acked", "batch", "count", "data", "pieces", "resendable", "tag")
 
     def __init__(self, tag: Any, data: bytes, count: int | None) -> None:
         self.tag = tag
@@ -69,6 +75,14 @@ class _Entry:
         self.batch = count is not None
         self.count = count if count is not None else 1
         self.acked = 0
+        self.pieces: Callable[[], Iterator[bytes]] | None = None  # a command sent in pieces
+        self.resendable = False  # a tagged command that may run twice
+
+    @property
+    def cost(self) -> int:
+        """What the entry holds in memory while it waits, counted against the window:
+        its bytes, and the entry itself (which outweighs a short command's bytes)."""
+        return len(self.data) + _ENTRY_BYTES
 
     def unacknowledged(self) -> bytes:
         if not self.acked:
@@ -136,12 +150,29 @@ class Pipeline:
         """Queue `count` plain key writes (each answered +OK), encoded back to back."""
         self._queue(_Entry(None, data, count))
 
+    def push_pieces(
+        self, pieces: Callable[[], Iterator[bytes]], tag: Any, *, resendable: bool
+    ) -> None:
+        """Send one command too big to hold, as `pieces()` yields it, after everything
+        queued before it. Nothing of it is kept; `resendable` says whether it may run
+        twice, in which case a reconnect sends it again by calling `pieces()` anew."""
+        entry = _Entry(tag, b"", None)
+        entry.pieces = pieces
+        entry.resendable = resendable
+        self._send()
+        self._inflight.append(entry)
+        self._inflight_bytes += entry.cost
+        try:
+            for piece in pieces():
+                self.conn.send(piece)
+        except ConnectionLost as exc:
+            self._recover(exc)
+
     def _queue(self, entry: _Entry) -> None:
         self._inflight.append(entry)
-        size = len(entry.data)
-        self._inflight_bytes += size
+        self._inflight_bytes += entry.cost
         self._unsent.append(entry.data)
-        self._unsent_bytes += size
+        self._unsent_bytes += len(entry.data)
         if self._unsent_bytes >= self.batch_bytes:
             self._send()
             if self._inflight_bytes > self.window_bytes:
@@ -222,7 +253,7 @@ class Pipeline:
                 n -= take
                 if entry.acked == entry.count:
                     inflight.popleft()
-                    self._inflight_bytes -= len(entry.data)
+                    self._inflight_bytes -= entry.cost
             else:
                 self._acknowledge(OK)
                 n -= 1
@@ -235,14 +266,14 @@ class Pipeline:
             entry.acked += 1
             if entry.acked == entry.count:
                 self._inflight.popleft()
-                self._inflight_bytes -= len(entry.data)
+                self._inflight_bytes -= entry.cost
             if reply == OK:
                 self.acknowledged += 1
             else:
                 self.on_reply((KEY, entry.key_of(index)), reply, entry.command_at(index))
             return
         self._inflight.popleft()
-        self._inflight_bytes -= len(entry.data)
+        self._inflight_bytes -= entry.cost
         if tag is None and reply == OK:
             self.acknowledged += 1
         elif tag is not None and tag[:1] == SELECT_TAG:
@@ -266,7 +297,7 @@ class Pipeline:
                 self._check_same_server()
                 if self._acked_db != self.endpoint.db:
                     self.conn.select(self._acked_db)
-                self.conn.send(b"".join(e.unacknowledged() for e in self._inflight))
+                self._resend()
             except ConnectionLost as again:
                 last = again
                 continue
@@ -275,7 +306,7 @@ class Pipeline:
                     entry.data = entry.unacknowledged()
                     entry.count -= entry.acked
                     entry.acked = 0
-            self._inflight_bytes = sum(len(e.data) for e in self._inflight)
+            self._inflight_bytes = sum(e.cost for e in self._inflight)
             self.reconnects += 1
             if self.on_reconnect is not None:
                 self.on_reconnect(attempt, str(exc))
@@ -285,12 +316,27 @@ class Pipeline:
             f"reconnect after {self.retries} attempts: {last}"
         ) from last
 
+    def _resend(self) -> None:
+        """Send again what awaits a reply, in order (commands sent in pieces anew)."""
+        held: list[bytes] = []
+        for entry in self._inflight:
+            if entry.pieces is None:
+                held.append(entry.unacknowledged())
+                continue
+            if held:
+                self.conn.send(b"".join(held))
+                held = []
+            for piece in entry.pieces():
+                self.conn.send(piece)
+        if held:
+            self.conn.send(b"".join(held))
+
     def _refuse_unsafe_resend(self, exc: ConnectionLost) -> None:
         """Raise TargetError when a command awaiting its reply may not run twice."""
         unsafe = [
             e.tag
             for e in self._inflight
-            if not e.batch and e.tag is not None and e.tag[:1] != SELECT_TAG
+            if not e.batch and e.tag is not None and e.tag[:1] != SELECT_TAG and not e.resendable
         ]
         if not unsafe:
             return

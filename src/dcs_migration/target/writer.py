@@ -20,10 +20,22 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.primitives import LENGTH_SIZE
-from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.formats.records import (
+    AofCommand,
+    BigKeyRecord,
+    FunctionLibrary,
+    KeyRecord,
+    ModuleAux,
+    Record,
+)
 from dcs_migration.target.capabilities import restore_version
 from dcs_migration.target.cluster import ClusterRouter, CrossSlot
-from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
+from dcs_migration.target.commands import (
+    Rewrite,
+    restore_command,
+    restore_pieces,
+    temporary_key,
+)
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.pipeline import KEY, Pipeline
@@ -56,6 +68,7 @@ _TYPE_CRC = [CRC64_CONTINUE(bytes((t,)), 0) for t in range(256)]  # the type byt
 
 # Reply tags (see Pipeline): what a reply acknowledges.
 RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
+BIG_RESTORE = "big-restore"  # the RESTORE of a big value, sent in pieces
 MODULE = "module"  # RESTORE of a module value
 PART = "part"  # one command of a rewritten key
 RENAME = "rename"  # the last command of a rewritten key
@@ -273,6 +286,8 @@ class Writer:
     def write(self, record: Record) -> None:
         if type(record) is KeyRecord:
             self.write_key(record)
+        elif type(record) is BigKeyRecord:
+            self.write_big_key(record)
         elif type(record) is AofCommand:
             self.write_command(record)
         elif type(record) is FunctionLibrary:
@@ -319,14 +334,34 @@ class Writer:
         else:
             self._write_rewritten(record, pipe)
 
-    def _restorable(self, record: KeyRecord) -> bool:
+    def write_big_key(self, record: BigKeyRecord) -> None:
+        """A value too big to hold: its RESTORE is sent as its pieces are read back, or it
+        is rewritten a piece at a time."""
+        assert self.router is not None
+        expire = record.expire_at_ms
+        if expire is not None and expire <= int(time.time() * 1000):
+            self.stats.keys_skipped_expired += 1
+            return
+        db = record.db if self.options.db is None else self.options.db
+        pipe = self.router.pipeline_for(record.key, db)
+        if not self._restorable(record):
+            self._write_rewritten(record, pipe)
+            return
+        replace = self.options.conflict is Conflict.REPLACE
+        pipe.push_pieces(
+            lambda: restore_pieces(record, replace),
+            (BIG_RESTORE, record.key, record.size),
+            resendable=replace,
+        )
+
+    def _restorable(self, record: KeyRecord | BigKeyRecord) -> bool:
         return (
             bool(self._restore_types[record.rdb_type])
             and not record.valkey
-            and len(record.payload) <= self.options.big_key_bytes
+            and record.size <= self.options.big_key_bytes
         )
 
-    def _write_rewritten(self, record: KeyRecord, pipe: Pipeline) -> None:
+    def _write_rewritten(self, record: KeyRecord | BigKeyRecord, pipe: Pipeline) -> None:
         """Build the value under a temporary key, then RENAME it over the key.
 
         A value of several commands must never be renamed into place half-built (a part
@@ -374,7 +409,7 @@ class Writer:
         self.stats.keys_rewritten += 1
 
     def _write_transaction(
-        self, record: KeyRecord, tmp: bytes, parts: list[list[bytes]], pipe: Pipeline
+        self, record: KeyRecord | BigKeyRecord, tmp: bytes, parts: list[list[bytes]], pipe: Pipeline
     ) -> None:
         key = record.key
         keep = self.options.conflict is not Conflict.REPLACE
@@ -389,7 +424,7 @@ class Writer:
         self.stats.keys_rewritten += 1
 
     @staticmethod
-    def _finishing(record: KeyRecord, tmp: bytes) -> list[list[bytes]]:
+    def _finishing(record: KeyRecord | BigKeyRecord, tmp: bytes) -> list[list[bytes]]:
         """The expiry of a rewritten value, set on the temporary key before the RENAME."""
         if record.expire_at_ms is not None:
             return [[b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]]
@@ -508,6 +543,9 @@ class Writer:
             # Not redirected: a command moved out of its MULTI would run on its own.
             self._transaction_reply(tag, reply, error)
             return
+        if kind == BIG_RESTORE:
+            self._big_restore_reply(tag, reply, error)
+            return
         if kind == KEY:  # one write of a batch: sent again alone if it was redirected
             if error and self.router.redirect(reply, command, None):
                 return
@@ -562,6 +600,22 @@ class Writer:
                 )
         else:
             raise AssertionError(f"a reply for an unknown tag {tag!r}")
+
+    def _big_restore_reply(self, tag: Any, reply: Any, error: bool) -> None:
+        key, size = tag[1], tag[2]
+        if not error:
+            self.stats.keys_written += 1
+        elif str(reply).startswith(_BUSYKEY):
+            self._exists(key)
+        elif str(reply).startswith(("MOVED ", "ASK ")):
+            # Not sent again elsewhere: its pieces would have to be read back for a node
+            # that only now owns the slot. A resumed import writes it again.
+            raise Refused(
+                f"the target moved the slot of key {key!r} ({size} bytes) while it was "
+                f"being written: {reply}"
+            )
+        else:
+            raise Refused(f"the target refused key {key!r} ({size} bytes): {reply}")
 
     def _transaction_reply(self, tag: Any, reply: Any, error: bool) -> None:
         key = tag[1]

@@ -20,6 +20,7 @@ from typing import TypeVar
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.importer import Progress, run_import
+from dcs_migration.reading import BigValues
 from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, BackupWriter
 from dcs_migration.sources.replication import take_snapshot
 from dcs_migration.store import BackupRecord, BackupStatus, RestoreStatus, Store
@@ -269,13 +270,14 @@ class _AofSink:
     def __init__(self, writer: BackupWriter, caps: Capabilities) -> None:
         self.writer = writer
         self.reader = RdbReader()
+        self.big_values = BigValues()
         self.aof = AofWriter(caps)
 
     def feed(self, data: bytes) -> None:
-        self._write(self.aof.records(self.reader.feed(data)))
+        self._write(self.aof.records(self.big_values.join(self.reader.feed(data))))
 
     def close(self) -> None:
-        self._write(self.aof.records(self.reader.close()))
+        self._write(self.aof.records(self.big_values.join(self.reader.close())))
 
     def _write(self, data: bytes) -> None:
         if data:
