@@ -84,7 +84,9 @@ def _chunks(items: Iterator[list[bytes]], chunk_bytes: int) -> Iterator[list[byt
 class Rewrite:
     """The commands that build one key's value on a target, in bounded chunks.
 
-    `field_ttls_dropped` counts hash field TTLs that the target cannot hold (< 7.4).
+    `field_ttls_dropped` counts hash field TTLs that the target cannot hold (< 7.4);
+    `stream_length` is (recorded, rebuilt) for the last stream built whose recorded length
+    differs from its entries: commands can only make XLEN count the entries.
     """
 
     def __init__(self, caps: Capabilities, chunk_bytes: int, now_ms: int) -> None:
@@ -92,9 +94,11 @@ class Rewrite:
         self.chunk_bytes = chunk_bytes
         self.now_ms = now_ms
         self.field_ttls_dropped = 0
+        self.stream_length: tuple[int, int] | None = None
 
     def build(self, record: KeyRecord, key: bytes) -> Iterator[Args]:
         """Commands that write `record`'s value (not its expiry) under `key`."""
+        self.stream_length = None
         value = record.value
         kind = record.type_name
         if kind == "string":
@@ -149,6 +153,8 @@ class Rewrite:
         """XADD every entry with its ID; entries that only pending lists still point to
         (deleted ones) are added and deleted again, so XCLAIM can restore those pending
         entries; then XSETID restores the last ID and counters."""
+        if s.length != len(s.entries):
+            self.stream_length = (s.length, len(s.entries))
         pending_ids = {p.entry_id for g in s.groups for p in g.pending}
         live_ids = {eid for eid, _ in s.entries}
         ghosts = sorted(pending_ids - live_ids)
@@ -197,6 +203,7 @@ class Rewrite:
         args = [b"XSETID", key, format_id(s.last_id).encode()]
         if self.caps.stream_metadata:
             entries_added = s.entries_added if s.entries_added is not None else s.length
+            entries_added = max(entries_added, len(s.entries))  # XSETID refuses less
             max_deleted = s.max_deleted_id if s.max_deleted_id is not None else (0, 0)
             args += [
                 b"ENTRIESADDED",
