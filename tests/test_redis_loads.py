@@ -318,3 +318,35 @@ def test_functions_of_every_form_show_in_the_ga_form_in_inspect(tmp_path: Path) 
     shown = CliRunner().invoke(app, ["inspect", str(path)])
     assert shown.exit_code == 0, shown.output
     assert "#!LUA name=prega" in shown.stdout
+
+
+# -- an AOF whose last file ends inside a command ----------------------------------------
+
+
+def test_a_truncated_aof_loads_and_imports_as_redis_loads_it(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    """Redis loads the commands before the cut (`aof-load-truncated`, on by default)."""
+    data = (CORPUS / "native" / "redis-6.2.16" / "aof-resp.aof").read_bytes()
+    cut = data[: len(data) - 7]
+    path = tmp_path / "appendonly.aof"
+    path.write_bytes(cut)
+    native = RedisServer("--appendonly", "yes")
+    (native.dir / "appendonly.aof").write_bytes(cut)
+    try:
+        native.start()
+        assert "Truncating the AOF" in native.log() or "short read" in native.log()
+        oracle = dump_oracle(redis.Redis(port=native.port))
+    finally:
+        native.stop()
+
+    inspected = CliRunner().invoke(app, ["inspect", "--json", str(path)])
+    assert inspected.exit_code == 0, inspected.output
+    [truncated] = json.loads(inspected.stdout)["aof"]["truncated"]
+    assert truncated["offset"] + truncated["bytes_left_out"] == len(cut)
+
+    target = redis_server()
+    result = run_import([str(path)], Endpoint("127.0.0.1", target.port), WriteOptions())
+    assert result.status == "SUCCESS", result.error
+    assert any("ends inside a command" in w for w in result.warnings)
+    assert dump_oracle(redis.Redis(port=target.port)) == oracle

@@ -6,6 +6,9 @@ then RESP commands. Each part is a new reader, so the commands of each file star
 db 0, as when Redis loads them. For an input of kind `rdb` (a plain dump), bytes after
 the RDB image that are not RESP are ignored, as Redis' RDB loader ignores them.
 Errors carry the part's name (the file, or the archive and member) in `source`.
+The last part of an AOF may end inside a command: as Redis (`aof-load-truncated`, its
+default), the commands before it are read, and an `AofTruncated` record says what was
+left out. An earlier part cut short is an error, as it is for Redis.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.formats.records import Record
+from dcs_migration.formats.records import AofTruncated, Record
 from dcs_migration.sources.inputs import Input, InputKind
 
 CHUNK_SIZE = 1 << 20
@@ -39,15 +42,25 @@ def read_batches(
 ) -> Iterator[Sequence[Record]]:
     """The records of `source` in the batches each chunk completes (what a writer that
     works a batch at a time wants)."""
-    for part in source.parts:
-        reader = AofReader(ignore_non_resp_tail=source.kind is InputKind.RDB)
+    parts = source.parts
+    for part in parts:
+        reader = AofReader(
+            ignore_non_resp_tail=source.kind is InputKind.RDB,
+            load_truncated=part is parts[-1],
+        )
         try:
+            size = 0
             with part.open() as stream:
                 while chunk := stream.read(chunk_size):
+                    size += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
                     yield reader.feed(chunk)
-                yield reader.close()
+                last = reader.close()
+            cut = reader.truncated_at
+            if cut is not None:
+                last = [*last, AofTruncated(cut, size - cut, part.name)]
+            yield last
         except FormatError as exc:
             if exc.source is None:
                 exc.source = part.name

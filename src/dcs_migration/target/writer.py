@@ -21,7 +21,14 @@ from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_s
 from dcs_migration.formats.functions import describe_library
 from dcs_migration.formats.functions_pre_ga import ga_function_command
 from dcs_migration.formats.primitives import LENGTH_SIZE
-from dcs_migration.formats.records import AofCommand, FunctionLibrary, KeyRecord, ModuleAux, Record
+from dcs_migration.formats.records import (
+    AofCommand,
+    AofTruncated,
+    FunctionLibrary,
+    KeyRecord,
+    ModuleAux,
+    Record,
+)
 from dcs_migration.target.capabilities import restore_version
 from dcs_migration.target.cluster import ClusterRouter, CrossSlot
 from dcs_migration.target.commands import Rewrite, restore_command, temporary_key
@@ -282,6 +289,12 @@ class Writer:
             self.write_function(record)
         elif type(record) is ModuleAux:
             self.write_module_aux(record)
+        elif type(record) is AofTruncated:
+            self._warn_once(
+                f"{record.source} ends inside a command at offset {record.offset}: the "
+                f"commands before it are imported and its last {record.dropped} bytes are "
+                "not, as Redis loads a truncated AOF"
+            )
 
     def write_module_aux(self, record: ModuleAux) -> None:
         """Module AUX data has no command that carries it: only the module's own load can
