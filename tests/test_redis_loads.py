@@ -350,3 +350,20 @@ def test_a_truncated_aof_loads_and_imports_as_redis_loads_it(
     assert result.status == "SUCCESS", result.error
     assert any("ends inside a command" in w for w in result.warnings)
     assert dump_oracle(redis.Redis(port=target.port)) == oracle
+
+
+# -- library names as Redis takes them ---------------------------------------------------
+
+
+def test_library_names_are_taken_as_redis_takes_them(redis_server: RedisServerFactory) -> None:
+    """`name=` in any case, and a quoted name, are what FUNCTION LOAD accepts."""
+    from dcs_migration.formats.functions import describe_library
+
+    codes = [
+        b"#!lua NAME=upper\nredis.register_function('fu', function() return 1 end)",
+        b"#!lua name=\"quoted\"\nredis.register_function('fq', function() return 1 end)",
+        b"#!LUA Name='single'\nredis.register_function('fs', function() return 1 end)",
+    ]
+    client = redis.Redis(port=redis_server().port)
+    loaded = [client.execute_command("FUNCTION", "LOAD", code) for code in codes]
+    assert [describe_library(code).name for code in codes] == loaded
