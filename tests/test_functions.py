@@ -48,6 +48,8 @@ def test_both_registration_forms_are_read() -> None:
             "unknown flags",
         ),
         (b"#!lua name=x\nthis is not lua", "does not load"),
+        (b"#!lua name=x name=y\nreturn", "more than once"),
+        (b"#!lua name=a-b\nreturn", "letters, digits"),
     ],
 )
 def test_bad_libraries_are_format_errors(code: bytes, message: str) -> None:

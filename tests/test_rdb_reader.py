@@ -159,7 +159,7 @@ def test_one_item_larger_than_the_limit_is_refused() -> None:
         (b"REDIS0011\x1f\x01k\x01v", "unknown RDB object type 31"),
         (b"REDIS0011\x00\x01k\xc7", "unknown string encoding"),
         (b"REDIS0011\x00\x01k\xbf", "expected a length"),
-        (b"REDIS0011\xf6\x00", "pre-release"),
+        (b"REDIS0011\xf6\x00", "inside a function library"),
         (b"REDIS0011", "before the RDB EOF opcode"),
         (b"REDIS", "inside the RDB header"),
         (b"REDIS0011\xff\x00\x00", "inside the RDB checksum"),

@@ -18,7 +18,7 @@ import pytest
 
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.formats.records import AofCommand, KeyRecord, Record
+from dcs_migration.formats.records import AofCommand, AofTruncated, KeyRecord, Record
 from dcs_migration.reading import read_input
 from dcs_migration.sources import ArchiveLimits, Input, InputKind, find_inputs
 from tests.corpus import CORPUS, case_params
@@ -215,12 +215,41 @@ def test_a_bad_manifest_names_its_file(tmp_path: Path) -> None:
 
 def test_errors_while_reading_name_the_part(tmp_path: Path) -> None:
     folder = write_multipart(tmp_path / "appendonlydir")
+    (folder / "appendonly.aof.2.incr.aof").write_bytes(b"?" + resp(b"SET", b"k", b"v"))
+    [source] = find_inputs(folder)
+    with pytest.raises(FormatError, match="expected '\\*'") as info:
+        list(read_input(source))
+    assert info.value.source == str(folder / "appendonly.aof.2.incr.aof")
+    assert info.value.offset == 0
+
+
+def test_the_last_file_of_an_aof_may_end_inside_a_command_as_redis_loads_it(
+    tmp_path: Path,
+) -> None:
+    folder = write_multipart(tmp_path / "appendonlydir")
+    whole = resp(b"SET", b"incr", b"2")
+    (folder / "appendonly.aof.2.incr.aof").write_bytes(whole + resp(b"SET", b"k", b"v")[:-3])
+    [source] = find_inputs(folder)
+    records = list(read_input(source))
+    assert [r.args for r in records if isinstance(r, AofCommand)] == [[b"SET", b"incr", b"2"]]
+    assert records[-1] == AofTruncated(
+        len(whole), len(resp(b"SET", b"k", b"v")) - 3, str(folder / "appendonly.aof.2.incr.aof")
+    )
+
+
+def test_an_earlier_file_of_an_aof_cut_short_is_refused_as_redis_refuses_it(
+    tmp_path: Path,
+) -> None:
+    folder = write_multipart(tmp_path / "appendonlydir")
+    (folder / "appendonly.aof.manifest").write_bytes(
+        MANIFEST + b"file appendonly.aof.3.incr.aof seq 3 type i\n"
+    )
     (folder / "appendonly.aof.2.incr.aof").write_bytes(resp(b"SET", b"k", b"v")[:-3])
+    (folder / "appendonly.aof.3.incr.aof").write_bytes(resp(b"SET", b"k", b"w"))
     [source] = find_inputs(folder)
     with pytest.raises(FormatError, match="truncated") as info:
         list(read_input(source))
     assert info.value.source == str(folder / "appendonly.aof.2.incr.aof")
-    assert info.value.offset == 0
 
 
 def test_a_truncated_gzip_file_fails_with_its_name(tmp_path: Path) -> None:

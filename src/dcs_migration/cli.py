@@ -142,6 +142,11 @@ def _print_summary(source: Input, s: Summary) -> None:
         out.print(table)
         if s.first_timestamp is not None:
             out.print(f"timestamps: {s.first_timestamp} .. {s.last_timestamp}")
+    for cut in s.truncated:
+        out.print(
+            f"{escape(cut.source)} ends inside a command at offset {cut.offset}: its last "
+            f"{cut.dropped} bytes are left out, as Redis loads a truncated AOF"
+        )
 
 
 @app.command("import")

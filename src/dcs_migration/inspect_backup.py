@@ -10,6 +10,7 @@ from typing import Any
 
 from dcs_migration.formats.records import (
     AofCommand,
+    AofTruncated,
     AuxField,
     BigKeyRecord,
     FunctionLibrary,
@@ -39,6 +40,7 @@ class Summary:
     commands: Counter[tuple[int, str]] = field(default_factory=Counter)
     first_timestamp: int | None = None
     last_timestamp: int | None = None
+    truncated: list[AofTruncated] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,10 @@ class Summary:
             ],
             "first_timestamp": self.first_timestamp,
             "last_timestamp": self.last_timestamp,
+            "truncated": [
+                {"file": t.source, "offset": t.offset, "bytes_left_out": t.dropped}
+                for t in self.truncated
+            ],
         }
 
 
@@ -94,6 +100,8 @@ def summarize(records: Iterable[Record], now_ms: int) -> Summary:
             s.functions.append(r.code.split(b"\n", 1)[0])
         elif isinstance(r, ModuleAux):
             s.module_aux.append(r.module_name)
+        elif isinstance(r, AofTruncated):
+            s.truncated.append(r)
         elif isinstance(r, RdbEnd):
             s.checksum = f"{r.checksum:#018x}" if r.checksum else "not computed"
     return s

@@ -6,6 +6,9 @@ then RESP commands. Each part is a new reader, so the commands of each file star
 db 0, as when Redis loads them. For an input of kind `rdb` (a plain dump), bytes after
 the RDB image that are not RESP are ignored, as Redis' RDB loader ignores them.
 Errors carry the part's name (the file, or the archive and member) in `source`.
+The last part of an AOF may end inside a command: as Redis (`aof-load-truncated`, its
+default), the commands before it are read, and an `AofTruncated` record says what was
+left out. An earlier part cut short is an error, as it is for Redis.
 
 A value too big to hold (see `formats.rdb_pieces`) comes out of the reader in pieces;
 here they become one `BigKeyRecord` whose pieces wait in a temporary file, so that
@@ -22,6 +25,7 @@ from typing import IO
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import (
+    AofTruncated,
     BigKeyRecord,
     BigValueEnd,
     BigValuePiece,
@@ -57,13 +61,19 @@ def read_batches(
     """The records of `source` in the batches each chunk completes (what a writer that
     works a batch at a time wants). With `keep_big_values` False, a big value's record
     keeps only its size, for callers that never look inside it."""
-    for part in source.parts:
-        reader = AofReader(ignore_non_resp_tail=source.kind is InputKind.RDB)
+    parts = source.parts
+    for part in parts:
+        reader = AofReader(
+            ignore_non_resp_tail=source.kind is InputKind.RDB,
+            load_truncated=part is parts[-1],
+        )
         big = BigValues(keep_pieces=keep_big_values)
         seen = 0
         try:
+            size = 0
             with part.open() as stream:
                 while chunk := stream.read(chunk_size):
+                    size += len(chunk)
                     if on_bytes is not None:
                         on_bytes(len(chunk))
                     batch = reader.feed(chunk)
@@ -71,8 +81,13 @@ def read_batches(
                         seen = reader.big_records
                         batch = big.join(batch)
                     yield batch
-                batch = reader.close()
-                yield big.join(batch) if reader.big_records != seen else batch
+                last = reader.close()
+                if reader.big_records != seen:
+                    last = big.join(last)
+            cut = reader.truncated_at
+            if cut is not None:
+                last = [*last, AofTruncated(cut, size - cut, part.name)]
+            yield last
         except FormatError as exc:
             if exc.source is None:
                 exc.source = part.name

@@ -13,6 +13,7 @@ from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.records import (
     AofCommand,
+    AofTruncated,
     AuxField,
     FunctionLibrary,
     KeyRecord,
@@ -56,6 +57,7 @@ def feed_stream(
 __all__ = [
     "CHUNK_SIZE",
     "AofCommand",
+    "AofTruncated",
     "AuxField",
     "FormatError",
     "FunctionLibrary",

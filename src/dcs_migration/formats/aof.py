@@ -37,8 +37,8 @@ class AofReader:
     With `ignore_non_resp_tail`, bytes after an RDB image that do not start like RESP
     are dropped (counted in `ignored_tail_bytes`) instead of being an error: that is how
     Redis treats a plain RDB dump, which may be read through this reader too.
-    `max_item_bytes` and `verify_checksum` go to the RDB reader, `max_bulk_bytes` to the
-    RESP reader.
+    `max_item_bytes` and `verify_checksum` go to the RDB reader, `max_bulk_bytes` and
+    `load_truncated` (for the last file of an AOF: see `RespReader`) to the RESP reader.
     """
 
     def __init__(
@@ -49,7 +49,9 @@ class AofReader:
         max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
         ignore_non_resp_tail: bool = False,
         verify_checksum: bool = True,
+        load_truncated: bool = False,
     ) -> None:
+        self.load_truncated = load_truncated
         self.max_item_bytes = max_item_bytes
         self.verify_checksum = verify_checksum
         self.max_bulk_bytes = max_bulk_bytes
@@ -126,11 +128,21 @@ class AofReader:
             out += self.resp.close()
         return out
 
+    @property
+    def truncated_at(self) -> int | None:
+        """Where the dropped end of a truncated file starts (see `load_truncated`)."""
+        return self.resp.truncated_at if self.resp is not None else None
+
     def _rdb_reader(self) -> RdbReader:
         return RdbReader(max_item_bytes=self.max_item_bytes, verify_checksum=self.verify_checksum)
 
     def _start_resp(self, offset: int) -> None:
-        self.resp = RespReader(offset=offset, db=self._db, max_bulk_bytes=self.max_bulk_bytes)
+        self.resp = RespReader(
+            offset=offset,
+            db=self._db,
+            max_bulk_bytes=self.max_bulk_bytes,
+            load_truncated=self.load_truncated,
+        )
         self._state = _State.RESP
 
     def _tail(self, data: bytes, out: list[Record]) -> None:

@@ -104,12 +104,18 @@ def describe_library(code: bytes) -> LibraryInfo:
     engine = match.group("engine").decode("utf-8", "replace")
     name = None
     for param in match.group("params").split():
-        if param.startswith(b"name="):
-            name = param[5:]
-        else:
+        # Redis splits the line as arguments (a quoted token loses its quotes) and takes
+        # `name=` in any case.
+        param = _unquoted(param)
+        if param[:5].lower() != b"name=":
             raise FormatError(f"function library has an unknown shebang parameter {param!r}")
+        if name is not None:
+            raise FormatError("function library names itself more than once")
+        name = _unquoted(param[5:])
     if not name:
         raise FormatError("function library does not name itself (#!lua name=...)")
+    if not _FUNCTION_NAME.match(name):
+        raise FormatError(f"function library name {name!r} is not letters, digits and '_'")
     if engine.lower() != "lua":
         raise FormatError(f"function library {name!r} uses engine {engine!r}; only Lua exists")
     # The shebang line stays as an empty line so that line numbers in errors hold.
@@ -118,6 +124,12 @@ def describe_library(code: bytes) -> LibraryInfo:
     if not functions:
         raise FormatError(f"function library {name!r} registers no function")
     return LibraryInfo(name, "LUA", code, sorted(functions, key=lambda f: f.name))
+
+
+def _unquoted(token: bytes) -> bytes:
+    if len(token) >= 2 and token[0] == token[-1] and token[:1] in (b'"', b"'"):
+        return token[1:-1]
+    return token
 
 
 def _run_sandboxed(body: bytes, library: bytes) -> list[FunctionInfo]:

@@ -25,6 +25,7 @@ from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.errors import FormatError
+from dcs_migration.formats.functions_pre_ga import read_pre_ga_library
 from dcs_migration.formats.primitives import (
     Incomplete,
     read_i64_le,
@@ -529,11 +530,9 @@ class RdbReader:
                     self._state = _State.CHECKSUM
                     return True
                 elif op == T.RDB_OPCODE_FUNCTION_PRE_GA:
-                    raise FormatError(
-                        "function library in the pre-release 7.0 format, which no Redis "
-                        "release loads",
-                        offset=start,
-                    )
+                    # As Redis 7.0.x loads it: the library in its GA form.
+                    code, pos = read_pre_ga_library(buf, pos + 1, end)
+                    append(FunctionLibrary(code, base + start))
                 else:
                     raise FormatError(f"unknown RDB opcode {op}", offset=start)
             except (Incomplete, _Big) as exc:
@@ -693,6 +692,7 @@ _OPCODE_NAMES = {
     T.RDB_OPCODE_IDLE: "an IDLE opcode",
     T.RDB_OPCODE_FREQ: "a FREQ opcode",
     T.RDB_OPCODE_FUNCTION2: "a function library",
+    T.RDB_OPCODE_FUNCTION_PRE_GA: "a function library",
     T.RDB_OPCODE_MODULE_AUX: "module AUX data",
     T.RDB_OPCODE_SLOT_INFO: "a SLOT_INFO opcode",
     T.RDB_OPCODE_KEY_META: "key metadata",

@@ -291,6 +291,17 @@ class RdbEnd:
     offset: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class AofTruncated:
+    """The last file of an AOF ends inside a command. Redis loads the commands before it
+    and drops the rest (`aof-load-truncated`, on by default); so does the reader, which
+    says so with this record. `source` names the file, `dropped` the bytes left out."""
+
+    offset: int
+    dropped: int
+    source: str = ""
+
+
 class AofCommand:
     """One command of an AOF log, with its arguments, the db it runs in and its #TS annotation.
 
@@ -342,4 +353,5 @@ Record = (
     | ModuleAux
     | RdbEnd
     | AofCommand
+    | AofTruncated
 )

@@ -50,7 +50,9 @@ class RespReader:
 
     `offset` is the file offset of the first byte fed (the end of the RDB preamble when
     there is one), so that every offset reported is a file offset. `db` is the database
-    current at that point.
+    current at that point. With `load_truncated`, input that ends inside a command loses
+    that command instead of being an error, as Redis loads the last file of an AOF
+    (`aof-load-truncated`): `truncated_at` is then where the dropped bytes start.
     """
 
     def __init__(
@@ -61,7 +63,10 @@ class RespReader:
         max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
         max_args: int = DEFAULT_MAX_ARGS,
         max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
+        load_truncated: bool = False,
     ) -> None:
+        self.load_truncated = load_truncated
+        self.truncated_at: int | None = None
         self.max_bulk_bytes = max_bulk_bytes
         self.max_args = max_args
         self.max_command_bytes = max_command_bytes
@@ -236,11 +241,14 @@ class RespReader:
             self._pos = end
         except _Incomplete:
             self._pos = start
-            if final:
+            if final and self.load_truncated:
+                self.truncated_at = base + start
+            elif final:
                 raise FormatError(
                     "the input ends inside a command (truncated file)", offset=base + start
                 ) from None
-            self._wait_for_more(start)
+            else:
+                self._wait_for_more(start)
         finally:
             self.commands += len(out)
             self.db = db

@@ -51,8 +51,9 @@ class StreamGroup:
 
 @dataclass
 class StreamValue:
-    """A stream. `first_id`, `max_deleted_id` and `entries_added` are None when the file
-    predates them (stream listpacks version 1)."""
+    """A stream. `length` is the recorded length, what XLEN answers, which may differ
+    from the entries its nodes hold. `first_id`, `max_deleted_id` and `entries_added` are
+    None when the file predates them (stream listpacks version 1)."""
 
     entries: list[StreamEntry]
     length: int
@@ -79,12 +80,14 @@ def _stream_id(c: Cursor) -> StreamId:
 def decode_stream(t: int, payload: bytes) -> StreamValue:
     c = Cursor(payload)
     entries: list[StreamEntry] = []
-    decode_stream_nodes(c, c.length(), entries)
+    nodes = c.length()
+    decode_stream_nodes(c, nodes, entries)
     stream = decode_stream_metadata(t, c)
-    if stream.length != len(entries):
-        raise FormatError(
-            f"stream says it holds {stream.length} entries, its nodes hold {len(entries)}"
-        )
+    # Redis keeps the recorded length whatever the nodes hold (early Redis 5 wrote streams
+    # whose length outgrew their entries after XTRIM/XDEL): XLEN answers it. It refuses
+    # only a length with no node at all.
+    if stream.length and not nodes:
+        raise FormatError(f"stream says it holds {stream.length} entries but has no node")
     stream.entries = entries
     return stream
 

@@ -132,7 +132,9 @@ def _chunks(items: Iterator[list[bytes]], chunk_bytes: int) -> Iterator[list[byt
 class Rewrite:
     """The commands that build one key's value on a target, in bounded chunks.
 
-    `field_ttls_dropped` counts hash field TTLs that the target cannot hold (< 7.4).
+    `field_ttls_dropped` counts hash field TTLs that the target cannot hold (< 7.4);
+    `stream_length` is (recorded, rebuilt) for the last stream built whose recorded length
+    differs from its entries: commands can only make XLEN count the entries.
     """
 
     def __init__(self, caps: Capabilities, chunk_bytes: int, now_ms: int) -> None:
@@ -140,10 +142,12 @@ class Rewrite:
         self.chunk_bytes = chunk_bytes
         self.now_ms = now_ms
         self.field_ttls_dropped = 0
+        self.stream_length: tuple[int, int] | None = None
 
     def build(self, record: KeyRecord | BigKeyRecord, key: bytes) -> Iterator[Args]:
         """Commands that write `record`'s value (not its expiry) under `key`. A big value
         is decoded a piece at a time, as the commands are taken."""
+        self.stream_length = None
         kind = record.type_name
         if kind == "stream":
             meta, entries = stream_parts(record)
@@ -203,12 +207,16 @@ class Rewrite:
         pending = {p.entry_id for g in s.groups for p in g.pending}
         ghosts: list[StreamId] = []
         made = False
+        entries = 0
         for eid, fields in _with_ghosts(entry_parts, pending, ghosts):
+            entries += fields is not _GHOST_FIELDS
             args = [b"XADD", key, format_id(eid).encode()]
             for f, v in fields:
                 args += [f, v]
             yield args
             made = True
+        if s.length != entries:
+            self.stream_length = (s.length, entries)
         for g in s.groups:
             args = [b"XGROUP", b"CREATE", key, g.name, format_id(g.last_delivered_id).encode()]
             if not made:
@@ -243,6 +251,7 @@ class Rewrite:
         args = [b"XSETID", key, format_id(s.last_id).encode()]
         if self.caps.stream_metadata:
             entries_added = s.entries_added if s.entries_added is not None else s.length
+            entries_added = max(entries_added, entries)  # XSETID refuses less
             max_deleted = s.max_deleted_id if s.max_deleted_id is not None else (0, 0)
             args += [
                 b"ENTRIESADDED",

@@ -19,9 +19,11 @@ import hiredis
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
+from dcs_migration.formats.functions_pre_ga import ga_function_command
 from dcs_migration.formats.primitives import LENGTH_SIZE
 from dcs_migration.formats.records import (
     AofCommand,
+    AofTruncated,
     BigKeyRecord,
     FunctionLibrary,
     KeyRecord,
@@ -79,6 +81,8 @@ FUNCTION = "function"
 AOF = "aof"
 IGNORE = "asking"
 
+
+_MAX_KEY_WARNINGS = 20  # warnings naming a key stop there: a summary stays short
 
 ABANDONED_TMP_MS = b"%d" % (24 * 3600 * 1000)  # the TTL of a value being rewritten
 
@@ -294,6 +298,12 @@ class Writer:
             self.write_function(record)
         elif type(record) is ModuleAux:
             self.write_module_aux(record)
+        elif type(record) is AofTruncated:
+            self._warn_once(
+                f"{record.source} ends inside a command at offset {record.offset}: the "
+                f"commands before it are imported and its last {record.dropped} bytes are "
+                "not, as Redis loads a truncated AOF"
+            )
 
     def write_module_aux(self, record: ModuleAux) -> None:
         """Module AUX data has no command that carries it: only the module's own load can
@@ -385,6 +395,7 @@ class Writer:
             if len(head) > 1 and self._transactions:
                 self._write_transaction(record, tmp, head, pipe)
                 self._note_field_ttls(dropped)
+                self._note_stream_length(key)
                 return
         pipe.push(encode_command([b"DEL", tmp]), (PART, key))
         parts = 0
@@ -396,6 +407,7 @@ class Writer:
                 pipe.push(encode_command([b"PEXPIRE", tmp, ABANDONED_TMP_MS]), (PART, key))
             parts += 1
         self._note_field_ttls(dropped)
+        self._note_stream_length(key)
         if parts > 1:
             pipe.flush()  # a refused part raises here, before the RENAME is sent
         # The expiry right before the RENAME: the safety TTL stays until the value is placed.
@@ -430,6 +442,15 @@ class Writer:
             return [[b"PEXPIREAT", tmp, b"%d" % record.expire_at_ms]]
         return [[b"PERSIST", tmp]]
 
+    def _note_stream_length(self, key: bytes) -> None:
+        assert self._rewrite is not None
+        lengths = self._rewrite.stream_length
+        if lengths is not None and len(self.stats.warnings) < _MAX_KEY_WARNINGS:
+            self._warn_once(
+                f"stream {key!r} records a length of {lengths[0]} but holds {lengths[1]} "
+                f"entries: rewritten as commands, its XLEN on the target is {lengths[1]}"
+            )
+
     def _note_field_ttls(self, dropped_before: int) -> None:
         assert self._rewrite is not None
         if self._rewrite.field_ttls_dropped != dropped_before:
@@ -461,6 +482,8 @@ class Writer:
         name = record.name
         if name == b"SELECT":
             return
+        if name == b"FUNCTION":
+            record = self._ga_function(record)
         if name == b"MULTI":
             self._multi = []
             return
@@ -472,6 +495,17 @@ class Writer:
             self._replay_block(block, record)
             return
         self._replay(record)
+
+    def _ga_function(self, record: AofCommand) -> AofCommand:
+        """A pre-release 7.0 function command in the GA form, which every 7.0+ loads."""
+        args = ga_function_command(record.args)
+        if args is None:
+            return record
+        self._warn_once(
+            "the AOF loads function libraries in the pre-release 7.0 form, which no Redis "
+            "release runs: they are sent in the GA form (#!<engine> name=<library>)"
+        )
+        return AofCommand(args, record.db, record.offset, record.timestamp)
 
     def _replay_block(self, block: list[AofCommand], exec_record: AofCommand) -> None:
         assert self.router is not None
