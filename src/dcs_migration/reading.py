@@ -36,10 +36,14 @@ def read_batches(
     *,
     chunk_size: int = CHUNK_SIZE,
     on_bytes: Callable[[int], None] | None = None,
+    on_part: Callable[[str], None] | None = None,
 ) -> Iterator[Sequence[Record]]:
     """The records of `source` in the batches each chunk completes (what a writer that
-    works a batch at a time wants)."""
+    works a batch at a time wants); `on_part(name)` hears of each part as it starts
+    (the offsets of records count from the start of their part)."""
     for part in source.parts:
+        if on_part is not None:
+            on_part(part.name)
         reader = AofReader(ignore_non_resp_tail=source.kind is InputKind.RDB)
         try:
             with part.open() as stream:
