@@ -77,6 +77,7 @@ TX_EXEC = "tx-exec"  # the EXEC of a rewritten key: its parts' replies, RENAME l
 FUNCTION = "function"
 # AOF commands are tagged with where they are: (kind, file, offset, name).
 AOF = "aof"  # an AOF command
+AOF_COPY = "aof-copy"  # the same command sent to another master of a cluster
 AOF_TX = "aof-tx"  # MULTI, or a command queued in it: +OK / QUEUED, or the block is lost
 AOF_EXEC = "aof-exec"  # the EXEC of a block: (AOF_EXEC, file, offset, ((offset, name), ...))
 IGNORE = "asking"
@@ -594,22 +595,30 @@ class Writer:
             ) from None
         command = encode_command(record.args)
         tag = (AOF, self.aof_file, record.offset, name)
-        for target in [pipe] if pipe is not None else self.router.masters():
-            target.push(command, tag)
+        if pipe is not None:
+            pipe.push(command, tag)
+        else:  # a command without keys runs on every master; a refusal counts once
+            first, *others = self.router.masters()
+            first.push(command, tag)
+            for other in others:
+                other.push(command, (AOF_COPY, *tag[1:]))
         self.stats.commands_replayed += 1
 
-    def _aof_error(self, file: str, offset: int, name: bytes, reply: Any) -> None:
+    def _aof_error(
+        self, file: str, offset: int, name: bytes, reply: Any, *, counted: bool = True
+    ) -> None:
         """An AOF command answered with an error: skipped and counted, as Redis' loader
         skips it, unless the target does not know it or cannot take writes now."""
         text = str(reply)
         shown = name.decode(errors="replace")
         if text.startswith(("ERR unknown command", "ERR unknown subcommand")):
-            self._unknown(file, offset, shown, f": {text}")
+            if counted:
+                self._unknown(file, offset, shown, f": {text}")
         elif text.split(" ", 1)[0] in _TARGET_STATE_ERRORS:
             raise Refused(
                 f"the target refused AOF command {shown} at {_where(file, offset)}: {text}"
             )
-        else:
+        elif counted:
             self.stats.commands_refused += 1
             self._log_skipped(
                 f"AOF command {shown} at {_where(file, offset)} skipped, refused: {text}"
@@ -715,6 +724,9 @@ class Writer:
         elif kind == AOF:
             if error:
                 self._aof_error(tag[1], tag[2], tag[3], reply)
+        elif kind == AOF_COPY:
+            if error:
+                self._aof_error(tag[1], tag[2], tag[3], reply, counted=False)
         elif kind == AOF_TX:
             if error:  # refused while queued: the target now discards the whole block
                 raise Refused(
