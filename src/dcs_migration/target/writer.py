@@ -162,6 +162,7 @@ class Writer:
         self._transactions = True  # cleared when the target refuses MULTI (some proxies)
         self._commands: CommandTable | None = None  # the target's, once an AOF command came
         self._commands_asked = False
+        self._admitted: set[bytes] = set()  # names of commands the target knows
         # The file the records being written come from, to say where an AOF command is.
         self.aof_file = ""
 
@@ -497,24 +498,29 @@ class Writer:
             self._multi = []
         elif name == b"EXEC":
             self._skip_refused(record, "ERR EXEC without MULTI (as Redis answers it)")
-        elif self._admit(record):
-            self._replay(record)
+        elif name in self._admitted or self._admit(record, name):
+            self._replay(record, name)
 
-    def _admit(self, record: AofCommand) -> bool:
+    def _admit(self, record: AofCommand, name: bytes) -> bool:
         """Is the command sent? FUNCTION commands for a target without functions are left
         out, as function libraries of an RDB are; a command the target does not know
         stops the import (UnknownCommand), or is left out and counted when told so."""
         assert self.router is not None
         args = record.args
-        if record.name == b"FUNCTION" and not self.router.caps.functions:
+        if name == b"FUNCTION" and not self.router.caps.functions:
             if len(args) > 1 and args[1].upper() in (b"LOAD", b"RESTORE"):
                 self.stats.functions_skipped += 1
             self._warn_once(NO_FUNCTIONS)
             return False
         table = self._command_table()
-        if table is None or table.lookup(args) is not None:
-            return True  # without a table, the target's reply tells (`_aof_error`)
-        shown = record.name.decode(errors="replace")
+        if table is None:
+            return True  # the target's reply tells (`_aof_error`)
+        spec = table.lookup(args)
+        if spec is not None:
+            if not spec.container:  # known whatever its arguments: asked once
+                self._admitted.add(name)
+            return True
+        shown = name.decode(errors="replace")
         if len(args) > 1 and table.lookup(args[:1]) is not None:
             shown += " " + args[1].upper().decode(errors="replace")
         self._unknown(self.aof_file, record.offset, shown)
@@ -549,7 +555,7 @@ class Writer:
         assert self.router is not None
         queued: list[AofCommand] = []
         for c in block:
-            if not self._admit(c):
+            if c.name not in self._admitted and not self._admit(c, c.name):
                 continue
             why = self._queue_refusal(c)
             if why is not None:
@@ -562,7 +568,7 @@ class Writer:
             # A cluster runs no transaction across slots (and some proxies none at all);
             # replayed one after the other, the commands leave the same contents.
             for c in queued:
-                self._replay(c)
+                self._replay(c, c.name)
             return
         db = queued[0].db if self.options.db is None else self.options.db
         pipe = self.router.command_pipeline(queued[0].args, db)
@@ -575,10 +581,9 @@ class Writer:
         pipe.push(encode_command([b"EXEC"]), (AOF_EXEC, file, exec_record.offset, where))
         self.stats.commands_replayed += len(queued)
 
-    def _replay(self, record: AofCommand) -> None:
+    def _replay(self, record: AofCommand, name: bytes) -> None:
         assert self.router is not None
         db = record.db if self.options.db is None else self.options.db
-        name = record.name
         try:
             pipe = self.router.command_pipeline(record.args, db)
         except CrossSlot:
