@@ -419,7 +419,13 @@ REQUEST_PAIRS: list[tuple[type[BaseModel], type]] = [
 ]
 
 # this service's additions, which the SDK ignores
-EXTRAS = {"error", "error_message", "cache_mode"}
+EXTRAS = {
+    "error",
+    "error_message",
+    "cache_mode",
+    "commands_refused",
+    "commands_skipped_unknown",
+}
 
 RESPONSE_PAIRS: list[tuple[type[BaseModel], type]] = [
     (schemas.CreateMigrationTaskResponse, sdk.CreateMigrationTaskResponse),
@@ -451,8 +457,10 @@ RESPONSE_PAIRS: list[tuple[type[BaseModel], type]] = [
 
 @pytest.mark.parametrize(("ours", "theirs"), REQUEST_PAIRS, ids=lambda c: c.__name__)
 def test_request_fields_are_the_sdks(ours: type[BaseModel], theirs: type) -> None:
-    # resume_mode at creation is this service's extension (the SDK sets it by update)
-    assert set(ours.model_fields) - {"resume_mode"} == set(theirs.attribute_map.values())
+    # resume_mode at creation (the SDK sets it by update) and skip_unknown_commands are
+    # this service's extensions
+    extensions = {"resume_mode", "skip_unknown_commands"}
+    assert set(ours.model_fields) - extensions == set(theirs.attribute_map.values())
 
 
 @pytest.mark.parametrize(("ours", "theirs"), RESPONSE_PAIRS, ids=lambda c: c.__name__)

@@ -22,7 +22,6 @@ so with such commands in flight a lost connection fails the import rather than r
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import shutil
@@ -47,8 +46,6 @@ from huaweicloudsdkcore.exceptions.exceptions import (
     ServiceResponseException,
 )
 from huaweicloudsdkcore.http.http_config import HttpConfig
-from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkdcs.v2 import (
     BackupFilesBody,
     BatchStopMigrationTasksBody,
@@ -71,7 +68,7 @@ from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
 from tests.postgres import PostgresCluster, PostgresUnavailable
 from tests.servers import RedisServer
-from tests.service import Service, import_task_json
+from tests.service import Service, import_task_json, signed
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -346,33 +343,6 @@ def wait_for(client: Any, task_id: str, statuses: tuple[str, ...], seconds: floa
             return now
         assert time.monotonic() < deadline, f"task {task_id} stayed {now}"
         time.sleep(0.05)
-
-
-def signed(
-    service: Service, key: dict[str, Any], method: str, path: str, body: Any = None
-) -> tuple[int, dict[str, Any], float]:
-    """A request signed as the SDK signs it: (status, JSON body, seconds taken)."""
-    data = json.dumps(body).encode() if body is not None else b""
-    request = SdkRequest(
-        method=method,
-        schema="http",
-        host=f"127.0.0.1:{service.port}",
-        resource_path=path,
-        uri=path,
-        query_params=[],
-        header_params={"Content-Type": "application/json"},
-        body=data,
-    )
-    Signer(BasicCredentials(key["ak"], key["sk"], PROJECT)).sign(request)
-    http = urllib.request.Request(
-        service.url + path, data=data or None, method=method, headers=request.header_params
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(http, timeout=60) as answer:
-            return answer.status, json.loads(answer.read()), time.monotonic() - started
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), time.monotonic() - started
 
 
 def health(service: Service) -> int:

@@ -27,6 +27,7 @@ from tests.cluster import RedisCluster
 from tests.conftest import RedisServerFactory, emptied
 from tests.corpus import CORPUS, case_params, comparable, load_oracle
 from tests.live import dump_cluster_oracle
+from tests.test_aof_replay import aof
 
 FUTURE = 4_102_444_800_000
 
@@ -441,6 +442,40 @@ def corpus_case_into_a_cluster(
         now_ms=int(time.time() * 1000),
     )
     assert got == want
+
+
+def test_aof_commands_into_a_cluster_are_refused_skipped_or_unknown_as_on_one_server(
+    tmp_path: Path, shared_cluster: RedisCluster
+) -> None:
+    """A cluster routes each command by its keys (COMMAND); an unknown one stops the import
+    before it is routed, a refused one is skipped and counted once, even when it has no
+    keys and goes to every master."""
+    cluster = emptied(shared_cluster)
+    host, port = cluster.nodes[0]
+    commands = [
+        (b"SET", b"s", b"text"),
+        (b"INCR", b"s"),
+        (b"FUNCTION", b"LOAD", b"LUA", b"lib", b"return 1"),  # a refused option, no keys
+        (b"NOSUCHCOMMAND", b"k"),
+        (b"SET", b"end", b"1"),
+    ]
+    data, offsets = aof(*commands)
+    unknown_at = offsets[3]
+    (tmp_path / "cluster.aof").write_bytes(data)
+    source = [str(tmp_path / "cluster.aof")]
+    failed = run_import(source, Endpoint(host, port), WriteOptions(), cluster=True)
+    assert failed.status == "FAILED"
+    where = f"NOSUCHCOMMAND at offset {unknown_at} of cluster.aof: unknown command"
+    assert where in (failed.error or "")
+    assert failed.commands_refused == 2
+    cluster = emptied(shared_cluster)
+    options = WriteOptions(skip_unknown_commands=True)
+    done = run_import(source, Endpoint(host, port), options, cluster=True)
+    assert done.status == "SUCCESS", done.error
+    assert (done.commands_refused, done.commands_skipped_unknown) == (2, 1)
+    assert len(done.skipped_commands) == 3
+    got = dump_cluster_oracle(cluster.nodes)["databases"]["0"]
+    assert {k: v["value"] for k, v in got.items()} == {"s": "text", "end": "1"}
 
 
 def test_a_stop_request_ends_the_import_terminated_with_exact_counts(

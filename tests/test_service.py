@@ -31,7 +31,8 @@ from huaweicloudsdkdcs.v2.model.delete_migrate_task_request import DeleteMigrate
 from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
 from tests.corpus import CORPUS
-from tests.service import Service
+from tests.service import Service, import_task_json, signed
+from tests.test_aof_replay import aof
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 
@@ -128,6 +129,45 @@ def test_a_multi_file_task_and_a_missing_file(
     raw = client.list_migration_task(ListMigrationTaskRequest())
     message = next(t.error_message for t in raw.migration_tasks if t.task_id == failed.task_id)
     assert "nope.rdb" in message
+
+
+def test_a_task_skips_refused_aof_commands_and_unknown_ones_when_created_so(
+    service: Service, redis_server: RedisServerFactory
+) -> None:
+    target = redis_server()
+    key = service.cli("keys", "create", "--project-id", PROJECT)
+    client = service.client(key["ak"], key["sk"], PROJECT)
+    instance_id = register(service, target)
+    data, at = aof(
+        (b"SET", b"s", b"text"), (b"INCR", b"s"), (b"NOSUCHCOMMAND",), (b"SET", b"end", b"1")
+    )
+    (service.bucket("bucket") / "log.aof").write_bytes(data)
+    # Created as the SDK creates it: an unknown command fails the task, named.
+    failed = wait_for(client, create(client, instance_id, ["log.aof"]).id, ("SUCCESS", "FAILED"))
+    assert failed.status == "FAILED"
+    path = f"/v2/{PROJECT}/migration-task"
+    _, detail, _ = signed(service, key, "GET", f"{path}/{failed.task_id}")
+    assert f"NOSUCHCOMMAND at offset {at[2]} of log.aof" in detail["error_message"]
+    body = import_task_json(instance_id, "log.aof")
+    code, answer, _ = signed(service, key, "POST", path, {**body, "skip_unknown_commands": "yes"})
+    assert code == 400 and "skip_unknown_commands" in answer["error_msg"]
+    code, answer, _ = signed(service, key, "POST", path, {**body, "skip_unknown_commands": True})
+    assert code == 200, answer
+    done = wait_for(client, answer["id"], ("SUCCESS", "FAILED"))
+    assert done.status == "SUCCESS", done.error_message
+    assert target.cli("GET", "end") == "1"
+    code, stats, _ = signed(service, key, "GET", f"{path}/{answer['id']}/stats")
+    assert code == 200
+    assert (stats["commands_refused"], stats["commands_skipped_unknown"]) == (1, 1)
+    logs = client.list_migration_task_logs(
+        ListMigrationTaskLogsRequest(task_id=answer["id"], log_level="WARNING")
+    )
+    messages = [entry.message for entry in logs.migration_logs]
+    assert any(
+        f"INCR at offset {at[1]} of log.aof skipped, refused: ERR value is not an integer" in m
+        for m in messages
+    ), messages
+    assert any(f"NOSUCHCOMMAND at offset {at[2]} of log.aof skipped" in m for m in messages)
 
 
 @pytest.mark.parametrize(

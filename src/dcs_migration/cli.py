@@ -169,6 +169,13 @@ def import_(
     skip_module_keys: Annotated[
         bool, typer.Option("--skip-module-keys", help="Leave out keys of module types.")
     ] = False,
+    skip_unknown_commands: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unknown-commands",
+            help="Leave out (and count) AOF commands the target does not know.",
+        ),
+    ] = False,
     big_key_bytes: Annotated[
         int, typer.Option("--big-key-bytes", help="Rewrite values larger than this in chunks.")
     ] = WriteOptions.big_key_bytes,
@@ -189,6 +196,7 @@ def import_(
         db=db if db is not None else (endpoint.db if endpoint.db else None),
         flush=flush,
         skip_module_keys=skip_module_keys,
+        skip_unknown_commands=skip_unknown_commands,
         big_key_bytes=big_key_bytes,
     )
     show_bar = sys.stderr.isatty() and not as_json
@@ -204,16 +212,21 @@ def import_(
 def _print_result(result: ImportResult) -> None:
     out = Console()
     color = "green" if result.status == "SUCCESS" else "red"
+    aof = f"{result.commands_replayed} AOF commands"
+    if result.commands_refused or result.commands_skipped_unknown:
+        aof += (
+            f" ({result.commands_refused} refused, "
+            f"{result.commands_skipped_unknown} unknown: skipped)"
+        )
     out.print(
         f"[{color}]{result.status}[/{color}]: {result.keys_written} keys written, "
         f"{result.keys_skipped_expired} already expired, "
-        f"{result.keys_skipped_existing} kept (existing), "
-        f"{result.commands_replayed} AOF commands, "
+        f"{result.keys_skipped_existing} kept (existing), {aof}, "
         f"{result.functions_loaded} function libraries, "
         f"{result.bytes_read} of {result.bytes_total} bytes in {result.seconds:.2f} s",
         highlight=False,
     )
-    for warning in result.warnings:
+    for warning in [*result.warnings, *result.skipped_commands]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if result.error:
         out.print(f"[red]error:[/red] {escape(result.error)}", soft_wrap=True)

@@ -65,6 +65,7 @@ class Progress:
     bytes_read: int = 0
     keys_written: int = 0
     current_input: str = ""
+    current_part: str = ""  # the file of the input being read (a multi-part AOF has several)
 
 
 @dataclass
@@ -80,12 +81,17 @@ class ImportResult:
     functions_loaded: int = 0
     functions_skipped: int = 0
     commands_replayed: int = 0
+    commands_refused: int = 0  # AOF commands the target answered with an error: skipped
+    commands_skipped_unknown: int = 0  # AOF commands the target does not know (when told)
     reconnects: int = 0
     bytes_read: int = 0
     bytes_total: int = 0
     seconds: float = 0.0
     inputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The skipped AOF commands, one line each (offset, name, the target's reply), at
+    # most 100, then how many more.
+    skipped_commands: list[str] = field(default_factory=list)
     # The target restarted and lost writes it had acknowledged: its checkpoints are void.
     target_lost_writes: bool = False
     error: str | None = None
@@ -190,6 +196,7 @@ def run_import(
         writer.attach(router)
         last_checkpoint = time.monotonic()
         for batch in batches:
+            writer.aof_file = _file_name(progress.current_part or progress.current_input)
             writer.write_records(batch)
             del batch  # a big value is not held while the next one is read
             # Asked after the write: the position then names what was handed out.
@@ -223,14 +230,20 @@ def run_import(
         result.bytes_read = progress.bytes_read
         stats = writer.stats
         for name, value in asdict(stats).items():
-            if name not in ("keys_written", "reconnects", "warnings"):
+            if name not in ("keys_written", "reconnects", "warnings", "skipped_commands"):
                 setattr(result, name, value)
         result.keys_written = handed_off + writer.keys_written
         if router is not None:
             result.reconnects = sum(p.reconnects for p in router.masters())
             router.close()
         result.warnings = list(stats.warnings)
+        result.skipped_commands = stats.skipped_command_log()
     return result
+
+
+def _file_name(name: str) -> str:
+    """The last segment of a file's display name (a path, an archive member, a URL)."""
+    return name.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _resumed(strategy: Strategy) -> Strategy:
@@ -260,7 +273,12 @@ class _Position:
             skip = start.records_done if start is not None and index == start.input_index else 0
             self.input_index, self.records_done = index, 0
             progress.current_input = source.name
-            for batch in read_batches(source, on_bytes=on_bytes):
+            progress.current_part = ""
+
+            def on_part(name: str) -> None:
+                progress.current_part = name
+
+            for batch in read_batches(source, on_bytes=on_bytes, on_part=on_part):
                 seen = self.records_done
                 if seen + len(batch) <= skip:
                     self.records_done = seen + len(batch)

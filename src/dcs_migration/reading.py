@@ -57,12 +57,17 @@ def read_batches(
     chunk_size: int = CHUNK_SIZE,
     on_bytes: Callable[[int], None] | None = None,
     keep_big_values: bool = True,
+    on_part: Callable[[str], None] | None = None,
 ) -> Iterator[Sequence[Record]]:
     """The records of `source` in the batches each chunk completes (what a writer that
-    works a batch at a time wants). With `keep_big_values` False, a big value's record
-    keeps only its size, for callers that never look inside it."""
+    works a batch at a time wants); `on_part(name)` hears of each part as it starts (the
+    offsets of records count from the start of their part). With `keep_big_values`
+    False, a big value's record keeps only its size, for callers that never look inside
+    it."""
     parts = source.parts
     for part in parts:
+        if on_part is not None:
+            on_part(part.name)
         reader = AofReader(
             ignore_non_resp_tail=source.kind is InputKind.RDB,
             load_truncated=part is parts[-1],

@@ -132,6 +132,7 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
         target_db=target.db,
         target_password=target.password.get_secret_value() if target.password else None,
         resume_mode=body.resume_mode,
+        skip_unknown_commands=body.skip_unknown_commands,
     )
     store.add_log(task.task_id, "INFO", f"task created: {len(task.files)} file(s) from {origin}")
     service.runner.submit(project_id, task.task_id)
@@ -248,6 +249,8 @@ def show_migration_task_stats(
             target_input_kbps=f"{t.input_kbps:.2f}",
             target_ops=str(int(t.ops_per_second)),
             is_migrating=t.is_running,
+            commands_refused=t.commands_refused,
+            commands_skipped_unknown=t.commands_skipped_unknown,
         )
     )
 

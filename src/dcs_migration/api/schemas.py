@@ -303,6 +303,9 @@ class CreateMigrationTaskBody(_Request):
     # This service's extension: "auto" resumes the task from its checkpoint by itself
     # after a service restart; "manual" (the default) waits for an update call.
     resume_mode: ResumeMode | None = None
+    # This service's extension: an AOF command the target does not know is skipped and
+    # counted, rather than failing the task (Redis' own loader stops there).
+    skip_unknown_commands: bool = False
 
     @model_validator(mode="after")
     def _rules(self) -> CreateMigrationTaskBody:
@@ -459,6 +462,10 @@ class MigrationTaskStats(_Response):
     target_input_kbps: str | None = None
     target_ops: str | None = None
     is_migrating: bool
+    # This service's extensions: AOF commands the target refused (skipped, as Redis'
+    # loader skips them) and unknown ones skipped as the task asked.
+    commands_refused: int | None = None
+    commands_skipped_unknown: int | None = None
 
 
 class MigrationLog(_Response):

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -134,6 +135,10 @@ class MigrationTask(Base):
     keys_skipped_existing: Mapped[int] = mapped_column(BigInteger)
     keys_skipped_module: Mapped[int] = mapped_column(BigInteger)
     commands_replayed: Mapped[int] = mapped_column(BigInteger)
+    # AOF replay (0004): unknown commands skipped when asked; refused ones are skipped.
+    skip_unknown_commands: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    commands_refused: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    commands_skipped_unknown: Mapped[int] = mapped_column(BigInteger, server_default="0")
     ops_per_second: Mapped[float] = mapped_column(Float)
     input_kbps: Mapped[float] = mapped_column(Float)
     target_dbsize: Mapped[int | None] = mapped_column(BigInteger)

@@ -41,6 +41,8 @@ PROGRESS_FIELDS: dict[str, tuple[type, ...]] = {
     "keys_skipped_existing": (int,),
     "keys_skipped_module": (int,),
     "commands_replayed": (int,),
+    "commands_refused": (int,),
+    "commands_skipped_unknown": (int,),
     "ops_per_second": (int, float),
     "input_kbps": (int, float),
     "target_dbsize": (int, type(None)),
@@ -164,6 +166,9 @@ class TaskRecord:
     keys_skipped_existing: int
     keys_skipped_module: int
     commands_replayed: int
+    commands_refused: int
+    commands_skipped_unknown: int
+    skip_unknown_commands: bool
     ops_per_second: float
     input_kbps: float
     target_dbsize: int | None

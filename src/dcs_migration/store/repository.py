@@ -231,6 +231,7 @@ class Store(BackupRecords):
         target_db: int | None = None,
         target_password: str | None = None,
         resume_mode: str | None = None,
+        skip_unknown_commands: bool = False,
     ) -> TaskRecord:
         """A new task, MIGRATING and waiting for a worker (`started_at` is None until one
         takes it). The target instance must be one of the project's, else NotFoundError;
@@ -293,6 +294,9 @@ class Store(BackupRecords):
                 keys_skipped_existing=0,
                 keys_skipped_module=0,
                 commands_replayed=0,
+                commands_refused=0,
+                commands_skipped_unknown=0,
+                skip_unknown_commands=skip_unknown_commands,
                 ops_per_second=0.0,
                 input_kbps=0.0,
                 target_dbsize=None,
@@ -879,6 +883,9 @@ def _task_record(row: MigrationTask, files: Sequence[TaskFileRecord]) -> TaskRec
         keys_skipped_existing=row.keys_skipped_existing,
         keys_skipped_module=row.keys_skipped_module,
         commands_replayed=row.commands_replayed,
+        commands_refused=row.commands_refused,
+        commands_skipped_unknown=row.commands_skipped_unknown,
+        skip_unknown_commands=row.skip_unknown_commands,
         ops_per_second=row.ops_per_second,
         input_kbps=row.input_kbps,
         target_dbsize=row.target_dbsize,

@@ -7,7 +7,7 @@ from typing import Any
 import hiredis
 
 from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.command_keys import CommandKeys
+from dcs_migration.target.command_table import CommandTable
 from dcs_migration.target.connection import Connection, info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
@@ -40,7 +40,7 @@ class ClusterRouter:
             conn.close()
             raise
         self._control = conn  # for COMMAND lookups and the synchronous moves of keys
-        self._command_keys: CommandKeys | None = None
+        self._command_table: CommandTable | None = None
         for node in sorted(set(self._slots)):
             self._pipeline(node)
 
@@ -69,18 +69,22 @@ class ClusterRouter:
     def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
         """The master a replayed command goes to; None for a command without keys.
         Raises CrossSlot when its keys live in different slots."""
-        if self._command_keys is None:
-            table = self._control.call_checked(b"COMMAND")
-            self._command_keys = CommandKeys(
-                table, lambda a: self._control.call(b"COMMAND", b"GETKEYS", *a)
-            )
-        keys = self._command_keys.keys(args)
+        keys = self.command_table().keys(args)
         if not keys:
             return None
         slots = {key_slot(k) for k in keys}
         if len(slots) > 1:
             raise CrossSlot(keys)
         return self._pipeline(self._slots[slots.pop()])
+
+    def command_table(self) -> CommandTable:
+        """The masters' command table (asked of the seed node once)."""
+        if self._command_table is None:
+            table = self._control.call_checked(b"COMMAND")
+            self._command_table = CommandTable(
+                table, lambda a: self._control.call(b"COMMAND", b"GETKEYS", *a)
+            )
+        return self._command_table
 
     def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:
         """RENAME across slots: DUMP the source where it lives, RESTORE it (with its TTL)

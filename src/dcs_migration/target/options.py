@@ -26,6 +26,8 @@ class WriteOptions:
     db: int | None = None  # every key to this db, or each to its own when None
     flush: bool = False  # empty the target databases first
     skip_module_keys: bool = False
+    # An AOF command the target does not know is left out (counted) instead of stopping.
+    skip_unknown_commands: bool = False
     big_key_bytes: int = 256 << 20  # values above this are rewritten in chunks
     chunk_bytes: int = 1 << 20  # the most one rewrite command carries
     window_bytes: int = 8 << 20  # commands awaiting replies, per connection

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.command_table import CommandTable
 from dcs_migration.target.pipeline import Pipeline
 
 
@@ -19,6 +20,10 @@ class Router(Protocol):
     def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
         """Where a replayed command goes (None: a command without keys, for every master).
         A cluster raises CrossSlot when the keys live in different slots."""
+        ...
+
+    def command_table(self) -> CommandTable | None:
+        """The target's command table (COMMAND); None where the target refuses COMMAND."""
         ...
 
     def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dcs_migration.target.capabilities import Capabilities
+from dcs_migration.target.command_table import CommandTable
 from dcs_migration.target.connection import info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
@@ -26,6 +27,8 @@ class StandaloneRouter:
                 f"{endpoint.host}:{endpoint.port} is a Redis Cluster node: import with --cluster"
             )
         self.dbs = self._databases()
+        self._command_table: CommandTable | None = None
+        self._command_refused = False
 
     def _databases(self) -> int:
         reply = self.pipeline.conn.call(b"CONFIG", b"GET", b"databases")
@@ -43,6 +46,18 @@ class StandaloneRouter:
     def command_pipeline(self, args: list[bytes], db: int) -> Pipeline | None:
         self.pipeline.select(db)
         return self.pipeline
+
+    def command_table(self) -> CommandTable | None:
+        """The server's command table, asked once (after the replies still due, on the
+        one connection); None where COMMAND is refused (some proxies)."""
+        if self._command_table is None and not self._command_refused:
+            self.pipeline.flush()
+            reply = self.pipeline.conn.call(b"COMMAND")
+            if isinstance(reply, list):
+                self._command_table = CommandTable(reply, lambda a: None)
+            else:
+                self._command_refused = True
+        return self._command_table
 
     def move_key(self, source: bytes, destination: bytes, *, keep_existing: bool) -> None:
         raise AssertionError("a standalone server runs RENAME itself")

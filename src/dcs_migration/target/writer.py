@@ -4,6 +4,17 @@ The writer decides per key (RESTORE or rewrite, skip or write) and leaves where 
 commands go to its router (one standalone server or a cluster's masters). Replies are
 checked as they come back; an error reply stops the import with the key and the
 server's message, after counting what the target acknowledged.
+
+AOF commands are replayed as Redis' own loader runs them (aof.c,
+`loadSingleAppendOnlyFile`): a command the target does not know stops the import, as
+it stops the loader; a known command the target answers with an error (WRONGTYPE, a
+bad option, a script error) is skipped, counted and logged, and the replay goes on.
+Errors that say the target cannot take writes now (OOM, READONLY, MISCONF, NOPERM ...)
+are no property of the AOF: they stop the import. Inside MULTI/EXEC the loader queues
+every command unchecked and runs them all at EXEC, skipping the ones that fail, where a
+server queuing them for a client discards the whole block (EXECABORT) if one is refused
+while queued; so the commands the target would refuse while queuing (unknown, a wrong
+argument count, not allowed in a transaction) are left out of the block first.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from dcs_migration.formats.records import (
 )
 from dcs_migration.target.capabilities import restore_version
 from dcs_migration.target.cluster import ClusterRouter, CrossSlot
+from dcs_migration.target.command_table import CommandTable
 from dcs_migration.target.commands import (
     Rewrite,
     restore_command,
@@ -78,7 +90,11 @@ RENAMENX = "renamenx"  # the same, keeping an existing key
 TX = "tx"  # a command queued in the MULTI of a rewritten key: QUEUED, or refused
 TX_EXEC = "tx-exec"  # the EXEC of a rewritten key: its parts' replies, RENAME last
 FUNCTION = "function"
-AOF = "aof"
+# AOF commands are tagged with where they are: (kind, file, offset, name).
+AOF = "aof"  # an AOF command
+AOF_COPY = "aof-copy"  # the same command sent to another master of a cluster
+AOF_TX = "aof-tx"  # MULTI, or a command queued in it: +OK / QUEUED, or the block is lost
+AOF_EXEC = "aof-exec"  # the EXEC of a block: (AOF_EXEC, file, offset, ((offset, name), ...))
 IGNORE = "asking"
 
 
@@ -86,9 +102,41 @@ _MAX_KEY_WARNINGS = 20  # warnings naming a key stop there: a summary stays shor
 
 ABANDONED_TMP_MS = b"%d" % (24 * 3600 * 1000)  # the TTL of a value being rewritten
 
+NO_FUNCTIONS = (
+    "the target is older than Redis 7.0 and has no functions: function libraries are not imported"
+)
+COMMAND_LOG_LINES = 100  # skipped AOF commands logged one by one; the rest are counted
+# First words of error replies that say the target cannot take the command now, whatever
+# the AOF holds: the import stops rather than skip them.
+_TARGET_STATE_ERRORS = frozenset(
+    (
+        "OOM",
+        "READONLY",
+        "MISCONF",
+        "NOPERM",
+        "NOAUTH",
+        "WRONGPASS",
+        "LOADING",
+        "BUSY",
+        "MASTERDOWN",
+        "NOREPLICAS",
+        "CLUSTERDOWN",
+        "TRYAGAIN",
+        "CROSSSLOT",
+        "MOVED",
+        "ASK",
+        "EXECABORT",
+    )
+)
+_NOT_IN_MULTI = (b"MULTI", b"WATCH", b"DISCARD")  # what a transaction refuses (Redis 6.2 too)
+
 
 class Refused(TargetError):
     """The target answered a command with an error (the connection itself is fine)."""
+
+
+class UnknownCommand(Refused):
+    """An AOF command the target does not know: Redis' own loader stops there too."""
 
 
 @dataclass
@@ -101,9 +149,20 @@ class WriteStats:
     field_ttls_dropped: int = 0
     functions_loaded: int = 0
     functions_skipped: int = 0
-    commands_replayed: int = 0
+    commands_replayed: int = 0  # AOF commands sent to the target
+    commands_refused: int = 0  # AOF commands the target refused, skipped
+    commands_skipped_unknown: int = 0  # AOF commands the target does not know, skipped
     reconnects: int = 0
     warnings: list[str] = field(default_factory=list)
+    # One line per skipped AOF command (offset, name, the target's reply), at most
+    # COMMAND_LOG_LINES; `skipped_command_log()` adds how many more there were.
+    skipped_commands: list[str] = field(default_factory=list)
+
+    def skipped_command_log(self) -> list[str]:
+        more = self.commands_refused + self.commands_skipped_unknown - len(self.skipped_commands)
+        if more <= 0:
+            return list(self.skipped_commands)
+        return [*self.skipped_commands, f"{more} more skipped AOF commands (not logged one by one)"]
 
 
 class Writer:
@@ -118,6 +177,11 @@ class Writer:
         self._restore_types = bytes(256)
         self._multi: list[AofCommand] | None = None
         self._transactions = True  # cleared when the target refuses MULTI (some proxies)
+        self._commands: CommandTable | None = None  # the target's, once an AOF command came
+        self._commands_asked = False
+        self._admitted: set[bytes] = set()  # names of commands the target knows
+        # The file the records being written come from, to say where an AOF command is.
+        self.aof_file = ""
 
     def attach(self, router: Router) -> None:
         """Start writing through `router` (built with this writer's `on_reply`)."""
@@ -464,10 +528,7 @@ class Writer:
         library = describe_library(record.code)
         if not self.router.caps.functions:
             self.stats.functions_skipped += 1
-            self._warn_once(
-                "the target is older than Redis 7.0 and has no functions: "
-                "function libraries are not imported",
-            )
+            self._warn_once(NO_FUNCTIONS)
             return
         args = [b"FUNCTION", b"LOAD"]
         if self.options.conflict is Conflict.REPLACE:
@@ -484,17 +545,69 @@ class Writer:
             return
         if name == b"FUNCTION":
             record = self._ga_function(record)
+        if self._multi is not None:
+            if name == b"EXEC":
+                block, self._multi = self._multi, None
+                self._replay_block(block, record)
+            else:  # a nested MULTI too: the loader queues it, and it fails at EXEC
+                self._multi.append(record)
+            return
         if name == b"MULTI":
             self._multi = []
-            return
-        if self._multi is not None and name != b"EXEC":
-            self._multi.append(record)
-            return
-        if name == b"EXEC":
-            block, self._multi = self._multi or [], None
-            self._replay_block(block, record)
-            return
-        self._replay(record)
+        elif name == b"EXEC":
+            self._skip_refused(record, "ERR EXEC without MULTI (as Redis answers it)")
+        elif name in self._admitted or self._admit(record, name):
+            self._replay(record, name)
+
+    def _admit(self, record: AofCommand, name: bytes) -> bool:
+        """Is the command sent? FUNCTION commands for a target without functions are left
+        out, as function libraries of an RDB are; a command the target does not know
+        stops the import (UnknownCommand), or is left out and counted when told so."""
+        assert self.router is not None
+        args = record.args
+        if name == b"FUNCTION" and not self.router.caps.functions:
+            if len(args) > 1 and args[1].upper() in (b"LOAD", b"RESTORE"):
+                self.stats.functions_skipped += 1
+            self._warn_once(NO_FUNCTIONS)
+            return False
+        table = self._command_table()
+        if table is None:
+            return True  # the target's reply tells (`_aof_error`)
+        spec = table.lookup(args)
+        if spec is not None:
+            if not spec.container:  # known whatever its arguments: asked once
+                self._admitted.add(name)
+            return True
+        shown = name.decode(errors="replace")
+        if len(args) > 1 and table.lookup(args[:1]) is not None:
+            shown += " " + args[1].upper().decode(errors="replace")
+        self._unknown(self.aof_file, record.offset, shown)
+        return False
+
+    def _command_table(self) -> CommandTable | None:
+        assert self.router is not None
+        if not self._commands_asked:
+            self._commands_asked = True
+            self._commands = self.router.command_table()
+        return self._commands
+
+    def _queue_refusal(self, record: AofCommand) -> str | None:
+        """Why the target would refuse this command while queuing it in a MULTI (which
+        discards the whole block), or None."""
+        if record.name in _NOT_IN_MULTI:
+            return f"not run: Redis refuses {record.name.decode()} inside a transaction"
+        table = self._command_table()
+        spec = table.lookup(record.args) if table is not None else None
+        if spec is None:
+            return None
+        if spec.no_multi:
+            return f"not run: the target refuses {record.name.decode()} inside a transaction"
+        if not spec.fits(len(record.args)):
+            return (
+                f"not run: the target refuses {len(record.args)} arguments for "
+                f"{record.name.decode(errors='replace')} (arity {spec.arity})"
+            )
+        return None
 
     def _ga_function(self, record: AofCommand) -> AofCommand:
         """A pre-release 7.0 function command in the GA form, which every 7.0+ loads."""
@@ -509,27 +622,37 @@ class Writer:
 
     def _replay_block(self, block: list[AofCommand], exec_record: AofCommand) -> None:
         assert self.router is not None
-        if not block:
-            return
-        if self.router.dbs == 1:
-            # A cluster runs no transaction across slots; replayed one after the other,
-            # the commands leave the same contents.
-            for c in block:
-                self._replay(c)
-            return
-        db = block[0].db if self.options.db is None else self.options.db
-        pipe = self.router.command_pipeline(block[0].args, db)
-        assert pipe is not None
-        pipe.push(encode_command([b"MULTI"]), (AOF, exec_record.offset, b"MULTI"))
+        queued: list[AofCommand] = []
         for c in block:
-            pipe.push(encode_command(c.args), (AOF, c.offset, c.name))
-        pipe.push(encode_command([b"EXEC"]), (AOF, exec_record.offset, b"EXEC"))
-        self.stats.commands_replayed += len(block)
+            if c.name not in self._admitted and not self._admit(c, c.name):
+                continue
+            why = self._queue_refusal(c)
+            if why is not None:
+                self._skip_refused(c, why)
+            else:
+                queued.append(c)
+        if not queued:
+            return
+        if self.router.dbs == 1 or not self._transactions:
+            # A cluster runs no transaction across slots (and some proxies none at all);
+            # replayed one after the other, the commands leave the same contents.
+            for c in queued:
+                self._replay(c, c.name)
+            return
+        db = queued[0].db if self.options.db is None else self.options.db
+        pipe = self.router.command_pipeline(queued[0].args, db)
+        assert pipe is not None
+        file = self.aof_file
+        pipe.push(encode_command([b"MULTI"]), (AOF_TX, file, exec_record.offset, b"MULTI"))
+        for c in queued:
+            pipe.push(encode_command(c.args), (AOF_TX, file, c.offset, c.name))
+        where = tuple((c.offset, c.name) for c in queued)
+        pipe.push(encode_command([b"EXEC"]), (AOF_EXEC, file, exec_record.offset, where))
+        self.stats.commands_replayed += len(queued)
 
-    def _replay(self, record: AofCommand) -> None:
+    def _replay(self, record: AofCommand, name: bytes) -> None:
         assert self.router is not None
         db = record.db if self.options.db is None else self.options.db
-        name = record.name
         try:
             pipe = self.router.command_pipeline(record.args, db)
         except CrossSlot:
@@ -540,14 +663,64 @@ class Writer:
                 self.stats.commands_replayed += 1
                 return
             raise Refused(
-                f"AOF command {name.decode(errors='replace')} at offset {record.offset} "
-                "touches keys in different hash slots, which a Redis Cluster cannot run"
+                f"AOF command {name.decode(errors='replace')} at "
+                f"{_where(self.aof_file, record.offset)} touches keys in different hash "
+                "slots, which a Redis Cluster cannot run"
             ) from None
         command = encode_command(record.args)
-        tag = (AOF, record.offset, name)
-        for target in [pipe] if pipe is not None else self.router.masters():
-            target.push(command, tag)
+        tag = (AOF, self.aof_file, record.offset, name)
+        if pipe is not None:
+            pipe.push(command, tag)
+        else:  # a command without keys runs on every master; a refusal counts once
+            first, *others = self.router.masters()
+            first.push(command, tag)
+            for other in others:
+                other.push(command, (AOF_COPY, *tag[1:]))
         self.stats.commands_replayed += 1
+
+    def _aof_error(
+        self, file: str, offset: int, name: bytes, reply: Any, *, counted: bool = True
+    ) -> None:
+        """An AOF command answered with an error: skipped and counted, as Redis' loader
+        skips it, unless the target does not know it or cannot take writes now."""
+        text = str(reply)
+        shown = name.decode(errors="replace")
+        if text.startswith(("ERR unknown command", "ERR unknown subcommand")):
+            if counted:
+                self._unknown(file, offset, shown, f": {text}")
+        elif text.split(" ", 1)[0] in _TARGET_STATE_ERRORS:
+            raise Refused(
+                f"the target refused AOF command {shown} at {_where(file, offset)}: {text}"
+            )
+        elif counted:
+            self.stats.commands_refused += 1
+            self._log_skipped(
+                f"AOF command {shown} at {_where(file, offset)} skipped, refused: {text}"
+            )
+
+    def _skip_refused(self, record: AofCommand, why: str) -> None:
+        """A command left out because the target would refuse it: counted as refused."""
+        self.stats.commands_refused += 1
+        name = record.name.decode(errors="replace")
+        self._log_skipped(
+            f"AOF command {name} at {_where(self.aof_file, record.offset)} skipped, {why}"
+        )
+
+    def _unknown(self, file: str, offset: int, name: str, reply: str = "") -> None:
+        where = _where(file, offset)
+        if not self.options.skip_unknown_commands:
+            raise UnknownCommand(
+                f"the target refused AOF command {name} at {where}: unknown command{reply} "
+                "(the target is older than the AOF or lacks its module, and Redis stops "
+                "loading such an AOF there too; --skip-unknown-commands, or "
+                "skip_unknown_commands in a task, leaves unknown commands out)"
+            )
+        self.stats.commands_skipped_unknown += 1
+        self._log_skipped(f"AOF command {name} at {where} skipped, unknown command{reply}")
+
+    def _log_skipped(self, line: str) -> None:
+        if len(self.stats.skipped_commands) < COMMAND_LOG_LINES:
+            self.stats.skipped_commands.append(line)
 
     def finish(self) -> None:
         """Wait for every reply; raises TargetError if the target refused anything."""
@@ -626,12 +799,27 @@ class Writer:
             else:
                 self.stats.functions_loaded += 1
         elif kind == AOF:
-            bad = reply if error else _first_error(reply)
-            if bad is not None:
+            if error:
+                self._aof_error(tag[1], tag[2], tag[3], reply)
+        elif kind == AOF_COPY:
+            if error:
+                self._aof_error(tag[1], tag[2], tag[3], reply, counted=False)
+        elif kind == AOF_TX:
+            if error:  # refused while queued: the target now discards the whole block
                 raise Refused(
-                    f"the target refused AOF command {tag[2].decode(errors='replace')} "
-                    f"at offset {tag[1]}: {bad}"
+                    f"the target refused AOF command {tag[3].decode(errors='replace')} at "
+                    f"{_where(tag[1], tag[2])} inside MULTI, and so discards its whole block "
+                    f"(Redis' own loader would run the rest): {reply}"
                 )
+        elif kind == AOF_EXEC:
+            if not isinstance(reply, list):
+                raise Refused(
+                    f"the target did not run the MULTI block ending at "
+                    f"{_where(tag[1], tag[2])}: {reply}"
+                )
+            for (offset, name), item in zip(tag[3], reply, strict=False):
+                if isinstance(item, hiredis.ReplyError):
+                    self._aof_error(tag[1], offset, name, item)
         else:
             raise AssertionError(f"a reply for an unknown tag {tag!r}")
 
@@ -683,6 +871,10 @@ def _push_pending(pending: dict[Pipeline, list[bytes]], sizes: dict[Pipeline, in
         target.push_batch(b"".join(queued), len(queued))
     pending.clear()
     sizes.clear()
+
+
+def _where(file: str, offset: int) -> str:
+    return f"offset {offset} of {file}" if file else f"offset {offset}"
 
 
 def _first_error(reply: Any) -> Any:

@@ -133,7 +133,7 @@ class TaskJob:
             nonlocal checkpoint
             checkpoint = point
 
-        options = WriteOptions(db=task.target_db)
+        options = WriteOptions(db=task.target_db, skip_unknown_commands=task.skip_unknown_commands)
 
         result = run_import(
             sources,
@@ -193,7 +193,7 @@ class TaskJob:
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
         """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
-        logs = [("WARNING", warning) for warning in result.warnings]
+        logs = [("WARNING", line) for line in [*result.warnings, *result.skipped_commands]]
         if result.keys_skipped_expired:
             logs.append(
                 (
@@ -227,6 +227,8 @@ class TaskJob:
             keys_skipped_existing=result.keys_skipped_existing,
             keys_skipped_module=result.keys_skipped_module,
             commands_replayed=result.commands_replayed,
+            commands_refused=result.commands_refused,
+            commands_skipped_unknown=result.commands_skipped_unknown,
             ops_per_second=result.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
