@@ -9,7 +9,6 @@ pipelining.
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +43,8 @@ class Connection:
             sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ep.tls:
+                import ssl  # here: a plain connection does not pay for loading OpenSSL
+
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
