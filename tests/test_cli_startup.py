@@ -59,4 +59,3 @@ def test_the_import_and_inspect_commands_load_no_service_stack() -> None:
     )
     assert loaded(modules, SERVICE_STACK) == []
     assert "dcs_migration.importer" in modules
-
