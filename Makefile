@@ -38,6 +38,8 @@ unit: $(BIN)/dcs-migration system-deps
 
 test: lint typecheck unit
 
+# Whole-process import timings beside redis-cli --pipe and redis-server's own load, with
+# peak memory (BENCH_ROUNDS=3 interleaved rounds: about 10 minutes on 2 cores).
 bench: $(BIN)/dcs-migration system-deps
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py

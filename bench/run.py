@@ -1,31 +1,50 @@
-"""`make bench`: reading speed and memory on real RDB files, beside what Redis itself does.
+"""`make bench`: import speed and memory as a user meets them, beside what Redis itself does.
 
-Builds three RDB files with the local redis-server (cached in bench/.work): 1 M small
-string keys, ~200 k mixed hashes/lists/sets/zsets/streams with TTLs, and a few big keys
-of millions of elements. For each it prints keys/s and MB/s of reading with passthrough
-values and with decoded values, each in a fresh process with its peak RSS, and times in
-the same run `redis-cli --pipe` replaying the same keys as RESTORE commands into a fresh
-redis-server (the protocol limit) and redis-server loading the file (the native limit),
-then imports with the RESTORE and hand-off strategies, each checked by DEBUG DIGEST.
-Every measure is taken BENCH_ROUNDS times (3), interleaved, and its median printed.
-Where a file's encodings allow, an RDB 9 twin of it compares rdbtools, which cannot read
-newer files.
+Each dataset (the DATASETS table) is an RDB file built once with the local redis-server
+and cached in bench/.work. Every measure is a whole process, timed from spawn to exit
+against a redis-server started fresh for that one run:
+
+- `restore`: `dcs-migration import FILE --target redis://...` (RESTORE, or SET for
+  short strings), and beside it `pipe`: `redis-cli --pipe` fed the same keys as RESTORE
+  commands (built once, outside the timing): the protocol's limit;
+- `handoff`: `dcs-migration import FILE --strategy handoff --flush`, and beside it
+  `native`: `redis-server --dbfilename FILE` from spawn until it answers PING after
+  loading: the server's own loader.
+
+Rounds are interleaved (each measure once per round, all datasets, then again), and
+BENCH_ROUNDS of them (3) are taken: the table prints each measure's median and the
+median of its per-round ratio to its reference. Peak RSS is the process's own high-water
+mark (VmHWM, polled; a child's ru_maxrss would include this process's, which it
+inherits at exec), the target server's beside it. Each import is checked by DEBUG
+DIGEST against the server that loaded the file itself.
+
+A second table keeps the in-process figures: reading speed (passthrough and decoded
+values) in a process of its own, and the import's own timing from its summary line,
+whose difference from the whole process is the command's start-up and exit. Where a
+file's encodings allow, an RDB 9 twin compares rdbtools, which cannot read newer files.
+
+To add a dataset (a huge string, a big hash, ...), add one Dataset entry: its name, the
+RESP commands that fill a server, which measures to run, and any server arguments.
 """
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import random
-import resource
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,13 +58,31 @@ from dcs_migration.target.resp import encode_command  # noqa: E402
 WORK = ROOT / "bench" / ".work"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+CLI = Path(sys.executable).parent / "dcs-migration"
+DEBUG = ("--enable-debug-command", "yes")
+RSS_POLL_SECONDS = 0.005
+# What each import is the peer of: its ratio is reference time / its time.
+REFERENCE = {"restore": "pipe", "rewrite": "pipe", "handoff": "native"}
+LABELS = {
+    "pipe": "redis-cli --pipe RESTORE",
+    "restore": "import (RESTORE)",
+    "rewrite": "import (rewrite)",
+    "native": "redis-server loads it",
+    "handoff": "import --strategy handoff",
+}
 
 
-# -- building the files ------------------------------------------------------------------
+# -- the datasets --------------------------------------------------------------------------
 
 
 def _commands_small() -> Iterator[bytes]:
     yield encode_command([b"DEBUG", b"POPULATE", b"1000000", b"key", b"16"])
+
+
+def _commands_small_random() -> Iterator[bytes]:
+    rng = random.Random(11)
+    for i in range(1_000_000):
+        yield encode_command([b"SET", b"key:%012d" % i, rng.randbytes(32)])
 
 
 def _commands_mixed() -> Iterator[bytes]:
@@ -102,24 +139,196 @@ def _commands_big() -> Iterator[bytes]:
         )
 
 
-BUILDERS = {"small": _commands_small, "mixed": _commands_mixed, "big": _commands_big}
+@dataclass(frozen=True)
+class Dataset:
+    """One RDB file to measure: how to fill a server with it, and what to run on it."""
+
+    name: str
+    about: str
+    commands: Callable[[], Iterator[bytes]]  # RESP commands that fill an empty server
+    measures: tuple[str, ...] = ("pipe", "restore", "native", "handoff")
+    reads: bool = True  # the in-process reading figures (passthrough, decoded)
+    server_args: tuple[str, ...] = ()  # for every server of this dataset (limits, ...)
 
 
-def build(name: str) -> Path:
-    path = WORK / f"{name}.rdb"
+DATASETS = (
+    Dataset("small", "1 M strings, DEBUG POPULATE (short keys, 16-byte values)", _commands_small),
+    Dataset(
+        "small-rand", "1 M strings, 16-byte keys, 32-byte random values", _commands_small_random
+    ),
+    Dataset(
+        "mixed", "200 k hashes, lists, sets, zsets, streams; a third with TTLs", _commands_mixed
+    ),
+    Dataset("big", "4 keys of 1-2 M elements (hash, set, zset, list)", _commands_big),
+)
+
+
+def build(ds: Dataset) -> Path:
+    path = WORK / f"{ds.name}.rdb"
     if path.exists():
         return path
     WORK.mkdir(parents=True, exist_ok=True)
-    print(f"building {name}.rdb ...", flush=True)
-    with RedisServer("--enable-debug-command", "yes") as server:
-        data = b"".join(BUILDERS[name]())
-        server.cli("--pipe", stdin=data)
+    print(f"building {path.name} ...", flush=True)
+    with RedisServer(*DEBUG, *ds.server_args) as server:
+        with tempfile.TemporaryFile() as commands:
+            for command in ds.commands():
+                commands.write(command)
+            commands.seek(0)
+            subprocess.run(
+                ["redis-cli", "-p", str(server.port), "--pipe"],
+                stdin=commands,
+                capture_output=True,
+                check=True,
+            )
         server.cli("SAVE")
         (server.dir / "dump.rdb").rename(path)
     return path
 
 
-# -- measurements, each in a fresh process -------------------------------------------------
+def restore_commands(path: Path) -> Path:
+    """The file's keys as RESTORE commands, for `redis-cli --pipe` (built once)."""
+    out = WORK / f"{path.stem}.restore.resp"
+    if out.exists():
+        return out
+    with path.open("rb") as stream, out.open("wb") as sink:
+        for r in feed_stream(RdbReader(), stream):
+            if type(r) is KeyRecord:
+                payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
+                if r.expire_at_ms is None:
+                    sink.write(encode_command([b"RESTORE", r.key, b"0", payload]))
+                else:
+                    ttl = b"%d" % r.expire_at_ms
+                    sink.write(encode_command([b"RESTORE", r.key, ttl, payload, b"ABSTTL"]))
+    return out
+
+
+# -- whole processes ----------------------------------------------------------------------
+
+
+def _vmhwm_mb(pid: int) -> float:
+    """A live process's peak resident set so far (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Run:
+    seconds: float
+    rss_mb: float  # the measured process's peak
+    server_rss_mb: float = 0.0  # the target server's peak
+    output: str = ""
+    exact: bool | None = None  # DEBUG DIGEST equal to the native load's
+
+
+def run_process(args: list[str], *, stdin: Path | None = None) -> Run:
+    """Run a command to its end: wall time from spawn to exit, and its peak RSS."""
+    env = dict(os.environ)
+    # As an installed package runs: with its bytecode cache.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryFile() as out, (stdin or Path(os.devnull)).open("rb") as feed:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, stdin=feed, stdout=out, stderr=subprocess.STDOUT, env=env)
+        peak = [0.0]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _vmhwm_mb(proc.pid))
+                done.wait(RSS_POLL_SECONDS)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        proc.wait()
+        seconds = time.perf_counter() - start
+        done.set()
+        watcher.join()
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{text[-2000:]}")
+    return Run(seconds, peak[0], output=text)
+
+
+def fresh_server(ds: Dataset, rdb: Path | None = None) -> RedisServer:
+    """A redis-server for one measured run, not yet started (`rdb` as its dump file:
+    linked, not copied, when the file system allows)."""
+    server = RedisServer(*DEBUG, *ds.server_args)
+    if rdb is not None:
+        target = server.dir / "dump.rdb"
+        try:
+            os.link(rdb, target)
+        except OSError:
+            shutil.copyfile(rdb, target)
+    return server
+
+
+def stop(server: RedisServer) -> float:
+    """Stop a server; its peak RSS in MB."""
+    rss = _vmhwm_mb(server.process.pid) if server.process is not None else 0.0
+    server.stop()
+    return rss
+
+
+def measure_import(ds: Dataset, path: Path, strategy: str, digest: str | None) -> Run:
+    server = fresh_server(ds).start()
+    try:
+        args = [str(CLI), "import", str(path), "--target", f"redis://127.0.0.1:{server.port}"]
+        args += ["--strategy", strategy] + (["--flush"] if strategy == "handoff" else [])
+        run = run_process(args)
+        if "SUCCESS" not in run.output:
+            raise SystemExit(f"import failed:\n{run.output[-2000:]}")
+        if digest is not None:
+            run.exact = server.cli("DEBUG", "DIGEST") == digest
+    finally:
+        server_rss = stop(server)
+    run.server_rss_mb = server_rss
+    return run
+
+
+def measure_pipe(ds: Dataset, resp: Path) -> Run:
+    server = fresh_server(ds).start()
+    try:
+        run = run_process(["redis-cli", "-p", str(server.port), "--pipe"], stdin=resp)
+    finally:
+        server_rss = stop(server)
+    run.server_rss_mb = server_rss
+    return run
+
+
+def _answers_ping(port: int) -> bool:
+    """True once the server answers PING with PONG (not -LOADING, not refused)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def measure_native(ds: Dataset, path: Path) -> tuple[Run, str]:
+    """redis-server loading the file: spawn to PONG; and the digest of what it loaded."""
+    server = fresh_server(ds, rdb=path)
+    start = time.perf_counter()
+    server.process = subprocess.Popen(server.args, stdout=subprocess.DEVNULL)
+    try:
+        while not _answers_ping(server.port):
+            if server.process.poll() is not None:
+                raise SystemExit(f"redis-server exited: {server.log()[-2000:]}")
+            time.sleep(0.001)
+        seconds = time.perf_counter() - start
+        digest = server.cli("DEBUG", "DIGEST")
+    finally:
+        rss = stop(server)
+    return Run(seconds, rss, rss), digest
+
+
+# -- in-process figures, each in a process of its own ---------------------------------------
 
 
 def measure_read(path: Path, decode: bool) -> dict[str, float]:
@@ -132,48 +341,153 @@ def measure_read(path: Path, decode: bool) -> dict[str, float]:
                 if decode:
                     record.value  # noqa: B018
     seconds = time.perf_counter() - start
-    return {
-        "seconds": seconds,
-        "keys": keys,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return {"seconds": seconds, "keys": keys, "rss_mb": _vmhwm_mb(os.getpid())}
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM: unlike ru_maxrss, not inherited from the
-    parent across fork and exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def in_child(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure_import(path: Path, port: int, strategy: str) -> dict[str, float]:
-    from dcs_migration.importer import run_import
-    from dcs_migration.target.endpoint import Endpoint
-    from dcs_migration.target.options import Strategy, WriteOptions
-
-    options = WriteOptions(strategy=Strategy(strategy), flush=strategy == "handoff")
-    result = run_import([str(path)], Endpoint("127.0.0.1", port), options)
-    if result.status != "SUCCESS":
-        raise SystemExit(f"import failed: {result.error}")
-    return {"seconds": result.seconds, "keys": result.keys_written, "peak_rss_mb": peak_rss_mb()}
+_SUMMARY_SECONDS = re.compile(r"bytes\s+in\s+([0-9.]+)\s+s")
+_SUMMARY_KEYS = re.compile(r"([0-9]+)\s+keys\s+written")
 
 
-def time_import(path: Path, strategy: str) -> dict[str, float]:
-    with RedisServer("--enable-debug-command", "yes") as server:
-        out = in_child("measure-import", str(path), str(server.port), strategy)
-        out["digest"] = server.cli("DEBUG", "DIGEST")  # type: ignore[assignment]
-        return out
+def reported_seconds(run: Run) -> float:
+    """The import's own timing, from its summary line (without start-up and exit)."""
+    found = _SUMMARY_SECONDS.search(run.output)
+    return float(found.group(1)) if found else float("nan")
 
 
-def digest_of(path: Path) -> str:
-    server = RedisServer("--enable-debug-command", "yes", rdb=path)
-    try:
-        server.start(timeout=600)
-        return server.cli("DEBUG", "DIGEST")
-    finally:
-        server.stop()
+# -- rounds and tables ----------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    ds: Dataset
+    path: Path
+    keys: int = 0
+    digest: str | None = None
+    runs: dict[str, list[Run]] | None = None
+    reads: dict[str, list[dict[str, float]]] | None = None
+
+
+def one_round(m: Measured) -> None:
+    """Each measure of one dataset, once, in the table's order."""
+    assert m.runs is not None and m.reads is not None
+    ds = m.ds
+    for measure in ds.measures:
+        if measure == "pipe":
+            run = measure_pipe(ds, restore_commands(m.path))
+        elif measure == "native":
+            run, _ = measure_native(ds, m.path)
+        else:
+            run = measure_import(ds, m.path, measure, m.digest)
+            written = _SUMMARY_KEYS.search(run.output)
+            m.keys = m.keys or (int(written.group(1)) if written else 0)
+        m.runs.setdefault(measure, []).append(run)
+    if ds.reads:
+        for kind in ("passthrough", "decoded"):
+            read = in_child("measure-read", str(m.path), kind)
+            m.keys = int(read["keys"])
+            m.reads.setdefault(kind, []).append(read)
+
+
+def _ratios(m: Measured, measure: str) -> list[float] | None:
+    assert m.runs is not None
+    reference = m.runs.get(REFERENCE.get(measure, ""))
+    if reference is None:
+        return None
+    return [ref.seconds / run.seconds for ref, run in zip(reference, m.runs[measure], strict=True)]
+
+
+def print_whole_process(results: list[Measured]) -> None:
+    print(
+        f"\nwhole processes, each against a fresh redis-server; medians of {ROUNDS} "
+        "interleaved rounds (BENCH_ROUNDS)"
+    )
+    header = (
+        f"{'dataset':<11}{'MB':>7}{'keys':>9}  {'measure':<26}{'seconds':>8}{'keys/s':>9}"
+        f"{'RSS':>8}{'server':>8}  {'ratio (median of rounds; each round)':<44}exact"
+    )
+    print(header)
+    print("-" * len(header))
+    for m in results:
+        assert m.runs is not None
+        size_mb = m.path.stat().st_size / 1e6
+        first = True
+        for measure in m.ds.measures:
+            runs = m.runs[measure]
+            seconds = statistics.median(r.seconds for r in runs)
+            rss = max(r.rss_mb for r in runs)
+            server = max(r.server_rss_mb for r in runs)
+            rate = _rate(m.keys, seconds) if m.keys else ""
+            head = f"{m.ds.name:<11}{size_mb:7.1f}{m.keys:9d}" if first else " " * 27
+            first = False
+            line = (
+                f"{head}  {LABELS[measure]:<26}{seconds:8.2f}{rate:>9}{rss:7.0f}M{server:7.0f}M  "
+            )
+            ratios = _ratios(m, measure)
+            if ratios is not None:
+                each = " ".join(f"{r:.2f}" for r in ratios)
+                text = f"{statistics.median(ratios):.2f}x {REFERENCE[measure]} ({each})"
+                line += f"{text:<44}"
+                line += "yes" if all(r.exact for r in runs) else "NO"
+            print(line.rstrip())
+    print(
+        "\nratio = the reference's time / the import's time in the same round (1.0: as fast "
+        "as redis-cli --pipe replaying RESTORE, or as redis-server loading the file); RSS = "
+        "the measured process's peak, server = the redis-server's; exact: DEBUG DIGEST of "
+        "the target equals that of the server that loaded the file itself."
+    )
+
+
+def _rate(keys: int, seconds: float) -> str:
+    rate = keys / seconds
+    return f"{rate / 1e3:.0f}k" if rate >= 1e4 else f"{rate:.1f}"
+
+
+def print_in_process(results: list[Measured]) -> None:
+    print("\nin-process figures, same rounds (medians):")
+    header = (
+        f"{'dataset':<11}{'read':<12}{'seconds':>8}{'keys/s':>8}{'MB/s':>6}{'RSS':>7}    "
+        f"{'import':<8}{'own time':>9}{'whole':>7}{'start+exit':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for m in results:
+        assert m.runs is not None and m.reads is not None
+        size_mb = m.path.stat().st_size / 1e6
+        left = []
+        for kind in ("passthrough", "decoded"):
+            reads = m.reads.get(kind)
+            if reads:
+                s = statistics.median(r["seconds"] for r in reads)
+                rss = max(r["rss_mb"] for r in reads)
+                rate = _rate(m.keys, s)
+                left.append(f"{kind:<12}{s:8.2f}{rate:>8}{size_mb / s:6.0f}{rss:6.0f}M")
+        right = []
+        for strategy in ("restore", "handoff"):
+            runs = m.runs.get(strategy)
+            if runs:
+                own = statistics.median(reported_seconds(r) for r in runs)
+                whole = statistics.median(r.seconds for r in runs)
+                right.append(f"{strategy:<8}{own:9.2f}{whole:7.2f}{whole - own:11.2f}")
+        for n in range(max(len(left), len(right))):
+            name = m.ds.name if n == 0 else ""
+            cells = left[n] if n < len(left) else ""
+            line = f"{name:<11}{cells:<41}    " + (right[n] if n < len(right) else "")
+            print(line.rstrip())
+    print(
+        "\nread: the reader alone over the file, in a process of its own, with its peak RSS; "
+        "import own time: what the import's summary line reports; start+exit: the rest of "
+        "the whole process (interpreter, imports, connecting, printing)."
+    )
+
+
+# -- rdbtools, on RDB 9 twins -------------------------------------------------------------
 
 
 def time_rdbtools(path: Path) -> str:
@@ -222,158 +536,57 @@ def rdb9_twin(path: Path) -> Path | None:
     return out
 
 
-def in_child(*args: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def restore_commands(path: Path) -> Path:
-    out = WORK / f"{path.stem}.restore.resp"
-    if out.exists():
-        return out
-    with path.open("rb") as stream, out.open("wb") as sink:
-        for r in feed_stream(RdbReader(), stream):
-            if type(r) is KeyRecord:
-                payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
-                if r.expire_at_ms is None:
-                    sink.write(encode_command([b"RESTORE", r.key, b"0", payload]))
-                else:
-                    ttl = b"%d" % r.expire_at_ms
-                    sink.write(encode_command([b"RESTORE", r.key, ttl, payload, b"ABSTTL"]))
-    return out
-
-
-def time_pipe(resp_file: Path) -> float:
-    with RedisServer() as server:
-        start = time.perf_counter()
-        with resp_file.open("rb") as stdin:
-            subprocess.run(
-                ["redis-cli", "-p", str(server.port), "--pipe"],
-                stdin=stdin,
-                capture_output=True,
-                check=True,
-            )
-        return time.perf_counter() - start
-
-
-def time_native(path: Path) -> float:
-    server = RedisServer(rdb=path)
-    start = time.perf_counter()
-    try:
-        server.start(timeout=600)
-        while "loading:1" in server.cli("INFO", "persistence"):
-            time.sleep(0.01)
-        return time.perf_counter() - start
-    finally:
-        server.stop()
-
-
-def one_round(path: Path) -> dict[str, dict[str, Any]]:
-    """Each measure of one file, once."""
-    return {
-        "passthrough": in_child("measure-read", str(path), "passthrough"),
-        "decoded": in_child("measure-read", str(path), "decoded"),
-        "pipe": {"seconds": time_pipe(restore_commands(path))},
-        "native": {"seconds": time_native(path)},
-        "restore": time_import(path, "restore"),
-        "handoff": time_import(path, "handoff"),
-    }
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median time; its peak RSS is the highest of all runs."""
-    ranked = sorted(runs, key=lambda r: float(r["seconds"]))
-    middle = dict(ranked[len(ranked) // 2])
-    if "peak_rss_mb" in middle:
-        middle["peak_rss_mb"] = max(float(r["peak_rss_mb"]) for r in runs)
-    return middle
-
-
-def _cell(m: dict[str, float], keys: float, size_mb: float) -> str:
-    s = m["seconds"]
-    return f"{s:6.2f}s {keys / s / 1e3:6.0f}k/s {size_mb / s:5.0f}MB/s {m['peak_rss_mb']:4.0f}MB"
+def print_rdbtools(results: list[Measured]) -> None:
+    twins = [(m.ds, twin) for m in results if (twin := rdb9_twin(m.path)) is not None]
+    if not twins:
+        return
+    print("\nthe same keys as RDB 9 (what Redis 5 writes), which rdbtools can read:")
+    for ds, twin in twins:
+        rdbtools = time_rdbtools(twin)
+        pipes, ours = [], []
+        for _ in range(ROUNDS):
+            pipes.append(measure_pipe(ds, restore_commands(twin)).seconds)
+            ours.append(measure_import(ds, twin, "restore", None).seconds)
+        pipe, our = statistics.median(pipes), statistics.median(ours)
+        line = f"{ds.name + ' (RDB 9)':<22}  dcs-migration import {our:.2f}s ({pipe / our:.2f}x)"
+        line += f"  rdbtools|pipe {rdbtools}"
+        if rdbtools.endswith("s"):
+            line += f" ({pipe / float(rdbtools[:-1]):.2f}x)"
+        print(line + f"  pipe RESTORE {pipe:.2f}s", flush=True)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "measure-read":
         print(json.dumps(measure_read(Path(sys.argv[2]), sys.argv[3] == "decoded")))
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "measure-import":
-        print(json.dumps(measure_import(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
-        return
-    names = sys.argv[1:] or list(BUILDERS)
-    rows = []
-    imports = []
-    for name in names:
-        path = build(name)
-        size_mb = path.stat().st_size / 1e6
-        digest = digest_of(path)
-        rdbtools = time_rdbtools(path)
-        # Every measure taken ROUNDS times, interleaved, and its median kept: a shared
-        # machine's noise moves single timings by a third.
-        rounds: dict[str, list[Any]] = {}
-        for _ in range(ROUNDS):
-            for measure, result in one_round(path).items():
-                rounds.setdefault(measure, []).append(result)
-        m = {measure: _median(runs) for measure, runs in rounds.items()}
-        keys = m["passthrough"]["keys"]
-        pipe, native = m["pipe"]["seconds"], m["native"]["seconds"]
-        rows.append((name, size_mb, keys, m["passthrough"], m["decoded"], pipe, native))
-        for strategy in ("restore", "handoff"):
-            exact = all(run["digest"] == digest for run in rounds[strategy])
-            imported = m[strategy]
-            row = (f"{name}/{strategy}", size_mb, keys, imported, pipe, native, exact, rdbtools)
-            imports.append(row)
-    print(f"\nmedians of {ROUNDS} interleaved rounds (BENCH_ROUNDS)")
-    header = (
-        f"{'file':<7}{'MB':>8}{'keys':>10}  {'read passthrough':>28}  {'read decoded':>28}"
-        f"  {'pipe RESTORE':>13}{'native':>9}  {'pass/pipe':>9}{'pass/native':>12}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, size_mb, keys, p, d, pipe, native in rows:
-        line = f"{name:<7}{size_mb:8.1f}{keys:10.0f}  {_cell(p, keys, size_mb):>28}  "
-        line += f"{_cell(d, keys, size_mb):>28}  {pipe:12.2f}s{native:8.2f}s  "
-        line += f"{pipe / p['seconds']:8.2f}x{native / p['seconds']:11.2f}x"
-        print(line)
-    print("\nimport into a fresh redis-server, RESTORE and hand-off strategies, same rounds:")
-    header = (
-        f"{'file':<15}{'MB':>8}{'keys':>10}  {'dcs-migration import':>28}  {'pipe RESTORE':>13}"
-        f"{'native':>9}{'rdbtools|pipe':>15}  {'vs pipe':>8}{'vs native':>10}  exact"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, size_mb, keys, m, pipe, native, exact, rdbtools in imports:
-        line = f"{name:<15}{size_mb:8.1f}{keys:10.0f}  {_cell(m, keys, size_mb):>28}  "
-        line += f"{pipe:12.2f}s{native:8.2f}s{rdbtools:>15}  "
-        line += f"{pipe / m['seconds']:7.2f}x{native / m['seconds']:9.2f}x  {exact}"
-        print(line)
-    older = [(n, twin) for n in names if (twin := rdb9_twin(WORK / f"{n}.rdb")) is not None]
-    if older:
-        print("\nthe same keys as RDB 9 (what Redis 5 writes), which rdbtools can read:")
-        for name, twin in older:
-            rdbtools = time_rdbtools(twin)
-            pipes, ours_runs = [], []
-            for _ in range(ROUNDS):
-                pipes.append(time_pipe(restore_commands(twin)))
-                ours_runs.append(time_import(twin, "restore")["seconds"])
-            pipe, ours = statistics.median(pipes), statistics.median(ours_runs)
-            line = f"{name + ' (RDB 9)':<15}  dcs-migration import {ours:.2f}s ({pipe / ours:.2f}x)"
-            line += f"  rdbtools|pipe {rdbtools}"
-            if rdbtools.endswith("s"):
-                line += f" ({pipe / float(rdbtools[:-1]):.2f}x)"
-            print(line + f"  pipe RESTORE {pipe:.2f}s")
-    print(
-        "\nvs pipe = redis-cli --pipe time / import time (1.0 means the protocol limit); "
-        "vs native = redis-server loading the file / import time; exact: DEBUG DIGEST of the "
-        "target equals that of a server that loaded the file itself."
-    )
-    print(
-        "\npass/pipe > 1 means reading with passthrough values outpaces what redis-server can "
-        "execute as RESTORE; peak RSS is the reader process's maximum resident set."
-    )
+    wanted = sys.argv[1:] or [ds.name for ds in DATASETS]
+    unknown = set(wanted) - {ds.name for ds in DATASETS}
+    if unknown:
+        raise SystemExit(f"unknown datasets {sorted(unknown)}: {[d.name for d in DATASETS]}")
+    # The bytecode cache an installed package has, so that no run pays for compiling.
+    compileall.compile_dir(ROOT / "src", quiet=1)
+    results = []
+    for ds in DATASETS:
+        if ds.name in wanted:
+            path = build(ds)
+            if "pipe" in ds.measures:
+                restore_commands(path)
+            # Once untimed: the digest that every import must reproduce, and the file in
+            # the page cache for every measure alike.
+            _, digest = measure_native(ds, path)
+            results.append(Measured(ds, path, digest=digest, runs={}, reads={}))
+    started = time.monotonic()
+    for n in range(ROUNDS):
+        for m in results:
+            print(f"round {n + 1}/{ROUNDS}: {m.ds.name} ...", flush=True)
+            one_round(m)
+    print(f"\n{len(results)} datasets, {ROUNDS} rounds in {time.monotonic() - started:.0f} s")
+    for m in results:
+        print(f"  {m.ds.name}: {m.ds.about}")
+    print_whole_process(results)
+    print_in_process(results)
+    sys.stdout.flush()
+    print_rdbtools(results)
     sys.stdout.flush()
     os._exit(0)
 

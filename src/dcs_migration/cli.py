@@ -1,42 +1,63 @@
-"""The command line: `dcs-migration inspect`, and later `serve`, `import`, `keys`, ..."""
+"""The command line: `dcs-migration inspect`, `import`, `serve`, `keys`, `instances`.
+
+A command starts in a fresh process each time a user types it, so this module imports
+only what every command shares (typer, and the option types its signatures name); each
+command imports what it needs when it runs. `import` and `inspect` never load the
+service's stack (SQLAlchemy, Alembic, FastAPI, boto3, ...): its imports stay in
+`serve`, `keys` and `instances`. A test checks what a bare import of this module loads.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from dcs_migration.config import Settings
-from dcs_migration.formats import AofCommand, FormatError, Record
-from dcs_migration.importer import ImportResult, run_import
-from dcs_migration.inspect_backup import Summary, summarize
-from dcs_migration.oracle import oracle_from_records
-from dcs_migration.progress import ImportProgress
-from dcs_migration.reading import read_input
-from dcs_migration.sources import Input, InputKind, find_inputs
-from dcs_migration.store import Store, open_store
-from dcs_migration.target.endpoint import Endpoint, TargetError, parse_target_url
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
-from dcs_migration.target.probe import probe_redis
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.console import Console
+
+    from dcs_migration.formats import Record
+    from dcs_migration.importer import ImportResult
+    from dcs_migration.inspect_backup import Summary
+    from dcs_migration.sources import Input
+    from dcs_migration.store import Store
+
+# Plain help and usage errors: typer's rich rendering of them imports about a hundred
+# modules (markdown, syntax highlighting), which would double the start-up of `--help`.
 app = typer.Typer(
     help="Import Redis backups (RDB and AOF) into Redis.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
 def _records(source: Input, keep_big_values: bool = True) -> Iterator[Record]:
+    from dcs_migration.reading import read_input
+
     yield from read_input(source, keep_big_values=keep_big_values)
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A rich console, imported when a command first prints (rich costs start-up time)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 @app.callback()
@@ -55,8 +76,12 @@ def inspect(
     ] = False,
 ) -> None:
     """Describe a backup: format, versions, keys per db and type, biggest keys, functions."""
+    from dcs_migration.formats import FormatError
+    from dcs_migration.inspect_backup import summarize
+    from dcs_migration.sources import find_inputs
+
     now_ms = int(time.time() * 1000)
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     if not file.exists():
         err.print(f"[red]error:[/red] {file}: no such file or folder")
         raise typer.Exit(2)
@@ -73,13 +98,18 @@ def inspect(
     except FormatError as exc:
         if exc.source is None:
             exc.source = str(file)
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {_escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
 def _input_json(source: Input, now_ms: int, skip_modules: bool) -> dict[str, Any]:
     """An RDB as its oracle document; an AOF as the oracle of its RDB part (if any) and a
     summary of its commands, which only a server can turn into a dataset."""
+    from dcs_migration.formats import FormatError
+    from dcs_migration.inspect_backup import summarize
+    from dcs_migration.oracle import oracle_from_records
+    from dcs_migration.sources import InputKind
+
     try:
         rdb_part: list[Record] = []
         summary = summarize(_split_rdb(_records(source), rdb_part), now_ms)
@@ -100,6 +130,8 @@ def _input_json(source: Input, now_ms: int, skip_modules: bool) -> dict[str, Any
 
 def _split_rdb(records: Iterator[Record], rdb_part: list[Record]) -> Iterator[Record]:
     """Pass every record on, keeping those of the RDB image (not the commands) aside."""
+    from dcs_migration.formats import AofCommand
+
     for r in records:
         if not isinstance(r, AofCommand):
             rdb_part.append(r)
@@ -107,7 +139,10 @@ def _split_rdb(records: Iterator[Record], rdb_part: list[Record]) -> Iterator[Re
 
 
 def _print_summary(source: Input, s: Summary) -> None:
-    out = Console()
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = _console()
     out.print(f"[bold]{escape(source.name)}[/bold] ({source.kind}, {source.size} bytes)")
     for h in s.rdb_headers:
         out.print(f"RDB image: {h.magic} version {h.rdb_version}")
@@ -184,11 +219,13 @@ def import_(
     ] = False,
 ) -> None:
     """Import backups into a Redis (standalone or cluster) without running the service."""
-    err = Console(stderr=True)
+    from dcs_migration.importer import run_import
+    from dcs_migration.target.endpoint import TargetError, parse_target_url
+
     try:
         endpoint = parse_target_url(target)
     except TargetError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     options = WriteOptions(
         conflict=conflict,
@@ -199,9 +236,13 @@ def import_(
         skip_unknown_commands=skip_unknown_commands,
         big_key_bytes=big_key_bytes,
     )
-    show_bar = sys.stderr.isatty() and not as_json
-    with ImportProgress(enabled=show_bar) as bar:
-        result = run_import(sources, endpoint, options, cluster=cluster, on_progress=bar.update)
+    if sys.stderr.isatty() and not as_json:
+        from dcs_migration.progress import ImportProgress
+
+        with ImportProgress(enabled=True) as bar:
+            result = run_import(sources, endpoint, options, cluster=cluster, on_progress=bar.update)
+    else:
+        result = run_import(sources, endpoint, options, cluster=cluster)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
     else:
@@ -210,7 +251,9 @@ def import_(
 
 
 def _print_result(result: ImportResult) -> None:
-    out = Console()
+    from rich.markup import escape
+
+    out = _console()
     color = "green" if result.status == "SUCCESS" else "red"
     aof = f"{result.commands_replayed} AOF commands"
     if result.commands_refused or result.commands_skipped_unknown:
@@ -244,13 +287,18 @@ def serve(
     """Run the migration-task service (the DCS API) on the embedded default."""
     from dcs_migration.api.app import create_app
     from dcs_migration.api.server import run_server
+    from dcs_migration.config import Settings
 
     run_server(create_app(Settings.from_env(data_dir)), host, port)
 
 
-keys_app = typer.Typer(help="Access keys (AK/SK) that sign API requests.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Access keys (AK/SK) that sign API requests.", no_args_is_help=True, rich_markup_mode=None
+)
 instances_app = typer.Typer(
-    help="Redis instances the service may import into.", no_args_is_help=True
+    help="Redis instances the service may import into.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(instances_app, name="instances")
@@ -265,6 +313,9 @@ DataDir = Annotated[
 
 
 def _open_store(data_dir: Path | None) -> Store:
+    from dcs_migration.config import Settings
+    from dcs_migration.store import open_store
+
     settings = Settings.from_env(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return open_store(settings.database_url, settings.data_dir)
@@ -301,12 +352,14 @@ def instances_add(
     data_dir: DataDir = None,
 ) -> None:
     """Register a Redis (checked first: it must answer as Redis) and print its id."""
-    err = Console(stderr=True)
+    from dcs_migration.target.endpoint import Endpoint, TargetError
+    from dcs_migration.target.probe import probe_redis
+
     host, _, port = addrs.split(",")[0].rpartition(":")
     try:
         version = probe_redis(Endpoint(host, int(port), username=username, password=password))
     except (TargetError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     with _open_store(data_dir) as store:
         instance = store.add_instance(

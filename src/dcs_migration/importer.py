@@ -12,7 +12,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
@@ -27,16 +27,17 @@ from dcs_migration.formats.records import (
 )
 from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
-from dcs_migration.target import handoff
 from dcs_migration.target.cluster import ClusterRouter
 from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.handoff import HandoffUnavailable
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.pipeline import TargetRestarted
 from dcs_migration.target.router import Router
 from dcs_migration.target.standalone import StandaloneRouter
 from dcs_migration.target.writer import Refused, Writer, WriteStats
+
+if TYPE_CHECKING:
+    from dcs_migration.target import handoff
 
 
 class ImportStopped(Exception):
@@ -323,6 +324,9 @@ def _plan_handoff(
         versions.append(version)
     if not versions:
         return "there is no input"
+    # Imported here: an import that cannot hand off does not pay for its modules.
+    from dcs_migration.target import handoff
+
     if min(versions) < handoff.MIN_RDB_VERSION:
         return (
             f"RDB version {min(versions)} predates version {handoff.MIN_RDB_VERSION}: "
@@ -332,7 +336,7 @@ def _plan_handoff(
     try:
         conn.connect()
         pre = handoff.check(conn, target, max(versions))
-    except HandoffUnavailable as exc:
+    except handoff.HandoffUnavailable as exc:
         conn.close()
         return str(exc)
     except BaseException:
@@ -415,11 +419,13 @@ def _handoff(
     tail of an AOF with an RDB preamble). Returns the keys handed off and the records
     still to write, through the ordinary writer, or, when the target refused before
     anything was streamed, the reason."""
+    from dcs_migration.target import handoff
+
     session = handoff.Handoff(target, plan.conn, plan.listen_host)
     try:
         try:
             session.start()
-        except HandoffUnavailable as exc:
+        except handoff.HandoffUnavailable as exc:
             session.release()
             plan.conn.close()
             return str(exc)

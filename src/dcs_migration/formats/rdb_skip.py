@@ -379,7 +379,16 @@ def _candidate_table() -> bytes:
     so that the reader rules out almost every value with one index, and most of the rest
     with a look at the next few bytes (the ASK_IF_ codes)."""
     table = bytearray(256 * 256)
-    for t in range(256):
+    # Only these types can hold an empty value; every other row stays NOT_EMPTY (a loop
+    # over all 65536 pairs would cost every command's start-up several milliseconds).
+    candidates = {
+        *_EMPTY_BLOB,
+        *_COUNTED,
+        T.RDB_TYPE_LIST_QUICKLIST,
+        T.RDB_TYPE_LIST_QUICKLIST_2,
+        T.RDB_TYPE_HASH_METADATA,
+    }
+    for t in sorted(candidates):
         blob = _EMPTY_BLOB.get(t)
         sizes = {len(e) for e in blob[0]} if blob is not None else set()
         for b in range(256):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import http.client
 import io
 import os
 import random
@@ -498,6 +497,8 @@ def is_transient(exc: BaseException) -> bool:
         return status in _TRANSIENT_STATUS or _error_code(exc) in _TRANSIENT_CODES
     if isinstance(exc, _Truncated):
         return True
+    import http.client  # here: a local import does not pay for it at start-up
+
     transient: tuple[type[BaseException], ...] = (
         bx.ConnectionError,
         bx.HTTPClientError,

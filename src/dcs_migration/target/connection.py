@@ -9,7 +9,6 @@ pipelining.
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ class Connection:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
+        self._carry = b""  # the start of a reply cut by a chunk's end (receive_if_only)
 
     @property
     def connected(self) -> bool:
@@ -44,11 +44,14 @@ class Connection:
             sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ep.tls:
+                import ssl  # here: a plain connection does not pay for loading OpenSSL
+
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
         self._sock = sock
         self._reader = hiredis.Reader()
+        self._carry = b""
         if ep.password is not None:
             auth = [b"AUTH", ep.password.encode()]
             if ep.username:
@@ -106,16 +109,25 @@ class Connection:
         return reply
 
     def receive_if_only(self, line: bytes, most: int) -> int:
-        """Receive one chunk; when it holds nothing but whole copies of `line` (and no
-        reply was half-read before it), return their number without parsing them.
-        Otherwise hand the chunk to the reply parser and return 0."""
+        """Receive one chunk; when it holds nothing but copies of `line` (and no reply
+        was half-read before it), return how many whole ones without parsing them: a
+        copy cut by the chunk's end is kept for the next chunk. Otherwise hand the
+        chunk to the reply parser and return 0."""
         if self._sock is None:
             raise ConnectionLost("not connected")
         if self._reader.has_data():
             return 0
         data = self._recv()
-        n = len(data) // len(line)
-        if n <= most and n * len(line) == len(data) and data == line * n:
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        size = len(line)
+        n = len(data) // size
+        whole = n * size
+        # Replies arrive in chunks of any size, so a run of them seldom ends on a line's
+        # end: a chunk whose tail starts the line still counts, and the tail waits.
+        if 0 < n <= most and data.startswith(line * n) and line.startswith(data[whole:]):
+            self._carry = data[whole:]
             return n
         self._reader.feed(data)
         return 0
@@ -130,6 +142,9 @@ class Connection:
         return out
 
     def _gets(self) -> Any:
+        if self._carry:  # a reply's start, set aside by receive_if_only
+            self._reader.feed(self._carry)
+            self._carry = b""
         try:
             return self._reader.gets()
         except hiredis.ProtocolError as exc:

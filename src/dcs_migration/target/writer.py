@@ -75,6 +75,11 @@ _SET_PX_HEAD = b"*5\r\n$3\r\nSET\r\n"
 _CRLF = b"\r\n"
 _SET_BYTES = 1 << 16  # strings up to this size go as SET, copied once (no checksum)
 _PXAT = b"\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
+_TTL = b"\r\n$%d\r\n%b\r\n"  # RESTORE's TTL argument, between the key and the value
+_FRAMING = 64  # what a batch counts for a fast-path command's framing and key
+# Values up to this size are copied once into their DUMP body (one checksum call and one
+# part to join); a bigger one is checksummed in place.
+_COPIED_BYTES = 1 << 16
 _RESTORE_TTL_HEAD = b"*6\r\n$7\r\nRESTORE\r\n"
 _ZERO_TTL = b"\r\n$1\r\n0\r\n"
 _VERSION_SUFFIX = [restore_version(t).to_bytes(2, "little") for t in range(256)]
@@ -244,10 +249,13 @@ class Writer:
         pxat = router.caps.set_pxat
         bulk_len = _BULK_LEN
         current_db = pipe.db
+        # A standalone server's commands gather as their parts in `data`, joined once per
+        # batch (a command is never joined on its own); `count` commands, about `size`
+        # bytes (each command's framing counted as _FRAMING).
         data: list[bytes] = []
-        size = 0
+        size = count = 0
         skipped = 0
-        append_data = data.append
+        extend = data.extend
         for r in records:
             if type(r) is KeyRecord:
                 db, key, t, payload, expire, _, _, idle, freq, valkey = r
@@ -257,16 +265,16 @@ class Writer:
                         continue
                     if mapped_db is not None:
                         db = mapped_db
-                    target = route(key, db) if route is not None else pipe
                     if route is None and db != current_db:
                         if data:
-                            pipe.push_batch(b"".join(data), len(data))
-                            data, size = [], 0
-                            append_data = data.append
+                            pipe.push_batch(b"".join(data), count)
+                            data, size, count = [], 0, 0
+                            extend = data.extend
                         pipe.select(db)
                         current_db = db
                     klen = bulk_len[len(key)] if len(key) < _TABLE else b"$%d\r\n" % len(key)
                     header = string_header[payload[0]] if t == 0 else 0
+                    parts: tuple[bytes, ...]
                     if header and len(payload) < _SET_BYTES and (expire is None or pxat):
                         # A short plain string: SET costs the target less than RESTORE
                         # and needs no checksum, for the same result.
@@ -274,56 +282,44 @@ class Writer:
                         n = len(value)
                         vlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
                         if expire is None:
-                            command = b"".join((_SET_HEAD, klen, key, _CRLF, vlen, value, _CRLF))
+                            parts = (_SET_HEAD, klen, key, _CRLF, vlen, value, _CRLF)
                         else:
                             ms = b"%d" % expire
                             pxat_ms = _PXAT % (len(ms), ms)
-                            command = b"".join(
-                                (_SET_PX_HEAD, klen, key, _CRLF, vlen, value, pxat_ms)
-                            )
+                            parts = (_SET_PX_HEAD, klen, key, _CRLF, vlen, value, pxat_ms)
                     else:
-                        if len(payload) < short_crc_bytes:
-                            crc = short_crc(type_byte[t] + payload + suffix[t])
-                        else:  # not copied once more only to be checksummed
-                            crc = calc(suffix[t], calc(payload, type_crc[t]))
+                        if expire is None:
+                            head, ttl, tail = _RESTORE_NO_TTL_HEAD, _ZERO_TTL, _REPLACE_TAIL
+                        else:
+                            ms = b"%d" % expire
+                            head, tail = _RESTORE_TTL_HEAD, _REPLACE_ABSTTL_TAIL
+                            ttl = _TTL % (len(ms), ms)
                         n = len(payload) + 11
                         nlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
-                        crc_bytes = crc.to_bytes(8, "little")
-                        if expire is None:
-                            command = b"".join(
-                                (
-                                    _RESTORE_NO_TTL_HEAD,
-                                    klen,
-                                    key,
-                                    _ZERO_TTL,
-                                    nlen,
-                                    type_byte[t],
-                                    payload,
-                                    suffix[t],
-                                    crc_bytes,
-                                    _REPLACE_TAIL,
-                                )
-                            )
-                        else:
-                            ttl = b"%d" % expire
-                            command = b"".join(
-                                (
-                                    _RESTORE_TTL_HEAD,
-                                    klen,
-                                    key,
-                                    _CRLF,
-                                    bulk_len[len(ttl)],
-                                    ttl,
-                                    _CRLF,
-                                    nlen,
-                                    type_byte[t],
-                                    payload,
-                                    suffix[t],
-                                    crc_bytes,
-                                    _REPLACE_ABSTTL_TAIL,
-                                )
+                        if n < _COPIED_BYTES:
+                            # The DUMP body in one piece: one checksum call, one part.
+                            body = type_byte[t] + payload + suffix[t]
+                            crc = short_crc(body) if n < short_crc_bytes else calc(body, 0)
+                            crc_bytes = crc.to_bytes(8, "little")
+                            parts = (head, klen, key, ttl, nlen, body, crc_bytes, tail)
+                        else:  # not copied once more only to be checksummed
+                            crc = calc(suffix[t], calc(payload, type_crc[t]))
+                            crc_bytes = crc.to_bytes(8, "little")
+                            parts = (
+                                head,
+                                klen,
+                                key,
+                                ttl,
+                                nlen,
+                                type_byte[t],
+                                payload,
+                                suffix[t],
+                                crc_bytes,
+                                tail,
                             )
                     if route is not None:
+                        target = route(key, db)
+                        command = b"".join(parts)
                         queued = pending.setdefault(target, [])
                         queued.append(command)
                         queued_bytes = pending_bytes.get(target, 0) + len(command)
@@ -332,22 +328,23 @@ class Writer:
                             target.push_batch(b"".join(queued), len(queued))
                             del pending[target], pending_bytes[target]
                         continue
-                    append_data(command)
-                    size += len(command)
+                    extend(parts)
+                    count += 1
+                    size += n + _FRAMING
                     if size >= _BATCH_BYTES:
-                        pipe.push_batch(b"".join(data), len(data))
-                        data, size = [], 0
-                        append_data = data.append
+                        pipe.push_batch(b"".join(data), count)
+                        data, size, count = [], 0, 0
+                        extend = data.extend
                     continue
             if data:
-                pipe.push_batch(b"".join(data), len(data))
-                data, size = [], 0
-                append_data = data.append
+                pipe.push_batch(b"".join(data), count)
+                data, size, count = [], 0, 0
+                extend = data.extend
             _push_pending(pending, pending_bytes)
             self.write(r)
             current_db = pipe.db
         if data:
-            pipe.push_batch(b"".join(data), len(data))
+            pipe.push_batch(b"".join(data), count)
         _push_pending(pending, pending_bytes)
         self.stats.keys_skipped_expired += skipped
 
