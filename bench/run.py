@@ -23,8 +23,15 @@ values) in a process of its own, and the import's own timing from its summary li
 whose difference from the whole process is the command's start-up and exit. Where a
 file's encodings allow, an RDB 9 twin compares rdbtools, which cannot read newer files.
 
-To add a dataset (a huge string, a big hash, ...), add one Dataset entry: its name, the
-RESP commands that fill a server, which measures to run, and any server arguments.
+Memory: two datasets hold values bigger than any bound an importer could keep them
+under (a 200 MB string beside hashes, lists and sets of millions of elements, written by
+redis-server; a 512 MB string and a 1 GB hash, written by the project's RDB writer). They
+are measured in the first round only (time moves little, memory not at all) with every
+strategy and `inspect`, and the table ends with each process's peak RSS against the
+200 MB goal.
+
+To add a dataset, add one Dataset entry: its name, the RESP commands that fill a server
+(or a function that writes the file), which measures to run, and any server arguments.
 """
 
 from __future__ import annotations
@@ -49,10 +56,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.rdbgen import huge_rdb  # noqa: E402
 from tests.servers import RedisServer  # noqa: E402
 
 from dcs_migration.formats import KeyRecord, RdbReader, feed_stream  # noqa: E402
 from dcs_migration.formats.dump import dump_payload  # noqa: E402
+from dcs_migration.formats.records import BigValueStart  # noqa: E402
 from dcs_migration.target.resp import encode_command  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
@@ -69,7 +78,11 @@ LABELS = {
     "rewrite": "import (rewrite)",
     "native": "redis-server loads it",
     "handoff": "import --strategy handoff",
+    "inspect": "inspect",
 }
+OURS = ("restore", "rewrite", "handoff", "inspect")  # the measures of dcs-migration itself
+RSS_GOAL_MB = 200
+WHOLE = 1 << 62  # a reader that never hands a value out in pieces
 
 
 # -- the datasets --------------------------------------------------------------------------
@@ -119,6 +132,39 @@ def _commands_mixed() -> Iterator[bytes]:
             yield encode_command([b"PEXPIREAT", key, b"%d" % (FUTURE_MS + i)])
 
 
+def _commands_huge() -> Iterator[bytes]:
+    """A 200 MB random string, a 2 M-field hash, a 2 M-element list, a 1 M-member sorted
+    set and a 1 M-member set."""
+    rng = random.Random(5)
+    yield encode_command([b"SET", b"huge:string", rng.randbytes(200 << 20)])
+    batch = 10_000
+    for start in range(0, 2_000_000, batch):
+        fields = []
+        for f in range(start, start + batch):
+            fields += [b"field:%d" % f, rng.randbytes(40)]
+        yield encode_command([b"HSET", b"huge:hash", *fields])
+        yield encode_command([b"RPUSH", b"huge:list", *(rng.randbytes(24) for _ in range(batch))])
+    for start in range(0, 1_000_000, batch):
+        zargs = []
+        for m in range(start, start + batch):
+            zargs += [repr(rng.uniform(-1e9, 1e9)).encode(), b"member:%d" % m]
+        yield encode_command([b"ZADD", b"huge:zset", *zargs])
+        yield encode_command(
+            [
+                b"SADD",
+                b"huge:set",
+                *(
+                    b"s:%d:%s" % (m, rng.randbytes(8).hex().encode())
+                    for m in range(start, start + batch)
+                ),
+            ]
+        )
+
+
+def _write_giant(path: Path) -> None:
+    huge_rdb(path, 512 << 20, 1 << 30)
+
+
 def _commands_big() -> Iterator[bytes]:
     batch = 1000
     for start in range(0, 1_000_000, batch):
@@ -149,6 +195,8 @@ class Dataset:
     measures: tuple[str, ...] = ("pipe", "restore", "native", "handoff")
     reads: bool = True  # the in-process reading figures (passthrough, decoded)
     server_args: tuple[str, ...] = ()  # for every server of this dataset (limits, ...)
+    write: Callable[[Path], None] | None = None  # writes the file itself (no commands)
+    rounds: int = 0  # measured in this many rounds only (0: all of them)
 
 
 DATASETS = (
@@ -160,6 +208,23 @@ DATASETS = (
         "mixed", "200 k hashes, lists, sets, zsets, streams; a third with TTLs", _commands_mixed
     ),
     Dataset("big", "4 keys of 1-2 M elements (hash, set, zset, list)", _commands_big),
+    Dataset(
+        "huge",
+        "a 200 MB string, a 2 M-field hash, a 2 M-element list, 1 M-member zset and set",
+        _commands_huge,
+        measures=("pipe", "restore", "rewrite", "native", "handoff", "inspect"),
+        reads=False,
+        rounds=1,
+    ),
+    Dataset(
+        "giant",
+        "a 512 MB string and a 1 GB hash, written by the project's RDB writer",
+        lambda: iter(()),
+        measures=("restore", "rewrite", "native", "handoff", "inspect"),
+        reads=False,
+        write=_write_giant,
+        rounds=1,
+    ),
 )
 
 
@@ -169,6 +234,9 @@ def build(ds: Dataset) -> Path:
         return path
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"building {path.name} ...", flush=True)
+    if ds.write is not None:
+        ds.write(path)
+        return path
     with RedisServer(*DEBUG, *ds.server_args) as server:
         with tempfile.TemporaryFile() as commands:
             for command in ds.commands():
@@ -191,7 +259,7 @@ def restore_commands(path: Path) -> Path:
     if out.exists():
         return out
     with path.open("rb") as stream, out.open("wb") as sink:
-        for r in feed_stream(RdbReader(), stream):
+        for r in feed_stream(RdbReader(big_value_bytes=WHOLE), stream):
             if type(r) is KeyRecord:
                 payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
                 if r.expire_at_ms is None:
@@ -340,6 +408,8 @@ def measure_read(path: Path, decode: bool) -> dict[str, float]:
                 keys += 1
                 if decode:
                     record.value  # noqa: B018
+            elif type(record) is BigValueStart:  # a value handed out in pieces
+                keys += 1
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "keys": keys, "rss_mb": _vmhwm_mb(os.getpid())}
 
@@ -383,6 +453,8 @@ def one_round(m: Measured) -> None:
             run = measure_pipe(ds, restore_commands(m.path))
         elif measure == "native":
             run, _ = measure_native(ds, m.path)
+        elif measure == "inspect":
+            run = run_process([str(CLI), "inspect", str(m.path)])
         else:
             run = measure_import(ds, m.path, measure, m.digest)
             written = _SUMMARY_KEYS.search(run.output)
@@ -430,10 +502,12 @@ def print_whole_process(results: list[Measured]) -> None:
                 f"{head}  {LABELS[measure]:<26}{seconds:8.2f}{rate:>9}{rss:7.0f}M{server:7.0f}M  "
             )
             ratios = _ratios(m, measure)
+            text = ""
             if ratios is not None:
                 each = " ".join(f"{r:.2f}" for r in ratios)
                 text = f"{statistics.median(ratios):.2f}x {REFERENCE[measure]} ({each})"
-                line += f"{text:<44}"
+            line += f"{text:<44}"
+            if any(r.exact is not None for r in runs):
                 line += "yes" if all(r.exact for r in runs) else "NO"
             print(line.rstrip())
     print(
@@ -442,6 +516,20 @@ def print_whole_process(results: list[Measured]) -> None:
         "the measured process's peak, server = the redis-server's; exact: DEBUG DIGEST of "
         "the target equals that of the server that loaded the file itself."
     )
+
+
+def print_memory(results: list[Measured]) -> None:
+    print(f"\npeak RSS of dcs-migration against the {RSS_GOAL_MB} MB goal (largest of rounds):")
+    for m in results:
+        assert m.runs is not None
+        cells = []
+        for measure in OURS:
+            runs = m.runs.get(measure)
+            if runs:
+                rss = max(r.rss_mb for r in runs)
+                cells.append(f"{measure} {rss:.0f} MB{'' if rss < RSS_GOAL_MB else ' OVER'}")
+        biggest = m.path.stat().st_size / 1e6
+        print(f"  {m.ds.name:<11}({biggest:.0f} MB file)  " + ", ".join(cells))
 
 
 def _rate(keys: int, seconds: float) -> str:
@@ -525,7 +613,7 @@ def rdb9_twin(path: Path) -> Path | None:
     writer = RdbWriter(9)
     with path.open("rb") as stream, out.open("wb") as sink:
         sink.write(writer.header())
-        for r in feed_stream(RdbReader(), stream):
+        for r in feed_stream(RdbReader(big_value_bytes=WHOLE), stream):
             if type(r) is KeyRecord:
                 if TYPE_MIN_RDB_VERSION.get(r.rdb_type, 99) > 9:
                     sink.close()
@@ -537,7 +625,11 @@ def rdb9_twin(path: Path) -> Path | None:
 
 
 def print_rdbtools(results: list[Measured]) -> None:
-    twins = [(m.ds, twin) for m in results if (twin := rdb9_twin(m.path)) is not None]
+    twins = [
+        (m.ds, twin)
+        for m in results
+        if "pipe" in m.ds.measures and not m.ds.rounds and (twin := rdb9_twin(m.path)) is not None
+    ]
     if not twins:
         return
     print("\nthe same keys as RDB 9 (what Redis 5 writes), which rdbtools can read:")
@@ -578,12 +670,15 @@ def main() -> None:
     started = time.monotonic()
     for n in range(ROUNDS):
         for m in results:
+            if m.ds.rounds and n >= m.ds.rounds:
+                continue
             print(f"round {n + 1}/{ROUNDS}: {m.ds.name} ...", flush=True)
             one_round(m)
     print(f"\n{len(results)} datasets, {ROUNDS} rounds in {time.monotonic() - started:.0f} s")
     for m in results:
         print(f"  {m.ds.name}: {m.ds.about}")
     print_whole_process(results)
+    print_memory(results)
     print_in_process(results)
     sys.stdout.flush()
     print_rdbtools(results)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import struct
+from collections.abc import Iterator
+from pathlib import Path
 
 from dcs_migration.formats.crc64 import crc64
+from dcs_migration.formats.rdb_writer import RdbWriter, encode_length, encode_string
+from dcs_migration.formats.records import BigKeyRecord, BigValueStart
 
 
 def length(n: int) -> bytes:
@@ -44,3 +49,34 @@ def listpack(*items: bytes) -> bytes:
 
 def binary_double(d: float) -> bytes:
     return struct.pack("<d", d)
+
+
+def huge_rdb(path: Path, string_bytes: int, hash_bytes: int, seed: int = 1) -> Path:
+    """An RDB of one random string and one hash of random 100-byte values, written by the
+    project's RDB writer a piece at a time (no server needs to hold it first)."""
+    rng = random.Random(seed)
+    writer = RdbWriter(10)
+    fields = hash_bytes // 116
+
+    def string_pieces() -> Iterator[bytes]:
+        for at in range(0, string_bytes, 1 << 20):
+            yield rng.randbytes(min(1 << 20, string_bytes - at))
+
+    def hash_pieces() -> Iterator[bytes]:
+        for start in range(0, fields, 8_000):
+            yield b"".join(
+                encode_string(b"field:%010d" % i) + encode_string(rng.randbytes(100))
+                for i in range(start, min(start + 8_000, fields))
+            )
+
+    with path.open("wb") as out:
+        out.write(writer.header())
+        for key, rdb_type, head, pieces in (
+            (b"string", 0, encode_length(string_bytes), string_pieces),
+            (b"hash", 4, encode_length(fields), hash_pieces),
+        ):
+            start = BigValueStart(0, key, rdb_type, head, None, None, 0, 10)
+            for data in writer.big_key(BigKeyRecord(start, b"", 0, pieces)):
+                out.write(data)
+        out.write(writer.end())
+    return path

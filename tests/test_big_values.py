@@ -25,7 +25,7 @@ from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.lzf import LzfStream
 from dcs_migration.formats.rdb import RdbReader
-from dcs_migration.formats.rdb_writer import RdbWriter, encode_length, encode_string
+from dcs_migration.formats.rdb_writer import encode_length
 from dcs_migration.formats.records import BigKeyRecord, BigValueStart, KeyRecord
 from dcs_migration.importer import run_import
 from dcs_migration.oracle import oracle_from_records
@@ -331,42 +331,11 @@ def test_lzf_refuses_what_does_not_decompress() -> None:
 # -- memory, as a user runs the command -----------------------------------------------------
 
 
-def huge_rdb(path: Path, string_bytes: int, hash_bytes: int, seed: int = 1) -> Path:
-    """An RDB of one random string and one hash of random 100-byte values, written by the
-    project's RDB writer a piece at a time (no server needs to hold it first)."""
-    rng = random.Random(seed)
-    writer = RdbWriter(10)
-    fields = hash_bytes // 116
-
-    def string_pieces() -> Iterator[bytes]:
-        for at in range(0, string_bytes, 1 << 20):
-            yield rng.randbytes(min(1 << 20, string_bytes - at))
-
-    def hash_pieces() -> Iterator[bytes]:
-        for start in range(0, fields, 8_000):
-            yield b"".join(
-                encode_string(b"field:%010d" % i) + encode_string(rng.randbytes(100))
-                for i in range(start, min(start + 8_000, fields))
-            )
-
-    with path.open("wb") as out:
-        out.write(writer.header())
-        for key, rdb_type, head, pieces in (
-            (b"string", 0, encode_length(string_bytes), string_pieces),
-            (b"hash", 4, encode_length(fields), hash_pieces),
-        ):
-            start = BigValueStart(0, key, rdb_type, head, None, None, 0, 10)
-            for data in writer.big_key(BigKeyRecord(start, b"", 0, pieces)):
-                out.write(data)
-        out.write(writer.end())
-    return path
-
-
 @pytest.mark.parametrize("strategy", ["restore", "rewrite", "handoff"])
 def test_importing_values_bigger_than_the_memory_bound_stays_under_it(
     strategy: str, tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:
-    path = huge_rdb(tmp_path / "huge.rdb", 160 << 20, 48 << 20)
+    path = g.huge_rdb(tmp_path / "huge.rdb", 160 << 20, 48 << 20)
     server = redis_server()
     args = ["import", str(path), "--target", f"redis://127.0.0.1:{server.port}", "--json"]
     args += ["--strategy", strategy] + (["--flush"] if strategy == "handoff" else [])
@@ -379,7 +348,7 @@ def test_importing_values_bigger_than_the_memory_bound_stays_under_it(
 
 
 def test_inspecting_values_bigger_than_the_memory_bound_stays_under_it(tmp_path: Path) -> None:
-    path = huge_rdb(tmp_path / "huge.rdb", 160 << 20, 48 << 20)
+    path = g.huge_rdb(tmp_path / "huge.rdb", 160 << 20, 48 << 20)
     rss, _ = run_measured(["inspect", str(path)])
     assert rss < 150, f"inspect: peak RSS {rss:.0f} MB for a 160 MB string"
 
