@@ -13,56 +13,17 @@ from dcs_migration.target.capabilities import parse_version
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
 from tests.conftest import every_flavour
-from tests.corpus import CORPUS, cases, comparable, flavour_case_params, load_oracle
+from tests.corpus import (
+    CORPUS,
+    KNOWN_FAILURES,
+    cases,
+    comparable,
+    flavour_case_params,
+    load_oracle,
+    target_refuses,
+)
 from tests.live import dump_oracle
 from tests.servers import RedisServer, ServerFlavour
-
-# Cases that fail only for want of work in progress elsewhere; each is a strict xfail, so
-# that it fails as XPASS the day that work lands, and its mark is removed then.
-_AOF_FUNCTIONS = (
-    "FUNCTION LOAD in an AOF fails the import into a target without functions (before "
-    "7.0), where the same libraries in an RDB are skipped with a warning: one policy for "
-    "both formats is in progress"
-)
-_AOF_ERROR_REPLIES = (
-    "XGROUP SETID ... ENTRIESREAD (7.0+) inside the AOF's MULTI/EXEC gets an error reply "
-    "from a target before 7.0, which fails the import where Redis's own AOF loading skips "
-    "it: the replay rule for error replies to known commands is in progress"
-)
-KNOWN_FAILURES = {
-    ("redis-6.2", "native/redis-7.0.15/aof-multipart-preamble"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.0.15/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.2.6/aof-multipart-preamble"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.2.6/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-resp-timestamps"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-8.0-m01/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-preamble"): _AOF_ERROR_REPLIES,
-    ("redis-6.2", "native/redis-8.0-m01/aof-multipart-preamble"): _AOF_ERROR_REPLIES,
-}
-
-
-def target_refuses(
-    case: dict[str, Any], flavour: ServerFlavour, redis_version: str, error: str | None
-) -> str | None:
-    """Why the target server cannot hold this case, if it cannot: the load error that a
-    server of its name and major version recorded in the corpus, or a command that a
-    server older than the case's producer does not know (`redis_version`: the Redis
-    release the target answers as; Valkey 8 answers 7.2). FUNCTION is no such command:
-    a target without functions skips the libraries."""
-    for server, message in (case.get("load_errors") or {}).items():
-        name, _, version = server.partition(" ")
-        if name == f"{flavour.name}-server" and parse_version(version)[0] == flavour.version[0]:
-            return str(message)
-    producer = parse_version((case.get("producer") or "0").split()[-1])
-    if (
-        error
-        and "unknown command" in error
-        and "command FUNCTION " not in error
-        and producer > parse_version(redis_version)
-    ):
-        return error
-    return None
 
 
 def _import(case: dict[str, Any], port: int, **options: Any) -> Any:
