@@ -36,29 +36,9 @@ def case_params(*formats: str, where: Callable[[dict[str, Any]], bool] | None = 
     return [pytest.param(c, id=c["id"]) for c in found]
 
 
-# Cases that fail only for want of work in progress elsewhere; each is a strict xfail, so
-# that it fails as XPASS the day that work lands, and its mark is removed then.
-_AOF_FUNCTIONS = (
-    "FUNCTION LOAD in an AOF fails the import into a target without functions (before "
-    "7.0), where the same libraries in an RDB are skipped with a warning: one policy for "
-    "both formats is in progress"
-)
-_AOF_ERROR_REPLIES = (
-    "XGROUP SETID ... ENTRIESREAD (7.0+) inside the AOF's MULTI/EXEC gets an error reply "
-    "from a target before 7.0, which fails the import where Redis's own AOF loading skips "
-    "it: the replay rule for error replies to known commands is in progress"
-)
-KNOWN_FAILURES = {
-    ("redis-6.2", "native/redis-7.0.15/aof-multipart-preamble"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.0.15/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.2.6/aof-multipart-preamble"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.2.6/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-resp-timestamps"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-8.0-m01/aof-multipart-resp"): _AOF_FUNCTIONS,
-    ("redis-6.2", "native/redis-7.4.1/aof-multipart-preamble"): _AOF_ERROR_REPLIES,
-    ("redis-6.2", "native/redis-8.0-m01/aof-multipart-preamble"): _AOF_ERROR_REPLIES,
-}
+# (flavour id, case id) -> why: cases that fail for a reason known and not yet fixed, each
+# a strict xfail, so that it fails as XPASS the day it is fixed and its entry goes then.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def target_refuses(
