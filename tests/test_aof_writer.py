@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +15,7 @@ from dcs_migration.formats.resp import RespReader
 from dcs_migration.target.aof_writer import AofWriter
 from dcs_migration.target.capabilities import Capabilities
 from tests import rdbgen as g
+from tests.conftest import flavour_or_skip
 from tests.corpus import CORPUS, case_params
 from tests.live import assert_holds_oracle
 from tests.servers import RedisServer
@@ -41,17 +39,14 @@ def commands(aof: bytes) -> list[AofCommand]:
 
 def local_caps() -> Capabilities:
     """What the local redis-server supports: the server every test here loads into."""
-    out = subprocess.run(["redis-server", "--version"], capture_output=True, check=True)
-    found = re.search(rb"v=(\S+)", out.stdout)
-    assert found, out.stdout
-    return Capabilities.from_info({"redis_version": found.group(1).decode()})
+    version = ".".join(map(str, flavour_or_skip().version))
+    return Capabilities.from_info({"redis_version": version})
 
 
 @pytest.fixture
 def aof_server() -> Iterator[AofServer]:
     """`aof_server(base)`: a started redis-server that loaded `base` as its base AOF."""
-    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server is not on PATH (install Redis, e.g. `make system-deps`)")
+    flavour_or_skip()
     started: list[RedisServer] = []
 
     def start(base: bytes) -> RedisServer:

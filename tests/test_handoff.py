@@ -17,12 +17,13 @@ from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
 from dcs_migration.target import handoff
+from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import Strategy, WriteOptions
 from tests import rdbgen as g
-from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, case_params
+from tests.conftest import RedisServerFactory, every_flavour
+from tests.corpus import CORPUS, case_params, flavour_case_params
 from tests.live import assert_holds_oracle
 
 FUTURE = 4_102_444_800_000
@@ -50,17 +51,28 @@ def loadable_by_target(case: dict[str, Any]) -> bool:
     return readable_by_target(case) and not refused
 
 
-@pytest.mark.parametrize("case", case_params("rdb", "aof-preamble", where=readable_by_target))
+@pytest.mark.parametrize(
+    ("flavour", "case"),
+    flavour_case_params("rdb", "aof-preamble", where=readable_by_target),
+    indirect=["flavour"],
+)
 def test_corpus_case_through_the_handoff_equals_its_oracle(
     case: dict[str, Any], redis_server: RedisServerFactory
 ) -> None:
+    """`auto` hands a file off when the target reads its RDB version, and restores it
+    key by key, saying why, when the target is older than the file (Redis 6.2 reads RDB
+    up to 9) or the file older than Redis 3.2."""
     server = redis_server()
     server.cli("SET", "stale", "replaced")
     client = redis.Redis(port=server.port)
+    readable = Capabilities.from_info(client.info("server")).rdb_version
     result = run_import([str(CORPUS / case["path"])], target_of(server), AUTO_FLUSH)
     assert result.status == "SUCCESS", result.error
     if (case.get("rdb_version") or 0) < handoff.MIN_RDB_VERSION:
         assert result.strategy == "restore"  # files older than Redis 3.2 are restored
+    elif case["rdb_version"] > readable:
+        assert result.strategy == "restore"
+        assert any(f"reads RDB up to version {readable}" in w for w in result.warnings)
     else:
         assert result.strategy == "handoff"
     assert client.info("replication")["role"] == "master"
@@ -161,6 +173,30 @@ def test_auto_needs_flush_and_says_why_it_did_not_hand_off(
     assert auto.strategy == "handoff"
     refused = run_import([str(path)], target_of(server), WriteOptions(strategy=Strategy.HANDOFF))
     assert refused.status == "FAILED" and "--flush" in (refused.error or "")
+
+
+@pytest.mark.parametrize("flavour", every_flavour(), indirect=True)
+def test_a_backup_newer_than_the_target_is_restored_and_never_handed_off(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    """A target's own loader refuses an RDB version newer than its own (Redis 6.2 reads
+    up to 9): `handoff` refuses before touching it, `auto` restores key by key."""
+    server = redis_server()
+    server.cli("SET", "kept", "1")
+    client = redis.Redis(port=server.port)
+    readable = Capabilities.from_info(client.info("server")).rdb_version
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=readable + 1))
+    refused = run_import([str(path)], target_of(server), HANDOFF)
+    assert refused.status == "FAILED"
+    assert f"reads RDB up to version {readable}, the backup is {readable + 1}" in (
+        refused.error or ""
+    )
+    assert client.get(b"kept") == b"1" and role(server) == "master"
+    auto = run_import([str(path)], target_of(server), AUTO_FLUSH)
+    assert auto.status == "SUCCESS" and auto.strategy == "restore", auto.error
+    assert any(f"reads RDB up to version {readable}" in w for w in auto.warnings)
+    assert client.keys() == [b"k"]
 
 
 def test_falls_back_when_replicaof_is_renamed(

@@ -1,4 +1,4 @@
-"""Every corpus case imported into a fresh redis-server reads back equal to its oracle."""
+"""Every corpus case imported into every server flavour reads back equal to its oracle."""
 
 from __future__ import annotations
 
@@ -12,22 +12,18 @@ from dcs_migration.importer import run_import
 from dcs_migration.target.capabilities import parse_version
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
-from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, case_params, cases, comparable, load_oracle
+from tests.conftest import every_flavour
+from tests.corpus import (
+    CORPUS,
+    KNOWN_FAILURES,
+    cases,
+    comparable,
+    flavour_case_params,
+    load_oracle,
+    target_refuses,
+)
 from tests.live import dump_oracle
-
-
-def target_refuses(case: dict[str, Any], version: str, error: str | None) -> str | None:
-    """Why the target server cannot hold this case, if it cannot: its own load error as
-    the corpus recorded it, or a command that a server older than the case's producer
-    does not know."""
-    for server, message in (case.get("load_errors") or {}).items():
-        if server.startswith("redis-server ") and server.split()[1] == version:
-            return str(message)
-    producer = parse_version((case.get("producer") or "0").split()[-1])
-    if error and "unknown command" in error and producer > parse_version(version):
-        return error
-    return None
+from tests.servers import RedisServer, ServerFlavour
 
 
 def _import(case: dict[str, Any], port: int, **options: Any) -> Any:
@@ -36,13 +32,18 @@ def _import(case: dict[str, Any], port: int, **options: Any) -> Any:
     )
 
 
-@pytest.mark.parametrize("case", case_params(where=lambda c: bool(c["oracle"])))
-def test_import_equals_oracle(case: dict[str, Any], redis_server: RedisServerFactory) -> None:
-    server = redis_server()
-    client = redis.Redis(port=server.port)
+@pytest.mark.parametrize(
+    ("flavour", "case"),
+    flavour_case_params(where=lambda c: bool(c["oracle"]), known_failures=KNOWN_FAILURES),
+    indirect=["flavour"],
+)
+def test_import_equals_oracle(
+    flavour: ServerFlavour, case: dict[str, Any], shared_server: RedisServer
+) -> None:
+    client = redis.Redis(port=shared_server.port)
     version = client.info("server")["redis_version"]
-    result = _import(case, server.port)
-    refusal = target_refuses(case, version, result.error)
+    result = _import(case, shared_server.port)
+    refusal = target_refuses(case, flavour, version, result.error)
     if refusal is not None and result.status != "SUCCESS":
         assert "refused" in (result.error or ""), f"the target refuses this case: {refusal}"
         return
@@ -56,14 +57,17 @@ def test_import_equals_oracle(case: dict[str, Any], redis_server: RedisServerFac
     assert got == oracle
 
 
-@pytest.mark.parametrize("case", case_params("rdb", where=lambda c: bool(c["expect_error"])))
+@pytest.mark.parametrize(
+    ("flavour", "case"),
+    flavour_case_params("rdb", where=lambda c: bool(c["expect_error"])),
+    indirect=["flavour"],
+)
 def test_cases_no_server_loads_fail_clearly(
-    case: dict[str, Any], redis_server: RedisServerFactory
+    flavour: ServerFlavour, case: dict[str, Any], shared_server: RedisServer
 ) -> None:
     if case.get("rdb_magic") == "VALKEY":
         pytest.skip("read as its AOF twin below")
-    server = redis_server()
-    result = _import(case, server.port)
+    result = _import(case, shared_server.port)
     if "duplicated key" in case["expect_error"] and result.status == "SUCCESS":
         # Its stream 'trim' (130 recorded, 128 in the nodes) is read as Redis reads it,
         # and the import, which streams keys without remembering them, does not see that
@@ -73,14 +77,14 @@ def test_cases_no_server_loads_fail_clearly(
     assert case["path"].rsplit("/", 1)[-1] in (result.error or "")
 
 
-def test_valkey_hash_with_field_ttls_imports(redis_server: RedisServerFactory) -> None:
+@pytest.mark.parametrize("flavour", every_flavour(), indirect=True)
+def test_valkey_hash_with_field_ttls_imports(shared_server: RedisServer) -> None:
     rdb = [c for c in cases("rdb") if c.get("rdb_magic") == "VALKEY"]
     if not rdb:
         pytest.skip("corpus not found")
     twin = next(c for c in cases("aof") if c["id"] == rdb[0]["id"].replace(".rdb", ".aof"))
-    server = redis_server()
-    client = redis.Redis(port=server.port)
-    result = _import(rdb[0], server.port)
+    client = redis.Redis(port=shared_server.port)
+    result = _import(rdb[0], shared_server.port)
     assert result.status == "SUCCESS", result.error
     version = parse_version(client.info("server")["redis_version"])
     got, oracle = comparable(dump_oracle(client), load_oracle(twin), got_version=version)

@@ -7,9 +7,7 @@ Each RDB case that the local redis-server can load is loaded by it, read back wi
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +15,9 @@ import pytest
 import redis
 
 from tests.cluster import RedisCluster
-from tests.corpus import CORPUS, case_params, comparable, load_oracle, version_tuple
+from tests.corpus import CORPUS, case_params, comparable, load_oracle
 from tests.live import dump_cluster_oracle, dump_oracle
+from tests.servers import FlavourMissing, server_flavour
 
 if TYPE_CHECKING:
     from tests.conftest import RedisServerFactory
@@ -27,13 +26,9 @@ if TYPE_CHECKING:
 def local_server_version() -> tuple[int, ...] | None:
     """The version of the redis-server on PATH, or None when there is none."""
     try:
-        out = subprocess.run(
-            ["redis-server", "--version"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
+        return server_flavour().version
+    except FlavourMissing:
         return None
-    found = re.search(r"v=(\d+(?:\.\d+)*)", out)
-    return version_tuple(found.group(1)) if found else None
 
 
 def readable_rdb_version(version: tuple[int, ...]) -> int:

@@ -34,3 +34,16 @@ def test_what_is_left_after_a_partial_acknowledgement() -> None:
 def test_a_command_without_a_key_reads_back_as_a_question_mark() -> None:
     assert command_key(encode_command([b"FLUSHALL"])) == b"?"
     assert command_key(encode_command([b"GET", b"a\r\n$1\r\nb"])) == b"a\r\n$1\r\nb"
+
+
+def test_commands_read_back_in_any_order_and_after_a_resend() -> None:
+    """The entry remembers where it last looked: reading forwards, backwards, and after
+    dropping what was acknowledged (a reconnect) must all find the right command."""
+    entry = batch()
+    order = [0, 1, 2, 3, 3, 1, 0, 2]
+    assert [entry.command_at(i) for i in order] == [encode_command(COMMANDS[i]) for i in order]
+    entry.acked = 2
+    entry.drop_acknowledged()
+    assert (entry.count, entry.acked) == (2, 0)
+    assert [entry.key_of(i) for i in (1, 0)] == [COMMANDS[3][1], COMMANDS[2][1]]
+    assert entry.unacknowledged() == b"".join(encode_command(c) for c in COMMANDS[2:])

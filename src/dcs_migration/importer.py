@@ -487,14 +487,27 @@ def _handoff(
     return sum(rdb.keys_by_db.values()), itertools.chain([tail], batches)
 
 
+SETTLE_ATTEMPTS = 1000
+SETTLE_SECONDS = 30.0
+
+
 def _settle(router: Router) -> bool:
     """After the target refused a command, or a stop, collect the replies still on their
-    way, so that the counts are exact; False when they could not all be had."""
-    try:
-        router.flush()
-    except (TargetError, OSError):
-        return False
-    return True
+    way, so that the counts are exact; False when they could not all be had. Further
+    refusals (a cluster whose slot moved refuses many at once) end one attempt each:
+    every reply read before one is counted, and the next attempt reads on."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for _ in range(SETTLE_ATTEMPTS):
+        if time.monotonic() > deadline:
+            break
+        try:
+            router.flush()
+        except Refused:
+            continue
+        except (TargetError, OSError):
+            return False
+        return True
+    return False
 
 
 def _refuse_other_dbs(inputs: list[Input]) -> None:

@@ -79,7 +79,9 @@ class Capabilities:
             rdb = 11
         else:
             rdb = next(v for release, v in _RDB_VERSION_BY_RELEASE if version[:2] >= release)
-        return cls(version, rdb, info.get("redis_mode") == "cluster")
+        # Valkey says server_mode where Redis says redis_mode.
+        mode = info.get("redis_mode") or info.get("server_mode")
+        return cls(version, rdb, mode == "cluster")
 
     @property
     def functions(self) -> bool:

@@ -1,7 +1,17 @@
-"""A Redis Cluster: keys routed by hash slot, one pipeline per master, MOVED/ASK followed."""
+"""A Redis Cluster: keys routed by hash slot, one pipeline per master, MOVED/ASK followed.
+
+A command answered MOVED or ASK did not run; it is sent again where the reply points,
+on the next round of `flush`. A slot that keeps moving (a resharding that goes back and
+forth, nodes that disagree) could bounce a command for ever, so a flush follows at most
+`REDIRECT_ROUNDS - 1` rounds of redirects (pausing between them, so that a move in
+progress can end), takes every reply of the last round without following them, and then
+raises `Unacknowledged` naming the first key left and the node: an import never ends
+SUCCESS with a written command unacknowledged, and its counts stay exact.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import hiredis
@@ -12,11 +22,18 @@ from dcs_migration.target.connection import Connection, info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
 from dcs_migration.target.pipeline import Pipeline, ReplyHandler
+from dcs_migration.target.resp import command_key
 from dcs_migration.target.slots import SLOTS, key_slot
 
 Node = tuple[str, int]
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
 ASKING_TAG = ("asking",)
+REDIRECT_ROUNDS = 10  # rounds of a flush; redirects are followed in all but the last
+REDIRECT_PAUSE_SECONDS = 0.01  # before the third round, doubling up to 0.5 s (1.6 s in all)
+
+
+class Unacknowledged(TargetError):
+    """The cluster kept redirecting a command: it was never acknowledged."""
 
 
 class ClusterRouter:
@@ -41,6 +58,9 @@ class ClusterRouter:
             raise
         self._control = conn  # for COMMAND lookups and the synchronous moves of keys
         self._command_table: CommandTable | None = None
+        self._following = True  # False in a flush's last round: redirects are not followed
+        # The first command left unfollowed: its key, the node it was sent to, the reply.
+        self._unfollowed: tuple[bytes, Node, str] | None = None
         for node in sorted(set(self._slots)):
             self._pipeline(node)
 
@@ -51,13 +71,26 @@ class ClusterRouter:
         if pipe is None:
             pipe = Pipeline(
                 self.seed.at(*node),
-                self.on_reply,
+                self._reply_at(node),
                 window_bytes=self.options.window_bytes,
                 retries=self.options.retries,
             )
             pipe.open()
             self._pipelines[node] = pipe
         return pipe
+
+    def _reply_at(self, node: Node) -> ReplyHandler:
+        """`on_reply` for the pipeline to `node`: a refusal names the node that refused."""
+        on_reply = self.on_reply
+
+        def handle(tag: Any, reply: Any, command: bytes) -> None:
+            try:
+                on_reply(tag, reply, command)
+            except TargetError as exc:
+                exc.args = (f"{exc} (node {node[0]}:{node[1]})", *exc.args[1:])
+                raise
+
+        return handle
 
     # -- routing -----------------------------------------------------------------------
 
@@ -117,20 +150,43 @@ class ClusterRouter:
         node = _node(self.seed, host, port)
         if kind == "MOVED":
             self._slots[int(slot_text)] = node
-            self._pipeline(node).push(command, tag)
-        else:
-            pipe = self._pipeline(node)
-            pipe.push(ASKING, ASKING_TAG)
-            pipe.push(command, tag)
+        if not self._following:
+            if self._unfollowed is None:
+                # The key a tag names: a rewritten value's parts go to a temporary key.
+                key = tag[1] if isinstance(tag, tuple) and len(tag) > 1 else None
+                named = key if isinstance(key, bytes) else command_key(command)
+                self._unfollowed = (named, node, text)
+            return True
+        # Held until the next round of the flush (or the next batch sent there): sending
+        # from inside another pipeline's reply handling would nest one drain in another.
+        pipe = self._pipeline(node)
+        if kind == "ASK":
+            pipe.push(ASKING, ASKING_TAG, hold=True)
+        pipe.push(command, tag, hold=True)
         return True
 
     def flush(self) -> None:
-        # A redirect during one flush can push to another pipeline: flush until all are idle.
-        for _ in range(10):
-            for pipe in list(self._pipelines.values()):
-                pipe.flush()
+        """Send everything and take every reply, following redirects; Unacknowledged
+        when commands are still being redirected after `REDIRECT_ROUNDS` rounds."""
+        for round_ in range(REDIRECT_ROUNDS):
+            if round_ > 1:  # a slot being moved: give the move time to end
+                time.sleep(min(REDIRECT_PAUSE_SECONDS * 2 ** (round_ - 2), 0.5))
+            self._following = round_ < REDIRECT_ROUNDS - 1
+            try:
+                for pipe in list(self._pipelines.values()):
+                    pipe.flush()
+            finally:
+                self._following = True
             if all(p.idle for p in self._pipelines.values()):
-                return
+                break
+        unfollowed, self._unfollowed = self._unfollowed, None
+        if unfollowed is not None:
+            key, node, reply = unfollowed
+            raise Unacknowledged(
+                f"the cluster never acknowledged key {key!r}: still redirected after "
+                f"{REDIRECT_ROUNDS - 1} rounds of redirects, last to node {node[0]}:{node[1]} "
+                f"({reply}); its slot keeps moving: import again once the cluster is stable"
+            )
 
     def close(self) -> None:
         self._control.close()

@@ -78,6 +78,38 @@ def _restore_frame(
     return head, tail
 
 
+# Stream options of Redis 7.0 (XSETID, XGROUP CREATE / SETID): where a command's options
+# start, and the option names an older server refuses, each followed by one value.
+_STREAM_METADATA_OPTIONS = {
+    b"XSETID": (3, (b"ENTRIESADDED", b"MAXDELETEDID")),
+    b"XGROUP CREATE": (5, (b"ENTRIESREAD",)),
+    b"XGROUP SETID": (5, (b"ENTRIESREAD",)),
+}
+
+
+def without_stream_metadata(args: Args) -> Args:
+    """An AOF command as a server before 7.0 takes it: XSETID without ENTRIESADDED and
+    MAXDELETEDID, XGROUP CREATE / SETID without ENTRIESREAD. A 7.0 AOF writes a stream's
+    groups and last id with them; sent as they are, an older target refuses them and the
+    groups are lost, where the same stream in an RDB is rewritten without them."""
+    name = args[0].upper()
+    if name == b"XGROUP" and len(args) > 1:
+        name += b" " + args[1].upper()
+    found = _STREAM_METADATA_OPTIONS.get(name)
+    if found is None:
+        return args
+    start, dropped = found
+    out = args[:start]
+    i = start
+    while i < len(args):
+        if args[i].upper() in dropped and i + 1 < len(args):
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
 def temporary_key(key: bytes) -> bytes:
     """A fresh key in the same hash slot as `key`, to build a rewritten value under."""
     return b"{%s}dcs-migration:tmp:%s" % (slot_tag(key), os.urandom(8).hex().encode())

@@ -64,10 +64,23 @@ class _Entry:
     """Commands awaiting replies: one tagged command, or a batch of plain key writes.
 
     A batch keeps only its bytes and its count: where each command ends, and its key,
-    are read back from the bytes on the rare paths that need them (a refusal, a resend).
+    are read back from the bytes on the rare paths that need them (a refusal, a resend,
+    a redirect). Replies come in order, so the last offset found is kept (`_at`, of the
+    command at `_at_index`) and the next one is sought from there: a batch whose every
+    command is redirected is walked once, not once per command.
     """
 
-    __slots__ = ("acked", "batch", "count", "data", "pieces", "resendable", "tag")
+    __slots__ = (
+        "_at",
+        "_at_index",
+        "acked",
+        "batch",
+        "count",
+        "data",
+        "pieces",
+        "resendable",
+        "tag",
+    )
 
     def __init__(self, tag: Any, data: bytes, count: int | None) -> None:
         self.tag = tag
@@ -77,6 +90,7 @@ class _Entry:
         self.acked = 0
         self.pieces: Callable[[], Iterator[bytes]] | None = None  # a command sent in pieces
         self.resendable = False  # a tagged command that may run twice
+        self._at_index = self._at = 0
 
     @property
     def cost(self) -> int:
@@ -84,14 +98,29 @@ class _Entry:
         its bytes, and the entry itself (which outweighs a short command's bytes)."""
         return len(self.data) + _ENTRY_BYTES
 
+    def _offset(self, index: int) -> int:
+        """Where the command at `index` starts."""
+        if index < self._at_index:
+            self._at_index = self._at = 0
+        self._at = skip_commands(self.data, index - self._at_index, self._at)
+        self._at_index = index
+        return self._at
+
     def unacknowledged(self) -> bytes:
         if not self.acked:
             return self.data
-        return self.data[skip_commands(self.data, self.acked) :]
+        return self.data[self._offset(self.acked) :]
+
+    def drop_acknowledged(self) -> None:
+        """Keep only what is not acknowledged (before it is sent again)."""
+        if self.acked:
+            self.data = self.unacknowledged()
+            self.count -= self.acked
+            self.acked = self._at_index = self._at = 0
 
     def command_at(self, index: int) -> bytes:
         """The batch's command at `index`, encoded (to send it elsewhere after a MOVED)."""
-        start = skip_commands(self.data, index)
+        start = self._offset(index)
         return self.data[start : skip_commands(self.data, 1, start)]
 
     def key_of(self, index: int) -> bytes:
@@ -141,10 +170,11 @@ class Pipeline:
                     raise TargetError(str(exc)) from exc
                 time.sleep(min(0.2 * 2**attempt, 5.0))
 
-    def push(self, command: bytes, tag: Any = None) -> None:
+    def push(self, command: bytes, tag: Any = None, *, hold: bool = False) -> None:
         """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
-        (tag None)."""
-        self._queue(_Entry(tag, command, None))
+        (tag None). With `hold`, nothing is sent or read now (for a command pushed while
+        replies are being handled): it goes with the next batch or flush."""
+        self._queue(_Entry(tag, command, None), hold)
 
     def push_batch(self, data: bytes, count: int) -> None:
         """Queue `count` plain key writes (each answered +OK), encoded back to back."""
@@ -168,12 +198,12 @@ class Pipeline:
         except ConnectionLost as exc:
             self._recover(exc)
 
-    def _queue(self, entry: _Entry) -> None:
+    def _queue(self, entry: _Entry, hold: bool = False) -> None:
         self._inflight.append(entry)
         self._inflight_bytes += entry.cost
         self._unsent.append(entry.data)
         self._unsent_bytes += len(entry.data)
-        if self._unsent_bytes >= self.batch_bytes:
+        if not hold and self._unsent_bytes >= self.batch_bytes:
             self._send()
             if self._inflight_bytes > self.window_bytes:
                 self._drain(self.window_bytes // 2)
@@ -218,6 +248,8 @@ class Pipeline:
 
     def _drain(self, until_bytes: int) -> None:
         while self._inflight and self._inflight_bytes > until_bytes:
+            if self._unsent:  # pushed while replies were handled: its reply is awaited too
+                self._send()
             try:
                 self._take_replies()
             except ConnectionLost as exc:
@@ -270,7 +302,8 @@ class Pipeline:
             if reply == OK:
                 self.acknowledged += 1
             else:
-                self.on_reply((KEY, entry.key_of(index)), reply, entry.command_at(index))
+                command = entry.command_at(index)
+                self.on_reply((KEY, command_key(command)), reply, command)
             return
         self._inflight.popleft()
         self._inflight_bytes -= entry.cost
@@ -302,10 +335,7 @@ class Pipeline:
                 last = again
                 continue
             for entry in self._inflight:  # what is resent is what is left of each
-                if entry.acked:
-                    entry.data = entry.unacknowledged()
-                    entry.count -= entry.acked
-                    entry.acked = 0
+                entry.drop_acknowledged()
             self._inflight_bytes = sum(e.cost for e in self._inflight)
             self.reconnects += 1
             if self.on_reconnect is not None:

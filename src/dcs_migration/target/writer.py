@@ -49,6 +49,7 @@ from dcs_migration.target.commands import (
     restore_command,
     restore_pieces,
     temporary_key,
+    without_stream_metadata,
 )
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
@@ -642,7 +643,7 @@ class Writer:
         file = self.aof_file
         pipe.push(encode_command([b"MULTI"]), (AOF_TX, file, exec_record.offset, b"MULTI"))
         for c in queued:
-            pipe.push(encode_command(c.args), (AOF_TX, file, c.offset, c.name))
+            pipe.push(encode_command(self._target_args(c)), (AOF_TX, file, c.offset, c.name))
         where = tuple((c.offset, c.name) for c in queued)
         pipe.push(encode_command([b"EXEC"]), (AOF_EXEC, file, exec_record.offset, where))
         self.stats.commands_replayed += len(queued)
@@ -664,7 +665,7 @@ class Writer:
                 f"{_where(self.aof_file, record.offset)} touches keys in different hash "
                 "slots, which a Redis Cluster cannot run"
             ) from None
-        command = encode_command(record.args)
+        command = encode_command(self._target_args(record))
         tag = (AOF, self.aof_file, record.offset, name)
         if pipe is not None:
             pipe.push(command, tag)
@@ -674,6 +675,14 @@ class Writer:
             for other in others:
                 other.push(command, (AOF_COPY, *tag[1:]))
         self.stats.commands_replayed += 1
+
+    def _target_args(self, record: AofCommand) -> list[bytes]:
+        """The command as the target takes it: a target before 7.0 gets the streams'
+        7.0 options left out, as the RDB path leaves them out."""
+        assert self.router is not None
+        if record.name in (b"XSETID", b"XGROUP") and not self.router.caps.stream_metadata:
+            return without_stream_metadata(record.args)
+        return record.args
 
     def _aof_error(
         self, file: str, offset: int, name: bytes, reply: Any, *, counted: bool = True
