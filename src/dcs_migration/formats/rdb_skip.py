@@ -224,19 +224,8 @@ def _stream_skipper(t: int) -> Skipper:
     tail = stream_tail_skipper(t)
 
     def skip(buf: bytes, pos: int, end: int) -> int:
-        try:
-            b = buf[pos]
-            nodes, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
-            for _ in range(nodes):  # a node's master ID (16 bytes), then its listpack
-                b = buf[pos]
-                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
-                b = buf[pos]
-                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
-        except IndexError:
-            raise Incomplete() from None
-        if pos > end:
-            raise Incomplete()
-        return tail(buf, pos, end)
+        # The nodes: a master ID (16 bytes) and a listpack each, then the tail.
+        return tail(buf, _skip_string_pairs(buf, pos, end), end)
 
     return skip
 

@@ -83,13 +83,17 @@ def decode_stream(t: int, payload: bytes) -> StreamValue:
     nodes = c.length()
     decode_stream_nodes(c, nodes, entries)
     stream = decode_stream_metadata(t, c)
-    # Redis keeps the recorded length whatever the nodes hold (early Redis 5 wrote streams
-    # whose length outgrew their entries after XTRIM/XDEL): XLEN answers it. It refuses
-    # only a length with no node at all.
-    if stream.length and not nodes:
-        raise FormatError(f"stream says it holds {stream.length} entries but has no node")
+    check_stream_nodes(stream, nodes)
     stream.entries = entries
     return stream
+
+
+def check_stream_nodes(stream: StreamValue, nodes: int) -> None:
+    """Redis keeps the recorded length whatever the nodes hold (early Redis 5 wrote streams
+    whose length outgrew their entries after XTRIM/XDEL): XLEN answers it. It refuses only
+    a length with no node at all."""
+    if stream.length and not nodes:
+        raise FormatError(f"stream says it holds {stream.length} entries but has no node")
 
 
 def decode_stream_nodes(c: Cursor, n: int | None, out: list[StreamEntry]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from dcs_migration.formats.records import BigKeyRecord
 from dcs_migration.formats.stream import (
     StreamEntry,
     StreamValue,
+    check_stream_nodes,
     decode_stream,
     decode_stream_metadata,
     decode_stream_nodes,
@@ -57,8 +59,15 @@ Value = bytes | list[bytes] | list[tuple[bytes, float]] | HashValue | StreamValu
 
 def decode_value(record: KeyRecord) -> Value:
     """Decode a record's payload; errors name the key and the record's file offset."""
-    try:
+    with _naming(record):
         return _decode(record.rdb_type, record.payload, record.valkey)
+
+
+@contextmanager
+def _naming(record: KeyRecord | BigKeyRecord) -> Iterator[None]:
+    """Errors while decoding a value name its key and its record's offset."""
+    try:
+        yield
     except Incomplete:
         raise FormatError(
             "value ends before its content does", offset=record.offset, key=record.key
@@ -187,7 +196,7 @@ def decode_parts(record: KeyRecord | BigKeyRecord) -> Iterator[Value]:
     if not isinstance(record, BigKeyRecord) and not counted:
         yield decode_value(record)
         return
-    try:
+    with _naming(record):
         if counted:
             head, pieces = _head_and_pieces(record)
             c = Cursor(head)
@@ -210,12 +219,6 @@ def decode_parts(record: KeyRecord | BigKeyRecord) -> Iterator[Value]:
             raise ValueError("streams are decoded by stream_parts")
         else:  # a value that is one blob (a listpack, a ziplist): read whole
             yield _decode(t, record.head + b"".join(record.pieces()) + record.tail, record.valkey)
-    except Incomplete:
-        raise FormatError(
-            "value ends before its content does", offset=record.offset, key=record.key
-        ) from None
-    except FormatError as exc:
-        raise FormatError(exc.message, offset=record.offset, key=record.key) from None
 
 
 def _head_and_pieces(record: KeyRecord | BigKeyRecord) -> tuple[bytes, Iterable[bytes]]:
@@ -241,30 +244,24 @@ def stream_parts(
 ) -> tuple[StreamValue, Iterator[list[StreamEntry]]]:
     """A stream as its metadata and groups (with no entries), then its entries in parts,
     in ID order: what rebuilding it needs first (the pending entries) comes first."""
-    try:
+    with _naming(record):
         if isinstance(record, BigKeyRecord):
-            tail = record.tail
+            head, tail = record.head, record.tail
         else:
-            _, _, tail = rdb_pieces.split_value(
+            head, _, tail = rdb_pieces.split_value(
                 record.rdb_type, record.payload, record.valkey, rdb_pieces.PIECE_BYTES
             )
         meta = decode_stream_metadata(record.rdb_type, Cursor(tail))
-    except (Incomplete, FormatError) as exc:
-        message = exc.message if isinstance(exc, FormatError) else "stream ends too soon"
-        raise FormatError(message, offset=record.offset, key=record.key) from None
+        check_stream_nodes(meta, Cursor(head).length())
     return meta, _stream_entries(record)
 
 
 def _stream_entries(record: KeyRecord | BigKeyRecord) -> Iterator[list[StreamEntry]]:
-    try:
+    with _naming(record):
         for piece in _head_and_pieces(record)[1]:
             entries: list[StreamEntry] = []
             decode_stream_nodes(Cursor(piece), None, entries)
             yield entries
-    except Incomplete:
-        raise FormatError("stream ends too soon", offset=record.offset, key=record.key) from None
-    except FormatError as exc:
-        raise FormatError(exc.message, offset=record.offset, key=record.key) from None
 
 
 def decode_big_value(record: BigKeyRecord) -> Value:
