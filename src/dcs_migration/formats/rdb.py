@@ -79,17 +79,14 @@ class _BigValue:
     the start of the next piece; `scanned` bytes after it are whole units already stepped
     over, and `left` units (raw bytes, for a single-string layout) follow those."""
 
-    __slots__ = ("db", "expire_at_ms", "key", "layout", "left", "rdb_type", "scanned")
+    __slots__ = ("db", "expire_at_ms", "key", "layout", "left", "scanned")
 
-    def __init__(
-        self, layout: Layout, left: int, key: bytes, db: int, rdb_type: int, expire: int | None
-    ) -> None:
+    def __init__(self, layout: Layout, left: int, key: bytes, db: int, expire: int | None) -> None:
         self.layout = layout
         self.left = left
         self.scanned = 0
         self.key = key
         self.db = db
-        self.rdb_type = rdb_type
         self.expire_at_ms = expire
 
 
@@ -602,7 +599,7 @@ class RdbReader:
                 )
             )
             self.big_records += 1
-        self._big = _BigValue(layout, units, key, db, rdb_type, expire)
+        self._big = _BigValue(layout, units, key, db, expire)
         self._pos = head_end
         self._state = _State.BIG_VALUE
         return True
