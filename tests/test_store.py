@@ -93,7 +93,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0004_aof_replay"]
+            assert [v[0] for v in versions] == ["0005_addresses"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
