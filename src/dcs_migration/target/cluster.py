@@ -148,6 +148,9 @@ class ClusterRouter:
         slot_text, _, address = rest.partition(" ")
         host, _, port = address.rpartition(":")
         node = _node(self.seed, host, port)
+        # Connected first: a node the address policy refuses never enters the slot map,
+        # so that nothing (the counts taken after a failure) tries it again.
+        pipe = self._pipeline(node)
         if kind == "MOVED":
             self._slots[int(slot_text)] = node
         if not self._following:
@@ -159,7 +162,6 @@ class ClusterRouter:
             return True
         # Held until the next round of the flush (or the next batch sent there): sending
         # from inside another pipeline's reply handling would nest one drain in another.
-        pipe = self._pipeline(node)
         if kind == "ASK":
             pipe.push(ASKING, ASKING_TAG, hold=True)
         pipe.push(command, tag, hold=True)
