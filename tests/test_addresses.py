@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import hiredis
@@ -196,7 +197,7 @@ SSH_BANNER = b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n"
 # -- the services and their clients ------------------------------------------------------
 
 
-def start_service(tmp: Any, env: dict[str, str] | None = None) -> Service:
+def start_service(tmp: Path, env: dict[str, str] | None = None) -> Service:
     small = g.rdb(g.key(b"imported", g.string(b"v")), version=9)
     service = Service(env=env, log_path=tmp / "service.log").start()
     service.bucket("bucket").joinpath("small.rdb").write_bytes(small)
@@ -359,8 +360,8 @@ def test_a_bad_networks_setting_names_the_entry() -> None:
         AllowedNetworks.parse("nowhere")
 
 
-def test_a_bad_networks_setting_stops_the_service_at_start(tmp_path: Any) -> None:
-    service = Service(env={"DCS_MIGRATION_ALLOWED_NETWORKS": "10.0.0.0/33"})
+def test_a_bad_networks_setting_stops_the_service_at_start(tmp_path: Path) -> None:
+    service = Service(tmp_path, env={"DCS_MIGRATION_ALLOWED_NETWORKS": "10.0.0.0/33"})
     done = cli(service, "serve", "--port", str(free_port()))
     assert done.returncode != 0
     assert "DCS_MIGRATION_ALLOWED_NETWORKS: '10.0.0.0/33'" in done.stderr
@@ -392,7 +393,7 @@ def test_a_connection_sends_the_password_only_after_redis_answered(kind: str) ->
             server.close()
 
 
-def test_a_redis_asking_for_a_password_gets_it_after_ping(redis: RedisServer) -> None:
+def test_a_redis_asking_for_a_password_gets_it_after_ping() -> None:
     with RedisServer("--requirepass", "pw-1") as locked:
         conn = Connection(Endpoint("127.0.0.1", locked.port, password="pw-1"))
         conn.connect()

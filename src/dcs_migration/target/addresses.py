@@ -145,7 +145,8 @@ def resolve(host: str, port: int, policy: AddressPolicy) -> list[Resolved]:
             cause = "held by another project"
         else:
             if all(r.sockaddr != sockaddr for r in found):
-                found.append(Resolved(family, sockaddr, key))  # type: ignore[arg-type]  # TCP: never the (int, bytes) form
+                # A TCP address is never getaddrinfo's (int, bytes) form.
+                found.append(Resolved(family, sockaddr, key))  # type: ignore[arg-type]
             continue
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.warning("refused to connect to %s (%s): %s", where, text, cause)
