@@ -8,6 +8,7 @@ is a loopback socket that sends the chunks a test lays out, one at a time."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import hiredis
@@ -22,10 +23,22 @@ ANY = 1 << 30
 
 @pytest.fixture
 def pair() -> Iterator[tuple[Connection, socket.socket]]:
+    accepted: list[socket.socket] = []
+
+    def answer_ping(listener: socket.socket) -> None:
+        """A connection starts with PING (the password waits for a Redis-like answer)."""
+        peer, _ = listener.accept()
+        accepted.append(peer)
+        assert peer.recv(64) == b"*1\r\n$4\r\nPING\r\n"
+        peer.sendall(b"+PONG\r\n")
+
     with socket.create_server(("127.0.0.1", 0)) as listener:
+        greeter = threading.Thread(target=answer_ping, args=(listener,))
+        greeter.start()
         conn = Connection(Endpoint("127.0.0.1", listener.getsockname()[1]), timeout=10)
         conn.connect()
-        peer, _ = listener.accept()
+        greeter.join()
+        peer = accepted[0]
     try:
         yield conn, peer
     finally:

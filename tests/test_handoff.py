@@ -17,6 +17,7 @@ from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
 from dcs_migration.target import handoff
+from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
 from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint
@@ -225,8 +226,28 @@ def test_falls_back_when_the_target_cannot_connect_back(
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
     assert any("did not connect back" in w for w in result.warnings)
+    assert "Connecting to MASTER 127.0.0.3" in server.log()
     assert time.monotonic() - started < 20
     assert role(server) == "master"
+    assert redis.Redis(port=server.port).get(b"k") == b"v"
+
+
+def test_a_hand_off_address_outside_the_allowed_networks_is_never_handed_out(
+    tmp_path: Path, redis_server: RedisServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
+    server = redis_server()
+    monkeypatch.setenv(handoff.HANDOFF_ADDR_ENV, "127.0.0.3")
+    monkeypatch.setenv(handoff.HANDOFF_BIND_ENV, "127.0.0.1")
+    target = Endpoint(
+        "127.0.0.1", server.port, policy=AddressPolicy(AllowedNetworks.parse("127.0.0.1/32"))
+    )
+    result = run_import([str(path)], target, WriteOptions(flush=True))
+    assert result.status == "SUCCESS", result.error
+    assert result.strategy == "restore"
+    assert any("127.0.0.3 does not lie in the allowed networks" in w for w in result.warnings)
+    assert "MASTER" not in server.log()  # never told REPLICAOF
     assert redis.Redis(port=server.port).get(b"k") == b"v"
 
 

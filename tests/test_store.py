@@ -17,6 +17,7 @@ from sqlalchemy import inspect, text
 
 from dcs_migration.store import (
     SQLITE_FILE_NAME,
+    AddressHeld,
     BackupStatus,
     BackupUnusable,
     InstanceBusy,
@@ -30,6 +31,7 @@ from dcs_migration.store import (
     parse_size,
 )
 from dcs_migration.store.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE, load_secret_box
+from dcs_migration.store.db import _sqlite_url, create_store_engine, upgrade_schema
 from dcs_migration.store.models import Base
 from tests.postgres import create_database
 
@@ -93,7 +95,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0004_aof_replay"]
+            assert [v[0] for v in versions] == ["0005_addresses"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
@@ -257,6 +259,79 @@ def test_instances(store: Store) -> None:
             store.add_instance(PROJECT, "bad", bad)
     with pytest.raises(ValueError):
         store.add_instance(PROJECT, "bad", "h:1", None, "sentinel")
+
+
+def test_an_address_belongs_to_one_project(store: Store) -> None:
+    held = ["127.0.0.1:6379", "10.0.0.7:6379"]
+    first = store.add_instance(PROJECT, "a", "localhost:6379", addresses=held)
+    # The same project may register it again; another one may not, even in part.
+    store.add_instance(PROJECT, "again", "127.0.0.1:6379", addresses=held[:1])
+    third = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
+    with pytest.raises(AddressHeld, match=r"10\.0\.0\.7:6379"):
+        store.add_instance(OTHER, "b", "10.0.0.7:6379", addresses=["10.0.0.7:6379", "10.0.0.8:1"])
+    assert store.list_instances(OTHER)[0] == 0
+    assert store.addresses_held_elsewhere(OTHER) == frozenset(held)
+    assert store.addresses_held_elsewhere(PROJECT) == frozenset()
+    # The operator shares one (the command line): that project may reach it now.
+    store.add_instance(OTHER, "b", "127.0.0.1:6379", addresses=held[:1], exclusive=False)
+    assert store.addresses_held_elsewhere(OTHER) == frozenset(held[1:])
+    assert store.addresses_held_elsewhere(third) == frozenset(held)
+    assert store.get_instance(PROJECT, first.instance_id) == first
+
+
+def test_two_projects_claiming_one_address_at_once_get_one_instance(store: Store) -> None:
+    def claim(project: str, address: str, barrier: threading.Barrier, won: list[str]) -> None:
+        barrier.wait()
+        try:
+            store.add_instance(project, "r", address, addresses=[address])
+            won.append(project)
+        except AddressHeld:
+            pass
+
+    for round_ in range(5):
+        address, barrier, won = f"10.1.0.{round_}:6379", threading.Barrier(4), []
+        threads = [
+            threading.Thread(target=claim, args=(f"{n:032x}", address, barrier, won))
+            for n in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1, (address, won)
+
+
+def test_instances_registered_before_hold_their_ip_addresses(tmp_path: Path) -> None:
+    """The migration gives instances registered before it the addresses they were
+    registered with, when those are IP addresses (host names are not resolved then)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    engine = create_store_engine(_sqlite_url(data_dir))
+    try:
+        upgrade_schema(engine, "0004_aof_replay")
+        with engine.begin() as connection:
+            for n, (project, addrs) in enumerate(
+                [
+                    (PROJECT, "127.0.0.2:6379,[::ffff:10.0.0.1]:7000,redis.example:6379"),
+                    (OTHER, "h:1"),
+                ]
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO instances (instance_id, project_id, name, instance_type,"
+                        " addrs, engine, status, created_at) VALUES (:i, :p, 'n', 'single', :a,"
+                        " 'Redis', 'RUNNING', '2026-01-01 00:00:00')"
+                    ),
+                    {"i": f"i{n}", "p": project, "a": addrs},
+                )
+    finally:
+        engine.dispose()
+    store = open_store(None, data_dir, environ={})
+    try:
+        assert store.addresses_held_elsewhere(OTHER) == {"127.0.0.1:6379", "10.0.0.1:7000"}
+        assert store.addresses_held_elsewhere(PROJECT) == frozenset()
+    finally:
+        store.close()
 
 
 # -- tasks ---------------------------------------------------------------------------------

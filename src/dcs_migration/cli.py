@@ -219,12 +219,16 @@ def import_(
     ] = False,
 ) -> None:
     """Import backups into a Redis (standalone or cluster) without running the service."""
+    from dcs_migration.config import allowed_networks_from_env
     from dcs_migration.importer import run_import
+    from dcs_migration.target.addresses import AddressPolicy
     from dcs_migration.target.endpoint import TargetError, parse_target_url
 
     try:
-        endpoint = parse_target_url(target)
-    except TargetError as exc:
+        # The operator's own tool, under the service's rule all the same: the target
+        # and every node a cluster names must lie in DCS_MIGRATION_ALLOWED_NETWORKS.
+        endpoint = parse_target_url(target, AddressPolicy(allowed_networks_from_env()))
+    except (TargetError, ValueError) as exc:
         _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     options = WriteOptions(
@@ -351,16 +355,30 @@ def instances_add(
     cluster: Annotated[bool, typer.Option("--cluster")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Register a Redis (checked first: it must answer as Redis) and print its id."""
-    from dcs_migration.target.endpoint import Endpoint, TargetError
-    from dcs_migration.target.probe import probe_redis
+    """Register a Redis (checked first: it must answer as Redis) and print its id.
 
-    host, _, port = addrs.split(",")[0].rpartition(":")
+    The operator's way to let a second project use an address that one project holds
+    (the API refuses that); the address must still lie in the allowed networks."""
+    from dcs_migration.api.schemas import parse_addr
+    from dcs_migration.config import allowed_networks_from_env
+    from dcs_migration.target.endpoint import TargetError
+    from dcs_migration.target.probe import probe_instance
+
     try:
-        version = probe_redis(Endpoint(host, int(port), username=username, password=password))
+        addresses = [parse_addr(a) for a in addrs.split(",") if a.strip()]
+        if not addresses:
+            raise ValueError("--addrs names no host:port")
+        probed = probe_instance(
+            addresses,
+            allowed_networks_from_env(),
+            username=username,
+            password=password,
+            cluster=cluster,
+        )
     except (TargetError, ValueError) as exc:
         _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
+    version = probed.version
     with _open_store(data_dir) as store:
         instance = store.add_instance(
             project_id,
@@ -370,6 +388,8 @@ def instances_add(
             instance_type="cluster" if cluster else "single",
             username=username,
             engine_version=version,
+            addresses=probed.addresses,
+            exclusive=False,
         )
     sys.stdout.write(
         json.dumps(

@@ -58,10 +58,13 @@ class Service:
             self.store,
             settings.data_dir,
             self.files,
+            networks=settings.allowed_networks,
             workers=settings.workers,
             database_url=settings.database_url,
         )
-        self.backups = BackupRunner(self.store, self.files, workers=settings.workers)
+        self.backups = BackupRunner(
+            self.store, self.files, settings.allowed_networks, workers=settings.workers
+        )
 
     def start(self) -> None:
         waiting = self.store.requeue_interrupted()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,11 +18,20 @@ from dcs_migration.api.schemas import (
     RegisterInstanceResponse,
     parse_body,
 )
+from dcs_migration.store import AddressHeld
 from dcs_migration.store.records import InstanceRecord
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.probe import probe_redis
+from dcs_migration.target.endpoint import TargetError
+from dcs_migration.target.probe import probe_instance
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v2/{project_id}")
+
+# One answer for every refused registration: a closed port, a silent one, a server that
+# is not Redis, a wrong password, an address outside the allowed networks or another
+# project's all read the same, so that registering is neither a port scanner nor a
+# password oracle. The cause goes to the service's log.
+NO_REDIS = "addrs: no Redis answered at that address with those credentials"
 
 
 def _common(i: InstanceRecord) -> dict[str, Any]:
@@ -72,19 +82,27 @@ def show_instance(
 def register_instance(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
     """Register an existing Redis (this service's extension); it must answer as Redis."""
     body = parse_body(RegisterInstanceBody, body_of(request))
+    service = service_of(request)
     addresses = body.addresses()
     password = body.password.get_secret_value() if body.password else None
-    host, port = addresses[0]
+    spelt = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses]
     try:
-        version = probe_redis(Endpoint(host, port, password=password))
-    except TargetError as exc:
-        raise invalid_parameter(f"addrs: {exc}") from None
-    instance = service_of(request).store.add_instance(
-        project_id,
-        body.name,
-        [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses],
-        password=password,
-        instance_type=body.instance_type,
-        engine_version=version,
-    )
+        probed = probe_instance(
+            addresses,
+            service.settings.allowed_networks,
+            password=password,
+            cluster=body.instance_type == "cluster",
+        )
+        instance = service.store.add_instance(
+            project_id,
+            body.name,
+            spelt,
+            password=password,
+            instance_type=body.instance_type,
+            engine_version=probed.version,
+            addresses=probed.addresses,
+        )
+    except (TargetError, AddressHeld) as exc:
+        log.warning("project %s: registering %s refused: %s", project_id, ",".join(spelt), exc)
+        raise invalid_parameter(NO_REDIS) from None
     return {"instance_id": instance.instance_id}

@@ -29,11 +29,12 @@ from dcs_migration.store.records import (
     TaskStatus,
     parse_size,
 )
-from dcs_migration.store.repository import NotFoundError, Store
+from dcs_migration.store.repository import AddressHeld, NotFoundError, Store
 
 __all__ = [
     "DATABASE_URL_ENV",
     "SQLITE_FILE_NAME",
+    "AddressHeld",
     "BackupFileRecord",
     "BackupRecord",
     "BackupStatus",

@@ -97,6 +97,20 @@ class Instance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class InstanceAddress(Base):
+    """An address (host:port resolved, `addresses.address_key` form) an instance holds.
+    An address belongs to one project: the API refuses another project's; only the
+    command line registers one for a second project (an operator sharing it)."""
+
+    __tablename__ = "instance_addresses"
+
+    instance_id: Mapped[str] = mapped_column(
+        ForeignKey("instances.instance_id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+
+
 class MigrationTask(Base):
     __tablename__ = "migration_tasks"
     __table_args__ = (

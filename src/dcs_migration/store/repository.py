@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dcs_migration.store.backups import BackupRecords
@@ -24,6 +24,7 @@ from dcs_migration.store.crypto import SecretBox
 from dcs_migration.store.models import (
     AccessKey,
     Instance,
+    InstanceAddress,
     MigrationTask,
     TaskFile,
     TaskLog,
@@ -63,6 +64,18 @@ INTERRUPTED_CODE = "DCS.4842"
 
 class NotFoundError(LookupError):
     """A row the call refers to is not there (or belongs to another project)."""
+
+
+class AddressHeld(Exception):
+    """Another project holds an address that an instance would hold."""
+
+    def __init__(self, addresses: Iterable[str]) -> None:
+        super().__init__(f"another project holds {', '.join(sorted(addresses))}")
+
+
+# Registrations take it (PostgreSQL) so that two projects cannot claim an address at
+# once; SQLite writes are one at a time already.
+_ADDRESS_LOCK_ID = 0x44435302
 
 
 class Store(BackupRecords):
@@ -158,8 +171,13 @@ class Store(BackupRecords):
         username: str | None = None,
         *,
         engine_version: str | None = None,
+        addresses: Iterable[str] = (),
+        exclusive: bool = True,
     ) -> InstanceRecord:
-        """Register a Redis (`addrs`: "host:port[,host:port...]" or a list of "host:port")."""
+        """Register a Redis (`addrs`: "host:port[,host:port...]" or a list of "host:port")
+        holding `addresses` (resolved, `address_key` form). An address belongs to one
+        project: AddressHeld when another project holds one, unless `exclusive` is False
+        (the operator's command line, sharing an address between projects)."""
         _require(project_id, "project_id")
         _require(name, "name")
         if instance_type not in INSTANCE_TYPES:
@@ -177,10 +195,39 @@ class Store(BackupRecords):
             status="RUNNING",
             created_at=utcnow(),
         )
+        held = sorted(set(addresses))
         with self._write() as s:
+            if exclusive and held:
+                if s.get_bind().dialect.name == "postgresql":
+                    s.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADDRESS_LOCK_ID})
+                taken = s.scalars(
+                    select(InstanceAddress.address).where(
+                        InstanceAddress.address.in_(held), InstanceAddress.project_id != project_id
+                    )
+                ).all()
+                if taken:
+                    raise AddressHeld(taken)
             s.add(row)
             s.flush()
+            s.add_all(
+                InstanceAddress(instance_id=row.instance_id, address=a, project_id=project_id)
+                for a in held
+            )
             return _instance_record(row)
+
+    def addresses_held_elsewhere(self, project_id: str) -> frozenset[str]:
+        """The addresses other projects hold and this one does not: its connections may
+        not go there, wherever a cluster points them."""
+        own = select(InstanceAddress.address).where(InstanceAddress.project_id == project_id)
+        with self._read() as s:
+            return frozenset(
+                s.scalars(
+                    select(InstanceAddress.address)
+                    .where(InstanceAddress.project_id != project_id)
+                    .where(InstanceAddress.address.not_in(own))
+                    .distinct()
+                )
+            )
 
     def get_instance(self, project_id: str, instance_id: str) -> InstanceRecord | None:
         with self._read() as s:

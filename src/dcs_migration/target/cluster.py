@@ -148,6 +148,9 @@ class ClusterRouter:
         slot_text, _, address = rest.partition(" ")
         host, _, port = address.rpartition(":")
         node = _node(self.seed, host, port)
+        # Connected first: a node the address policy refuses never enters the slot map,
+        # so that nothing (the counts taken after a failure) tries it again.
+        pipe = self._pipeline(node)
         if kind == "MOVED":
             self._slots[int(slot_text)] = node
         if not self._following:
@@ -159,7 +162,6 @@ class ClusterRouter:
             return True
         # Held until the next round of the flush (or the next batch sent there): sending
         # from inside another pipeline's reply handling would nest one drain in another.
-        pipe = self._pipeline(node)
         if kind == "ASK":
             pipe.push(ASKING, ASKING_TAG, hold=True)
         pipe.push(command, tag, hold=True)
@@ -227,6 +229,29 @@ def slot_masters(conn: Connection, seed: Endpoint) -> list[Node]:
             f"{len(missing)} slots (first: {missing[0]}): it is not ready for an import"
         )
     return [s for s in slots if s is not None]
+
+
+def cluster_nodes(conn: Connection, seed: Endpoint) -> set[Node]:
+    """Every node the cluster names, masters and replicas (CLUSTER SHARDS, or CLUSTER
+    SLOTS on older servers): the addresses an instance registered as a cluster holds.
+    TargetError when the reply is not shaped as Redis shapes it."""
+    nodes: set[Node] = set()
+    try:
+        shards = conn.call(b"CLUSTER", b"SHARDS")
+        if isinstance(shards, hiredis.ReplyError):
+            for _, _, *served in conn.call_checked(b"CLUSTER", b"SLOTS"):
+                nodes.update(_node(seed, n[0], n[1]) for n in served)
+        else:
+            for shard in shards:
+                for n in _pairs(shard)[b"nodes"]:
+                    node = _pairs(n)
+                    port = node.get(b"port") or node.get(b"tls-port")
+                    nodes.add(_node(seed, node.get(b"ip") or node.get(b"endpoint") or b"", port))
+    except (TypeError, ValueError, KeyError, IndexError, UnicodeDecodeError) as exc:
+        raise TargetError(
+            f"{seed.host}:{seed.port} does not describe its cluster as Redis does ({exc!r})"
+        ) from None
+    return nodes
 
 
 def _node(seed: Endpoint, host: Any, port: Any) -> Node:

@@ -14,10 +14,13 @@ from typing import Any
 
 import hiredis
 
+from dcs_migration.target.addresses import Resolved, resolve
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.resp import encode_command
 
 RECV_SIZE = 1 << 20
+# The errors a Redis answers PING with before a login (or while it cannot serve yet).
+REDIS_PING_REFUSALS = frozenset({"NOAUTH", "LOADING", "BUSY", "MASTERDOWN"})
 
 
 class ConnectionLost(Exception):
@@ -37,11 +40,13 @@ class Connection:
         return self._sock is not None
 
     def connect(self) -> None:
-        """Open the socket, log in and select the endpoint's db."""
+        """Open the socket to an address the endpoint's policy allows, check that Redis
+        answers, log in and select the endpoint's db. AddressRefused (a TargetError)
+        when the policy refuses the address: nothing is sent there."""
         self.close()
         ep = self.endpoint
         try:
-            sock = socket.create_connection((ep.host, ep.port), timeout=self.timeout)
+            sock = _open(resolve(ep.host, ep.port, ep.policy), self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ep.tls:
                 import ssl  # here: a plain connection does not pay for loading OpenSSL
@@ -52,16 +57,31 @@ class Connection:
         self._sock = sock
         self._reader = hiredis.Reader()
         self._carry = b""
-        if ep.password is not None:
-            auth = [b"AUTH", ep.password.encode()]
-            if ep.username:
-                auth.insert(1, ep.username.encode())
-            reply = self.call(*auth)
-            if isinstance(reply, hiredis.ReplyError):
-                self.close()
-                raise TargetError(f"{ep.host}:{ep.port} refused the login: {reply}")
+        self._log_in()
         if ep.db:
             self.select(ep.db)
+
+    def _log_in(self) -> None:
+        """PING first: the password goes only to a peer that answered as Redis does
+        (PONG, or an error such as NOAUTH), never to whatever listens at the address."""
+        ep = self.endpoint
+        reply = self.call(b"PING")
+        refusal = str(reply).partition(" ")[0] if isinstance(reply, hiredis.ReplyError) else None
+        if reply != b"PONG" and refusal not in REDIS_PING_REFUSALS:
+            self.close()
+            raise TargetError(f"{ep.host}:{ep.port} does not answer PING as Redis")
+        if ep.password is None:
+            if refusal == "NOAUTH":
+                self.close()
+                raise TargetError(f"{ep.host}:{ep.port} asks for a password and none was given")
+            return
+        auth = [b"AUTH", ep.password.encode()]
+        if ep.username:
+            auth.insert(1, ep.username.encode())
+        reply = self.call(*auth)
+        if isinstance(reply, hiredis.ReplyError):
+            self.close()
+            raise TargetError(f"{ep.host}:{ep.port} refused the login: {reply}")
 
     def raw_socket(self) -> socket.socket:
         """The socket itself, for a protocol that leaves RESP (a replication stream)."""
@@ -190,6 +210,22 @@ class Connection:
             name = _arg(args[0]).decode(errors="replace")
             raise TargetError(f"{self.endpoint.host}:{self.endpoint.port}: {name}: {reply}")
         return reply
+
+
+def _open(addresses: list[Resolved], timeout: float) -> socket.socket:
+    """A TCP connection to the first of the checked addresses that takes one."""
+    last: OSError = OSError("the name resolves to no address")
+    for address in addresses:
+        sock = socket.socket(address.family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address.sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last
 
 
 def _arg(a: bytes | str | int) -> bytes:

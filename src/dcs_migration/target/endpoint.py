@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from dcs_migration.target.addresses import AddressPolicy
 
 
 class TargetError(Exception):
     """The target cannot be used or refused what was sent; the message says which key and why."""
+
+
+def _default_policy() -> AddressPolicy:
+    """Loopback and the private ranges, nothing held elsewhere."""
+    from dcs_migration.target.addresses import DEFAULT_POLICY  # it imports TargetError
+
+    return DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
@@ -18,9 +29,12 @@ class Endpoint:
     password: str | None = field(default=None, repr=False)
     db: int = 0
     tls: bool = False
+    # Where connections may go (addresses.py): it travels to every node learnt from here.
+    policy: AddressPolicy = field(default_factory=_default_policy, repr=False)
 
     def at(self, host: str, port: int) -> Endpoint:
-        """The same credentials at another address (another node of a cluster)."""
+        """The same credentials, and the same policy, at another address (another node
+        of a cluster)."""
         return replace(self, host=host, port=port)
 
     def __str__(self) -> str:
@@ -28,7 +42,7 @@ class Endpoint:
         return f"{scheme}://{self.host}:{self.port}/{self.db}"
 
 
-def parse_target_url(url: str) -> Endpoint:
+def parse_target_url(url: str, policy: AddressPolicy | None = None) -> Endpoint:
     """Parse a redis:// or rediss:// URL; errors name the part that is wrong."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
@@ -54,4 +68,5 @@ def parse_target_url(url: str) -> Endpoint:
         password=password,
         db=int(path) if path else 0,
         tls=parts.scheme == "rediss",
+        policy=policy or _default_policy(),
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import hiredis
 
+from dcs_migration.target.addresses import AddressRefused, check_host
 from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.target.endpoint import Endpoint, TargetError
@@ -93,6 +94,13 @@ def check(conn: Connection, target: Endpoint, rdb_version: int) -> Preconditions
             f"the target is not on this host: set {HANDOFF_ADDR_ENV} to an address of this "
             "host that the target can connect to"
         )
+    try:
+        check_host(host, target.policy.networks)  # the target connects there
+    except (AddressRefused, OSError):
+        raise HandoffUnavailable(
+            f"the hand-off address {host} does not lie in the allowed networks "
+            "(DCS_MIGRATION_ALLOWED_NETWORKS)"
+        ) from None
     return Preconditions(caps, host)
 
 
@@ -267,6 +275,8 @@ class Handoff:
             "username": ep.username,
             "password": ep.password,
             "tls": ep.tls,
+            "networks": str(ep.policy.networks),
+            "held_elsewhere": sorted(ep.policy.held_elsewhere),
         }
         self._guard = subprocess.Popen(
             [sys.executable, "-m", "dcs_migration.target.watchdog"],

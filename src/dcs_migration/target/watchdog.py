@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
 from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint
 
@@ -27,6 +28,9 @@ def main() -> None:
         username=config.get("username"),
         password=config.get("password"),
         tls=bool(config.get("tls")),
+        policy=AddressPolicy(
+            AllowedNetworks.parse(config["networks"]), frozenset(config["held_elsewhere"])
+        ),
     )
     rest = sys.stdin.read()
     if rest.strip() == "done":

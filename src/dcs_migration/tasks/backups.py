@@ -25,6 +25,7 @@ from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, Ba
 from dcs_migration.sources.replication import take_snapshot
 from dcs_migration.store import BackupRecord, BackupStatus, RestoreStatus, Store
 from dcs_migration.store.records import InstanceRecord
+from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
 from dcs_migration.target.aof_writer import AofWriter
 from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.cluster import slot_masters
@@ -41,9 +42,12 @@ JOB_FAILED = "DCS.4842"
 class BackupRunner:
     """Runs backups and restores, at most `workers` at once."""
 
-    def __init__(self, store: Store, files: BackupStore, *, workers: int = 2) -> None:
+    def __init__(
+        self, store: Store, files: BackupStore, networks: AllowedNetworks, *, workers: int = 2
+    ) -> None:
         self.store = store
         self.files = files
+        self.networks = networks
         # Daemon threads: a service that is stopped does not wait for a backup to end
         # (the next start fails what was left running, and removes its files).
         self._jobs: queue.Queue[tuple[Callable[[str, str], None], str, str] | None] = queue.Queue()
@@ -210,6 +214,9 @@ class BackupRunner:
             port=instance.port,
             username=instance.username,
             password=self.store.instance_password(instance.project_id, instance.instance_id),
+            policy=AddressPolicy(
+                self.networks, self.store.addresses_held_elsewhere(instance.project_id)
+            ),
         )
 
 

@@ -25,6 +25,7 @@ from dcs_migration.sources.fingerprint import describe_change, fingerprint
 from dcs_migration.sources.s3 import ENV_ENDPOINT
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
+from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
 
@@ -34,10 +35,13 @@ PROGRESS_SECONDS = 1.0
 
 
 class TaskJob:
-    def __init__(self, store: Store, data_dir: Path, files: BackupStore) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, files: BackupStore, networks: AllowedNetworks
+    ) -> None:
         self.store = store
         self.data_dir = data_dir
         self.files = files
+        self.networks = networks
 
     def run(
         self,
@@ -67,6 +71,7 @@ class TaskJob:
             port=instance.port,
             username=instance.username,
             password=store.task_password(task.task_id),
+            policy=AddressPolicy(self.networks, store.addresses_held_elsewhere(project_id)),
         )
         sources = self.sources_of(task)
         if sources is None:

@@ -23,10 +23,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcs_migration.config import DATA_DIR_ENV, DATABASE_URL_ENV
+from dcs_migration.config import ALLOWED_NETWORKS_ENV, DATA_DIR_ENV, DATABASE_URL_ENV
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
+from dcs_migration.target.addresses import AllowedNetworks
 from dcs_migration.tasks.job import TaskJob
 from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP
 
@@ -48,14 +49,16 @@ class TaskRunner:
         data_dir: Path,
         files: BackupStore,
         *,
+        networks: AllowedNetworks,
         workers: int = 4,
         database_url: str | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
+        self.networks = networks
         self.workers = workers
         self.database_url = database_url
-        self._job = TaskJob(store, data_dir, files)
+        self._job = TaskJob(store, data_dir, files, networks)
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stops: dict[str, threading.Event] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -151,6 +154,7 @@ class TaskRunner:
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
         env[DATA_DIR_ENV] = str(self.data_dir)
+        env[ALLOWED_NETWORKS_ENV] = str(self.networks)
         if self.database_url:
             env[DATABASE_URL_ENV] = self.database_url
         return env

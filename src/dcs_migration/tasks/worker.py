@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     store = open_store(settings.database_url, settings.data_dir)
     try:
-        TaskJob(store, settings.data_dir, make_backup_store(settings.data_dir)).run(
+        files = make_backup_store(settings.data_dir)
+        TaskJob(store, settings.data_dir, files, settings.allowed_networks).run(
             project_id, task_id, stop, leaving
         )
     finally:
