@@ -10,6 +10,7 @@ DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
 WORKERS_ENV = "DCS_MIGRATION_WORKERS"
 MAX_TASKS_ENV = "DCS_MIGRATION_MAX_TASKS_PER_PROJECT"
+OBS_ENDPOINT_ENV = "DCS_MIGRATION_OBS_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class Settings:
     database_url: str | None = None  # None: SQLite in the data dir
     workers: int = 4  # tasks that run at once; more wait, in order
     max_tasks_per_project: int = 100  # running or waiting; one project cannot crowd out others
+    # Set: buckets are those of this S3-compatible store (signed in with the other
+    # DCS_MIGRATION_OBS_* variables); unset: folders of <data dir>/buckets.
+    obs_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Settings:
@@ -27,4 +31,5 @@ class Settings:
             database_url=os.environ.get(DATABASE_URL_ENV) or None,
             workers=int(os.environ.get(WORKERS_ENV, "4")),
             max_tasks_per_project=int(os.environ.get(MAX_TASKS_ENV, "100")),
+            obs_endpoint=os.environ.get(OBS_ENDPOINT_ENV) or None,
         )

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dcs_migration.store.backups import BackupRecords
 from dcs_migration.store.crypto import SecretBox
+from dcs_migration.store.grants import BucketGrants
 from dcs_migration.store.models import (
     AccessKey,
     Instance,
@@ -65,7 +66,7 @@ class NotFoundError(LookupError):
     """A row the call refers to is not there (or belongs to another project)."""
 
 
-class Store(BackupRecords):
+class Store(BackupRecords, BucketGrants):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self._box = box
