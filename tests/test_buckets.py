@@ -6,6 +6,7 @@ server. All against the service as a user runs it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,6 +15,15 @@ from typing import Any
 
 import pytest
 
+from dcs_migration.formats.errors import FormatError
+from dcs_migration.sources import find_inputs
+from dcs_migration.sources.bucket import (
+    BadBucketName,
+    BadObjectKey,
+    BucketNotFound,
+    LocalObject,
+    bucket_dir,
+)
 from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
 from tests.servers import RedisServer
@@ -150,6 +160,49 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("outside")
     (folder / "dump.rdb").write_bytes(GOOD)
     return folder
+
+
+# -- the rules, on real folders ------------------------------------------------------------
+
+
+def test_a_bucket_folder_must_be_a_real_folder_right_under_buckets(tmp_path: Path) -> None:
+    buckets = tmp_path / "data" / "buckets"
+    (buckets / "real").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (buckets / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (buckets / "alias").symlink_to(buckets / "real", target_is_directory=True)
+    (buckets / "file").write_bytes(GOOD)
+    assert bucket_dir(tmp_path / "data", "real") == (buckets / "real").resolve()
+    for name in ("link", "alias", "file", "absent"):
+        with pytest.raises(BucketNotFound, match=f"^bucket {name} does not exist$"):
+            bucket_dir(tmp_path / "data", name)
+    for name in ("..", ".", "a/b", "", "a\\b", "tab\there"):
+        with pytest.raises(BadBucketName):
+            bucket_dir(tmp_path / "data", name)
+
+
+def test_an_object_is_named_by_bucket_and_key_and_stays_in_its_bucket(
+    tmp_path: Path, outside: Path
+) -> None:
+    root = tmp_path / "b1"
+    (root / "dir").mkdir(parents=True)
+    (root / "dump.rdb").write_bytes(GOOD)
+    (root / "dir" / "dump.rdb").write_bytes(GOOD)
+    (root / "dir" / "out.rdb").symlink_to(outside / "dump.rdb")  # skipped in a walk
+    (root / "in.rdb").symlink_to(root / "dump.rdb")
+    (root / "out.rdb").symlink_to(outside / "dump.rdb")
+    (root / "away").symlink_to(outside, target_is_directory=True)
+
+    assert LocalObject(root, "b1", "in.rdb").path() == (root / "dump.rdb").resolve()
+    [found] = find_inputs(LocalObject(root, "b1", "dump.rdb").path(), name="b1/dump.rdb")
+    assert found.name == "b1/dump.rdb"
+    walked = find_inputs(LocalObject(root, "b1", "dir").path(), name="b1/dir")
+    assert [i.name for i in walked] == ["b1/dir/dump.rdb"]
+    for key in ("out.rdb", "away", "away/dump.rdb", "../b1/dump.rdb", "/etc/passwd"):
+        with pytest.raises(BadObjectKey, match=f"leaves its bucket \\(file b1/{re.escape(key)}\\)"):
+            LocalObject(root, "b1", key).path()
+    with pytest.raises(FormatError, match=r"^no such file or folder \(file b1/nope.rdb\)$"):
+        find_inputs(root / "nope.rdb", name="b1/nope.rdb")
 
 
 # -- folder mode --------------------------------------------------------------------------

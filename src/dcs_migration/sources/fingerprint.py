@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dcs_migration.formats.errors import FormatError
 from dcs_migration.sources.bucket import LocalObject, Source
 from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url, s3_url
 
@@ -53,6 +54,13 @@ def describe_change(before: str, now: str) -> str | None:
 
 
 def _local_entries(path: Path, shown: str) -> list[Entry]:
+    try:
+        return _stat_entries(path, shown)
+    except OSError as exc:  # named as the import names it, not by its path here
+        raise FormatError(exc.strerror or type(exc).__name__, source=shown) from exc
+
+
+def _stat_entries(path: Path, shown: str) -> list[Entry]:
     if path.is_dir():
         files = [(f, _name(shown, f.relative_to(path))) for f in _files_under(path)]
     elif path.exists():
@@ -69,9 +77,8 @@ def _local_entries(path: Path, shown: str) -> list[Entry]:
 def _files_under(folder: Path) -> list[Path]:
     """Every regular file under `folder`, in name order, without following links."""
     found: list[Path] = []
-    for top, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
+    for top, _, names in os.walk(folder):  # os.walk does not enter linked folders
+        for name in names:
             path = Path(top, name)
             if not path.is_symlink() and path.is_file():
                 found.append(path)
