@@ -515,6 +515,7 @@ class Soak:
             service.start()
             self.services[name] = service
             key = service.cli("keys", "create", "--project-id", PROJECT)
+            service.grant(BUCKET, PROJECT)
             self.apis[name] = Api(service.port, key["ak"], key["sk"], PROJECT)
             for target in [*self.targets, self.fault_target]:
                 body = {"name": f"target-{target.server.port}", "addrs": target.address}

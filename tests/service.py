@@ -39,6 +39,7 @@ class Service:
         self.env = dict(os.environ, DCS_MIGRATION_DATA_DIR=str(self.data_dir), **(env or {}))
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._granted: set[tuple[str, str]] = set()
 
     @property
     def url(self) -> str:
@@ -105,9 +106,18 @@ class Service:
             .build()
         )
 
-    def bucket(self, name: str) -> Path:
+    def grant(self, bucket: str, *projects: str) -> None:
+        """`buckets grant` of `bucket` to each project (once per service)."""
+        for project in projects:
+            if (project, bucket) not in self._granted:
+                self.cli("buckets", "grant", "--project-id", project, "--bucket", bucket)
+                self._granted.add((project, bucket))
+
+    def bucket(self, name: str, *projects: str) -> Path:
+        """The folder of bucket `name` (made if missing), granted to `projects`."""
         path = self.data_dir / "buckets" / name
         path.mkdir(parents=True, exist_ok=True)
+        self.grant(name, *projects)
         return path
 
     def __enter__(self) -> Service:

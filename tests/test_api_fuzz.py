@@ -192,9 +192,12 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         pytest.skip("redis-server is not on PATH (install Redis, e.g. `make system-deps`)")
     target = RedisServer("--repl-diskless-sync-delay", "0").start()
     try:
-        app = create_app(Settings(data_dir=tmp_path_factory.mktemp("api-fuzz"), workers=2))
+        data_dir = tmp_path_factory.mktemp("api-fuzz")
+        app = create_app(Settings(data_dir=data_dir, workers=2))
         store = app.state.service.store
         key = store.create_key(PROJECT)
+        (data_dir / "buckets" / "fuzz").mkdir(parents=True)
+        store.grant_bucket(PROJECT, "fuzz")
         instance = store.add_instance(PROJECT, "fuzz-target", [f"127.0.0.1:{target.port}"])
         fuzzed = Fuzzed(app, SdkSigner(key.ak, key.sk, PROJECT), {}, {})
         fuzzed.real = _real_ids(fuzzed, instance.instance_id)

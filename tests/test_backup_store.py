@@ -22,6 +22,7 @@ from dcs_migration.sources.backup_store import (
     S3BackupStore,
     make_backup_store,
 )
+from dcs_migration.sources.bucket import LocalObject
 from dcs_migration.sources.s3 import (
     ENV_ACCESS_KEY,
     ENV_ENDPOINT,
@@ -72,8 +73,9 @@ def test_local_write_in_chunks_then_read_back(local: LocalBackupStore) -> None:
     with local.open(KEY) as stream:
         assert stream.read() == data
     source = local.source(KEY)
-    assert Path(source) == local.root / KEY
-    assert Path(source).read_bytes() == data
+    assert isinstance(source, LocalObject) and source.name == f"{local.bucket}/{KEY}"
+    assert source.path() == (local.root / KEY).resolve()
+    assert source.path().read_bytes() == data
     assert local.bucket == DEFAULT_BACKUP_BUCKET
     assert local.presigned_url(KEY, 60) is None
 

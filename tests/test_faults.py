@@ -372,7 +372,7 @@ def test_the_service_imports_exactly_through_a_target_restart(
     with Service(service_dir) as service:
         client, key = minted(service)
         instance_id = register(service, key, server)
-        shutil.copy(rdb, service.bucket("bucket") / "dump.rdb")
+        shutil.copy(rdb, service.bucket("bucket", PROJECT) / "dump.rdb")
         task_id = create(client, instance_id, "dump.rdb")
         wait_for_keys(server, 50_000)
         crash(server)
@@ -426,7 +426,7 @@ def test_twenty_running_tasks_stop_within_two_seconds(
     try:
         client, key = minted(service)
         instances = [register(service, key, t, f"target-{n}") for n, t in enumerate(targets)]
-        shutil.copy(rdb, service.bucket("bucket") / "dump.rdb")
+        shutil.copy(rdb, service.bucket("bucket", PROJECT) / "dump.rdb")
         # The tasks wait for their paused targets while all twenty are created, then
         # run at once.
         with paused(targets):
@@ -500,7 +500,7 @@ def test_requests_answer_503_while_the_database_is_locked(
     with Service(service_dir, env=env) as service:
         client, key = minted(service)
         instance_id = register(service, key, target)
-        (service.bucket("bucket") / "small.rdb").write_bytes(
+        (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
         path = f"/v2/{PROJECT}/migration-task"
@@ -535,8 +535,8 @@ def test_a_running_task_outlives_a_locked_database(
     with Service(service_dir, env=env) as service:
         client, key = minted(service)
         instance_id = register(service, key, target)
-        shutil.copy(rdb, service.bucket("bucket") / "dump.rdb")
-        (service.bucket("bucket") / "small.rdb").write_bytes(
+        shutil.copy(rdb, service.bucket("bucket", PROJECT) / "dump.rdb")
+        (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
         task_id = create(client, instance_id, "dump.rdb")
@@ -614,7 +614,7 @@ def test_a_full_disk_answers_503_and_recovers(
     with Service(data_dir) as service:
         client, key = minted(service)
         instance_id = register(service, key, target)
-        (service.bucket("bucket") / "small.rdb").write_bytes(
+        (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
         filler = fill(small_disk)
@@ -684,7 +684,7 @@ def test_a_postgres_restart_costs_only_the_calls_made_while_it_was_down(
     with Service(service_dir, env=env) as service:
         client, key = minted(service)
         instance_id = register(service, key, target)
-        (service.bucket("bucket") / "small.rdb").write_bytes(
+        (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
         first = create(client, instance_id, "small.rdb")

@@ -26,8 +26,8 @@ from dcs_migration.target.options import WriteOptions
 from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
 from tests.service import Service
+from tests.test_service import PROJECT, create, minted, register, wait_for
 from tests.test_service import big_rdb as big_dump
-from tests.test_service import create, minted, register, wait_for
 
 KEYS = 120_000
 
@@ -172,7 +172,7 @@ def a_big_task(service: Service, redis_server: RedisServerFactory) -> tuple[Any,
     client = minted(service)
     target = redis_server("--enable-debug-command", "yes")
     instance_id = register(service, target)
-    path = service.bucket("bucket") / "big.rdb"
+    path = service.bucket("bucket", PROJECT) / "big.rdb"
     big_dump(path, redis_server)
     task_id: str = create(client, instance_id, ["big.rdb"]).id
     return client, target, path, task_id
@@ -230,3 +230,18 @@ def test_a_task_whose_file_changed_refuses_to_resume(
     assert refused.value.error_code == "DCS.4957"
     assert "big.rdb" in refused.value.error_msg and "cannot resume" in refused.value.error_msg
     assert wait_for(client, task_id, ("FAILED",)).status == "FAILED"
+
+
+def test_a_file_replaced_by_a_link_fails_the_resumed_task_saying_so(
+    running_service: Service, redis_server: RedisServerFactory, tmp_path: Path
+) -> None:
+    client, _, path, task_id = interrupted_big_task(running_service, redis_server)
+    outside = tmp_path / "big.rdb"
+    path.rename(outside)
+    path.symlink_to(outside)  # the same bytes, from outside the bucket
+    update(client, task_id, "auto")
+    done = wait_for(client, task_id, ("SUCCESS", "FAILED"))
+    assert done.status == "FAILED"
+    assert error_of(client, task_id) == (
+        "object key 'big.rdb' leaves its bucket (file bucket/big.rdb)"
+    )

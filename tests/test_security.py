@@ -228,7 +228,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     }
     log = tmp_path_factory.mktemp("service") / "service.log"
     with Service(env=env, log_path=log) as running:
-        running.bucket("bucket").joinpath("small.rdb").write_bytes(
+        running.bucket("bucket", PROJECT_A).joinpath("small.rdb").write_bytes(
             g.rdb(g.key(b"k", g.string(b"v")), g.key(b"other", g.string(b"value")), version=9)
         )
         yield running

@@ -96,7 +96,8 @@ def test_the_seed_request_imports_a_backup(
     target = redis_server()
     client = minted(service)
     instance_id = register(service, target)
-    shutil.copy(CORPUS / "native/redis-7.0.15/dump.rdb", service.bucket("bucket") / "dump.rdb")
+    bucket = service.bucket("bucket", PROJECT)
+    shutil.copy(CORPUS / "native/redis-7.0.15/dump.rdb", bucket / "dump.rdb")
     created = create(client, instance_id, ["dump.rdb"])
     assert created.status == "MIGRATING" and created.name == "import"
     task = wait_for(client, created.id, ("SUCCESS", "FAILED"))
@@ -116,7 +117,7 @@ def test_a_multi_file_task_and_a_missing_file(
     target = redis_server()
     client = minted(service)
     instance_id = register(service, target)
-    bucket = service.bucket("bucket")
+    bucket = service.bucket("bucket", PROJECT)
     (bucket / "a.rdb").write_bytes(g.rdb(g.key(b"a", g.string(b"1")), version=9))
     (bucket / "b.rdb").write_bytes(g.rdb(g.key(b"b", g.string(b"2")), version=9))
     done = wait_for(
@@ -141,7 +142,7 @@ def test_a_task_skips_refused_aof_commands_and_unknown_ones_when_created_so(
     data, at = aof(
         (b"SET", b"s", b"text"), (b"INCR", b"s"), (b"NOSUCHCOMMAND",), (b"SET", b"end", b"1")
     )
-    (service.bucket("bucket") / "log.aof").write_bytes(data)
+    (service.bucket("bucket", PROJECT) / "log.aof").write_bytes(data)
     # Created as the SDK creates it: an unknown command fails the task, named.
     failed = wait_for(client, create(client, instance_id, ["log.aof"]).id, ("SUCCESS", "FAILED"))
     assert failed.status == "FAILED"
@@ -216,6 +217,7 @@ def test_signatures_and_projects(service: Service, redis_server: RedisServerFact
     # A task of one project is a 404 to another.
     client = service.client(key["ak"], key["sk"], PROJECT)
     instance_id = register(service, redis_server())
+    service.bucket("bucket", PROJECT)
     task = create(client, instance_id, ["missing.rdb"])
     other = service.client(other_key["ak"], other_key["sk"], "other")
     with pytest.raises(ClientRequestException) as exc:
@@ -241,7 +243,7 @@ def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 1_500_000)
 def test_stop_batch_stop_and_delete(service: Service, redis_server: RedisServerFactory) -> None:
     client = minted(service)
     instance_id = register(service, redis_server())
-    big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+    big_rdb(service.bucket("bucket", PROJECT) / "big.rdb", redis_server)
     first = create(client, instance_id, ["big.rdb"]).id
     wait_for(client, first, ("MIGRATING",))
     with pytest.raises(ClientRequestException) as exc:
@@ -274,7 +276,7 @@ def test_a_restart_leaves_no_task_migrating(
 ) -> None:
     client = minted(service)
     instance_id = register(service, redis_server())
-    big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+    big_rdb(service.bucket("bucket", PROJECT) / "big.rdb", redis_server)
     task_id = create(client, instance_id, ["big.rdb"]).id
     deadline = time.monotonic() + 30
     while int(stats(client, task_id).offset) == 0:  # under way, not just waiting
@@ -306,6 +308,7 @@ def test_a_task_reads_its_files_from_the_s3_endpoint(redis_server: RedisServerFa
             Body=g.rdb(g.key(b"k", g.string(b"v")), version=9),
         )
         with Service(env=env) as service:
+            service.grant("backups", PROJECT)
             target = redis_server()
             client = minted(service)
             instance_id = register(service, target)
@@ -386,7 +389,8 @@ def test_a_project_has_a_cap_on_tasks_at_once(redis_server: RedisServerFactory) 
         other = minted(service, "b1b2b3b4b5b6b7b8b9b0b1b2b3b4b5b6")
         instance_id = register(service, redis_server())
         other_instance = register(service, redis_server(), "b1b2b3b4b5b6b7b8b9b0b1b2b3b4b5b6")
-        big_rdb(service.bucket("bucket") / "big.rdb", redis_server)
+        bucket = service.bucket("bucket", PROJECT, "b1b2b3b4b5b6b7b8b9b0b1b2b3b4b5b6")
+        big_rdb(bucket / "big.rdb", redis_server)
         first = create(client, instance_id, ["big.rdb"]).id
         with pytest.raises(ClientRequestException) as refused:
             create(client, instance_id, ["big.rdb"])

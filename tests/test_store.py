@@ -95,7 +95,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0005_addresses"]
+            assert [v[0] for v in versions] == ["0006_bucket_grants"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
@@ -692,3 +692,17 @@ def test_backups_left_running_by_a_stopped_service_end_failed(store: Store) -> N
     assert again is not None and again.status is RestoreStatus.FAILED
     ok = store.get_backup(PROJECT, finished.backup_id)
     assert ok is not None and ok.status is BackupStatus.SUCCEED
+
+
+def test_bucket_grants_are_per_project_and_revocable(store: Store) -> None:
+    assert store.grant_bucket(PROJECT, "b1") is True
+    assert store.grant_bucket(PROJECT, "b1") is False  # already granted
+    assert store.grant_bucket(OTHER, "b2") is True
+    assert store.bucket_granted(PROJECT, "b1") and not store.bucket_granted(OTHER, "b1")
+    listed = {(g.project_id, g.bucket_name) for g in store.list_bucket_grants()}
+    assert listed == {(PROJECT, "b1"), (OTHER, "b2")}
+    assert [g.bucket_name for g in store.list_bucket_grants(PROJECT)] == ["b1"]
+    assert store.revoke_bucket(PROJECT, "b1") is True
+    assert store.revoke_bucket(PROJECT, "b1") is False
+    assert not store.bucket_granted(PROJECT, "b1")
+    assert store.list_bucket_grants(PROJECT) == []

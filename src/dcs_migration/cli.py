@@ -1,10 +1,10 @@
-"""The command line: `dcs-migration inspect`, `import`, `serve`, `keys`, `instances`.
+"""The command line: `dcs-migration inspect`, `import`, `serve`, `keys`, `instances`, `buckets`.
 
 A command starts in a fresh process each time a user types it, so this module imports
 only what every command shares (typer, and the option types its signatures name); each
 command imports what it needs when it runs. `import` and `inspect` never load the
 service's stack (SQLAlchemy, Alembic, FastAPI, boto3, ...): its imports stay in
-`serve`, `keys` and `instances`. A test checks what a bare import of this module loads.
+`serve`, `keys`, `instances` and `buckets`. A test checks what a bare import of this module loads.
 """
 
 from __future__ import annotations
@@ -304,8 +304,14 @@ instances_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+buckets_app = typer.Typer(
+    help="Buckets each project may import from (folders of the data dir, or S3 buckets).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(instances_app, name="instances")
+app.add_typer(buckets_app, name="buckets")
 
 DataDir = Annotated[
     Path | None,
@@ -343,6 +349,58 @@ def keys_revoke(ak: Annotated[str, typer.Argument()], data_dir: DataDir = None) 
         found = store.revoke_key(ak)
     sys.stdout.write(json.dumps({"ak": ak, "revoked": found}) + "\n")
     raise typer.Exit(0 if found else 1)
+
+
+ProjectId = Annotated[str, typer.Option("--project-id", help="The project the grant is for.")]
+BucketName = Annotated[str, typer.Option("--bucket", help="The bucket's name.")]
+
+
+@buckets_app.command("grant")
+def buckets_grant(project_id: ProjectId, bucket: BucketName, data_dir: DataDir = None) -> None:
+    """Let the project's tasks read the bucket (it need not exist yet)."""
+    from dcs_migration.sources.bucket import bucket_name_problem
+
+    problem = bucket_name_problem(bucket)
+    if problem is not None or not project_id:
+        why = f"--bucket {bucket!r} {problem}" if problem else "--project-id must not be empty"
+        _console(stderr=True).print(f"[red]error:[/red] {_escape(why)}", soft_wrap=True)
+        raise typer.Exit(2)
+    with _open_store(data_dir) as store:
+        new = store.grant_bucket(project_id, bucket)
+    out = {"project_id": project_id, "bucket_name": bucket, "granted": True, "new": new}
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+@buckets_app.command("revoke")
+def buckets_revoke(project_id: ProjectId, bucket: BucketName, data_dir: DataDir = None) -> None:
+    """Take a grant back: the project's tasks that have not started reading it fail as
+    for a missing bucket. Exit status 1 when there was no such grant."""
+    with _open_store(data_dir) as store:
+        found = store.revoke_bucket(project_id, bucket)
+    out = {"project_id": project_id, "bucket_name": bucket, "revoked": found}
+    sys.stdout.write(json.dumps(out) + "\n")
+    raise typer.Exit(0 if found else 1)
+
+
+@buckets_app.command("list")
+def buckets_list(
+    project_id: Annotated[
+        str | None, typer.Option("--project-id", help="Only this project's grants.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The grants, of one project or of all."""
+    with _open_store(data_dir) as store:
+        grants = store.list_bucket_grants(project_id)
+    listed = [
+        {
+            "project_id": g.project_id,
+            "bucket_name": g.bucket_name,
+            "created_at": g.created_at.isoformat(),
+        }
+        for g in grants
+    ]
+    sys.stdout.write(json.dumps({"grants": listed}) + "\n")
 
 
 @instances_app.command("add")

@@ -13,6 +13,7 @@ DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
 WORKERS_ENV = "DCS_MIGRATION_WORKERS"
 MAX_TASKS_ENV = "DCS_MIGRATION_MAX_TASKS_PER_PROJECT"
 ALLOWED_NETWORKS_ENV = "DCS_MIGRATION_ALLOWED_NETWORKS"
+OBS_ENDPOINT_ENV = "DCS_MIGRATION_OBS_ENDPOINT"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Settings:
     max_tasks_per_project: int = 100  # running or waiting; one project cannot crowd out others
     # Where the service may connect (target/addresses.py): loopback and private ranges.
     allowed_networks: AllowedNetworks = field(default_factory=AllowedNetworks.default)
+    # Set: buckets are those of this S3-compatible store (signed in with the other
+    # DCS_MIGRATION_OBS_* variables); unset: folders of <data dir>/buckets.
+    obs_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike[str] | None = None) -> Settings:
@@ -33,6 +37,7 @@ class Settings:
             workers=int(os.environ.get(WORKERS_ENV, "4")),
             max_tasks_per_project=int(os.environ.get(MAX_TASKS_ENV, "100")),
             allowed_networks=allowed_networks_from_env(),
+            obs_endpoint=os.environ.get(OBS_ENDPOINT_ENV) or None,
         )
 
 

@@ -27,6 +27,7 @@ from dcs_migration.formats.records import (
 )
 from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
+from dcs_migration.sources.bucket import LocalObject, Source
 from dcs_migration.target.cluster import ClusterRouter
 from dcs_migration.target.connection import Connection
 from dcs_migration.target.endpoint import Endpoint, TargetError
@@ -104,16 +105,19 @@ class ImportResult:
 ProgressCallback = Callable[[Progress], None]
 
 
-def resolve_inputs(sources: list[str]) -> list[Input]:
-    """The inputs of every source: a local file or folder, or `s3://bucket/key` (an object)
-    or `s3://bucket/prefix/` (every backup under it), read from the store that the
-    DCS_MIGRATION_OBS_* variables name."""
+def resolve_inputs(sources: Sequence[Source]) -> list[Input]:
+    """The inputs of every source: a local file or folder, an object of a folder bucket
+    (named `bucket/key`), or `s3://bucket/key` (an object) or `s3://bucket/prefix/`
+    (every backup under it), read from the store that the DCS_MIGRATION_OBS_* variables
+    name."""
     from dcs_migration.sources.s3 import find_s3_inputs, is_s3_url, make_s3_client, parse_s3_url
 
     inputs: list[Input] = []
     client = None
     for source in sources:
-        if is_s3_url(source):
+        if isinstance(source, LocalObject):
+            inputs.extend(find_inputs(source.path(), name=source.name))
+        elif is_s3_url(source):
             bucket, key = parse_s3_url(source)
             client = client if client is not None else make_s3_client()
             inputs.extend(find_s3_inputs(bucket, key, client=client))
@@ -123,7 +127,7 @@ def resolve_inputs(sources: list[str]) -> list[Input]:
 
 
 def run_import(
-    sources: list[str],
+    sources: Sequence[Source],
     target: Endpoint,
     options: WriteOptions,
     *,
@@ -220,7 +224,7 @@ def run_import(
         if settled and on_checkpoint is not None and resumable:
             on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
     except (FormatError, TargetError, OSError) as exc:
-        result.error = str(exc)
+        result.error = _error_text(exc)
         result.target_lost_writes = isinstance(exc, TargetRestarted)
         if not isinstance(exc, FormatError) and progress.current_input:
             result.error = f"{result.error} (while importing {progress.current_input})"
@@ -240,6 +244,14 @@ def run_import(
         result.warnings = list(stats.warnings)
         result.skipped_commands = stats.skipped_command_log()
     return result
+
+
+def _error_text(exc: Exception) -> str:
+    """What went wrong, for the result: an error about a file says what happened to it
+    without its path on this machine (the input being read is named instead)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return exc.strerror or type(exc).__name__
+    return str(exc)
 
 
 def _file_name(name: str) -> str:

@@ -39,6 +39,7 @@ from dcs_migration.config import Settings
 from dcs_migration.sources.backup_store import BackupStore, make_backup_store
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.backups import BackupRunner
+from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.runner import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,14 @@ class Service:
         self.settings = settings
         self.store: Store = open_store(settings.database_url, settings.data_dir)
         self.files: BackupStore = make_backup_store(settings.data_dir)
+        self.buckets = Buckets(
+            self.store, settings.data_dir, object_store=settings.obs_endpoint is not None
+        )
         self.runner = TaskRunner(
             self.store,
             settings.data_dir,
             self.files,
+            self.buckets,
             networks=settings.allowed_networks,
             workers=settings.workers,
             database_url=settings.database_url,

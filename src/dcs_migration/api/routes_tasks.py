@@ -41,8 +41,9 @@ from dcs_migration.api.schemas import (
     parse_body,
 )
 from dcs_migration.sources.backup_store import S3BackupStore
-from dcs_migration.sources.bucket import BadBucketName, BadObjectKey, object_path
+from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
 from dcs_migration.sources.fingerprint import describe_change, fingerprint
+from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import BackupStatus, LogLevel, NewTaskFile
 from dcs_migration.store.records import TaskRecord
 
@@ -100,13 +101,7 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
                 f"backup_files.bucket_name: bucket {bucket} holds the backups this service "
                 "makes; import one with file_source backup_record"
             )
-        for n, f in enumerate(files.files or []):
-            try:
-                object_path(service.settings.data_dir, bucket, f.file_name)
-            except BadBucketName as exc:
-                raise invalid_parameter(f"backup_files.bucket_name: {exc}") from None
-            except BadObjectKey as exc:
-                raise invalid_parameter(f"backup_files.files[{n}].file_name: {exc}") from None
+        _check_bucket(service, project_id, bucket, [f.file_name for f in files.files or []])
         task_files = [
             NewTaskFile(f.file_name, f.size, f.update_at, f.size_bytes) for f in files.files or []
         ]
@@ -137,6 +132,22 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
     store.add_log(task.task_id, "INFO", f"task created: {len(task.files)} file(s) from {origin}")
     service.runner.submit(project_id, task.task_id)
     return {"id": task.task_id, "name": task.task_name, "status": "MIGRATING", "error": ""}
+
+
+def _check_bucket(service: Any, project_id: str, bucket: str, keys: list[str]) -> None:
+    """The project may read `bucket` (a bucket it was not granted answers exactly as a
+    missing one) and every key names an object inside it."""
+    try:
+        opened = service.buckets.open(project_id, bucket)
+    except BucketNotFound as exc:
+        raise invalid_parameter(f"backup_files.bucket_name: {exc}") from None
+    except S3SourceError:  # the store cannot say now: the task's run will, or will read
+        return
+    for n, key in enumerate(keys):
+        try:
+            opened.source(key)
+        except BadObjectKey as exc:
+            raise invalid_parameter(f"backup_files.files[{n}].file_name: {exc.message}") from None
 
 
 def _same_addresses(
@@ -318,13 +329,18 @@ def _check_unchanged(service: Any, task: TaskRecord) -> None:
     """A resume skips what was written, so the files must be the ones that were read."""
     if task.inputs_fingerprint is None or task.checkpoint is None:
         return
-    sources = service.runner.sources_of(task)
+    try:
+        sources = service.runner.sources_of(task)
+    except (BucketNotFound, BadObjectKey, S3SourceError):
+        return  # the run fails, saying why, as it would without a checkpoint
     if sources is None:
         raise DcsError(
             400, DCS_BACKUP_NOT_SUCCEEDED, f"backup {task.backup_id} is no longer a succeed backup"
         )
     try:
         change = describe_change(task.inputs_fingerprint, fingerprint(sources))
+    except BadObjectKey:
+        return  # an object now leaves its bucket: the run fails, saying so
     except Exception as exc:  # an unreachable store: the run would fail the same way
         raise DcsError(
             400, DCS_STATE_NOT_ALLOWED, f"the task's files cannot be checked: {exc}"

@@ -35,6 +35,8 @@ from pydantic import (
     model_validator,
 )
 
+from dcs_migration.sources.bucket import bucket_name_problem
+
 from .errors import empty_body, from_validation_error, rule_error
 from .links import MAX_EXPIRATION, MIN_EXPIRATION
 
@@ -119,12 +121,9 @@ def _check_object_key(key: str) -> str:
 
 
 def _check_bucket_name(name: str) -> str:
-    if not name:
-        raise rule_error("must not be empty")
-    if len(name) > 255:
-        raise rule_error("must be at most 255 characters")
-    if name in (".", "..") or any(ch in name for ch in "/\\") or not name.isprintable():
-        raise rule_error("must be a bucket name, without '/', '\\' or control characters")
+    problem = bucket_name_problem(name)
+    if problem is not None:
+        raise rule_error(problem)
     return name
 
 

@@ -3,8 +3,8 @@
 `make_backup_store(data_dir)` picks one: files under `data_dir / "backups"` by default, or a
 bucket of the S3-compatible store when `DCS_MIGRATION_OBS_ENDPOINT` is set. Both stores
 take the same keys (relative POSIX paths such as `proj/inst/backup-id/host_port.rdb`) and
-hand out the same `source` strings the importer already opens: a local path or an
-`s3://bucket/key` address.
+hand out sources the importer opens: a file of the folder (named `bucket/key` to users,
+as a folder bucket's objects are) or an `s3://bucket/key` address.
 
 A backup is written as a stream and becomes visible only when committed, so a reader never
 sees half a file: locally through a temporary file renamed into place, in a bucket through
@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
+from dcs_migration.sources.bucket import LocalObject, Source
 from dcs_migration.sources.s3 import (
     ENV_ENDPOINT,
     RetryPolicy,
@@ -74,7 +75,7 @@ class BackupStore(Protocol):
     bucket: str  # the bucket name reported to users
 
     def writer(self, key: str) -> BackupWriter: ...
-    def source(self, key: str) -> str: ...
+    def source(self, key: str) -> Source: ...
     def size(self, key: str) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -127,8 +128,9 @@ class LocalBackupStore:
     def writer(self, key: str) -> BackupWriter:
         return _LocalWriter(self, key)
 
-    def source(self, key: str) -> str:
-        return str(self._path_of(key))
+    def source(self, key: str) -> Source:
+        """The file as the importer reads it, named `bucket/key` in errors and logs."""
+        return LocalObject(self.root, self.bucket, _check_key(key))
 
     def size(self, key: str) -> int:
         path = self._path_of(key)
@@ -312,7 +314,7 @@ class S3BackupStore:
     def writer(self, key: str) -> BackupWriter:
         return _S3Writer(self, _check_key(key))
 
-    def source(self, key: str) -> str:
+    def source(self, key: str) -> Source:
         return s3_url(self.bucket, _check_key(key))
 
     def size(self, key: str) -> int:

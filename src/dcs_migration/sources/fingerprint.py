@@ -9,19 +9,30 @@ or a key prefix by all it holds.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dcs_migration.formats.errors import FormatError
+from dcs_migration.sources.bucket import LocalObject, Source
 from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url, s3_url
 
 Entry = tuple[str, int, str]  # (where, size, version)
 
 
-def fingerprint(sources: list[str]) -> str:
-    """The sources' description, as JSON text (to store and compare)."""
+def fingerprint(sources: Sequence[Source]) -> str:
+    """The sources' description, as JSON text (to store and compare). Files are named as
+    the import names them (an object of a folder bucket as `bucket/key`); links inside a
+    folder are left out, as the import leaves them out."""
     entries: list[Entry] = []
     for source in sources:
-        entries += _s3_entries(source) if is_s3_url(source) else _local_entries(source)
+        if isinstance(source, LocalObject):
+            entries += _local_entries(source.path(), source.name)
+        elif is_s3_url(source):
+            entries += _s3_entries(source)
+        else:
+            entries += _local_entries(Path(source), source)
     return json.dumps(entries)
 
 
@@ -42,19 +53,40 @@ def describe_change(before: str, now: str) -> str | None:
     return None
 
 
-def _local_entries(source: str) -> list[Entry]:
-    path = Path(source)
+def _local_entries(path: Path, shown: str) -> list[Entry]:
+    try:
+        return _stat_entries(path, shown)
+    except OSError as exc:  # named as the import names it, not by its path here
+        raise FormatError(exc.strerror or type(exc).__name__, source=shown) from exc
+
+
+def _stat_entries(path: Path, shown: str) -> list[Entry]:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [(f, _name(shown, f.relative_to(path))) for f in _files_under(path)]
     elif path.exists():
-        files = [path]
+        files = [(path, shown)]
     else:
-        return [(source, -1, "missing")]
+        return [(shown, -1, "missing")]
     out: list[Entry] = []
-    for f in files:
+    for f, name in files:
         st = f.stat()
-        out.append((str(f), st.st_size, str(st.st_mtime_ns)))
+        out.append((name, st.st_size, str(st.st_mtime_ns)))
     return out
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every regular file under `folder`, in name order, without following links."""
+    found: list[Path] = []
+    for top, _, names in os.walk(folder):  # os.walk does not enter linked folders
+        for name in names:
+            path = Path(top, name)
+            if not path.is_symlink() and path.is_file():
+                found.append(path)
+    return sorted(found)
+
+
+def _name(shown: str, rel: Path) -> str:
+    return str(PurePosixPath(shown).joinpath(*rel.parts))
 
 
 def _s3_entries(source: str) -> list[Entry]:

@@ -29,63 +29,83 @@ _GZIP_TRAILER = 4
 
 
 def find_inputs(
-    path: str | os.PathLike[str], *, limits: ArchiveLimits = DEFAULT_LIMITS
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
 ) -> list[Input]:
     """The backups at `path` (a file or a folder), each one input, sorted by name.
 
-    Raises FormatError when there is none, or when a file or archive cannot be read.
+    `name` is what errors and input names call `path` (and the files under it are named
+    from it); by default the path itself. Raises FormatError when there is none, or when
+    a file or archive cannot be read.
     """
     root = Path(path)
+    shown = str(root) if name is None else name
+    try:
+        return _inputs_at(root, shown, limits)
+    except OSError as exc:  # named by `shown`, never by a path the caller did not give
+        raise FormatError(exc.strerror or type(exc).__name__, source=shown) from exc
+
+
+def _inputs_at(root: Path, shown: str, limits: ArchiveLimits) -> list[Input]:
     if root.is_dir():
-        inputs = _folder_inputs(root, limits)
+        inputs = _folder_inputs(root, shown, limits)
         if not inputs:
-            raise FormatError(f"no RDB or AOF backup in the folder {root}")
+            raise FormatError(f"no RDB or AOF backup in the folder {shown}")
         return inputs
-    found = _file_entry(root, PurePosixPath(root.name), str(root), limits)
+    if not root.exists():
+        raise FormatError("no such file or folder", source=shown)
+    found = _file_entry(root, PurePosixPath(root.name), shown, limits)
     if isinstance(found, list):
         if not found:
-            raise FormatError("no RDB or AOF file in the archive", source=str(root))
+            raise FormatError("no RDB or AOF file in the archive", source=shown)
         return found
     if found.kind is FileKind.RDB:
-        return [Input(str(root), InputKind.RDB, (found.part,))]
+        return [Input(shown, InputKind.RDB, (found.part,))]
     if found.kind is FileKind.AOF:
-        return [Input(str(root), InputKind.AOF, (found.part,))]
+        return [Input(shown, InputKind.AOF, (found.part,))]
     if found.kind is FileKind.MANIFEST:
         folder = root.parent
+        base = str(PurePosixPath(shown).parent)
         entries = [
-            e for e in _folder_entries(folder, folder, limits, nested=False) if isinstance(e, Entry)
+            e
+            for e in _folder_entries(folder, base, folder, limits, nested=False)
+            if isinstance(e, Entry)
         ]
-        display = partial(_display, folder)
+        display = partial(_display, base)
         return [i for i in group_entries(entries, display) if i.kind is InputKind.AOF_MULTIPART]
     if found.kind is FileKind.EMPTY:
-        raise FormatError("the file is empty", source=str(root))
+        raise FormatError("the file is empty", source=shown)
     raise FormatError(
         "not an RDB or AOF file, an AOF manifest, a gzip file or a zip or tar archive",
-        source=str(root),
+        source=shown,
     )
 
 
-def _display(root: Path, rel: PurePosixPath) -> str:
-    return str(root.joinpath(*rel.parts)) if rel.parts else str(root)
+def _display(base: str, rel: PurePosixPath) -> str:
+    """The name of `rel` under a folder named `base`."""
+    return str(PurePosixPath(base).joinpath(*rel.parts)) if rel.parts else base
 
 
-def _folder_inputs(root: Path, limits: ArchiveLimits) -> list[Input]:
+def _folder_inputs(root: Path, shown: str, limits: ArchiveLimits) -> list[Input]:
     entries: list[Entry] = []
     inputs: list[Input] = []
-    for found in _folder_entries(root, root, limits, nested=True):
+    for found in _folder_entries(root, shown, root, limits, nested=True):
         if isinstance(found, Entry):
             entries.append(found)
         else:
             inputs.extend(found)
-    inputs.extend(group_entries(entries, partial(_display, root)))
+    inputs.extend(group_entries(entries, partial(_display, shown)))
     inputs.sort(key=lambda i: i.name)
     return inputs
 
 
 def _folder_entries(
-    root: Path, folder: Path, limits: ArchiveLimits, *, nested: bool
+    root: Path, shown: str, folder: Path, limits: ArchiveLimits, *, nested: bool
 ) -> Iterator[Entry | list[Input]]:
-    """Every regular file in `folder`, sniffed: an entry, or an archive's inputs.
+    """Every regular file in `folder`, sniffed: an entry, or an archive's inputs. Files
+    are named from `shown`, the name of `root`.
 
     With `nested`, the walk goes into subfolders and archives; without, it stays in
     `folder` and leaves archives out.
@@ -98,10 +118,10 @@ def _folder_entries(
         full = Path(item.path)
         if item.is_dir():
             if nested:
-                yield from _folder_entries(root, full, limits, nested=True)
+                yield from _folder_entries(root, shown, full, limits, nested=True)
         elif item.is_file():
             rel = PurePosixPath(*full.relative_to(root).parts)
-            yield _file_entry(full, rel, str(full), limits, expand=nested)
+            yield _file_entry(full, rel, _display(shown, rel), limits, expand=nested)
 
 
 def _file_entry(

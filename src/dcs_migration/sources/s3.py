@@ -37,6 +37,7 @@ from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeVar
 
+from dcs_migration.config import OBS_ENDPOINT_ENV
 from dcs_migration.formats.detect import ARCHIVE_KINDS, SNIFF_BYTES, FileKind, detect_format
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.manifest import MAX_MANIFEST_BYTES
@@ -44,7 +45,7 @@ from dcs_migration.sources.entries import Entry, group_entries
 from dcs_migration.sources.guard import DEFAULT_LIMITS, ArchiveLimits, GuardedStream, read_at_most
 from dcs_migration.sources.inputs import ByteStream, Input, InputKind, InputPart
 
-ENV_ENDPOINT = "DCS_MIGRATION_OBS_ENDPOINT"
+ENV_ENDPOINT = OBS_ENDPOINT_ENV
 ENV_ACCESS_KEY = "DCS_MIGRATION_OBS_ACCESS_KEY"
 ENV_SECRET_KEY = "DCS_MIGRATION_OBS_SECRET_KEY"
 ENV_REGION = "DCS_MIGRATION_OBS_REGION"
@@ -251,6 +252,15 @@ def find_s3_inputs(
     raise S3SourceError(
         "not an RDB or AOF file, an AOF manifest or a gzip file", bucket=bucket, key=obj.key
     )
+
+
+def bucket_exists(
+    bucket: str, *, client: S3Client | None = None, retry: RetryPolicy = DEFAULT_RETRY
+) -> bool:
+    """Whether the store has `bucket`: False only when it says there is none; a refusal
+    (the credentials do not reach it) counts as there, for the read to say so."""
+    client = client if client is not None else make_s3_client()
+    return _Store(client, bucket, retry, RANGE_BYTES).bucket_exists()
 
 
 # -- finding ------------------------------------------------------------------------------

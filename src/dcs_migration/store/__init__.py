@@ -1,4 +1,5 @@
-"""Persistence (SQLAlchemy 2): access keys, instances, migration tasks with their files and logs.
+"""Persistence (SQLAlchemy 2): access keys, bucket grants, instances, migration tasks with their
+files and logs.
 
 SQLite in the data dir by default, PostgreSQL (or another SQLAlchemy URL) when one is given.
 `open_store(url, data_dir)` applies the schema migrations and returns a `Store`, whose methods
@@ -14,6 +15,7 @@ from dcs_migration.store.records import (
     BackupFileRecord,
     BackupRecord,
     BackupStatus,
+    BucketGrantRecord,
     CreatedKey,
     DeleteResult,
     InstanceRecord,
@@ -39,6 +41,7 @@ __all__ = [
     "BackupRecord",
     "BackupStatus",
     "BackupUnusable",
+    "BucketGrantRecord",
     "CreatedKey",
     "DeleteResult",
     "InstanceBusy",

@@ -81,6 +81,16 @@ class AccessKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class BucketGrant(Base):
+    """A bucket a project may read (granted by the operator, `dcs-migration buckets grant`)."""
+
+    __tablename__ = "bucket_grants"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bucket_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Instance(Base):
     __tablename__ = "instances"
 

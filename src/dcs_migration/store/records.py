@@ -86,6 +86,15 @@ class KeyRecord:
 
 
 @dataclass(frozen=True)
+class BucketGrantRecord:
+    """A bucket the operator granted to a project: tasks of that project may read it."""
+
+    project_id: str
+    bucket_name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class InstanceRecord:
     instance_id: str
     project_id: str

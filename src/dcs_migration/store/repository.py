@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dcs_migration.store.backups import BackupRecords
 from dcs_migration.store.crypto import SecretBox
+from dcs_migration.store.grants import BucketGrants
 from dcs_migration.store.models import (
     AccessKey,
     Instance,
@@ -78,7 +79,7 @@ class AddressHeld(Exception):
 _ADDRESS_LOCK_ID = 0x44435302
 
 
-class Store(BackupRecords):
+class Store(BackupRecords, BucketGrants):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self._box = box

@@ -10,24 +10,23 @@ never stops the import, and the outcome is written as soon as the database takes
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_import
 from dcs_migration.sources.backup_store import BackupStore
-from dcs_migration.sources.bucket import object_path
+from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound, Source
 from dcs_migration.sources.fingerprint import describe_change, fingerprint
-from dcs_migration.sources.s3 import ENV_ENDPOINT
+from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import WriteOptions
+from dcs_migration.tasks.buckets import Buckets
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,10 @@ PROGRESS_SECONDS = 1.0
 
 class TaskJob:
     def __init__(
-        self, store: Store, data_dir: Path, files: BackupStore, networks: AllowedNetworks
+        self, store: Store, buckets: Buckets, files: BackupStore, networks: AllowedNetworks
     ) -> None:
         self.store = store
-        self.data_dir = data_dir
+        self.buckets = buckets
         self.files = files
         self.networks = networks
 
@@ -73,9 +72,13 @@ class TaskJob:
             password=store.task_password(task.task_id),
             policy=AddressPolicy(self.networks, store.addresses_held_elsewhere(project_id)),
         )
-        sources = self.sources_of(task)
-        if sources is None:
+        try:
+            sources = self.sources_of(task)
+        except (BucketNotFound, BadObjectKey, S3SourceError) as exc:
+            sources, message = None, str(exc)
+        else:
             message = f"backup {task.backup_id} is no longer a succeed backup of this project"
+        if sources is None:
             store.set_status(task.task_id, "FAILED", message, finished=True)
             store.add_log(task.task_id, "ERROR", message)
             return
@@ -164,7 +167,7 @@ class TaskJob:
             f"ending task {task.task_id}", lambda: self._finish(task.task_id, result, checkpoint)
         )
 
-    def _resume_point(self, task: TaskRecord, sources: list[str]) -> Checkpoint | None:
+    def _resume_point(self, task: TaskRecord, sources: list[Source]) -> Checkpoint | None:
         """Where the task starts: None from the beginning (its inputs' fingerprint is kept
         then), or its checkpoint; _InputsChanged when its inputs changed since."""
         store = self.store
@@ -181,19 +184,18 @@ class TaskJob:
             raise _InputsChanged(change)
         return _checkpoint(task.checkpoint)
 
-    def sources_of(self, task: TaskRecord) -> list[str] | None:
+    def sources_of(self, task: TaskRecord) -> list[Source] | None:
         """What the task reads: objects of its bucket, or the files of its backup (None
-        when that backup is gone)."""
+        when that backup is gone). BucketNotFound when the project may no longer read the
+        bucket or it is gone; BadObjectKey for an object that now leaves it (a link);
+        S3SourceError when the object store cannot say."""
         if task.file_source == "backup_record":
             backup = self.store.get_backup(task.project_id, task.backup_id or "")
             if backup is None or backup.status is not BackupStatus.SUCCEED:
                 return None
             return [self.files.source(f.object_key) for f in backup.files]
-        bucket = task.bucket_name or ""
-        keys = [f.file_name for f in task.files]
-        if os.environ.get(ENV_ENDPOINT):
-            return [f"s3://{bucket}/{key}" for key in keys]
-        return [str(object_path(self.data_dir, bucket, key)) for key in keys]
+        bucket = self.buckets.open(task.project_id, task.bucket_name or "")
+        return [bucket.source(f.file_name) for f in task.files]
 
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
         """The outcome, its counts and its log lines, in one write."""

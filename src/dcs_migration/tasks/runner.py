@@ -25,9 +25,11 @@ from pathlib import Path
 
 from dcs_migration.config import ALLOWED_NETWORKS_ENV, DATA_DIR_ENV, DATABASE_URL_ENV
 from dcs_migration.sources.backup_store import BackupStore
+from dcs_migration.sources.bucket import Source
 from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.target.addresses import AllowedNetworks
+from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.job import TaskJob
 from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP
 
@@ -48,6 +50,7 @@ class TaskRunner:
         store: Store,
         data_dir: Path,
         files: BackupStore,
+        buckets: Buckets,
         *,
         networks: AllowedNetworks,
         workers: int = 4,
@@ -58,7 +61,7 @@ class TaskRunner:
         self.networks = networks
         self.workers = workers
         self.database_url = database_url
-        self._job = TaskJob(store, data_dir, files, networks)
+        self._job = TaskJob(store, buckets, files, networks)
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._stops: dict[str, threading.Event] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -87,7 +90,7 @@ class TaskRunner:
         if process is not None and process.poll() is None:
             process.send_signal(USER_STOP)
 
-    def sources_of(self, task: TaskRecord) -> list[str] | None:
+    def sources_of(self, task: TaskRecord) -> list[Source] | None:
         return self._job.sources_of(task)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -116,10 +119,6 @@ class TaskRunner:
                 self._run(job)
             except Exception:  # a bug must not kill the slot
                 log.exception("task %s could not be run", job.task_id)
-            finally:
-                with self._lock:
-                    self._stops.pop(job.task_id, None)
-                    self._processes.pop(job.task_id, None)
 
     def _run(self, job: Job) -> None:
         with self._lock:
@@ -133,12 +132,28 @@ class TaskRunner:
                     stdin=subprocess.DEVNULL,
                 )
                 self._processes[job.task_id] = process
-        if process is None:  # stopped while it waited: ended here, without a process
-            self._job.run(job.project_id, job.task_id, stop)
-            return
+        try:
+            if process is None:  # stopped while it waited: ended here, without a process
+                self._job.run(job.project_id, job.task_id, stop)
+                return
+            self._after(job, process, stop)
+        finally:
+            # Only this run's entries: a resume may already have submitted the task again.
+            with self._lock:
+                if self._stops.get(job.task_id) is stop:
+                    del self._stops[job.task_id]
+                if process is not None and self._processes.get(job.task_id) is process:
+                    del self._processes[job.task_id]
+
+    def _after(self, job: Job, process: subprocess.Popen[bytes], stop: threading.Event) -> None:
+        """A task's process ended: make sure its task did too."""
         code = process.wait()
+        with self._lock:
+            # Submitted again (resumed) once this run had written its outcome: the task
+            # that runs now is the new run's.
+            superseded = self._stops.get(job.task_id) is not stop
         task = self.store.get_task(job.project_id, job.task_id)
-        if task is None or not task.is_running or self._leaving:
+        if task is None or not task.is_running or self._leaving or superseded:
             return
         # The process ended without writing the outcome: a signal that came before it
         # could handle one, or a crash.

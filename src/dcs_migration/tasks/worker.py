@@ -19,13 +19,16 @@ from types import FrameType
 
 from dcs_migration.config import Settings
 from dcs_migration.sources.backup_store import make_backup_store
-from dcs_migration.store import open_store
+from dcs_migration.store import Store, open_store
+from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.job import TaskJob
 
 USER_STOP = signal.SIGTERM
 SERVICE_STOP = signal.SIGUSR1
 PARENT_ENV = "DCS_MIGRATION_SERVICE_PID"
 PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger(__name__)
 
 
 def die_with_parent() -> None:
@@ -61,13 +64,33 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     store = open_store(settings.database_url, settings.data_dir)
     try:
-        files = make_backup_store(settings.data_dir)
-        TaskJob(store, settings.data_dir, files, settings.allowed_networks).run(
-            project_id, task_id, stop, leaving
-        )
+        buckets = Buckets(store, settings.data_dir, object_store=settings.obs_endpoint is not None)
+        TaskJob(
+            store, buckets, make_backup_store(settings.data_dir), settings.allowed_networks
+        ).run(project_id, task_id, stop, leaving)
+    except Exception as exc:  # a bug: the task still ends, saying so, and the log has it
+        log.exception("task %s: the import process failed", task_id)
+        _fail(store, project_id, task_id, exc)
+        return 1
     finally:
         store.close()
     return 0
+
+
+def _fail(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
+    """End a task whose run broke off on an unexpected error: FAILED, naming the error's
+    kind only (its text may hold a path of this machine; the service's log has it all)."""
+    message = (
+        f"the import stopped on an internal error ({type(exc).__name__}); "
+        "the service's log has the details"
+    )
+    try:
+        task = store.get_task(project_id, task_id)
+        if task is not None and task.is_running:
+            store.set_status(task_id, "FAILED", message, finished=True)
+            store.add_log(task_id, "ERROR", message)
+    except Exception:  # the database too: the service fails the task when the process ends
+        log.exception("task %s: its failure could not be written", task_id)
 
 
 if __name__ == "__main__":
