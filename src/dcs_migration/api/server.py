@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 
 import h11
@@ -25,34 +24,29 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dcs_migration.api.errors import DCS_INVALID_PARAMETER, error_body
+from dcs_migration.config import Settings
 
-HEADER_TIMEOUT_ENV = "DCS_MIGRATION_HEADER_TIMEOUT"
-DEFAULT_HEADER_TIMEOUT = 20.0
 LINGER_SECONDS = 2.0  # a connection being closed still drains what the client sends
 MAX_HEAD_BYTES = 16 << 10
 
 
 def run_server(app: FastAPI, host: str, port: int) -> None:
+    settings: Settings = app.state.service.settings
+    protocol = type(
+        "BoundedH11Protocol", (BoundedH11Protocol,), {"head_seconds": settings.header_timeout}
+    )
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level="info",
         access_log=False,
-        http=BoundedH11Protocol,
+        http=protocol,
         timeout_keep_alive=20,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         limit_concurrency=_connection_limit(),
         timeout_graceful_shutdown=10,
     )
-
-
-def header_timeout() -> float:
-    try:
-        seconds = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT)
-    except ValueError:
-        return DEFAULT_HEADER_TIMEOUT
-    return seconds if 0 < seconds < float("inf") else DEFAULT_HEADER_TIMEOUT
 
 
 def _connection_limit() -> int:
@@ -76,7 +70,7 @@ class BoundedH11Protocol(H11Protocol):
 
     head_timer: asyncio.TimerHandle | None = None
     closing = False
-    head_seconds = header_timeout()
+    head_seconds = Settings.header_timeout  # `run_server` sets the configured one
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport
