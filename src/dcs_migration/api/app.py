@@ -225,7 +225,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "404": "The requested resource does not exist in this project",
         "408": "The request body was not received in time",
         "500": "Internal service error",
-        "503": "The service's database is unavailable for now: retry (Retry-After)",
+        "503": "The service's database is unavailable, or it is receiving too many request "
+        "bodies at once: retry (Retry-After)",
     }
     # A task id is one this service hands out (anything else is a 400, DCS.4070).
     task_id = {
@@ -396,7 +397,7 @@ async def signed(request: Request) -> AsyncIterator[AuthResult]:
     Everything of the signature that needs no body is checked before the body is read
     (an unsigned or badly signed request is refused with its body unread); the body's
     hash after. A signature of a call that changes something (POST, PUT, DELETE) is
-    accepted once: the store remembers it for as long as its date is accepted.
+    accepted once: the store remembers it for as long as its date can be accepted.
     """
     service = service_of(request)
     store = service.store

@@ -31,17 +31,22 @@ canonicalizes to itself. For a content type other than JSON or BSON it sets
 API of this service only takes JSON, so such requests are refused unless the caller
 allows them.
 
-`verify_request` refuses (401, ``APIGW.0301``) a missing or malformed Authorization, an
-algorithm other than SDK-HMAC-SHA256, SignedHeaders without ``host`` or ``x-sdk-date``, a
-signed header absent from the request, an X-Sdk-Date not of the form YYYYMMDDTHHMMSSZ or
-more than 15 minutes away from `now`, an unknown or revoked AK and a wrong signature
-(the last two with the same message). A valid AK used on a path of another project, or
-with an ``X-Project-Id`` of another project, is refused with 403, ``APIGW.0302`` (the
-gateway's code for a caller not authorized to access an API). The messages never say
-whether a project or a task exists.
+`verify_head` checks what needs no body, so that the service reads the body of none but
+a request that may be signed right; `verify_body` the rest (`verify_request` is both).
+They refuse (401, ``APIGW.0301``) a missing or malformed Authorization, an algorithm
+other than SDK-HMAC-SHA256, SignedHeaders without ``host`` or ``x-sdk-date``, a signed
+header absent from the request, a header of the signature repeated with another value,
+an X-Sdk-Date not of the form YYYYMMDDTHHMMSSZ or more than 15 minutes away from `now`,
+an unknown or revoked AK and a wrong signature (the last two with the same message; the
+AK is not a secret, and one that exists cannot be guessed). A valid AK used on a path of
+another project, or with an ``X-Project-Id`` of another project, is refused with 403,
+``APIGW.0302`` (the gateway's code for a caller not authorized to access an API). The
+messages never say whether a project or a task exists.
 
-Not covered: replay of a captured request within its 15 minutes, and the other
-algorithms of the SDK (SM3, ECDSA, the derived V11 scheme), refused as unsupported.
+Not covered here: replay of a captured request within its 15 minutes (the service
+refuses a second use of a signature of a call that changes something, see `app.signed`),
+and the other algorithms of the SDK (SM3, ECDSA, the derived V11 scheme), refused as
+unsupported.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ still sending after it was answered. Here a request's line and headers must all 
 within `DCS_MIGRATION_HEADER_TIMEOUT` seconds (default 20) of its first byte (or of the
 connection, for its first request), else the answer is a DCS-form 408 and the connection
 is closed; a request answered before its body was all in (refused as too large, or too
-slow: `DCS_MIGRATION_BODY_TIMEOUT`, see `app.request_body`) has its connection closed
-after a short linger, rather than left to a client still sending. Headers are limited to
+slow: `DCS_MIGRATION_BODY_TIMEOUT`, see `app.request_body`; or unsigned, refused before
+its body is read) has its connection closed after a short linger in which what the client
+still sends is dropped unread, rather than left to it. Headers are limited to
 16 KiB (a DCS-form 400 beyond), idle keep-alive connections to 20 s, open connections to
 half the process' file descriptors (a 503 beyond), and a shutdown waits 10 s at most for
 the requests in flight.
