@@ -35,6 +35,7 @@ from huaweicloudsdkdcs.v2 import (
     ListMigrationTaskRequest,
 )
 
+from dcs_migration.config import Settings
 from tests import rdbgen as g
 from tests.floods import FULL_BODY, unsigned_body_flood
 from tests.servers import RedisServer
@@ -427,3 +428,25 @@ def test_a_replayed_create_is_refused_and_makes_no_second_task(edge: Edge) -> No
     time.sleep(1.1)
     fresh = sign(service, edge.key, "POST", f"/v2/{PROJECT}/migration-task", body=body)
     assert send_signed(service, fresh).status == 200
+
+
+# -- 5. the settings --------------------------------------------------------------------
+
+
+def test_the_public_url_and_body_budget_settings() -> None:
+    def settings(**env: str) -> Settings:
+        return Settings.from_env("/tmp/unused", environ=env)
+
+    assert settings().public_url is None
+    assert settings(DCS_MIGRATION_PUBLIC_URL="https://a.example/x/").public_url == (
+        "https://a.example/x"
+    )
+    for bad in ("ftp://a.example", "https://", "https://a.example/?q=1", "a.example", "http://u@a"):
+        with pytest.raises(ValueError, match="DCS_MIGRATION_PUBLIC_URL"):
+            settings(DCS_MIGRATION_PUBLIC_URL=bad)
+    assert settings().body_budget == 32 << 20
+    assert settings(DCS_MIGRATION_BODY_BUDGET_MB="100").body_budget == 100 << 20
+    for bad in ("11", "x", "1.5"):
+        with pytest.raises(ValueError, match="DCS_MIGRATION_BODY_BUDGET_MB"):
+            settings(DCS_MIGRATION_BODY_BUDGET_MB=bad)
+    assert settings(DCS_MIGRATION_BODY_TIMEOUT="nan").body_timeout == 30.0
