@@ -419,4 +419,4 @@ def test_a_project_has_a_cap_on_tasks_at_once(redis_server: RedisServerFactory) 
         create(other, other_instance, ["big.rdb"])  # another project is not held back
         client.stop_migration_task(StopMigrationTaskRequest(task_id=first))
         wait_for(client, first, ("TERMINATED",), seconds=5)
-        create(client, instance_id, ["big.rdb"])
+        create(client, instance_id, ["big.rdb"], name="third")
