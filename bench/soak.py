@@ -17,7 +17,11 @@ What runs, all on 127.0.0.1:
      (`PUT .../migration-task/{id}` with `resume_mode: auto`) where the service has that
      API, and otherwise counts as "interrupted, reported FAILED".
 3. Meanwhile signed clients (the official SDK's signer) send ~`--rate` requests/s of
-   list, show and stats, timing each.
+   list, show and stats, timing each; and once the waves are in, an attack: 100
+   (`--flood-connections`) unsigned requests at once, each sending all but the last byte
+   of a 12 MiB body, while the service's RSS is read from /proc and signed calls are
+   timed. Each must be refused unread (401), the RSS must rise less than 50 MB, and
+   the signed calls must be answered.
 4. Every task's end is checked: SUCCESS must hold exactly the case's oracle (the live
    server read back with `tests.live.dump_oracle`, compared with `tests.corpus.comparable`)
    or the generated file's contents; FAILED must say why. A task still MIGRATING at the
@@ -26,8 +30,8 @@ What runs, all on 127.0.0.1:
    schemathesis fuzzing (`tests/test_api_fuzz.py`, `--api-fuzz-examples` per operation)
    run side by side.
 
-Exit status 1 if a task was lost or a fuzzer found a crash. `--quick` is a 1-2 minute
-version; `--json FILE` also writes the results as JSON.
+Exit status 1 if a task was lost, an attack was not held or a fuzzer found a crash.
+`--quick` is a 1-2 minute version; `--json FILE` also writes the results as JSON.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials  # noqa: E402
 from huaweicloudsdkcore.sdk_request import SdkRequest  # noqa: E402
 from tests import rdbgen as g  # noqa: E402
 from tests.corpus import CORPUS, cases, comparable, load_oracle, version_tuple  # noqa: E402
+from tests.floods import FULL_BODY, BodyFlood, unsigned_body_flood  # noqa: E402
 from tests.live import dump_oracle  # noqa: E402
 from tests.servers import RedisServer  # noqa: E402
 from tests.service import Service  # noqa: E402
@@ -71,6 +76,7 @@ BUCKET = "soak"
 NATIVE_DBS = (0, 1, 5, 15)  # the databases of the corpus' native cases
 AOF_KEYS = 1000  # keys of the big AOF (each a list and a counter)
 FINAL = ("SUCCESS", "FAILED", "TERMINATED")
+FLOOD_GROWTH_MB = 50  # what the service's RSS may rise under the unsigned-body flood
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -90,6 +96,7 @@ class Plan:
     fuzz_seconds: int = 600
     api_fuzz_examples: int = 600
     settle_seconds: float = 240.0  # for tasks to end once the load is over
+    flood_connections: int = 100  # unsigned 12 MiB bodies at once (0: no attack)
     seed: int = 20261128
 
 
@@ -451,6 +458,22 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @dataclass
+class Attack:
+    """An attack on the service while it works, and whether it was held."""
+
+    name: str
+    connections: int
+    refused: int  # answered as they should be, unread
+    rss_before_mb: float
+    rss_peak_mb: float
+    rss_after_mb: float  # once the attackers closed
+    signed_ms: list[float]  # calls of a signed client meanwhile
+    seconds: float
+    held: bool
+    detail: str = ""
+
+
+@dataclass
 class Fault:
     kind: str
     wave: str
@@ -475,6 +498,7 @@ class Soak:
         self.max_in_flight = 0
         self.load: Load | None = None
         self.load_stats = LoadStats()
+        self.attacks: list[Attack] = []
 
     # -- setting up ---------------------------------------------------------------------------
 
@@ -670,6 +694,55 @@ class Soak:
         self.faults.append(fault)
         self.log(f"fault: {fault.kind} ({wave}), a task part way: {fault.hit}")
 
+    # -- attacks -------------------------------------------------------------------------------
+
+    def attack_unsigned_bodies(self) -> None:
+        """Unsigned requests with 12 MiB bodies, all at once, while the service works."""
+        connections = self.plan.flood_connections
+        service, api = self.services["main"], self.apis["main"]
+        assert service.process is not None
+        errors: list[str] = []
+
+        def signed_call() -> None:
+            try:
+                status, _ = api.call("GET", "/migration-tasks", [("limit", 10)], timeout=30)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(f"no answer ({type(exc).__name__})")
+                return
+            if status != 200:
+                errors.append(f"HTTP {status}")
+
+        flood: BodyFlood = unsigned_body_flood(
+            service.port,
+            service.process.pid,
+            f"/v2/{PROJECT}/migration-task",
+            connections=connections,
+            meanwhile=signed_call,
+            calls=5,
+        )
+        refused = flood.statuses[401]
+        notes = [f"{n}x {s or 'no answer'}" for s, n in flood.statuses.items() if s != 401]
+        if flood.grew_mb >= FLOOD_GROWTH_MB:
+            notes.append(f"RSS rose {flood.grew_mb:.0f} MB (at most {FLOOD_GROWTH_MB})")
+        notes += [f"signed call: {e}" for e in errors]
+        attack = Attack(
+            name=f"unsigned {FULL_BODY >> 20} MiB bodies, all but the last byte",
+            connections=connections,
+            refused=refused,
+            rss_before_mb=flood.rss_before / 1024,
+            rss_peak_mb=flood.rss_before / 1024 + flood.grew_mb,
+            rss_after_mb=flood.rss_after / 1024,
+            signed_ms=[s * 1000 for s in flood.meanwhile_seconds],
+            seconds=flood.seconds,
+            held=not notes,
+            detail="; ".join(notes),
+        )
+        self.attacks.append(attack)
+        self.log(
+            f"attack: {attack.name}: {refused}/{connections} refused unread, RSS "
+            f"{attack.rss_before_mb:.0f} -> {attack.rss_peak_mb:.0f} MB"
+        )
+
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -698,6 +771,8 @@ class Soak:
                     self.fault_s3_drops(wave, big)
                 elif kind == "service":
                     self.fault_service_kill(wave, big)
+            if plan.flood_connections > 0:
+                self.attack_unsigned_bodies()
             while time.monotonic() < started + plan.seconds:
                 self.refresh()
                 time.sleep(0.2)
@@ -992,6 +1067,28 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
     header = ["fault", "injected", "survived", "hit a task part way", "tasks exact/failed/lost"]
     sections.append("Faults\n" + table(rows, header) + "".join(f"\n{n}" for n in notes))
 
+    rows = [
+        [
+            a.name,
+            str(a.connections),
+            str(a.refused),
+            f"{a.rss_before_mb:.0f} / {a.rss_peak_mb:.0f} / {a.rss_after_mb:.0f}",
+            f"{max(a.signed_ms, default=float('nan')):.0f}",
+            "held" if a.held else f"NOT HELD: {a.detail}",
+        ]
+        for a in soak.attacks
+    ]
+    if rows:
+        header = [
+            "attack",
+            "connections",
+            "refused unread",
+            "RSS MB before/peak/after",
+            "slowest signed call ms",
+            "result",
+        ]
+        sections.append("Attacks\n" + table(rows, header))
+
     rows = [[f.name, f"{f.inputs:,}", str(f.crashes), f"{f.seconds:.0f} s", f.detail] for f in fuzz]
     if rows:
         sections.append(
@@ -1064,6 +1161,20 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
         "request_errors": dict(stats.errors),
         "p50_ms": percentile(every, 0.5) * 1000,
         "p99_ms": percentile(every, 0.99) * 1000,
+        "attacks": [
+            {
+                "name": a.name,
+                "connections": a.connections,
+                "refused": a.refused,
+                "rss_before_mb": round(a.rss_before_mb, 1),
+                "rss_peak_mb": round(a.rss_peak_mb, 1),
+                "rss_after_mb": round(a.rss_after_mb, 1),
+                "signed_ms": [round(ms, 1) for ms in a.signed_ms],
+                "held": a.held,
+                "detail": a.detail,
+            }
+            for a in soak.attacks
+        ],
         "fuzz": [
             {"name": f.name, "inputs": f.inputs, "crashes": f.crashes, "detail": f.detail}
             for f in fuzz
@@ -1101,6 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-seconds", type=int, help="atheris (0: not run)")
     parser.add_argument("--api-fuzz-examples", type=int, help="schemathesis (0: not run)")
     parser.add_argument("--settle-seconds", type=float)
+    parser.add_argument(
+        "--flood-connections", type=int, help="unsigned 12 MiB bodies at once (0: no attack)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     plan = quick_plan() if args.quick else Plan()
@@ -1150,7 +1264,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1))
-    bad = summary["lost"] or any(f["crashes"] for f in summary["fuzz"])
+    bad = (
+        summary["lost"]
+        or any(f["crashes"] for f in summary["fuzz"])
+        or not all(a["held"] for a in summary["attacks"])
+    )
     return 1 if bad else 0
 
 

@@ -45,6 +45,9 @@ from dcs_migration.api.auth import (
     canonical_uri,
     parse_authorization,
     path_project_id,
+    query_pairs,
+    verify_body,
+    verify_head,
     verify_request,
 )
 from dcs_migration.api.errors import APIGW_AUTH_FAILED, APIGW_NOT_AUTHORIZED
@@ -400,6 +403,42 @@ def test_a_repeated_signed_header_with_another_value_is_refused(create_call: Cap
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in create_call.headers]
     raw.append((b"host", b"evil.example:80"))
     refused(create_call, headers=Headers(raw=raw))
+
+
+@pytest.mark.parametrize("name", ["X-Sdk-Date", "Authorization", "X-Project-Id"])
+def test_a_header_pair_list_shows_every_value(create_call: Captured, name: str) -> None:
+    """Pairs as received (what the service passes): a second value of a header of the
+    signature, before or after the first, is seen and refused."""
+    pairs = list(create_call.headers)
+    assert create_call.verify(headers=pairs).ak == "AKONE"
+    for repeated in ([*pairs, (name, "other")], [(name, "other"), *pairs]):
+        err = refused(create_call, headers=repeated)
+        assert f"the header {name.lower()} is repeated" in err.message
+
+
+# -- before the body, and after --------------------------------------------------------
+
+
+def test_the_head_is_checked_without_the_body(create_call: Captured) -> None:
+    """`verify_head` refuses what needs no body (here an unknown AK, with the message of a
+    wrong signature); what passes it is refused or accepted by `verify_body`."""
+    c = create_call
+    now = c.signed_at + timedelta(seconds=3)
+    head = verify_head(c.method, c.path, c.query, c.headers, lookup, now)
+    assert verify_body(head, c.body).ak == "AKONE"
+    with pytest.raises(AuthError) as info:
+        verify_body(head, c.body + b" ")
+    assert "verify aksk signature fail" in info.value.message
+    with pytest.raises(AuthError) as info:
+        verify_head(c.method, c.path, c.query, c.headers, lambda ak: None, now)
+    assert "verify aksk signature fail" in info.value.message
+
+
+def test_a_raw_plus_in_a_query_is_a_space() -> None:
+    """The routes read ``+`` in a query as a space; so does the verifier."""
+    assert query_pairs("name=a+b&x=%2B") == [("name", "a b"), ("x", "+")]
+    assert canonical_query_string("name=a+b") == canonical_query_string("name=a%20b")
+    assert canonical_query_string("name=a+b") != canonical_query_string("name=a%2Bb")
 
 
 # -- the Authorization header itself -------------------------------------------------------

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -75,7 +76,10 @@ class SdkSigner(requests.auth.AuthBase):
     The request is turned into the SDK's `SdkRequest` (method, path, decoded query pairs,
     Content-Type, body bytes) and signed by `BasicCredentials.sign_request`, which adds
     X-Project-Id, X-Sdk-Date, Host and Authorization. The query is then sent as the SDK
-    sends it, in its canonical encoding.
+    sends it, in its canonical encoding. Each request also carries a signed header of
+    its own, `X-Client-Request-Id`: the fuzzer sends identical requests within one
+    second, which would otherwise have one signature, and the service accepts the
+    signature of a call that changes something once.
     """
 
     def __init__(self, ak: str, sk: str, project_id: str) -> None:
@@ -87,7 +91,7 @@ class SdkSigner(requests.auth.AuthBase):
         body = r.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
-        headers = {}
+        headers = {"X-Client-Request-Id": uuid.uuid4().hex}
         if r.headers.get("Content-Type"):
             headers["Content-Type"] = r.headers["Content-Type"]
         request = SdkRequest(

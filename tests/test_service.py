@@ -63,9 +63,13 @@ def register(service: Service, server: Any, project: str = PROJECT) -> str:
     return instance_id
 
 
-def create(client: Any, instance_id: str, files: list[str], bucket: str = "bucket") -> Any:
+def create(
+    client: Any, instance_id: str, files: list[str], bucket: str = "bucket", name: str = "import"
+) -> Any:
+    """Create a task. Two identical creates within one second have one signature, and the
+    service accepts it once: calls made back to back differ by `name`."""
     body = CreateMigrationTaskBody(
-        task_name="import",
+        task_name=name,
         migration_type="backupfile_import",
         migration_method="full_amount_migration",
         backup_files=BackupFilesBody(
@@ -254,8 +258,8 @@ def test_stop_batch_stop_and_delete(service: Service, redis_server: RedisServerF
     stopped = client.stop_migration_task(StopMigrationTaskRequest(task_id=first))
     assert stopped.status in ("TERMINATING", "TERMINATED")
     assert wait_for(client, first, ("TERMINATED",), seconds=5).status == "TERMINATED"
-    second = create(client, instance_id, ["big.rdb"]).id
-    third = create(client, instance_id, ["big.rdb"]).id
+    second = create(client, instance_id, ["big.rdb"], name="second").id
+    third = create(client, instance_id, ["big.rdb"], name="third").id
     batch = client.batch_stop_migration_tasks(
         BatchStopMigrationTasksRequest(
             body=BatchStopMigrationTasksBody(migration_tasks=[second, third])
@@ -332,19 +336,40 @@ def test_unsigned_oversized_and_unknown_requests_get_dcs_errors(service: Service
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.sdk_request import SdkRequest
+
     status, body = call("GET", f"/v2/{PROJECT}/migration-tasks")
     assert (status, body["error_code"]) == (401, "APIGW.0301")
     assert set(body) == {"error_code", "error_msg", "error_ext_msg"}
-    # A body over 12 MB is refused from its Content-Length, before it is read.
-    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-    conn.putrequest("POST", f"/v2/{PROJECT}/migration-task")
-    conn.putheader("Content-Type", "application/json")
-    conn.putheader("Content-Length", str(13 << 20))
-    conn.endheaders()
-    answer = conn.getresponse()
-    body = json.loads(answer.read())
-    conn.close()
-    assert (answer.status, body["error_code"]) == (400, "DCS.4800")
+    # A body over 12 MB is refused from its Content-Length, before it is read: unsigned,
+    # as unsigned (401); signed, as too large (400).
+    key = service.cli("keys", "create", "--project-id", PROJECT)
+    path = f"/v2/{PROJECT}/migration-task"
+    request = SdkRequest(
+        method="POST",
+        schema="http",
+        host=f"127.0.0.1:{service.port}",
+        resource_path=path,
+        query_params=[],
+        header_params={"Content-Type": "application/json"},
+        body=b"{}",
+    )
+    signed_head = BasicCredentials(key["ak"], key["sk"], PROJECT).sign_request(request)
+    for headers, wanted in (
+        ({"Content-Type": "application/json"}, (401, "APIGW.0301")),
+        (signed_head.header_params, (400, "DCS.4800")),
+    ):
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+        conn.putrequest("POST", path, skip_host="Host" in headers)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(13 << 20))
+        conn.endheaders()
+        answer = conn.getresponse()
+        body = json.loads(answer.read())
+        conn.close()
+        assert (answer.status, body["error_code"]) == wanted, body
     assert "request body" in body["error_msg"]
     status, body = call("GET", "/v2/nothing/here/at/all")
     assert status == 404 and body["error_code"].startswith("DCS.")
@@ -393,9 +418,9 @@ def test_a_project_has_a_cap_on_tasks_at_once(redis_server: RedisServerFactory) 
         big_rdb(bucket / "big.rdb", redis_server)
         first = create(client, instance_id, ["big.rdb"]).id
         with pytest.raises(ClientRequestException) as refused:
-            create(client, instance_id, ["big.rdb"])
+            create(client, instance_id, ["big.rdb"], name="second")
         assert refused.value.error_code == "DCS.4957" and "limit" in refused.value.error_msg
         create(other, other_instance, ["big.rdb"])  # another project is not held back
         client.stop_migration_task(StopMigrationTaskRequest(task_id=first))
         wait_for(client, first, ("TERMINATED",), seconds=5)
-        create(client, instance_id, ["big.rdb"])
+        create(client, instance_id, ["big.rdb"], name="third")

@@ -6,7 +6,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -95,7 +95,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0006_bucket_grants"]
+            assert [v[0] for v in versions] == ["0007_signatures"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",
@@ -106,6 +106,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
                 "backups",
                 "backup_files",
                 "restores",
+                "accepted_signatures",
             } <= tables
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
@@ -706,3 +707,45 @@ def test_bucket_grants_are_per_project_and_revocable(store: Store) -> None:
     assert store.revoke_bucket(PROJECT, "b1") is False
     assert not store.bucket_granted(PROJECT, "b1")
     assert store.list_bucket_grants(PROJECT) == []
+
+
+# -- signatures of accepted calls ---------------------------------------------------------
+
+
+def test_a_signature_is_accepted_once_by_every_store_on_the_database(
+    store_url: str | None, data_dir: Path
+) -> None:
+    """Two stores on one database (two API processes): a signature one accepted, the
+    other refuses; at once from many threads, exactly one accepts it."""
+    later = datetime.now(UTC) + timedelta(minutes=30)
+    with (
+        open_store(store_url, data_dir, environ={}) as one,
+        open_store(store_url, data_dir, environ={}) as two,
+    ):
+        assert one.remember_signature("a" * 64, later)
+        assert not two.remember_signature("a" * 64, later)
+        assert not one.remember_signature("a" * 64, later)
+        assert two.remember_signature("b" * 64, later)
+
+        accepted: list[bool] = []
+
+        def remember(store: Store) -> None:
+            accepted.append(store.remember_signature("c" * 64, later))
+
+        threads = [threading.Thread(target=remember, args=(s,)) for s in (one, two) * 4]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(accepted) == [False] * 7 + [True]
+
+
+def test_expired_signatures_are_pruned(store: Store) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    for n in range(5):
+        assert store.remember_signature(f"{n:064x}", past)
+    store._next_prune = datetime.now(UTC)  # the next write prunes
+    assert store.remember_signature("f" * 64, past + timedelta(hours=1))
+    with store.engine.connect() as connection:
+        kept = connection.execute(text("SELECT signature FROM accepted_signatures")).all()
+    assert [row[0] for row in kept] == ["f" * 64]

@@ -293,7 +293,12 @@ def serve(
     from dcs_migration.api.server import run_server
     from dcs_migration.config import Settings
 
-    run_server(create_app(Settings.from_env(data_dir)), host, port)
+    try:
+        settings = Settings.from_env(data_dir)
+    except ValueError as exc:  # a setting of the environment that cannot be used
+        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    run_server(create_app(settings), host, port)
 
 
 keys_app = typer.Typer(

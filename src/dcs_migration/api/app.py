@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,18 +23,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import exc as db_errors
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dcs_migration.api.auth import AuthResult, verify_request
+from dcs_migration.api.auth import MAX_CLOCK_SKEW, AuthResult, verify_body, verify_head
 from dcs_migration.api.errors import (
     DCS_INVALID_PARAMETER,
     DCS_JOB_FAILED,
     DcsError,
     error_body,
     invalid_parameter,
+    replayed,
 )
-from dcs_migration.config import Settings
+from dcs_migration.config import MAX_BODY_BYTES, Settings
 from dcs_migration.sources.backup_store import BackupStore, make_backup_store
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.backups import BackupRunner
@@ -43,8 +45,6 @@ from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.runner import TaskRunner
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 12 << 20
 
 
 class Service:
@@ -70,6 +70,7 @@ class Service:
         self.backups = BackupRunner(
             self.store, self.files, settings.allowed_networks, workers=settings.workers
         )
+        self.bodies = BodyBudget(settings.body_budget)
 
     def start(self) -> None:
         waiting = self.store.requeue_interrupted()
@@ -105,10 +106,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    if settings.public_url:
+        app.add_middleware(PublicRedirects, public_url=settings.public_url)
 
     @app.exception_handler(DcsError)
     async def dcs_error(request: Request, exc: DcsError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -230,7 +233,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "404": "The requested resource does not exist in this project",
         "408": "The request body was not received in time",
         "500": "Internal service error",
-        "503": "The service's database is unavailable for now: retry (Retry-After)",
+        "503": "The service's database is unavailable, or it is receiving too many request "
+        "bodies at once: retry (Retry-After)",
     }
     # A task id is one this service hands out (anything else is a 400, DCS.4070).
     task_id = {
@@ -270,36 +274,114 @@ def service_of(request: Request) -> Service:
     return service
 
 
-async def request_body(request: Request) -> bytes:
-    """The raw body, refused over 12 MB before it is read whole, and within a time limit.
+def public_base(request: Request) -> str:
+    """The base URL of what the service hands out (download links), without a final
+    ``/``: `DCS_MIGRATION_PUBLIC_URL`, else the request's own (its Host header, and the
+    scheme a proxy on this host says in X-Forwarded-Proto)."""
+    configured = service_of(request).settings.public_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+class PublicRedirects:
+    """ASGI middleware: a redirect (the router's, to the path with or without its final
+    ``/``) points at `public_url` rather than at the host the request named."""
+
+    def __init__(self, app: ASGIApp, public_url: str) -> None:
+        self.app = app
+        self.public_url = public_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_public(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                message = {**message, "headers": self._public(message.get("headers", []))}
+            await send(message)
+
+        await self.app(scope, receive, send_public)
+
+    def _public(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        out = []
+        for name, value in headers:
+            if name.lower() == b"location":
+                target = urlsplit(value.decode("latin-1"))
+                where = urlunsplit(("", "", target.path, target.query, target.fragment))
+                value = (self.public_url + where).encode("latin-1")
+            out.append((name, value))
+        return out
+
+
+class BodyBudget:
+    """The bytes of request bodies being read or held, all requests of the process together.
+
+    A body takes its declared Content-Length (a chunked one, what has come so far) before
+    it is read, and gives it back once its request is answered; a body that does not fit
+    is refused with a 503 instead of read. Only the event loop touches it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+def _too_busy() -> DcsError:
+    return DcsError(
+        503,
+        DCS_JOB_FAILED,
+        "the service is receiving too many request bodies at once: retry",
+        headers={"Retry-After": "1"},
+    )
+
+
+@asynccontextmanager
+async def request_body(request: Request) -> AsyncIterator[bytes]:
+    """The raw body, within the process' body budget, refused over 12 MB before it is read
+    whole, and all in within a time limit.
 
     A client that sends its headers and then stops, or trickles the body, gets a 408
-    rather than holding its request open: each chunk must come within
-    `DCS_MIGRATION_BODY_TIMEOUT` seconds (default 30), and the whole body within that
-    time plus one second per 16 KiB received. A client that leaves before its body is
-    all in is a 400 that nobody reads, not an internal error with its traceback logged.
+    rather than holding its request open: the whole body must come within
+    `DCS_MIGRATION_BODY_TIMEOUT` seconds (default 30) of its start, however it is cut.
+    A client that leaves before its body is all in is a 400 that nobody reads, not an
+    internal error with its traceback logged. The body's share of the budget is held
+    until the block ends.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
+    service = service_of(request)
+    budget, timeout = service.bodies, service.settings.body_timeout
+    held = 0
     try:
-        timeout = float(os.environ.get("DCS_MIGRATION_BODY_TIMEOUT") or 30)
-    except ValueError:
-        timeout = 30.0
-    if not 0 < timeout < float("inf"):
-        timeout = 30.0
-    chunks = []
-    size = 0
-    started = time.monotonic()
-    stream = request.stream()
-    while True:
-        left = min(timeout, started + timeout + size / (16 << 10) - time.monotonic())
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isascii() and declared.isdigit():
+            if int(declared) > MAX_BODY_BYTES:  # h11 allows 20 digits at most
+                raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
+            if not budget.take(int(declared)):
+                raise _too_busy()
+            held = int(declared)
+        chunks = []
+        size = 0
+        stream = request.stream()
         try:
-            chunk = await asyncio.wait_for(anext(stream), max(left, 0.0))
-        except StopAsyncIteration:
-            break
+            async with asyncio.timeout(timeout):
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > MAX_BODY_BYTES:
+                        raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
+                    if size > held:  # chunked: take what came
+                        if not budget.take(size - held):
+                            raise _too_busy()
+                        held = size
+                    chunks.append(chunk)
         except TimeoutError:
-            await stream.aclose()
             raise DcsError(
                 408,
                 DCS_INVALID_PARAMETER,
@@ -307,28 +389,52 @@ async def request_body(request: Request) -> bytes:
             ) from None
         except ClientDisconnect:  # nobody to answer: an error, but not the service's
             raise invalid_parameter("request body: the client left before sending it all") from None
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        finally:
+            await stream.aclose()
+        yield b"".join(chunks)
+    finally:
+        budget.give(held)
 
 
-async def signed(request: Request) -> AuthResult:
-    """The signer of the request (project and AK), or a 401/403 DCS error."""
-    body = await request_body(request)
-    request.state.body = body
-    store = service_of(request).store
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def signed(request: Request) -> AsyncIterator[AuthResult]:
+    """The signer of the request (project and AK), or a 401/403 DCS error.
+
+    Everything of the signature that needs no body is checked before the body is read
+    (an unsigned or badly signed request is refused with its body unread); the body's
+    hash after. A signature of a call that changes something (POST, PUT, DELETE) is
+    accepted once: the store remembers it for as long as its date can be accepted.
+    """
+    service = service_of(request)
+    store = service.store
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    return verify_request(
+    head = await run_in_threadpool(
+        verify_head,
         request.method,
         raw_path.decode("latin-1"),
         request.scope.get("query_string", b"").decode("latin-1"),
-        dict(request.headers),
-        body,
+        request.headers.items(),  # every value of a repeated header
         lambda ak: _key(store, ak),
         datetime.now(UTC),
     )
+    async with request_body(request) as body:
+        request.state.body = body
+        result = verify_body(head, body)
+        if request.method not in IDEMPOTENT_METHODS:
+            await run_in_threadpool(_first_use, store, result)
+        yield result
+
+
+def _first_use(store: Store, result: AuthResult) -> None:
+    """Remember the signature of a call that changes something; refuse it if it was seen."""
+    assert result.signed_at is not None
+    # Kept past the end of its date window by that window again, for API processes whose
+    # clocks differ (several may share one database).
+    keep_until = result.signed_at + 2 * MAX_CLOCK_SKEW
+    if not store.remember_signature(result.signature, keep_until):
+        raise replayed()
 
 
 def _key(store: Store, ak: str) -> tuple[str, str] | None:

@@ -31,17 +31,22 @@ canonicalizes to itself. For a content type other than JSON or BSON it sets
 API of this service only takes JSON, so such requests are refused unless the caller
 allows them.
 
-`verify_request` refuses (401, ``APIGW.0301``) a missing or malformed Authorization, an
-algorithm other than SDK-HMAC-SHA256, SignedHeaders without ``host`` or ``x-sdk-date``, a
-signed header absent from the request, an X-Sdk-Date not of the form YYYYMMDDTHHMMSSZ or
-more than 15 minutes away from `now`, an unknown or revoked AK and a wrong signature
-(the last two with the same message). A valid AK used on a path of another project, or
-with an ``X-Project-Id`` of another project, is refused with 403, ``APIGW.0302`` (the
-gateway's code for a caller not authorized to access an API). The messages never say
-whether a project or a task exists.
+`verify_head` checks what needs no body, so that the service reads the body of none but
+a request that may be signed right; `verify_body` the rest (`verify_request` is both).
+They refuse (401, ``APIGW.0301``) a missing or malformed Authorization, an algorithm
+other than SDK-HMAC-SHA256, SignedHeaders without ``host`` or ``x-sdk-date``, a signed
+header absent from the request, a header of the signature repeated with another value,
+an X-Sdk-Date not of the form YYYYMMDDTHHMMSSZ or more than 15 minutes away from `now`,
+an unknown or revoked AK and a wrong signature (the last two with the same message; the
+AK is not a secret, and one that exists cannot be guessed). A valid AK used on a path of
+another project, or with an ``X-Project-Id`` of another project, is refused with 403,
+``APIGW.0302`` (the gateway's code for a caller not authorized to access an API). The
+messages never say whether a project or a task exists.
 
-Not covered: replay of a captured request within its 15 minutes, and the other
-algorithms of the SDK (SM3, ECDSA, the derived V11 scheme), refused as unsupported.
+Not covered here: replay of a captured request within its 15 minutes (the service
+refuses a second use of a signature of a call that changes something, see `app.signed`),
+and the other algorithms of the SDK (SM3, ECDSA, the derived V11 scheme), refused as
+unsupported.
 """
 
 from __future__ import annotations
@@ -50,10 +55,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from .errors import APIGW_AUTH_FAILED, APIGW_NOT_AUTHORIZED, DcsError
 
@@ -78,14 +83,6 @@ _DATE_RE: Final = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^`|~0-9a-z-]+")
 _HEX64_RE: Final = re.compile(r"[0-9a-fA-F]{64}")
 _VERSION_SEGMENT_RE: Final = re.compile(r"v[0-9]+(\.[0-9]+)?")
-
-
-@dataclass(frozen=True)
-class AuthResult:
-    """Who signed: the AK and the project it belongs to."""
-
-    project_id: str
-    ak: str
 
 
 class AuthError(DcsError):
@@ -130,15 +127,14 @@ def canonical_uri(path: str) -> str:
 def query_pairs(query: Query) -> list[tuple[str, str]]:
     """The decoded (key, value) pairs of a query; a raw string is split and unquoted.
 
-    Only ``%XX`` escapes are decoded: the SDK sends a space as ``%20`` and ``+`` as ``%2B``.
+    A raw string is decoded exactly as the web framework decodes it for the routes
+    (`urllib.parse.parse_qsl`, blank values kept): ``%XX`` escapes, and ``+`` as a space.
+    What is signed is then what the route reads: ``a+b`` and ``a%20b`` are one query and
+    one signature, and a ``+`` meant as a plus must be sent as ``%2B`` (the SDK sends a
+    space as ``%20`` and a plus as ``%2B``, so it never sends a raw ``+``).
     """
     if isinstance(query, str):
-        pairs = []
-        for part in query.lstrip("?").split("&"):
-            if part:
-                key, _, value = part.partition("=")
-                pairs.append((unquote(key), unquote(value)))
-        return pairs
+        return parse_qsl(query.lstrip("?"), keep_blank_values=True)
     return [(str(key), str(value)) for key, value in query]
 
 
@@ -160,10 +156,17 @@ def _header_value(value: str) -> str:
         return value
 
 
-def _lower_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:
-    """Header values by lower-case name (every value of a repeated header)."""
+def _lower_headers(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> dict[str, list[str]]:
+    """Header values by lower-case name (every value of a repeated header).
+
+    A plain dict has already lost the values of a repeated header but its first or last:
+    the service passes the (name, value) pairs as received, so that the refusal of a
+    header repeated with another value sees them all.
+    """
     out: dict[str, list[str]] = {}
-    items = headers.items()
+    items = headers.items() if isinstance(headers, Mapping) else headers
     for name, value in items:
         out.setdefault(name.lower(), []).append(value)
     return out
@@ -255,27 +258,59 @@ def _parse_date(value: str) -> datetime:
 # -- verification --------------------------------------------------------------------
 
 
-def verify_request(
+@dataclass(frozen=True)
+class SignedHead:
+    """A request whose head passed every check that needs no body.
+
+    Made by `verify_head` before the body is read, so that a request that cannot be
+    signed right (no or malformed Authorization, a stale date, an unknown AK) is refused
+    without the service taking in its body; `verify_body` then checks the body's hash and
+    the signature itself.
+    """
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    signed_headers: tuple[tuple[str, str], ...]
+    sdk_date: str
+    signed_at: datetime
+    access: str
+    signature: str
+    project_id: str  # the project of the AK
+    sk: str = field(repr=False)
+    declared_sha256: str | None  # X-Sdk-Content-Sha256 as sent
+    wanted_project: str | None  # the project the request addresses (path or argument)
+    header_project: str | None  # X-Project-Id
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """Who signed: the AK and the project it belongs to; and the signature itself, with
+    the time it was made (a replayed one is told apart by these)."""
+
+    project_id: str
+    ak: str
+    signature: str = field(default="", compare=False)
+    signed_at: datetime | None = field(default=None, compare=False)
+
+
+def verify_head(
     method: str,
     path: str,
     query: Query,
-    headers: Mapping[str, str],
-    body: bytes,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
     lookup: KeyLookup,
     now: datetime | None = None,
     *,
     project_id: str | None = None,
     allow_unsigned_payload: bool = False,
-) -> AuthResult:
-    """Check the SDK signature of a request; answer who signed it or raise `AuthError`.
+) -> SignedHead:
+    """Check what can be checked of a signature before its body is read, or raise
+    `AuthError` (401): the Authorization header, the signed headers (each present, none
+    repeated with another value), the date window and the AK.
 
-    `path` is the request path as received, best still percent-encoded (ASGI
-    ``raw_path``); a decoded path gives the same result unless it contains ``%``.
-    `query` is the raw query string (ASGI ``query_string``) or its decoded pairs.
-    `headers` may be any mapping (a case-insensitive one with repeated names too);
-    `body` the bytes as received. `now` defaults to the current time (a naive value is
-    taken as UTC). `project_id` is the project the request addresses; by default the one
-    in the path ``/v<N>/<project_id>/...`` (no check when the path has none).
+    The arguments are those of `verify_request`; `headers` may also be the (name, value)
+    pairs as received, every value of a repeated header included.
     """
     lowered = _lower_headers(headers)
 
@@ -310,37 +345,102 @@ def verify_request(
     if abs(current - signed_at) > MAX_CLOCK_SKEW:
         raise _unauthorized("X-Sdk-Date is more than 15 minutes away from the server's time")
 
+    declared = single(CONTENT_SHA256_HEADER)
+    if declared == UNSIGNED_PAYLOAD and (
+        not allow_unsigned_payload or CONTENT_SHA256_HEADER not in auth.signed_headers
+    ):
+        raise _unauthorized("an unsigned payload is not accepted")
+    header_project = single(PROJECT_ID_HEADER)
+
+    key = lookup(auth.access)
+    if key is None:  # the answer of a wrong signature: it says nothing of which AKs exist
+        raise _unauthorized("verify aksk signature fail")
+    return SignedHead(
+        method=method,
+        path=path,
+        query=tuple(query_pairs(query)),
+        signed_headers=tuple(signed),
+        sdk_date=sdk_date,
+        signed_at=signed_at,
+        access=auth.access,
+        signature=auth.signature,
+        project_id=key[0],
+        sk=key[1],
+        declared_sha256=declared,
+        wanted_project=project_id if project_id is not None else path_project_id(path),
+        header_project=header_project,
+    )
+
+
+def verify_body(head: SignedHead, body: bytes) -> AuthResult:
+    """Check the body's hash and the signature of a request whose head passed
+    `verify_head`: answer who signed it or raise `AuthError` (401, or 403 for a key of
+    another project)."""
     payload_hash = EMPTY_BODY_SHA256
     if body:
         payload_hash = hashlib.sha256(body).hexdigest()
-        declared = single(CONTENT_SHA256_HEADER)
+        declared = head.declared_sha256
         if declared is not None:
             if declared == UNSIGNED_PAYLOAD:
-                if not allow_unsigned_payload or CONTENT_SHA256_HEADER not in auth.signed_headers:
-                    raise _unauthorized("an unsigned payload is not accepted")
-                payload_hash = declared
+                payload_hash = declared  # allowed, or `verify_head` refused it
             elif declared.lower() != payload_hash:
                 raise _unauthorized("X-Sdk-Content-Sha256 does not match the body")
             else:
                 payload_hash = declared
 
-    canonical = canonical_request(method, path, query, signed, payload_hash)
-    text_to_sign = string_to_sign(sdk_date, canonical)
-
-    key = lookup(auth.access)
-    # An unknown AK costs the same HMAC as a known one and gets the same answer.
-    expected = signature(key[1] if key is not None else "\x00", text_to_sign)
-    if not hmac.compare_digest(expected, auth.signature) or key is None:
+    canonical = canonical_request(
+        head.method, head.path, head.query, list(head.signed_headers), payload_hash
+    )
+    expected = signature(head.sk, string_to_sign(head.sdk_date, canonical))
+    if not hmac.compare_digest(expected, head.signature):
         raise _unauthorized("verify aksk signature fail")
-    key_project = key[0]
 
-    wanted = project_id if project_id is not None else path_project_id(path)
-    if wanted is not None and wanted != key_project:
+    if head.wanted_project is not None and head.wanted_project != head.project_id:
         raise _forbidden()
-    header_project = single(PROJECT_ID_HEADER)
-    if header_project is not None and header_project != key_project:
+    if head.header_project is not None and head.header_project != head.project_id:
         raise _forbidden()
-    return AuthResult(project_id=key_project, ak=auth.access)
+    return AuthResult(
+        project_id=head.project_id,
+        ak=head.access,
+        signature=head.signature,
+        signed_at=head.signed_at,
+    )
+
+
+def verify_request(
+    method: str,
+    path: str,
+    query: Query,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    body: bytes,
+    lookup: KeyLookup,
+    now: datetime | None = None,
+    *,
+    project_id: str | None = None,
+    allow_unsigned_payload: bool = False,
+) -> AuthResult:
+    """Check the SDK signature of a request; answer who signed it or raise `AuthError`.
+
+    `path` is the request path as received, best still percent-encoded (ASGI
+    ``raw_path``); a decoded path gives the same result unless it contains ``%``.
+    `query` is the raw query string (ASGI ``query_string``) or its decoded pairs.
+    `headers` may be any mapping (a case-insensitive one with repeated names too) or the
+    (name, value) pairs as received; `body` the bytes as received. `now` defaults to the
+    current time (a naive value is taken as UTC). `project_id` is the project the request
+    addresses; by default the one in the path ``/v<N>/<project_id>/...`` (no check when
+    the path has none). The same as `verify_head` then `verify_body`.
+    """
+    head = verify_head(
+        method,
+        path,
+        query,
+        headers,
+        lookup,
+        now,
+        project_id=project_id,
+        allow_unsigned_payload=allow_unsigned_payload,
+    )
+    return verify_body(head, body)
 
 
 __all__ = [
@@ -351,6 +451,7 @@ __all__ = [
     "Authorization",
     "KeyLookup",
     "Query",
+    "SignedHead",
     "canonical_query_string",
     "canonical_request",
     "canonical_uri",
@@ -359,5 +460,7 @@ __all__ = [
     "query_pairs",
     "signature",
     "string_to_sign",
+    "verify_body",
+    "verify_head",
     "verify_request",
 ]

@@ -76,11 +76,19 @@ def error_body(error_code: str, error_msg: str) -> dict[str, str | None]:
 class DcsError(Exception):
     """An error answer of the API: HTTP status, DCS (or gateway) error code, message."""
 
-    def __init__(self, status: int, error_code: str, error_msg: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        error_msg: str,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(f"{error_code}: {error_msg}")
         self.status = status
         self.error_code = error_code
         self.error_msg = error_msg
+        self.headers = headers  # of the answer (e.g. Retry-After)
 
     @classmethod
     def of(cls, error_code: str, error_msg: str) -> DcsError:
@@ -97,6 +105,19 @@ class DcsError(Exception):
 def invalid_parameter(message: str) -> DcsError:
     """A DCS.4800 (400) error; `message` should name the parameter."""
     return DcsError(400, DCS_INVALID_PARAMETER, f"Invalid parameter: {message}")
+
+
+def replayed() -> DcsError:
+    """A 401 (APIGW.0301) for a signed call that changes something, sent again: its
+    signature was already used (a captured request replayed, or an identical call sent
+    again within the same second)."""
+    return DcsError(
+        401,
+        APIGW_AUTH_FAILED,
+        "Incorrect IAM authentication information: this signed request was already "
+        "received, and a request that changes something is accepted once: sign it again "
+        "(an identical request signed within the same second has the same signature)",
+    )
 
 
 def empty_body() -> DcsError:

@@ -11,7 +11,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dcs_migration.api import links
-from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
+from dcs_migration.api.app import (
+    Signed,
+    body_of,
+    iso,
+    json_model,
+    public_base,
+    request_body_model,
+    service_of,
+)
 from dcs_migration.api.errors import (
     DCS_BACKUP_NOT_SUCCEEDED,
     DCS_INSTANCE_BACKING_UP,
@@ -200,7 +208,7 @@ def list_backup_file_links(
         )
     expires = int(time.time()) + body.expiration
     key = service.store.signing_key(links.LINK_PURPOSE)
-    base = str(request.base_url).rstrip("/")
+    base = public_base(request)
     items = []
     for f in backup.files:
         url = service.files.presigned_url(f.object_key, body.expiration)

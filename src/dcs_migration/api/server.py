@@ -5,8 +5,9 @@ still sending after it was answered. Here a request's line and headers must all 
 within `DCS_MIGRATION_HEADER_TIMEOUT` seconds (default 20) of its first byte (or of the
 connection, for its first request), else the answer is a DCS-form 408 and the connection
 is closed; a request answered before its body was all in (refused as too large, or too
-slow: `DCS_MIGRATION_BODY_TIMEOUT`, see `app.request_body`) has its connection closed
-after a short linger, rather than left to a client still sending. Headers are limited to
+slow: `DCS_MIGRATION_BODY_TIMEOUT`, see `app.request_body`; or unsigned, refused before
+its body is read) has its connection closed after a short linger in which what the client
+still sends is dropped unread, rather than left to it. Headers are limited to
 16 KiB (a DCS-form 400 beyond), idle keep-alive connections to 20 s, open connections to
 half the process' file descriptors (a 503 beyond), and a shutdown waits 10 s at most for
 the requests in flight.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import resource
 
 import h11
@@ -25,34 +25,29 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dcs_migration.api.errors import DCS_INVALID_PARAMETER, error_body
+from dcs_migration.config import Settings
 
-HEADER_TIMEOUT_ENV = "DCS_MIGRATION_HEADER_TIMEOUT"
-DEFAULT_HEADER_TIMEOUT = 20.0
 LINGER_SECONDS = 2.0  # a connection being closed still drains what the client sends
 MAX_HEAD_BYTES = 16 << 10
 
 
 def run_server(app: FastAPI, host: str, port: int) -> None:
+    settings: Settings = app.state.service.settings
+    protocol = type(
+        "BoundedH11Protocol", (BoundedH11Protocol,), {"head_seconds": settings.header_timeout}
+    )
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level="info",
         access_log=False,
-        http=BoundedH11Protocol,
+        http=protocol,
         timeout_keep_alive=20,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         limit_concurrency=_connection_limit(),
         timeout_graceful_shutdown=10,
     )
-
-
-def header_timeout() -> float:
-    try:
-        seconds = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT)
-    except ValueError:
-        return DEFAULT_HEADER_TIMEOUT
-    return seconds if 0 < seconds < float("inf") else DEFAULT_HEADER_TIMEOUT
 
 
 def _connection_limit() -> int:
@@ -76,7 +71,7 @@ class BoundedH11Protocol(H11Protocol):
 
     head_timer: asyncio.TimerHandle | None = None
     closing = False
-    head_seconds = header_timeout()
+    head_seconds = Settings.header_timeout  # `run_server` sets the configured one
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport

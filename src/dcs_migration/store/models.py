@@ -91,6 +91,16 @@ class BucketGrant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class AcceptedSignature(Base):
+    """The signature of an accepted call that changes something, until its date can no
+    longer be accepted (a replay of it is refused meanwhile)."""
+
+    __tablename__ = "accepted_signatures"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class Instance(Base):
     __tablename__ = "instances"
 

@@ -14,15 +14,18 @@ import string
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dcs_migration.store.backups import BackupRecords
 from dcs_migration.store.crypto import SecretBox
 from dcs_migration.store.grants import BucketGrants
 from dcs_migration.store.models import (
+    AcceptedSignature,
     AccessKey,
     Instance,
     InstanceAddress,
@@ -61,6 +64,7 @@ _AK_ALPHABET = string.ascii_uppercase + string.digits
 _SK_ALPHABET = string.ascii_letters + string.digits
 MAX_PAGE = 1000
 INTERRUPTED_CODE = "DCS.4842"
+SIGNATURE_PRUNE_EVERY = timedelta(minutes=1)
 
 
 class NotFoundError(LookupError):
@@ -87,6 +91,7 @@ class Store(BackupRecords, BucketGrants):
         self._writes = sessionmaker(
             engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False
         )
+        self._next_prune = utcnow()  # of expired signatures
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url!r})"
@@ -159,6 +164,24 @@ class Store(BackupRecords, BucketGrants):
                 .order_by(AccessKey.created_at, AccessKey.ak)
             )
             return [KeyRecord(r.ak, r.project_id, r.created_at, r.revoked_at) for r in rows]
+
+    # -- signatures of accepted calls -------------------------------------------------------
+
+    def remember_signature(self, signature: str, expires_at: datetime) -> bool:
+        """Record the signature of an accepted call until `expires_at`: True the first
+        time, False when it is already recorded (the call is a replay). Atomic across the
+        processes that share the database; expired records are pruned now and then."""
+        now = utcnow()
+        try:
+            with self._write() as s:
+                if now >= self._next_prune:
+                    s.execute(delete(AcceptedSignature).where(AcceptedSignature.expires_at < now))
+                s.add(AcceptedSignature(signature=signature, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        if now >= self._next_prune:
+            self._next_prune = now + SIGNATURE_PRUNE_EVERY
+        return True
 
     # -- instances --------------------------------------------------------------------------
 
