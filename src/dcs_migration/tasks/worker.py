@@ -61,9 +61,13 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     store = open_store(settings.database_url, settings.data_dir)
     try:
-        TaskJob(store, settings.data_dir, make_backup_store(settings.data_dir)).run(
-            project_id, task_id, stop, leaving
+        job = TaskJob(
+            store,
+            settings.data_dir,
+            make_backup_store(settings.data_dir),
+            reply_timeout=settings.reply_timeout,
         )
+        job.run(project_id, task_id, stop, leaving)
     finally:
         store.close()
     return 0
