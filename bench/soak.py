@@ -22,12 +22,19 @@ What runs, all on 127.0.0.1:
    server read back with `tests.live.dump_oracle`, compared with `tests.corpus.comparable`)
    or the generated file's contents; FAILED must say why. A task still MIGRATING at the
    end, or SUCCESS with other contents, is lost.
-5. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
+5. Attacks, each on a service of its own once the load is over (a table of its own):
+   - a hung target: one project's tasks into a redis-server stopped with SIGSTOP (it
+     accepts connections and never answers) hold every worker, while another project's
+     task waits; then tasks part way into it are batch-stopped once it hangs. Held when
+     the other project's task got a worker as the first one freed, every hung task
+     FAILED naming the target within the reply timeout, and every stopped one was
+     TERMINATED within 2 s.
+6. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
    schemathesis fuzzing (`tests/test_api_fuzz.py`, `--api-fuzz-examples` per operation)
    run side by side.
 
-Exit status 1 if a task was lost or a fuzzer found a crash. `--quick` is a 1-2 minute
-version; `--json FILE` also writes the results as JSON.
+Exit status 1 if a task was lost, an attack did not hold or a fuzzer found a crash.
+`--quick` is a 1-2 minute version; `--json FILE` also writes the results as JSON.
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ class Plan:
     api_fuzz_examples: int = 600
     settle_seconds: float = 240.0  # for tasks to end once the load is over
     seed: int = 20261128
+    hung_workers: int = 4  # the hung-target attack's service: its workers
+    hung_reply_timeout: float = 5.0  # and its DCS_MIGRATION_REPLY_TIMEOUT
 
 
 def quick_plan() -> Plan:
@@ -107,6 +116,8 @@ def quick_plan() -> Plan:
         fuzz_seconds=25,
         api_fuzz_examples=8,
         settle_seconds=120,
+        hung_workers=2,
+        hung_reply_timeout=3.0,
     )
 
 
@@ -475,6 +486,7 @@ class Soak:
         self.max_in_flight = 0
         self.load: Load | None = None
         self.load_stats = LoadStats()
+        self.attacks: list[Attack] = []
 
     # -- setting up ---------------------------------------------------------------------------
 
@@ -941,6 +953,161 @@ def finish_fuzzers(
     return results
 
 
+# -- attacks: a hung target ---------------------------------------------------------------------
+
+HUNG_ATTACKER = "a77ac4e2000000000000000000000502"
+HUNG_VICTIM = "f1c71a00000000000000000000000503"
+
+
+@dataclass
+class Attack:
+    name: str
+    tried: str
+    outcome: str
+    held: bool
+
+
+def _wait_statuses(
+    api: Api, task_ids: list[str], wanted: set[str], seconds: float
+) -> dict[str, Any]:
+    """Each task's detail once every one is in `wanted`, or as they are after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        details = {t: api.ok("GET", f"/migration-task/{t}") for t in task_ids}
+        if all(d["status"] in wanted for d in details.values()) or time.monotonic() > deadline:
+            return details
+        time.sleep(0.02)
+
+
+def hung_target_attack(plan: Plan, log: Callable[[str], None]) -> list[Attack]:
+    """Project A's tasks into a SIGSTOPped redis-server against project B's task, on a
+    service of `plan.hung_workers` workers and a `plan.hung_reply_timeout` reply timeout;
+    then a batch-stop of tasks whose target hangs part way."""
+    workers, timeout = plan.hung_workers, plan.hung_reply_timeout
+    attacks: list[Attack] = []
+    with contextlib.ExitStack() as stack:
+        hung, healthy = RedisServer(), RedisServer()
+        for server in (hung, healthy):
+            stack.callback(server.stop)
+            server.start()
+        stack.callback(_continue, hung)  # before it is stopped: a paused one would hang
+        env = {"DCS_MIGRATION_WORKERS": str(workers), "DCS_MIGRATION_REPLY_TIMEOUT": f"{timeout}"}
+        service = Service(env=env)
+        stack.callback(shutil.rmtree, service.data_dir, True)
+        stack.callback(service.stop)
+        service.start()
+        apis = {}
+        for project in (HUNG_ATTACKER, HUNG_VICTIM):
+            key = service.cli("keys", "create", "--project-id", project)
+            apis[project] = Api(service.port, key["ak"], key["sk"], project)
+        attacker, victim = apis[HUNG_ATTACKER], apis[HUNG_VICTIM]
+        hung_id = attacker.ok("POST", "/instances", {"name": "hung", "addrs": _addr(hung)})
+        healthy_id = victim.ok("POST", "/instances", {"name": "ok", "addrs": _addr(healthy)})
+        bucket = service.bucket("hung")
+        (bucket / "small.rdb").write_bytes(big_rdb(1000))
+        (bucket / "big.rdb").write_bytes(big_rdb(1_200_000))
+
+        def task(api: Api, instance: dict[str, str], file_name: str, name: str) -> str:
+            body = {
+                "task_name": name,
+                "migration_type": "backupfile_import",
+                "migration_method": "full_amount_migration",
+                "backup_files": {
+                    "file_source": "self_build_obs",
+                    "bucket_name": "hung",
+                    "files": [{"file_name": file_name}],
+                },
+                "target_instance": {"id": instance["instance_id"]},
+            }
+            task_id: str = api.ok("POST", "/migration-task", body)["id"]
+            return task_id
+
+        # 1. Every worker held by tasks into a hung target; another project's task waits.
+        assert hung.process is not None
+        hung.process.send_signal(signal.SIGSTOP)
+        hogs = [task(attacker, hung_id, "small.rdb", f"hog-{n}") for n in range(3 * workers)]
+        time.sleep(0.5)
+        sent = time.monotonic()
+        victim_task = task(victim, healthy_id, "small.rdb", "victim")
+        done = _wait_statuses(victim, [victim_task], {"SUCCESS", "FAILED"}, 3 * timeout + 30)
+        waited = time.monotonic() - sent
+        hogs_ended = sum(
+            attacker.ok("GET", f"/migration-task/{t}")["status"] in FINAL for t in hogs
+        )
+        # It takes the first worker that frees: it is done while the second round of
+        # hung tasks waits out its timeout. In submission order it would have waited
+        # until 2 rounds had ended.
+        ok = done[victim_task]["status"] == "SUCCESS" and hogs_ended < 2 * workers
+        attacks.append(
+            Attack(
+                "hung target: a project takes every worker",
+                f"{len(hogs)} tasks into a SIGSTOPped target, {workers} workers, then another "
+                "project's task",
+                f"the other project's task ended {done[victim_task]['status']} {waited:.1f} s "
+                f"after it was sent, when {hogs_ended} hung tasks had ended (reply timeout "
+                f"{timeout:g} s; in submission order: after {2 * workers + 1})",
+                ok,
+            )
+        )
+        ended = _wait_statuses(attacker, hogs, set(FINAL), 4 * timeout + 60)
+        took = time.monotonic() - sent
+        named = [
+            t
+            for t, d in ended.items()
+            if d["status"] == "FAILED" and f"{_addr(hung)} did not answer" in d["error_message"]
+        ]
+        attacks.append(
+            Attack(
+                "hung target: tasks into it",
+                f"{len(hogs)} tasks into a SIGSTOPped target",
+                f"{len(named)} of {len(hogs)} FAILED naming the target, the last {took:.1f} s "
+                f"after the other project's task was sent",
+                len(named) == len(hogs) and took < (len(hogs) / workers + 1) * timeout + 30,
+            )
+        )
+        log(f"attack: hung target, workers: {attacks[-2].outcome}; {attacks[-1].outcome}")
+
+        # 2. Tasks part way when the target hangs, batch-stopped.
+        hung.process.send_signal(signal.SIGCONT)
+        hung.cli("FLUSHALL")
+        stopped = [task(attacker, hung_id, "big.rdb", f"stopped-{n}") for n in range(workers)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = [attacker.ok("GET", f"/migration-task/{t}/stats") for t in stopped]
+            if all(int(s["target_dbsize"]) > 0 for s in stats):
+                break
+            time.sleep(0.05)
+        hung.process.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        asked = time.monotonic()
+        answer = attacker.ok("POST", "/migration-task/batch-stop", {"migration_tasks": stopped})
+        ended = _wait_statuses(attacker, stopped, set(FINAL), 2.0)
+        took = time.monotonic() - asked
+        terminated = [t for t, d in ended.items() if d["status"] == "TERMINATED"]
+        others = sorted(d["status"] for d in ended.values() if d["status"] != "TERMINATED")
+        accepted = sum(r["result"] == "success" for r in answer["migration_tasks"])
+        attacks.append(
+            Attack(
+                "hung target: stop",
+                f"batch-stop of {len(stopped)} tasks part way when their target hangs",
+                f"{accepted} accepted, {len(terminated)} TERMINATED within {took:.1f} s"
+                + (f"; {others}" if others else ""),
+                len(terminated) == len(stopped) and took <= 2.0 + 0.1,  # the poll's own time
+            )
+        )
+        log(f"attack: hung target, stop: {attacks[-1].outcome}")
+    return attacks
+
+
+def _addr(server: RedisServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+def _continue(server: RedisServer) -> None:
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -1044,6 +1211,9 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
     for job in lost:
         text += f"\nLOST {job.label} [{job.wave}]: {job.detail} (status {job.status})"
     sections.append(text)
+    if soak.attacks:
+        rows = [[a.name, a.tried, a.outcome, "yes" if a.held else "NO"] for a in soak.attacks]
+        sections.append("Attacks\n" + table(rows, ["attack", "tried", "what happened", "held"]))
     sections.append(f"soak ran {seconds:.0f} s")
 
     summary = {
@@ -1067,6 +1237,7 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
             {"name": f.name, "inputs": f.inputs, "crashes": f.crashes, "detail": f.detail}
             for f in fuzz
         ],
+        "attacks": [{"name": a.name, "held": a.held, "outcome": a.outcome} for a in soak.attacks],
     }
     return "\n\n".join(sections), summary
 
@@ -1134,6 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"tasks: {outcome['exact']} exact, {outcome['failed']} failed with a reason, "
                 f"{outcome['lost']} lost"
             )
+        soak.attacks += hung_target_attack(plan, log)
         if plan.fuzz_seconds > 0 or plan.api_fuzz_examples > 0:
             log(
                 f"fuzzing: readers for {plan.fuzz_seconds} s, the API with "
@@ -1150,6 +1322,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1))
     bad = summary["lost"] or any(f["crashes"] for f in summary["fuzz"])
+    bad = bad or not all(a["held"] for a in summary["attacks"])
     return 1 if bad else 0
 
 
