@@ -362,6 +362,7 @@ class Pipeline:
                 self._check_same_server()
                 if self._acked_db != self.endpoint.db:
                     self.conn.select(self._acked_db)
+                self._allow()
                 self._resend()
             except ConnectionLost as again:
                 last = again
