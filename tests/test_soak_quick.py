@@ -1,5 +1,5 @@
 """A very small slice of `make soak` (bench/soak.py), so that the soak itself cannot rot:
-5 tasks, 10 s of signed requests, each fault injected once, no fuzzing."""
+5 tasks, 10 s of signed requests, each fault injected once, the attacks, no fuzzing."""
 
 from __future__ import annotations
 
@@ -48,3 +48,5 @@ def test_a_small_soak_loses_no_task(tmp_path: Path) -> None:
     assert len(kinds) == 3 and all(f["back"] for f in summary["faults"]), summary["faults"]
     assert summary["requests"] > 50
     assert "Faults" in done.stdout and "Tasks" in done.stdout and "p99 ms" in done.stdout
+    hung = [a for a in summary["attacks"] if a["name"].startswith("hung target")]
+    assert len(hung) == 3 and all(a["held"] for a in hung), hung
