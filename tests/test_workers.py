@@ -16,8 +16,11 @@ Every paused server is continued (SIGCONT) before the test ends, whatever happen
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,9 +36,10 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
+from dcs_migration.config import REPLY_TIMEOUT_ENV, Settings
 from dcs_migration.importer import Progress, run_import
 from dcs_migration.store import open_store
-from dcs_migration.target.connection import Interrupter
+from dcs_migration.target.connection import Interrupter, TargetHung
 from dcs_migration.target.endpoint import Endpoint
 from dcs_migration.target.options import Strategy, WriteOptions
 from dcs_migration.target.pipeline import Pipeline
@@ -134,6 +138,37 @@ def test_a_target_hung_before_the_import_fails_it_naming_the_target(
     assert took < 1 + 5  # one timeout, not one per reconnect
 
 
+def test_the_command_line_takes_a_reply_timeout(
+    tmp_path: Path, redis_server: RedisServerFactory
+) -> None:
+    rdb = strings_rdb(tmp_path / "dump.rdb", 1000)
+    server = redis_server()
+    with continued_at_the_end(server):
+        pause(server)
+        done = subprocess.run(
+            [sys.executable, "-m", "dcs_migration", "import", str(rdb), "--json",
+             "--target", f"redis://127.0.0.1:{server.port}", "--reply-timeout", "0.5"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "FAILED"
+    assert f"127.0.0.1:{server.port} did not answer within 0.5 s" in summary["error"]
+
+
+def test_the_services_reply_timeout_is_a_positive_number_of_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(REPLY_TIMEOUT_ENV, "2.5")
+    assert Settings.from_env(tmp_path).reply_timeout == 2.5
+    monkeypatch.delenv(REPLY_TIMEOUT_ENV)
+    assert Settings.from_env(tmp_path).reply_timeout == 30
+    for nonsense in ("0", "-1", "soon", "inf", "nan"):
+        monkeypatch.setenv(REPLY_TIMEOUT_ENV, nonsense)
+        with pytest.raises(ValueError, match=f"{REPLY_TIMEOUT_ENV}='{nonsense}'"):
+            Settings.from_env(tmp_path)
+
+
 def test_a_loading_target_is_waited_for_beyond_the_reply_timeout(
     tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:
@@ -161,39 +196,42 @@ def test_a_loading_target_is_waited_for_beyond_the_reply_timeout(
 
 
 def test_a_big_command_in_flight_lengthens_the_deadline(redis_server: RedisServerFactory) -> None:
-    """The server is silent for longer than the reply timeout while a 96 MB command waits
-    for its reply (as it would be building a big value): the deadline has a second for
-    every 32 MB in flight, so the reply is waited for. The same silence with nothing big
-    in flight is a hung server."""
+    """The server falls silent for longer than the reply timeout just as the last piece
+    of a 96 MB command goes (as it would while building a big value): the deadline has a
+    second more for every 32 MB in flight, so the reply is waited for. The same silence
+    with nothing big in flight is a hung server."""
     server = redis_server()
-    value = b"v" * (96 << 20)
-    silence = 1.6  # above the timeout, below the timeout and 3 s for 96 MB
+    piece = b"v" * (8 << 20)
+    pieces = 12
+    silence = 1.6  # above the 1 s timeout, below the 4 s that 96 MB in flight have
 
-    def silent_for_a_while() -> None:
-        pause(server)
-        time.sleep(silence)
-        resume(server)
+    def command() -> Iterator[bytes]:
+        yield b"*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$%d\r\n" % (pieces * len(piece))
+        for n in range(pieces):
+            if n == pieces - 1:  # silent from here, for a while
+                pause(server)
+                threading.Timer(silence, resume, (server,)).start()
+            yield piece
+        yield b"\r\n"
 
     replies: list[Any] = []
     with continued_at_the_end(server):
         big = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         big.open()
         try:
-            big.push(encode_command([b"SET", b"big", value]), ("big",))
-            silent = threading.Thread(target=silent_for_a_while)
-            silent.start()
+            big.push_pieces(command, ("big",), resendable=True)
             big.flush()
-            silent.join()
         finally:
             big.close()
         assert replies == [b"OK"]
+        assert server.cli("STRLEN", "big") == str(pieces * len(piece))
 
         small = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         small.open()
         try:
             small.push(encode_command([b"SET", b"small", b"v"]), ("small",))
             pause(server)
-            with pytest.raises(Exception, match="did not answer within 1 s"):
+            with pytest.raises(TargetHung, match="did not answer within 1 s"):
                 small.flush()
         finally:
             small.close()
