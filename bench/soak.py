@@ -26,9 +26,9 @@ What runs, all on 127.0.0.1:
    - a hung target: one project's tasks into a redis-server stopped with SIGSTOP (it
      accepts connections and never answers) hold every worker, while another project's
      task waits; then tasks part way into it are batch-stopped once it hangs. Held when
-     the other project's task got a worker as the first one freed, every hung task
-     FAILED naming the target within the reply timeout, and every stopped one was
-     TERMINATED within 2 s.
+     the other project's task was done before the second round of hung tasks had ended
+     (in submission order it waits for two rounds), every hung task FAILED naming the
+     target, and every stopped one was TERMINATED within 2 s.
 6. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
    schemathesis fuzzing (`tests/test_api_fuzz.py`, `--api-fuzz-examples` per operation)
    run side by side.
