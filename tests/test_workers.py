@@ -364,7 +364,7 @@ def test_stopped_tasks_into_a_hung_target_are_terminated_within_two_seconds(
     batch-stopped. Each is TERMINATED within 2 s (before, they stayed TERMINATING for
     minutes and then ended FAILED), saying how far it got. The reply timeout is long
     here: the stop does not wait for it."""
-    rdb = strings_rdb(tmp_path / "dump.rdb", 300_000)
+    rdb = strings_rdb(tmp_path / "dump.rdb", 500_000)
     target = redis_server()
     env = {"DCS_MIGRATION_WORKERS": "4", "DCS_MIGRATION_REPLY_TIMEOUT": "60"}
     with continued_at_the_end(target), Service(tmp_path / "service", env=env) as service:
@@ -390,8 +390,10 @@ def test_stopped_tasks_into_a_hung_target_are_terminated_within_two_seconds(
 
         for task_id in tasks:
             stats = client.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
-            assert 0 < int(stats.offset) < rdb.stat().st_size, stats
-            assert 0 < int(stats.target_dbsize) < 300_000, stats
+            # How far it got: what it read, and what the target acknowledged (a task may
+            # have read its whole file, its last replies still due, when the target hung).
+            assert 0 < int(stats.offset) <= rdb.stat().st_size, stats
+            assert 0 < int(stats.target_dbsize) < 500_000, stats
             assert not stats.is_migrating
             logs = client.list_migration_task_logs(ListMigrationTaskLogsRequest(task_id=task_id))
             said = [entry.message for entry in logs.migration_logs]
