@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0
 STOP_GRACE_SECONDS = 0.5  # a stopped import's wait for the replies still due
-WATCH_SECONDS = 0.05  # how often the stop watcher looks
+LEAVING_POLL_SECONDS = 0.25  # how often the stop watcher looks whether the service leaves
 
 
 class TaskJob:
@@ -156,13 +156,13 @@ class TaskJob:
         )
         interrupter = Interrupter()
         done = threading.Event()
-        watcher = threading.Thread(
+        # Not joined: it ends at its next look, and a late interruption touches nothing.
+        threading.Thread(
             target=_interrupt_when_stopped,
-            args=(should_stop, done, interrupter),
+            args=(stop, leaving, done, interrupter),
             name="stop-watcher",
             daemon=True,
-        )
-        watcher.start()
+        ).start()
         try:
             result = run_import(
                 sources,
@@ -177,7 +177,6 @@ class TaskJob:
             )
         finally:
             done.set()
-            watcher.join()
         if result.target_lost_writes:
             checkpoint = None  # what it counts may be gone: a resume starts over
             _durably("forgetting a checkpoint", lambda: store.clear_checkpoint(task.task_id))
@@ -268,12 +267,16 @@ class TaskJob:
 
 
 def _interrupt_when_stopped(
-    should_stop: Callable[[], bool], done: threading.Event, interrupter: Interrupter
+    stop: threading.Event,
+    leaving: threading.Event | None,
+    done: threading.Event,
+    interrupter: Interrupter,
 ) -> None:
-    """Once a stop is asked, give the import STOP_GRACE_SECONDS to end by itself (its
-    replies collected), then shut its connections down."""
-    while not done.wait(WATCH_SECONDS):
-        if should_stop():
+    """Once a stop is asked (or the service leaves), give the import STOP_GRACE_SECONDS
+    to end by itself (its replies collected), then shut its connections down. It waits
+    on the stop itself: an import's process spends no time on it until then."""
+    while not done.is_set():
+        if stop.wait(LEAVING_POLL_SECONDS) or (leaving is not None and leaving.is_set()):
             if not done.wait(STOP_GRACE_SECONDS):
                 interrupter.fire()
             return
