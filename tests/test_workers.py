@@ -422,8 +422,8 @@ def test_a_project_with_tasks_into_hung_targets_does_not_keep_another_waiting(
 ) -> None:
     """Two workers. Project A sends four tasks into a hung target: alone, it takes both
     workers, and each task fails after the 3 s reply timeout, naming the target. Project
-    B's task, sent while A's wait, takes the first worker that frees: before A's third
-    and fourth tasks (which were sent first), instead of after all of them."""
+    B's task, sent while A's wait, takes the first worker that frees, ahead of A's
+    third and fourth tasks (which were sent before it), instead of after all of them."""
     hung, healthy = redis_server(), redis_server()
     small = tmp_path / "small.rdb"
     small.write_bytes(g.rdb(b"\xfe\x00", *(g.key(b"k%d" % i, g.string(b"v")) for i in range(100))))
