@@ -26,7 +26,14 @@ What runs, all on 127.0.0.1:
    server read back with `tests.live.dump_oracle`, compared with `tests.corpus.comparable`)
    or the generated file's contents; FAILED must say why. A task still MIGRATING at the
    end, or SUCCESS with other contents, is lost.
-5. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
+5. Attacks, each on a service of its own once the load is over (a table of its own):
+   - a hung target: one project's tasks into a redis-server stopped with SIGSTOP (it
+     accepts connections and never answers) hold every worker, while another project's
+     task waits; then tasks part way into it are batch-stopped once it hangs. Held when
+     the other project's task was done before the second round of hung tasks had ended
+     (in submission order it waits for two rounds), every hung task FAILED naming the
+     target, and every stopped one was TERMINATED within 2 s.
+6. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
    schemathesis fuzzing (`tests/test_api_fuzz.py`, `--api-fuzz-examples` per operation)
    run side by side.
 
@@ -98,6 +105,8 @@ class Plan:
     settle_seconds: float = 240.0  # for tasks to end once the load is over
     flood_connections: int = 100  # unsigned 12 MiB bodies at once (0: no attack)
     seed: int = 20261128
+    hung_workers: int = 4  # the hung-target attack's service: its workers
+    hung_reply_timeout: float = 5.0  # and its DCS_MIGRATION_REPLY_TIMEOUT
 
 
 def quick_plan() -> Plan:
@@ -114,6 +123,8 @@ def quick_plan() -> Plan:
         fuzz_seconds=25,
         api_fuzz_examples=8,
         settle_seconds=120,
+        hung_workers=2,
+        hung_reply_timeout=3.0,
     )
 
 
@@ -459,18 +470,14 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class Attack:
-    """An attack on the service while it works, and whether it was held."""
+    """An attack on the service, what was tried, what happened and whether it was held;
+    `figures` go to the JSON summary as they are."""
 
     name: str
-    connections: int
-    refused: int  # answered as they should be, unread
-    rss_before_mb: float
-    rss_peak_mb: float
-    rss_after_mb: float  # once the attackers closed
-    signed_ms: list[float]  # calls of a signed client meanwhile
-    seconds: float
+    tried: str
+    outcome: str
     held: bool
-    detail: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -725,23 +732,31 @@ class Soak:
         if flood.grew_mb >= FLOOD_GROWTH_MB:
             notes.append(f"RSS rose {flood.grew_mb:.0f} MB (at most {FLOOD_GROWTH_MB})")
         notes += [f"signed call: {e}" for e in errors]
+        before, peak = flood.rss_before / 1024, flood.rss_before / 1024 + flood.grew_mb
+        after = flood.rss_after / 1024
+        signed_ms = [s * 1000 for s in flood.meanwhile_seconds]
+        outcome = (
+            f"{refused}/{connections} refused unread; RSS {before:.0f} / {peak:.0f} / "
+            f"{after:.0f} MB before/peak/after; slowest signed call meanwhile "
+            f"{max(signed_ms, default=float('nan')):.0f} ms"
+        )
         attack = Attack(
             name=f"unsigned {FULL_BODY >> 20} MiB bodies, all but the last byte",
-            connections=connections,
-            refused=refused,
-            rss_before_mb=flood.rss_before / 1024,
-            rss_peak_mb=flood.rss_before / 1024 + flood.grew_mb,
-            rss_after_mb=flood.rss_after / 1024,
-            signed_ms=[s * 1000 for s in flood.meanwhile_seconds],
-            seconds=flood.seconds,
+            tried=f"{connections} connections at once while the service works",
+            outcome=outcome + (f"; NOT HELD: {'; '.join(notes)}" if notes else ""),
             held=not notes,
-            detail="; ".join(notes),
+            figures={
+                "connections": connections,
+                "refused": refused,
+                "rss_before_mb": round(before, 1),
+                "rss_peak_mb": round(peak, 1),
+                "rss_after_mb": round(after, 1),
+                "signed_ms": [round(ms, 1) for ms in signed_ms],
+                "seconds": round(flood.seconds, 1),
+            },
         )
         self.attacks.append(attack)
-        self.log(
-            f"attack: {attack.name}: {refused}/{connections} refused unread, RSS "
-            f"{attack.rss_before_mb:.0f} -> {attack.rss_peak_mb:.0f} MB"
-        )
+        self.log(f"attack: {attack.name}: {outcome}")
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -1017,6 +1032,153 @@ def finish_fuzzers(
     return results
 
 
+# -- attacks: a hung target ---------------------------------------------------------------------
+
+HUNG_ATTACKER = "a77ac4e2000000000000000000000502"
+HUNG_VICTIM = "f1c71a00000000000000000000000503"
+
+
+def _wait_statuses(
+    api: Api, task_ids: list[str], wanted: set[str], seconds: float
+) -> dict[str, Any]:
+    """Each task's detail once every one is in `wanted`, or as they are after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        details = {t: api.ok("GET", f"/migration-task/{t}") for t in task_ids}
+        if all(d["status"] in wanted for d in details.values()) or time.monotonic() > deadline:
+            return details
+        time.sleep(0.02)
+
+
+def hung_target_attack(plan: Plan, log: Callable[[str], None]) -> list[Attack]:
+    """Project A's tasks into a SIGSTOPped redis-server against project B's task, on a
+    service of `plan.hung_workers` workers and a `plan.hung_reply_timeout` reply timeout;
+    then a batch-stop of tasks whose target hangs part way."""
+    workers, timeout = plan.hung_workers, plan.hung_reply_timeout
+    attacks: list[Attack] = []
+    with contextlib.ExitStack() as stack:
+        hung, healthy = RedisServer(), RedisServer()
+        for server in (hung, healthy):
+            stack.callback(server.stop)
+            server.start()
+        stack.callback(_continue, hung)  # before it is stopped: a paused one would hang
+        env = {"DCS_MIGRATION_WORKERS": str(workers), "DCS_MIGRATION_REPLY_TIMEOUT": f"{timeout}"}
+        service = Service(env=env)
+        stack.callback(shutil.rmtree, service.data_dir, True)
+        stack.callback(service.stop)
+        service.start()
+        apis = {}
+        for project in (HUNG_ATTACKER, HUNG_VICTIM):
+            key = service.cli("keys", "create", "--project-id", project)
+            apis[project] = Api(service.port, key["ak"], key["sk"], project)
+        attacker, victim = apis[HUNG_ATTACKER], apis[HUNG_VICTIM]
+        hung_id = attacker.ok("POST", "/instances", {"name": "hung", "addrs": _addr(hung)})
+        healthy_id = victim.ok("POST", "/instances", {"name": "ok", "addrs": _addr(healthy)})
+        bucket = service.bucket("hung")
+        (bucket / "small.rdb").write_bytes(big_rdb(1000))
+        (bucket / "big.rdb").write_bytes(big_rdb(1_200_000))
+
+        def task(api: Api, instance: dict[str, str], file_name: str, name: str) -> str:
+            body = {
+                "task_name": name,
+                "migration_type": "backupfile_import",
+                "migration_method": "full_amount_migration",
+                "backup_files": {
+                    "file_source": "self_build_obs",
+                    "bucket_name": "hung",
+                    "files": [{"file_name": file_name}],
+                },
+                "target_instance": {"id": instance["instance_id"]},
+            }
+            task_id: str = api.ok("POST", "/migration-task", body)["id"]
+            return task_id
+
+        # 1. Every worker held by tasks into a hung target; another project's task waits.
+        assert hung.process is not None
+        hung.process.send_signal(signal.SIGSTOP)
+        hogs = [task(attacker, hung_id, "small.rdb", f"hog-{n}") for n in range(3 * workers)]
+        time.sleep(0.5)
+        sent = time.monotonic()
+        victim_task = task(victim, healthy_id, "small.rdb", "victim")
+        done = _wait_statuses(victim, [victim_task], {"SUCCESS", "FAILED"}, 3 * timeout + 30)
+        waited = time.monotonic() - sent
+        hogs_ended = sum(
+            attacker.ok("GET", f"/migration-task/{t}")["status"] in FINAL for t in hogs
+        )
+        # It takes the first worker that frees: it is done while the second round of
+        # hung tasks waits out its timeout. In submission order it would have waited
+        # until 2 rounds had ended.
+        ok = done[victim_task]["status"] == "SUCCESS" and hogs_ended < 2 * workers
+        attacks.append(
+            Attack(
+                "hung target: a project takes every worker",
+                f"{len(hogs)} tasks into a SIGSTOPped target, {workers} workers, then another "
+                "project's task",
+                f"the other project's task ended {done[victim_task]['status']} {waited:.1f} s "
+                f"after it was sent, when {hogs_ended} hung tasks had ended (reply timeout "
+                f"{timeout:g} s; in submission order: after {2 * workers + 1})",
+                ok,
+            )
+        )
+        ended = _wait_statuses(attacker, hogs, set(FINAL), 4 * timeout + 60)
+        took = time.monotonic() - sent
+        named = [
+            t
+            for t, d in ended.items()
+            if d["status"] == "FAILED" and f"{_addr(hung)} did not answer" in d["error_message"]
+        ]
+        attacks.append(
+            Attack(
+                "hung target: tasks into it",
+                f"{len(hogs)} tasks into a SIGSTOPped target",
+                f"{len(named)} of {len(hogs)} FAILED naming the target, the last {took:.1f} s "
+                f"after the other project's task was sent",
+                len(named) == len(hogs) and took < (len(hogs) / workers + 1) * timeout + 30,
+            )
+        )
+        log(f"attack: hung target, workers: {attacks[-2].outcome}; {attacks[-1].outcome}")
+
+        # 2. Tasks part way when the target hangs, batch-stopped.
+        hung.process.send_signal(signal.SIGCONT)
+        hung.cli("FLUSHALL")
+        stopped = [task(attacker, hung_id, "big.rdb", f"stopped-{n}") for n in range(workers)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = [attacker.ok("GET", f"/migration-task/{t}/stats") for t in stopped]
+            if all(int(s["target_dbsize"]) > 0 for s in stats):
+                break
+            time.sleep(0.05)
+        hung.process.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
+        asked = time.monotonic()
+        answer = attacker.ok("POST", "/migration-task/batch-stop", {"migration_tasks": stopped})
+        ended = _wait_statuses(attacker, stopped, set(FINAL), 2.0)
+        took = time.monotonic() - asked
+        terminated = [t for t, d in ended.items() if d["status"] == "TERMINATED"]
+        others = sorted(d["status"] for d in ended.values() if d["status"] != "TERMINATED")
+        accepted = sum(r["result"] == "success" for r in answer["migration_tasks"])
+        attacks.append(
+            Attack(
+                "hung target: stop",
+                f"batch-stop of {len(stopped)} tasks part way when their target hangs",
+                f"{accepted} accepted, {len(terminated)} TERMINATED within {took:.1f} s"
+                + (f"; {others}" if others else ""),
+                len(terminated) == len(stopped) and took <= 2.0 + 0.1,  # the poll's own time
+            )
+        )
+        log(f"attack: hung target, stop: {attacks[-1].outcome}")
+    return attacks
+
+
+def _addr(server: RedisServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+def _continue(server: RedisServer) -> None:
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -1066,28 +1228,6 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
         )
     header = ["fault", "injected", "survived", "hit a task part way", "tasks exact/failed/lost"]
     sections.append("Faults\n" + table(rows, header) + "".join(f"\n{n}" for n in notes))
-
-    rows = [
-        [
-            a.name,
-            str(a.connections),
-            str(a.refused),
-            f"{a.rss_before_mb:.0f} / {a.rss_peak_mb:.0f} / {a.rss_after_mb:.0f}",
-            f"{max(a.signed_ms, default=float('nan')):.0f}",
-            "held" if a.held else f"NOT HELD: {a.detail}",
-        ]
-        for a in soak.attacks
-    ]
-    if rows:
-        header = [
-            "attack",
-            "connections",
-            "refused unread",
-            "RSS MB before/peak/after",
-            "slowest signed call ms",
-            "result",
-        ]
-        sections.append("Attacks\n" + table(rows, header))
 
     rows = [[f.name, f"{f.inputs:,}", str(f.crashes), f"{f.seconds:.0f} s", f.detail] for f in fuzz]
     if rows:
@@ -1142,6 +1282,9 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
     for job in lost:
         text += f"\nLOST {job.label} [{job.wave}]: {job.detail} (status {job.status})"
     sections.append(text)
+    if soak.attacks:
+        rows = [[a.name, a.tried, a.outcome, "yes" if a.held else "NO"] for a in soak.attacks]
+        sections.append("Attacks\n" + table(rows, ["attack", "tried", "what happened", "held"]))
     sections.append(f"soak ran {seconds:.0f} s")
 
     summary = {
@@ -1161,23 +1304,13 @@ def report(soak: Soak, fuzz: list[FuzzResult], seconds: float) -> tuple[str, dic
         "request_errors": dict(stats.errors),
         "p50_ms": percentile(every, 0.5) * 1000,
         "p99_ms": percentile(every, 0.99) * 1000,
-        "attacks": [
-            {
-                "name": a.name,
-                "connections": a.connections,
-                "refused": a.refused,
-                "rss_before_mb": round(a.rss_before_mb, 1),
-                "rss_peak_mb": round(a.rss_peak_mb, 1),
-                "rss_after_mb": round(a.rss_after_mb, 1),
-                "signed_ms": [round(ms, 1) for ms in a.signed_ms],
-                "held": a.held,
-                "detail": a.detail,
-            }
-            for a in soak.attacks
-        ],
         "fuzz": [
             {"name": f.name, "inputs": f.inputs, "crashes": f.crashes, "detail": f.detail}
             for f in fuzz
+        ],
+        "attacks": [
+            {"name": a.name, "tried": a.tried, "outcome": a.outcome, "held": a.held, **a.figures}
+            for a in soak.attacks
         ],
     }
     return "\n\n".join(sections), summary
@@ -1249,6 +1382,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"tasks: {outcome['exact']} exact, {outcome['failed']} failed with a reason, "
                 f"{outcome['lost']} lost"
             )
+        soak.attacks += hung_target_attack(plan, log)
         if plan.fuzz_seconds > 0 or plan.api_fuzz_examples > 0:
             log(
                 f"fuzzing: readers for {plan.fuzz_seconds} s, the API with "

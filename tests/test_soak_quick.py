@@ -1,6 +1,6 @@
 """A very small slice of `make soak` (bench/soak.py), so that the soak itself cannot rot:
-5 tasks, 10 s of signed requests, each fault injected once, the unsigned-body attack,
-no fuzzing."""
+5 tasks, 10 s of signed requests, each fault injected once, the attacks (an unsigned-body
+flood, hung targets), no fuzzing."""
 
 from __future__ import annotations
 
@@ -48,7 +48,9 @@ def test_a_small_soak_loses_no_task(tmp_path: Path) -> None:
     kinds = sorted(f["kind"] for f in summary["faults"])
     assert len(kinds) == 3 and all(f["back"] for f in summary["faults"]), summary["faults"]
     assert summary["requests"] > 50
-    (attack,) = summary["attacks"]
+    (attack,) = [a for a in summary["attacks"] if a["name"].startswith("unsigned")]
     assert attack["held"] and attack["refused"] == attack["connections"] == 100, attack
     assert "Faults" in done.stdout and "Tasks" in done.stdout and "p99 ms" in done.stdout
     assert "Attacks" in done.stdout
+    hung = [a for a in summary["attacks"] if a["name"].startswith("hung target")]
+    assert len(hung) == 3 and all(a["held"] for a in hung), hung

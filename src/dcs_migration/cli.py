@@ -214,6 +214,15 @@ def import_(
     big_key_bytes: Annotated[
         int, typer.Option("--big-key-bytes", help="Rewrite values larger than this in chunks.")
     ] = WriteOptions.big_key_bytes,
+    reply_timeout: Annotated[
+        float,
+        typer.Option(
+            "--reply-timeout",
+            min=0.001,
+            help="Seconds the target may leave the connection without an answer before "
+            "the import fails (it is hung); a big command in flight has more.",
+        ),
+    ] = WriteOptions.reply_timeout,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON summary as the last line.")
     ] = False,
@@ -239,6 +248,7 @@ def import_(
         skip_module_keys=skip_module_keys,
         skip_unknown_commands=skip_unknown_commands,
         big_key_bytes=big_key_bytes,
+        reply_timeout=reply_timeout,
     )
     if sys.stderr.isatty() and not as_json:
         from dcs_migration.progress import ImportProgress

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dcs_migration.target.addresses import AllowedNetworks
+from dcs_migration.target.options import REPLY_TIMEOUT
 
 DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
@@ -22,6 +23,7 @@ BODY_TIMEOUT_ENV = "DCS_MIGRATION_BODY_TIMEOUT"
 BODY_BUDGET_ENV = "DCS_MIGRATION_BODY_BUDGET_MB"
 
 MAX_BODY_BYTES = 12 << 20  # one request's body
+REPLY_TIMEOUT_ENV = "DCS_MIGRATION_REPLY_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Settings:
     # What the bodies being read at once may hold, all requests together: beyond it a new
     # body is refused (503) rather than read.
     body_budget: int = 32 << 20
+    # Seconds a target may keep a task's connection without answering (or taking bytes)
+    # before the task fails, naming it: a hung target frees its worker this soon.
+    reply_timeout: float = REPLY_TIMEOUT
 
     @classmethod
     def from_env(
@@ -63,6 +68,7 @@ class Settings:
             header_timeout=_seconds(env.get(HEADER_TIMEOUT_ENV), cls.header_timeout),
             body_timeout=_seconds(env.get(BODY_TIMEOUT_ENV), cls.body_timeout),
             body_budget=_budget(env.get(BODY_BUDGET_ENV), cls.body_budget),
+            reply_timeout=_reply_timeout(env.get(REPLY_TIMEOUT_ENV)),
         )
 
 
@@ -118,3 +124,17 @@ def _budget(raw: str | None, default: int) -> int:
             f"{BODY_BUDGET_ENV} must be at least {MAX_BODY_BYTES >> 20} (one whole request body)"
         )
     return megabytes << 20
+
+
+def _reply_timeout(raw: str | None) -> float:
+    """DCS_MIGRATION_REPLY_TIMEOUT: a positive number of seconds (a task's own deadline
+    for a target that does not answer, so a wrong value stops the service, named)."""
+    if not raw:
+        return REPLY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{REPLY_TIMEOUT_ENV}={raw!r}: give a number of seconds above 0")
+    return value

@@ -29,7 +29,7 @@ from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
 from dcs_migration.sources.bucket import LocalObject, Source
 from dcs_migration.target.cluster import ClusterRouter
-from dcs_migration.target.connection import Connection
+from dcs_migration.target.connection import Connection, Interrupted, Interrupter, interruptible
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.pipeline import TargetRestarted
@@ -137,15 +137,47 @@ def run_import(
     should_stop: Callable[[], bool] | None = None,
     resume_from: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    interrupter: Interrupter | None = None,
 ) -> ImportResult:
     """Import every backup found at `sources` into `target`; never raises for bad input
     or a refusing target: the result says FAILED, why, and what was written.
 
     `should_stop` is asked after every chunk read (about a megabyte): when it answers
-    True, the import ends TERMINATED, with what the target acknowledged counted.
+    True, the import ends TERMINATED, with what the target acknowledged counted (the
+    replies still due are waited for). When `interrupter` fires, every connection to the
+    target is shut down at once, whatever it waits for (a hung target's replies), and the
+    import ends TERMINATED with what was acknowledged until then.
     `on_checkpoint` hears, about once a second, how far the target has acknowledged
     (the writer waits for its replies then); an import given `resume_from` writes
     nothing before that point, does not flush, and counts the keys it had written."""
+    with interruptible(interrupter):
+        return _import(
+            sources,
+            target,
+            options,
+            cluster=cluster,
+            on_progress=on_progress,
+            inputs=inputs,
+            should_stop=should_stop,
+            resume_from=resume_from,
+            on_checkpoint=on_checkpoint,
+            interrupted=lambda: interrupter is not None and interrupter.fired,
+        )
+
+
+def _import(
+    sources: Sequence[Source],
+    target: Endpoint,
+    options: WriteOptions,
+    *,
+    cluster: bool,
+    on_progress: ProgressCallback | None,
+    inputs: list[Input] | None,
+    should_stop: Callable[[], bool] | None,
+    resume_from: Checkpoint | None,
+    on_checkpoint: Callable[[Checkpoint], None] | None,
+    interrupted: Callable[[], bool],
+) -> ImportResult:
     started = time.monotonic()
     result = ImportResult(status="FAILED")
     writer = Writer(options)
@@ -215,15 +247,19 @@ def run_import(
                     last_checkpoint = now
         writer.finish()
         result.status = "SUCCESS"
-    except ImportStopped as exc:
+    except (ImportStopped, Interrupted) as exc:
         result.status = "TERMINATED"
-        result.error = str(exc)
+        result.error = "stopped by the user" if isinstance(exc, Interrupted) else str(exc)
         settled = router is not None and _settle(router)
         # An open MULTI block was never sent: the last checkpoint stands then.
         resumable = result.strategy == "restore" and not writer.in_transaction
         if settled and on_checkpoint is not None and resumable:
             on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
     except (FormatError, TargetError, OSError) as exc:
+        if interrupted() and not isinstance(exc, FormatError):
+            # A connection shut down by the stop, reported as a failure on the way up.
+            result.status, result.error = "TERMINATED", "stopped by the user"
+            return result
         result.error = _error_text(exc)
         result.target_lost_writes = isinstance(exc, TargetRestarted)
         if not isinstance(exc, FormatError) and progress.current_input:
@@ -344,7 +380,7 @@ def _plan_handoff(
             f"RDB version {min(versions)} predates version {handoff.MIN_RDB_VERSION}: "
             "such files are restored key by key"
         )
-    conn = Connection(target)
+    conn = Connection(target, timeout=options.reply_timeout)
     try:
         conn.connect()
         pre = handoff.check(conn, target, max(versions))
@@ -516,7 +552,7 @@ def _settle(router: Router) -> bool:
             router.flush()
         except Refused:
             continue
-        except (TargetError, OSError):
+        except (TargetError, OSError, Interrupted):
             return False
         return True
     return False

@@ -18,7 +18,7 @@ import hiredis
 
 from dcs_migration.target.capabilities import Capabilities
 from dcs_migration.target.command_table import CommandTable
-from dcs_migration.target.connection import Connection, info
+from dcs_migration.target.connection import Connection, ConnectionLost, info
 from dcs_migration.target.endpoint import Endpoint, TargetError
 from dcs_migration.target.options import WriteOptions
 from dcs_migration.target.pipeline import Pipeline, ReplyHandler
@@ -43,10 +43,10 @@ class ClusterRouter:
         self.options = options
         self.dbs = 1
         self._pipelines: dict[Node, Pipeline] = {}
-        conn = Connection(seed)
+        conn = Connection(seed, timeout=options.reply_timeout)
         try:
             conn.connect()
-        except Exception as exc:
+        except (ConnectionLost, TargetError) as exc:  # not Interrupted: a stop is no failure
             raise TargetError(f"cannot use {seed.host}:{seed.port}: {exc}") from exc
         try:
             self.caps = Capabilities.from_info(info(conn, "server"))
@@ -74,6 +74,7 @@ class ClusterRouter:
                 self._reply_at(node),
                 window_bytes=self.options.window_bytes,
                 retries=self.options.retries,
+                timeout=self.options.reply_timeout,
             )
             pipe.open()
             self._pipelines[node] = pipe

@@ -4,12 +4,28 @@ No client library sits in the hot path: the writer builds command bytes itself a
 class only moves them and parses replies. `call()` is for the few request/response
 exchanges (AUTH, INFO, SELECT, CLUSTER SHARDS); `send()` / `read_reply()` are for
 pipelining.
+
+Every wait on the server has a deadline, `timeout`: a server that neither answers nor
+takes more bytes for that long is hung (stopped, or blocked by a command that never
+ends), and the connection raises TargetHung, which is not retried: a reconnect to a hung
+server hangs again. A server that is slow at real work still shows it is alive: every
+chunk it sends or takes starts the deadline afresh, and `allow()` gives a command that
+takes long to answer (a big RESTORE, a FLUSHALL of a big dataset) its extra time.
+
+A stop must not wait for a hung server either: `Interrupter.fire()` (from any thread)
+shuts down every connection opened under it, which wakes a blocked send or receive at
+once, and each raises Interrupted from then on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import socket
-from collections.abc import Sequence
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import hiredis
@@ -27,34 +43,116 @@ class ConnectionLost(Exception):
     """The connection dropped (or never came up); the caller may reconnect and resend."""
 
 
+class TargetHung(TargetError):
+    """The server kept the connection open but neither answered nor took bytes within
+    the reply timeout: it is hung, and a reconnect would hang too."""
+
+
+class Interrupted(Exception):
+    """The connection was shut down on purpose (the import was stopped): no reply that
+    was still due is waited for."""
+
+
+class Interrupter:
+    """Shuts down, from any thread, every connection opened while it is current (see
+    `interruptible`), at once, and any opened after: a stop that a hung server cannot
+    hold up. A shut-down socket wakes whatever waits on it (send, recv), and a pause
+    (`Connection.pause`) ends early."""
+
+    def __init__(self) -> None:
+        self._fired = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    @property
+    def fired(self) -> bool:
+        return self._fired.is_set()
+
+    def fire(self) -> None:
+        with self._lock:
+            self._fired.set()
+            connections = list(self._connections)
+        for conn in connections:
+            conn.shut_down()
+
+    def watch(self, conn: Connection) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep `seconds`, or less when fired (True then)."""
+        return self._fired.wait(seconds)
+
+
+_interrupter: contextvars.ContextVar[Interrupter | None] = contextvars.ContextVar(
+    "interrupter", default=None
+)
+
+
+@contextlib.contextmanager
+def interruptible(interrupter: Interrupter | None) -> Iterator[None]:
+    """Connections opened in the block (in this thread) are shut down when `interrupter`
+    fires."""
+    token = _interrupter.set(interrupter)
+    try:
+        yield
+    finally:
+        _interrupter.reset(token)
+
+
 class Connection:
     def __init__(self, endpoint: Endpoint, *, timeout: float = 30.0) -> None:
         self.endpoint = endpoint
-        self.timeout = timeout
+        self.timeout = timeout  # the reply deadline: see the module's docstring
+        self._allowance = 0.0  # extra seconds for the reply now awaited (`allow`)
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
         self._carry = b""  # the start of a reply cut by a chunk's end (receive_if_only)
+        self._interrupter = _interrupter.get()
+        if self._interrupter is not None:
+            self._interrupter.watch(self)
 
     @property
     def connected(self) -> bool:
         return self._sock is not None
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupter is not None and self._interrupter.fired
 
     def connect(self) -> None:
         """Open the socket to an address the endpoint's policy allows, check that Redis
         answers, log in and select the endpoint's db. AddressRefused (a TargetError)
         when the policy refuses the address: nothing is sent there."""
         self.close()
+        self._check_interrupted()
         ep = self.endpoint
+        self._allowance = 0.0
         try:
+            # A connect that times out is the network's doing (no route, a dropped SYN),
+            # not a hung server's: the kernel accepts for a stopped one. It is retried.
             sock = _open(resolve(ep.host, ep.port, ep.policy), self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if ep.tls:
-                import ssl  # here: a plain connection does not pay for loading OpenSSL
-
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
         except OSError as exc:
+            self._check_interrupted()
             raise ConnectionLost(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
+        if ep.tls:
+            import ssl  # here: a plain connection does not pay for loading OpenSSL
+
+            try:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=ep.host)
+            except TimeoutError as exc:
+                sock.close()
+                self._check_interrupted()
+                raise self._hung("answer the TLS handshake") from exc
+            except OSError as exc:
+                sock.close()
+                self._check_interrupted()
+                raise ConnectionLost(f"cannot connect to {ep.host}:{ep.port}: {exc}") from exc
         self._sock = sock
+        if self.interrupted:  # fired while this connected: it found no socket to shut down
+            self.close()
+            self._check_interrupted()
         self._reader = hiredis.Reader()
         self._carry = b""
         self._log_in()
@@ -109,13 +207,47 @@ class Connection:
             finally:
                 self._sock = None
 
+    def shut_down(self) -> None:
+        """End the connection now, from any thread: a send or receive blocked on it
+        returns at once (the socket itself is closed by its own thread, later)."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between attempts; Interrupted, at once, when the import is stopped."""
+        if self._interrupter is None:
+            time.sleep(seconds)
+        elif self._interrupter.wait(seconds):
+            self._check_interrupted()
+
+    def allow(self, seconds: float) -> None:
+        """Give the reply awaited next `seconds` more than the reply timeout (a command
+        the server takes long to run); 0 goes back to the timeout alone."""
+        if seconds != self._allowance:
+            self._allowance = seconds
+            if self._sock is not None:
+                self._sock.settimeout(self.timeout + seconds)
+
     def send(self, data: bytes | bytearray | memoryview) -> None:
         if self._sock is None:
+            self._check_interrupted()
             raise ConnectionLost("not connected")
+        sock = self._sock
         try:
-            self._sock.sendall(data)
+            # Not sendall(): its timeout bounds the whole send, and a server taking a
+            # big command at its own pace is alive. Each chunk it takes starts it again.
+            view = memoryview(data)
+            while view:
+                view = view[sock.send(view) :]
+        except TimeoutError as exc:
+            self.close()
+            self._check_interrupted()
+            raise self._hung("take more bytes") from exc
         except OSError as exc:
             self.close()
+            self._check_interrupted()
             raise ConnectionLost(
                 f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
             ) from exc
@@ -180,23 +312,41 @@ class Connection:
 
     def _recv(self) -> bytes:
         if self._sock is None:
+            self._check_interrupted()
             raise ConnectionLost("not connected")
         try:
             data = self._sock.recv(RECV_SIZE)
         except TimeoutError as exc:
             self.close()
-            raise ConnectionLost(
-                f"{self.endpoint.host}:{self.endpoint.port} did not answer within {self.timeout} s"
-            ) from exc
+            self._check_interrupted()
+            raise self._hung("answer") from exc
         except OSError as exc:
             self.close()
+            self._check_interrupted()
             raise ConnectionLost(
                 f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
             ) from exc
         if not data:
             self.close()
+            self._check_interrupted()
             raise ConnectionLost(f"{self.endpoint.host}:{self.endpoint.port} closed the connection")
         return data
+
+    def _check_interrupted(self) -> None:
+        if self.interrupted:
+            raise Interrupted(
+                f"the connection to {self.endpoint.host}:{self.endpoint.port} was closed: "
+                "the import was stopped"
+            )
+
+    def _hung(self, what: str) -> TargetHung:
+        waited = self.timeout + self._allowance
+        return TargetHung(
+            f"{self.endpoint.host}:{self.endpoint.port} did not {what} within {waited:g} s "
+            "with the connection open: the server is hung (stopped, or blocked by a long "
+            "command); the reply timeout is --reply-timeout (DCS_MIGRATION_REPLY_TIMEOUT "
+            "for the service)"
+        )
 
     def call(self, *args: bytes | str | int) -> Any:
         """Send one command and wait for its reply (errors come back as hiredis.ReplyError)."""

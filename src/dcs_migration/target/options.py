@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+# Seconds a target may leave a connection without an answer, and without taking bytes,
+# before it is taken for hung and the import fails. Long enough for the pauses of a
+# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
+# short enough that a stopped server costs a task half a minute, not minutes. The work
+# of a big command in flight adds to it (see target/pipeline.py).
+REPLY_TIMEOUT = 30.0
+
 
 class Conflict(StrEnum):
     REPLACE = "replace"  # an existing key is replaced
@@ -32,3 +39,4 @@ class WriteOptions:
     chunk_bytes: int = 1 << 20  # the most one rewrite command carries
     window_bytes: int = 8 << 20  # commands awaiting replies, per connection
     retries: int = 5  # reconnect attempts after a dropped connection
+    reply_timeout: float = REPLY_TIMEOUT  # a target silent this long is hung: the import fails

@@ -25,6 +25,14 @@ A command too big to hold (the RESTORE of a big value) is sent as its pieces com
 never kept: its entry keeps the means to make the pieces again, and a reconnect sends it
 again from its start.
 
+A server that neither answers nor takes bytes for the reply timeout is hung: the import
+fails then, naming it, without reconnecting (a reconnect to a hung server hangs as well).
+A server busy with real work is not taken for hung: each chunk it sends or takes starts
+the deadline again, a server answering -LOADING is waited for (up to its own bound), and
+the deadline grows with the work the commands awaiting replies ask of it, one second
+for every SLOW_BYTES_PER_SECOND of them (a 256 MB RESTORE has 8 s more; a FLUSHALL
+counts the memory it frees).
+
 Only commands that leave the same contents when they run twice are sent again: plain
 key writes (RESTORE ... REPLACE, untagged or pushed as resendable) and SELECT. A command
 that was sent but not answered may have run; any other tagged command (a part of a
@@ -44,6 +52,7 @@ import hiredis
 
 from dcs_migration.target.connection import Connection, ConnectionLost
 from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.target.options import REPLY_TIMEOUT
 from dcs_migration.target.resp import command_key, skip_commands
 
 OK = b"OK"
@@ -54,6 +63,10 @@ KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 ReplyHandler = Callable[[Any, Any, bytes], None]
 _ENTRY_BYTES = 200  # an entry's own memory (object, tag, the bytes object's header)
 LOADING_POLL_SECONDS = 0.05
+LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the timeout is)
+# The slowest a server is taken to work through what it was sent: building the value of
+# a RESTORE (a sorted set's skiplist, a hash's table) or freeing a FLUSHALL's dataset.
+SLOW_BYTES_PER_SECOND = 32 << 20
 
 
 class TargetRestarted(TargetError):
@@ -80,9 +93,10 @@ class _Entry:
         "pieces",
         "resendable",
         "tag",
+        "work",
     )
 
-    def __init__(self, tag: Any, data: bytes, count: int | None) -> None:
+    def __init__(self, tag: Any, data: bytes, count: int | None, work: int = 0) -> None:
         self.tag = tag
         self.data = data
         self.batch = count is not None
@@ -90,6 +104,9 @@ class _Entry:
         self.acked = 0
         self.pieces: Callable[[], Iterator[bytes]] | None = None  # a command sent in pieces
         self.resendable = False  # a tagged command that may run twice
+        # What the server works through to answer it, in bytes: its own, and any more the
+        # caller knows of (what a FLUSHALL frees); it lengthens the reply deadline.
+        self.work = len(data) + work
         self._at_index = self._at = 0
 
     @property
@@ -137,7 +154,7 @@ class Pipeline:
         window_bytes: int = 8 << 20,
         batch_bytes: int = 256 << 10,
         retries: int = 5,
-        timeout: float = 60.0,
+        timeout: float = REPLY_TIMEOUT,
         on_reconnect: Callable[[int, str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -153,6 +170,7 @@ class Pipeline:
         self._answered = False  # a reply was taken: its command is no longer held
         self._inflight: deque[_Entry] = deque()
         self._inflight_bytes = 0
+        self._inflight_work = 0  # the work of the commands awaiting replies (_Entry.work)
         self._unsent: list[bytes] = []
         self._unsent_bytes = 0
         self._db = endpoint.db  # the db of the next command pushed
@@ -168,13 +186,14 @@ class Pipeline:
             except ConnectionLost as exc:
                 if attempt == self.retries:
                     raise TargetError(str(exc)) from exc
-                time.sleep(min(0.2 * 2**attempt, 5.0))
+                self.conn.pause(min(0.2 * 2**attempt, 5.0))
 
-    def push(self, command: bytes, tag: Any = None, *, hold: bool = False) -> None:
+    def push(self, command: bytes, tag: Any = None, *, hold: bool = False, work: int = 0) -> None:
         """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
         (tag None). With `hold`, nothing is sent or read now (for a command pushed while
-        replies are being handled): it goes with the next batch or flush."""
-        self._queue(_Entry(tag, command, None), hold)
+        replies are being handled): it goes with the next batch or flush. `work`: bytes
+        the server works through beyond the command's own (a FLUSHALL's dataset)."""
+        self._queue(_Entry(tag, command, None, work), hold)
 
     def push_batch(self, data: bytes, count: int) -> None:
         """Queue `count` plain key writes (each answered +OK), encoded back to back."""
@@ -195,12 +214,16 @@ class Pipeline:
         try:
             for piece in pieces():
                 self.conn.send(piece)
+                entry.work += len(piece)
+                self._inflight_work += len(piece)
+                self._allow()
         except ConnectionLost as exc:
             self._recover(exc)
 
     def _queue(self, entry: _Entry, hold: bool = False) -> None:
         self._inflight.append(entry)
         self._inflight_bytes += entry.cost
+        self._inflight_work += entry.work
         self._unsent.append(entry.data)
         self._unsent_bytes += len(entry.data)
         if not hold and self._unsent_bytes >= self.batch_bytes:
@@ -235,12 +258,17 @@ class Pipeline:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _allow(self) -> None:
+        """The reply deadline for what awaits replies now (see the module's docstring)."""
+        self.conn.allow(self._inflight_work // SLOW_BYTES_PER_SECOND)
+
     def _send(self) -> None:
         if not self._unsent:
             return
         data = b"".join(self._unsent)
         self._unsent = []
         self._unsent_bytes = 0
+        self._allow()
         try:
             self.conn.send(data)
         except ConnectionLost as exc:
@@ -250,6 +278,7 @@ class Pipeline:
         while self._inflight and self._inflight_bytes > until_bytes:
             if self._unsent:  # pushed while replies were handled: its reply is awaited too
                 self._send()
+            self._allow()
             try:
                 self._take_replies()
             except ConnectionLost as exc:
@@ -286,6 +315,7 @@ class Pipeline:
                 if entry.acked == entry.count:
                     inflight.popleft()
                     self._inflight_bytes -= entry.cost
+                    self._inflight_work -= entry.work
             else:
                 self._acknowledge(OK)
                 n -= 1
@@ -299,6 +329,7 @@ class Pipeline:
             if entry.acked == entry.count:
                 self._inflight.popleft()
                 self._inflight_bytes -= entry.cost
+                self._inflight_work -= entry.work
             if reply == OK:
                 self.acknowledged += 1
             else:
@@ -307,6 +338,7 @@ class Pipeline:
             return
         self._inflight.popleft()
         self._inflight_bytes -= entry.cost
+        self._inflight_work -= entry.work
         if tag is None and reply == OK:
             self.acknowledged += 1
         elif tag is not None and tag[:1] == SELECT_TAG:
@@ -323,13 +355,14 @@ class Pipeline:
         self._unsent_bytes = 0
         self._refuse_unsafe_resend(exc)
         for attempt in range(1, self.retries + 1):
-            time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
+            self.conn.pause(min(0.2 * 2 ** (attempt - 1), 5.0))
             try:
                 self.conn.connect()
                 self._wait_loaded()
                 self._check_same_server()
                 if self._acked_db != self.endpoint.db:
                     self.conn.select(self._acked_db)
+                self._allow()
                 self._resend()
             except ConnectionLost as again:
                 last = again
@@ -337,6 +370,7 @@ class Pipeline:
             for entry in self._inflight:  # what is resent is what is left of each
                 entry.drop_acknowledged()
             self._inflight_bytes = sum(e.cost for e in self._inflight)
+            self._inflight_work = sum(e.work for e in self._inflight)
             self.reconnects += 1
             if self.on_reconnect is not None:
                 self.on_reconnect(attempt, str(exc))
@@ -381,8 +415,10 @@ class Pipeline:
 
     def _wait_loaded(self) -> None:
         """Wait while the server loads its dataset (a restarted server reading its AOF
-        or RDB answers -LOADING to every write), for at most the reply timeout."""
-        deadline = time.monotonic() + self.conn.timeout
+        or RDB answers -LOADING to every write). It answers, so it is not hung: the wait
+        has a bound of its own, the reply timeout or LOADING_SECONDS, whichever is more."""
+        bound = max(self.conn.timeout, LOADING_SECONDS)
+        deadline = time.monotonic() + bound
         while True:
             reply = self.conn.call(b"PING")
             if not (isinstance(reply, hiredis.ReplyError) and str(reply).startswith("LOADING")):
@@ -390,9 +426,9 @@ class Pipeline:
             if time.monotonic() >= deadline:
                 raise TargetError(
                     f"{self.endpoint.host}:{self.endpoint.port} was still loading its dataset "
-                    f"after {self.conn.timeout:g} s"
+                    f"after {bound:g} s"
                 )
-            time.sleep(LOADING_POLL_SECONDS)
+            self.conn.pause(LOADING_POLL_SECONDS)
 
     def _run_id(self) -> str | None:
         """The server process' run_id (INFO server); None where INFO does not tell it

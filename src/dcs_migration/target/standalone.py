@@ -17,6 +17,7 @@ class StandaloneRouter:
             on_reply,
             window_bytes=options.window_bytes,
             retries=options.retries,
+            timeout=options.reply_timeout,
         )
         self.pipeline.open()
         server = info(self.pipeline.conn, "server")

@@ -51,6 +51,7 @@ from dcs_migration.target.commands import (
     temporary_key,
     without_stream_metadata,
 )
+from dcs_migration.target.connection import TargetHung, info
 from dcs_migration.target.endpoint import TargetError
 from dcs_migration.target.options import Conflict, Strategy, WriteOptions
 from dcs_migration.target.pipeline import KEY, Pipeline
@@ -214,7 +215,10 @@ class Writer:
             self._transactions = self._transactions and not refused
         if self.options.flush:
             for pipe in router.masters():
-                pipe.push(encode_command([b"FLUSHALL"]), (PART, b"FLUSHALL"))
+                # Freeing a big dataset takes the server a while: its reply deadline grows
+                # with the memory it holds.
+                work = _used_memory(pipe)
+                pipe.push(encode_command([b"FLUSHALL"]), (PART, b"FLUSHALL"), work=work)
             router.flush()
 
     # -- records -------------------------------------------------------------------------
@@ -889,3 +893,14 @@ def _first_error(reply: Any) -> Any:
             if isinstance(item, hiredis.ReplyError):
                 return item
     return None
+
+
+def _used_memory(pipe: Pipeline) -> int:
+    """The bytes the server holds (INFO memory), or 0 where INFO does not tell it."""
+    try:
+        value = info(pipe.conn, "memory").get("used_memory", "")
+    except TargetHung:
+        raise
+    except TargetError:  # INFO refused (a proxy, a renamed command)
+        return 0
+    return int(value) if value.strip().isdigit() else 0

@@ -5,6 +5,11 @@ Run in a process of its own (`worker.py`), so that imports neither share the ser
 interpreter lock with the API nor take it down if they crash. Progress is written at most
 once a second, with the newest checkpoint; a write the database refuses (locked, full)
 never stops the import, and the outcome is written as soon as the database takes it.
+
+A stop is heard between chunks, and the replies still due are then collected, so that the
+counts are exact; a target that does not answer them (hung) cannot hold a stop up: after
+STOP_GRACE_SECONDS its connections are shut down, and the task ends with what the target
+had acknowledged.
 """
 
 from __future__ import annotations
@@ -24,23 +29,33 @@ from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.target.connection import Interrupter
 from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.target.options import REPLY_TIMEOUT, WriteOptions
 from dcs_migration.tasks.buckets import Buckets
 
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0
+STOP_GRACE_SECONDS = 0.5  # a stopped import's wait for the replies still due
+LEAVING_POLL_SECONDS = 0.25  # how often the stop watcher looks whether the service leaves
 
 
 class TaskJob:
     def __init__(
-        self, store: Store, buckets: Buckets, files: BackupStore, networks: AllowedNetworks
+        self,
+        store: Store,
+        buckets: Buckets,
+        files: BackupStore,
+        networks: AllowedNetworks,
+        *,
+        reply_timeout: float = REPLY_TIMEOUT,
     ) -> None:
         self.store = store
         self.buckets = buckets
         self.files = files
         self.networks = networks
+        self.reply_timeout = reply_timeout
 
     def run(
         self,
@@ -141,18 +156,34 @@ class TaskJob:
             nonlocal checkpoint
             checkpoint = point
 
-        options = WriteOptions(db=task.target_db, skip_unknown_commands=task.skip_unknown_commands)
-
-        result = run_import(
-            sources,
-            endpoint,
-            options,
-            cluster=instance.instance_type == "cluster",
-            on_progress=on_progress,
-            should_stop=should_stop,
-            resume_from=resume_from,
-            on_checkpoint=on_checkpoint,
+        options = WriteOptions(
+            db=task.target_db,
+            skip_unknown_commands=task.skip_unknown_commands,
+            reply_timeout=self.reply_timeout,
         )
+        interrupter = Interrupter()
+        done = threading.Event()
+        # Not joined: it ends at its next look, and a late interruption touches nothing.
+        threading.Thread(
+            target=_interrupt_when_stopped,
+            args=(stop, leaving, done, interrupter),
+            name="stop-watcher",
+            daemon=True,
+        ).start()
+        try:
+            result = run_import(
+                sources,
+                endpoint,
+                options,
+                cluster=instance.instance_type == "cluster",
+                on_progress=on_progress,
+                should_stop=should_stop,
+                resume_from=resume_from,
+                on_checkpoint=on_checkpoint,
+                interrupter=interrupter,
+            )
+        finally:
+            done.set()
         if result.target_lost_writes:
             checkpoint = None  # what it counts may be gone: a resume starts over
             _durably("forgetting a checkpoint", lambda: store.clear_checkpoint(task.task_id))
@@ -239,6 +270,22 @@ class TaskJob:
             ops_per_second=result.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
+
+
+def _interrupt_when_stopped(
+    stop: threading.Event,
+    leaving: threading.Event | None,
+    done: threading.Event,
+    interrupter: Interrupter,
+) -> None:
+    """Once a stop is asked (or the service leaves), give the import STOP_GRACE_SECONDS
+    to end by itself (its replies collected), then shut its connections down. It waits
+    on the stop itself: an import's process spends no time on it until then."""
+    while not done.is_set():
+        if stop.wait(LEAVING_POLL_SECONDS) or (leaving is not None and leaving.is_set()):
+            if not done.wait(STOP_GRACE_SECONDS):
+                interrupter.fire()
+            return
 
 
 class _InputsChanged(Exception):

@@ -1,10 +1,17 @@
 """The in-service executor: migration tasks, each in a process of its own, at most N at once.
 
-A task waits in a queue (MIGRATING) until a slot takes it, in the order submitted. Each
-runs in its own process (`worker.py`): imports are CPU-bound Python, and in threads of
-the service they would share its interpreter lock with the API and with each other, so
-that under load a stop or a list call waits seconds for its turn. In processes they run
-on every core, the API stays quick, and a crash in one ends that task only.
+A task waits (MIGRATING) until a slot takes it. Slots are shared fairly between projects
+(`FairQueue`): a free slot goes to the project with tasks waiting that runs the fewest,
+and within a project tasks start in the order submitted. A project alone may use every
+slot; while another project's task waits, it gets none of the slots that free up until
+the other runs as many. A running task is never preempted (an import stopped part way
+cannot always resume exactly): a slot frees when its task ends, which a hung target
+bounds by the reply timeout.
+
+Each task runs in its own process (`worker.py`): imports are CPU-bound Python, and in
+threads of the service they would share its interpreter lock with the API and with each
+other, so that under load a stop or a list call waits seconds for its turn. In processes
+they run on every core, the API stays quick, and a crash in one ends that task only.
 
 A stop signals the task's process (SIGTERM), which ends TERMINATED within a second; a
 service that stops asks its tasks to leave (SIGUSR1), and they stay MIGRATING with their
@@ -14,12 +21,13 @@ its task FAILED, saying so.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import queue
 import subprocess
 import sys
 import threading
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +52,48 @@ class Job:
     task_id: str
 
 
+class FairQueue:
+    """Who starts next: among the projects with tasks waiting, the one that runs the
+    fewest (a tie goes to the one that started a task least recently, then to the task
+    submitted first); within a project, the order submitted. With P projects that have
+    work and N slots, each comes to hold at most ceil(N / P) as slots free, and a project
+    alone holds them all. Not thread-safe: the runner holds its lock around every call."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, deque[tuple[int, Job]]] = {}
+        self._running: Counter[str] = Counter()
+        self._numbers = itertools.count()
+        self._starts = itertools.count()
+        self._last_start: dict[str, int] = {}  # of the projects with work: when it last took one
+
+    def put(self, job: Job) -> None:
+        self._waiting.setdefault(job.project_id, deque()).append((next(self._numbers), job))
+
+    def take(self) -> Job | None:
+        """The job to start now (counted as running until `done`), or None if none waits."""
+        if not self._waiting:
+            return None
+        project = min(
+            self._waiting,
+            key=lambda p: (self._running[p], self._last_start.get(p, -1), self._waiting[p][0][0]),
+        )
+        waiting = self._waiting[project]
+        _, job = waiting.popleft()
+        if not waiting:
+            del self._waiting[project]
+        self._running[project] += 1
+        self._last_start[project] = next(self._starts)
+        return job
+
+    def done(self, job: Job) -> None:
+        project = job.project_id
+        self._running[project] -= 1
+        if self._running[project] <= 0:
+            del self._running[project]
+            if project not in self._waiting:  # no work left: forgotten
+                self._last_start.pop(project, None)
+
+
 class TaskRunner:
     def __init__(
         self,
@@ -62,10 +112,11 @@ class TaskRunner:
         self.workers = workers
         self.database_url = database_url
         self._job = TaskJob(store, buckets, files, networks)
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue = FairQueue()
         self._stops: dict[str, threading.Event] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # a job was queued, or we leave
         self._threads: list[threading.Thread] = []
         self._leaving = False
 
@@ -78,7 +129,8 @@ class TaskRunner:
     def submit(self, project_id: str, task_id: str) -> None:
         with self._lock:
             self._stops[task_id] = threading.Event()
-        self._queue.put(Job(project_id, task_id))
+            self._queue.put(Job(project_id, task_id))
+            self._changed.notify()
 
     def stop(self, task_id: str) -> None:
         """Ask a task to stop; it ends TERMINATED within about a second."""
@@ -95,10 +147,9 @@ class TaskRunner:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Ask the running tasks to leave (they stay MIGRATING, with their checkpoint)."""
-        self._leaving = True
-        for _ in self._threads:
-            self._queue.put(None)
         with self._lock:
+            self._leaving = True  # tasks still waiting stay so, for the next start
+            self._changed.notify_all()
             running = list(self._processes.values())
         for process in running:
             if process.poll() is None:
@@ -114,11 +165,24 @@ class TaskRunner:
     # -- the work ------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while (job := self._next()) is not None:
             try:
                 self._run(job)
             except Exception:  # a bug must not kill the slot
                 log.exception("task %s could not be run", job.task_id)
+            finally:
+                with self._lock:
+                    self._queue.done(job)
+
+    def _next(self) -> Job | None:
+        """The next job for this slot, waiting for one; None when the service stops."""
+        with self._lock:
+            while not self._leaving:
+                job = self._queue.take()
+                if job is not None:
+                    return job
+                self._changed.wait()
+            return None
 
     def _run(self, job: Job) -> None:
         with self._lock:

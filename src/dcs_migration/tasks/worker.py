@@ -65,9 +65,14 @@ def main(argv: list[str]) -> int:
     store = open_store(settings.database_url, settings.data_dir)
     try:
         buckets = Buckets(store, settings.data_dir, object_store=settings.obs_endpoint is not None)
-        TaskJob(
-            store, buckets, make_backup_store(settings.data_dir), settings.allowed_networks
-        ).run(project_id, task_id, stop, leaving)
+        job = TaskJob(
+            store,
+            buckets,
+            make_backup_store(settings.data_dir),
+            settings.allowed_networks,
+            reply_timeout=settings.reply_timeout,
+        )
+        job.run(project_id, task_id, stop, leaving)
     except Exception as exc:  # a bug: the task still ends, saying so, and the log has it
         log.exception("task %s: the import process failed", task_id)
         _fail(store, project_id, task_id, exc)
