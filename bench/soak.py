@@ -1074,7 +1074,7 @@ def hung_target_attack(plan: Plan, log: Callable[[str], None]) -> list[Attack]:
         attacker, victim = apis[HUNG_ATTACKER], apis[HUNG_VICTIM]
         hung_id = attacker.ok("POST", "/instances", {"name": "hung", "addrs": _addr(hung)})
         healthy_id = victim.ok("POST", "/instances", {"name": "ok", "addrs": _addr(healthy)})
-        bucket = service.bucket("hung")
+        bucket = service.bucket("hung", HUNG_ATTACKER, HUNG_VICTIM)
         (bucket / "small.rdb").write_bytes(big_rdb(1000))
         (bucket / "big.rdb").write_bytes(big_rdb(1_200_000))
 

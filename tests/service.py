@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from uuid import uuid4
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
@@ -152,7 +153,8 @@ def signed(
 ) -> tuple[int, dict[str, Any], float]:
     """A request signed as the SDK signs it, with the key `keys create` printed (for bodies
     the SDK cannot send, such as this service's extensions): (status, JSON body, seconds
-    taken)."""
+    taken). Each carries a signed request id of its own, as the README tells a client
+    that may send one call twice within a second (a signature is accepted once)."""
     data = json.dumps(body).encode() if body is not None else b""
     request = SdkRequest(
         method=method,
@@ -161,7 +163,7 @@ def signed(
         resource_path=path,
         uri=path,
         query_params=[],
-        header_params={"Content-Type": "application/json"},
+        header_params={"Content-Type": "application/json", "X-Client-Request-Id": uuid4().hex},
         body=data,
     )
     Signer(BasicCredentials(key["ak"], key["sk"], key["project_id"])).sign(request)

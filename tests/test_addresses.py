@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import hiredis
 import pytest
@@ -200,7 +201,7 @@ SSH_BANNER = b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n"
 def start_service(tmp: Path, env: dict[str, str] | None = None) -> Service:
     small = g.rdb(g.key(b"imported", g.string(b"v")), version=9)
     service = Service(env=env, log_path=tmp / "service.log").start()
-    service.bucket("bucket").joinpath("small.rdb").write_bytes(small)
+    service.bucket("bucket", P1, P2).joinpath("small.rdb").write_bytes(small)
     return service
 
 
@@ -274,8 +275,10 @@ def add_with_cli(service: Service, project: str, port: int, **env: str) -> str:
 
 
 def import_task(client: DcsClient, instance_id: str) -> Any:
+    """An import of small.rdb, named afresh each time: two identical creates signed within
+    one second share a signature, and the second would be refused as a replay."""
     body = CreateMigrationTaskBody(
-        task_name="import",
+        task_name=f"import-{uuid4().hex[:8]}",
         migration_type="backupfile_import",
         migration_method="full_amount_migration",
         backup_files=BackupFilesBody(

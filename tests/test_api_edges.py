@@ -98,7 +98,7 @@ def redis_target() -> Iterator[RedisServer]:
 def edge(tmp_path_factory: pytest.TempPathFactory, redis_target: RedisServer) -> Iterator[Edge]:
     tmp = tmp_path_factory.mktemp("edge")
     with _service(tmp) as service:
-        service.bucket("bucket").joinpath("small.rdb").write_bytes(
+        service.bucket("bucket", PROJECT).joinpath("small.rdb").write_bytes(
             g.rdb(g.key(b"k", g.string(b"v")), version=9)
         )
         key, other = _mint(service, PROJECT), _mint(service, OTHER_PROJECT)

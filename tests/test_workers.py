@@ -370,7 +370,7 @@ def test_stopped_tasks_into_a_hung_target_are_terminated_within_two_seconds(
     with continued_at_the_end(target), Service(tmp_path / "service", env=env) as service:
         client, key = mint(service, VICTIM)
         instance = register(service, key, VICTIM, target)
-        shutil.copy(rdb, service.bucket("bucket") / "dump.rdb")
+        shutil.copy(rdb, service.bucket("bucket", VICTIM) / "dump.rdb")
         tasks = [create(client, instance, "dump.rdb", f"t{n}") for n in range(3)]
         for task_id in tasks:  # each has had writes acknowledged (its progress says so)
             until(lambda t=task_id: written(client, t) > 0, f"{task_id} to write", 30)
@@ -434,7 +434,7 @@ def test_a_project_with_tasks_into_hung_targets_does_not_keep_another_waiting(
         victim, victim_key = mint(service, VICTIM)
         hung_instance = register(service, attacker_key, ATTACKER, hung)
         healthy_instance = register(service, victim_key, VICTIM, healthy)
-        shutil.copy(small, service.bucket("bucket") / "small.rdb")
+        shutil.copy(small, service.bucket("bucket", ATTACKER, VICTIM) / "small.rdb")
         pause(hung)
         hogs = [create(attacker, hung_instance, "small.rdb", f"hog{n}") for n in range(4)]
         time.sleep(0.5)  # both workers have taken one
