@@ -56,13 +56,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.rdbgen import huge_rdb  # noqa: E402
-from tests.servers import RedisServer  # noqa: E402
+from tests.support.rdbgen import huge_rdb  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
 
+from dcs_migration.client.resp import encode_command  # noqa: E402
 from dcs_migration.formats import KeyRecord, RdbReader, feed_stream  # noqa: E402
 from dcs_migration.formats.dump import dump_payload  # noqa: E402
 from dcs_migration.formats.records import BigValueStart  # noqa: E402
-from dcs_migration.target.resp import encode_command  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -604,8 +604,8 @@ def time_rdbtools(path: Path) -> str:
 def rdb9_twin(path: Path) -> Path | None:
     """The same keys as an RDB 9 file (what Redis 5 writes), for rdbtools, which cannot
     read RDB 10: None when a value's encoding needs a newer version."""
+    from dcs_migration.client.capabilities import TYPE_MIN_RDB_VERSION
     from dcs_migration.formats.rdb_writer import RdbWriter
-    from dcs_migration.target.capabilities import TYPE_MIN_RDB_VERSION
 
     out = WORK / f"{path.stem}.rdb9.rdb"
     if out.exists():

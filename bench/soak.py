@@ -2,9 +2,9 @@
 
 What runs, all on 127.0.0.1:
 
-1. The service (`dcs-migration serve`, as `tests.service.Service` runs it) with its files
+1. The service (`dcs-migration serve`, as `tests.support.service.Service` runs it) with its files
    in its bucket folder, a second one reading its buckets from a moto S3 server through
-   a proxy that drops connections (`tests.s3server`), and several redis-server targets.
+   a proxy that drops connections (`tests.support.s3server`), and several redis-server targets.
 2. Migration tasks (50; `--tasks`) over a mix of corpus cases (`../shared/corpus`) and a
    few big generated files (an RDB of `--big-keys` strings, an AOF of non-idempotent
    RPUSH/INCRBY commands), each into a database of its own (a corpus case that spans
@@ -23,9 +23,9 @@ What runs, all on 127.0.0.1:
    timed. Each must be refused unread (401), the RSS must rise less than 50 MB, and
    the signed calls must be answered.
 4. Every task's end is checked: SUCCESS must hold exactly the case's oracle (the live
-   server read back with `tests.live.dump_oracle`, compared with `tests.corpus.comparable`)
-   or the generated file's contents; FAILED must say why. A task still MIGRATING at the
-   end, or SUCCESS with other contents, is lost.
+   server read back with `tests.support.live.dump_oracle`, compared with
+   `tests.support.corpus.comparable`) or the generated file's contents; FAILED must say
+   why. A task still MIGRATING at the end, or SUCCESS with other contents, is lost.
 5. Attacks, each on a service of its own once the load is over (a table of its own):
    - a hung target: one project's tasks into a redis-server stopped with SIGSTOP (it
      accepts connections and never answers) hold every worker, while another project's
@@ -33,7 +33,7 @@ What runs, all on 127.0.0.1:
      the other project's task was done before the second round of hung tasks had ended
      (in submission order it waits for two rounds), every hung task FAILED naming the
      target, and every stopped one was TERMINATED within 2 s.
-6. Then the readers' atheris fuzzing (`tests.fuzz_readers`, `FUZZ_SECONDS`) and the API's
+6. Then the readers' atheris fuzzing (`tests.support.fuzz_readers`, `FUZZ_SECONDS`) and the API's
    schemathesis fuzzing (`tests/test_api_fuzz.py`, `--api-fuzz-examples` per operation)
    run side by side.
 
@@ -69,14 +69,14 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from huaweicloudsdkcore.auth.credentials import BasicCredentials  # noqa: E402
 from huaweicloudsdkcore.sdk_request import SdkRequest  # noqa: E402
-from tests import rdbgen as g  # noqa: E402
-from tests.corpus import CORPUS, cases, comparable, load_oracle, version_tuple  # noqa: E402
-from tests.floods import FULL_BODY, BodyFlood, unsigned_body_flood  # noqa: E402
-from tests.live import dump_oracle  # noqa: E402
-from tests.servers import RedisServer  # noqa: E402
-from tests.service import Service  # noqa: E402
+from tests.support import rdbgen as g  # noqa: E402
+from tests.support.corpus import CORPUS, cases, comparable, load_oracle, version_tuple  # noqa: E402
+from tests.support.floods import FULL_BODY, BodyFlood, unsigned_body_flood  # noqa: E402
+from tests.support.live import dump_oracle  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
+from tests.support.service import Service  # noqa: E402
 
-from dcs_migration.target.resp import encode_command  # noqa: E402
+from dcs_migration.client.resp import encode_command  # noqa: E402
 
 PROJECT = "50a4c0ffee5e4d2f8e7b1c0de0000501"
 BUCKET = "soak"
@@ -510,7 +510,7 @@ class Soak:
     # -- setting up ---------------------------------------------------------------------------
 
     def setup(self) -> None:
-        from tests.s3server import ACCESS_KEY, SECRET_KEY, DroppingProxy, MotoServer
+        from tests.support.s3server import ACCESS_KEY, SECRET_KEY, DroppingProxy, MotoServer
 
         plan = self.plan
         for _ in range(plan.targets):
@@ -964,7 +964,7 @@ def start_fuzzers(plan: Plan, work: Path) -> list[tuple[FuzzResult, subprocess.P
         env = dict(os.environ, FUZZ_SECONDS=str(plan.fuzz_seconds), FUZZ_ARTIFACTS=str(artifacts))
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tests.fuzz_readers"],
+                [sys.executable, "-m", "tests.support.fuzz_readers"],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

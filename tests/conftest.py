@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 import redis
 
-from tests.servers import FLAVOUR_IDS, FlavourMissing, RedisServer, ServerFlavour, server_flavour
+from tests.support.servers import (
+    FLAVOUR_IDS,
+    FlavourMissing,
+    RedisServer,
+    ServerFlavour,
+    server_flavour,
+)
 
 if TYPE_CHECKING:
-    from tests.cluster import RedisCluster
+    from tests.support.cluster import RedisCluster
 
 
 class RedisServerFactory(Protocol):
@@ -70,7 +76,7 @@ def redis_server(flavour: ServerFlavour) -> Iterator[RedisServerFactory]:
 @pytest.fixture
 def redis_cluster(flavour: ServerFlavour) -> Iterator[RedisCluster]:
     """A started three-master cluster of the test's flavour, stopped at teardown."""
-    from tests.cluster import RedisCluster
+    from tests.support.cluster import RedisCluster
 
     with RedisCluster(flavour=flavour) as cluster:
         yield cluster
@@ -89,7 +95,7 @@ class SharedServers:
         return self._servers[flavour]
 
     def cluster(self, flavour: ServerFlavour) -> RedisCluster:
-        from tests.cluster import RedisCluster
+        from tests.support.cluster import RedisCluster
 
         if flavour not in self._clusters:
             self._clusters[flavour] = RedisCluster(flavour=flavour).start()
@@ -150,7 +156,7 @@ def emptied(cluster: RedisCluster) -> RedisCluster:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster for the session (Debian's binaries, 127.0.0.1, a free
     port), as a SQLAlchemy URL; skipped only when the server binaries are not installed."""
-    from tests.postgres import PostgresCluster, PostgresUnavailable
+    from tests.support.postgres import PostgresCluster, PostgresUnavailable
 
     try:
         cluster = PostgresCluster()

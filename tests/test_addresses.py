@@ -40,19 +40,19 @@ from huaweicloudsdkdcs.v2 import (
     TargetInstanceBody,
 )
 
-from dcs_migration.target.addresses import (
+from dcs_migration.client.addresses import (
     AddressPolicy,
     AddressRefused,
     AllowedNetworks,
     address_key,
     resolve,
 )
-from dcs_migration.target.connection import Connection, ConnectionLost
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from tests import rdbgen as g
-from tests.servers import RedisServer, free_port
-from tests.service import Service, signed
-from tests.waiting import finished_backup, until
+from dcs_migration.client.connection import Connection, ConnectionLost
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from tests.support import rdbgen as g
+from tests.support.servers import RedisServer, free_port
+from tests.support.service import Service, signed
+from tests.support.waiting import finished_backup, until
 
 P1 = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 P2 = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"

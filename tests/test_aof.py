@@ -20,7 +20,7 @@ from dcs_migration.formats.records import (
     RdbHeader,
     Record,
 )
-from tests.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params
 
 AOF_FORMATS = ("aof", "aof-preamble", "aof-multipart")
 

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import redis
 
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import ImportResult, run_import
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
-from dcs_migration.target.writer import NO_FUNCTIONS
+from dcs_migration.writer.options import WriteOptions
+from dcs_migration.writer.writer import NO_FUNCTIONS
 from tests.conftest import RedisServerFactory, every_flavour
-from tests.corpus import CORPUS
-from tests.live import dump_oracle
-from tests.servers import RedisServer
+from tests.support.corpus import CORPUS
+from tests.support.live import dump_oracle
+from tests.support.servers import RedisServer
 
 Command = tuple[bytes, ...]
 LIBRARY = b"#!lua name=mylib\nredis.register_function('one', function() return 1 end)"

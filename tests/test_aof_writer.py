@@ -8,17 +8,17 @@ from typing import Any
 import pytest
 import redis
 
+from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.formats import AofCommand, FormatError, RdbReader, Record
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.resp import RespReader
-from dcs_migration.target.aof_writer import AofWriter
-from dcs_migration.target.capabilities import Capabilities
-from tests import rdbgen as g
+from dcs_migration.writer.aof_writer import AofWriter
 from tests.conftest import flavour_or_skip
-from tests.corpus import CORPUS, case_params
-from tests.live import assert_holds_oracle
-from tests.servers import RedisServer
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS, case_params
+from tests.support.live import assert_holds_oracle
+from tests.support.servers import RedisServer
 from tests.test_handoff import loadable_by_target
 
 FUTURE = 4_102_444_800_000

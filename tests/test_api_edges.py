@@ -36,11 +36,11 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from dcs_migration.config import Settings
-from tests import rdbgen as g
-from tests.floods import FULL_BODY, unsigned_body_flood
-from tests.servers import RedisServer
-from tests.service import Service, import_task_json
-from tests.waiting import finished_backup
+from tests.support import rdbgen as g
+from tests.support.floods import FULL_BODY, unsigned_body_flood
+from tests.support.servers import RedisServer
+from tests.support.service import Service, import_task_json
+from tests.support.waiting import finished_backup
 
 PROJECT = "7c0ffee5e1a04d2f8e7b1c0de0000612"
 OTHER_PROJECT = "7c0ffee5e1a04d2f8e7b1c0de0000613"

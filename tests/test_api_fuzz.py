@@ -57,7 +57,7 @@ from dcs_migration.api import routes_backups, routes_instances, routes_tasks  # 
 from dcs_migration.api.app import create_app  # noqa: E402
 from dcs_migration.api.schemas import parse_addr  # noqa: E402
 from dcs_migration.config import Settings  # noqa: E402
-from tests.servers import RedisServer  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_MAX_EXAMPLES", "40"))

@@ -31,7 +31,7 @@ from dcs_migration.sources.s3 import (
     S3Settings,
     make_s3_client,
 )
-from tests.s3server import DroppingProxy, MotoServer
+from tests.support.s3server import DroppingProxy, MotoServer
 
 MIB = 1 << 20
 PART = 5 * MIB  # S3's smallest part

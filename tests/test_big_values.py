@@ -21,6 +21,9 @@ import lzf
 import pytest
 import redis
 
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.client.pipeline import Pipeline
 from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.lzf import LzfStream
@@ -31,15 +34,12 @@ from dcs_migration.importer import run_import
 from dcs_migration.oracle import oracle_from_records
 from dcs_migration.reading import BigValues, read_input
 from dcs_migration.sources import find_inputs
-from dcs_migration.target.aof_writer import AofWriter
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from dcs_migration.target.pipeline import Pipeline
-from tests import rdbgen as g
+from dcs_migration.writer.aof_writer import AofWriter
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, case_params
-from tests.live import assert_holds_oracle
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS, case_params
+from tests.support.live import assert_holds_oracle
 
 FUTURE = 4_102_444_800_000
 STRATEGIES = [Strategy.RESTORE, Strategy.REWRITE, Strategy.HANDOFF]
@@ -117,7 +117,7 @@ def big_rdb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     enough to be read in many pieces at the sizes the tests below set: random and
     compressible strings, a hash, list, sorted set, set, and a stream with a consumer
     group whose pending entries point at deleted entries."""
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
 
     rng = random.Random(7)
     with RedisServer("--enable-debug-command", "yes") as server:
@@ -157,7 +157,7 @@ def digests(port: int) -> dict[bytes, Any]:
 
 @pytest.fixture(scope="module")
 def native_digests(big_rdb: Path) -> dict[bytes, Any]:
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
 
     with RedisServer("--enable-debug-command", "yes", rdb=big_rdb) as server:
         held = digests(server.port)
@@ -286,7 +286,7 @@ def test_a_big_restore_is_sent_again_after_a_dropped_connection(
     replies: list[Any] = []
     pipe = Pipeline(Endpoint("127.0.0.1", server.port), lambda t, r, c: replies.append(r))
     pipe.open()
-    from dcs_migration.target.commands import restore_pieces
+    from dcs_migration.writer.commands import restore_pieces
 
     pipe.push_pieces(lambda: restore_pieces(record, True), ("big",), resendable=True)
     pipe.flush()

@@ -24,10 +24,10 @@ from dcs_migration.sources.bucket import (
     LocalObject,
     bucket_dir,
 )
-from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
-from tests.servers import RedisServer
-from tests.service import Service, signed
+from tests.support import rdbgen as g
+from tests.support.servers import RedisServer
+from tests.support.service import Service, signed
 
 P1 = "b0c1d2e3f4a5469788796a5b4c3d2e1f"
 P2 = "0f1e2d3c4b5a49687786950a1b2c3d4e"
@@ -369,7 +369,7 @@ def test_a_file_replaced_by_a_link_before_a_resume_fails_the_task_saying_so(
 
 def test_s3_buckets_need_a_grant_as_folders_do(redis_server: RedisServerFactory) -> None:
     from dcs_migration.sources.s3 import S3Settings, make_s3_client
-    from tests.s3server import ACCESS_KEY, SECRET_KEY, MotoServer
+    from tests.support.s3server import ACCESS_KEY, SECRET_KEY, MotoServer
 
     with MotoServer() as moto:
         env = {

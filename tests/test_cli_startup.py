@@ -55,7 +55,7 @@ def test_the_import_and_inspect_commands_load_no_service_stack() -> None:
     modules = modules_after(
         "import dcs_migration.cli, dcs_migration.importer, dcs_migration.progress, "
         "dcs_migration.inspect_backup, dcs_migration.oracle, dcs_migration.reading, "
-        "dcs_migration.sources, dcs_migration.target.endpoint, rich.console, rich.table"
+        "dcs_migration.sources, dcs_migration.client.endpoint, rich.console, rich.table"
     )
     assert loaded(modules, SERVICE_STACK) == []
     assert "dcs_migration.importer" in modules

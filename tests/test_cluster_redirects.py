@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.client.slots import key_slot
 from dcs_migration.importer import ImportResult, run_import
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from dcs_migration.target.slots import key_slot
-from tests import rdbgen as g
-from tests.cluster import HOST, RedisCluster
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import emptied, every_flavour
-from tests.servers import FLAVOUR_IDS
+from tests.support import rdbgen as g
+from tests.support.cluster import HOST, RedisCluster
+from tests.support.servers import FLAVOUR_IDS
 
 MOVING_TAG = b"{moving}"
 SLOT = key_slot(MOVING_TAG)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import hiredis
 import pytest
 
-from dcs_migration.target.connection import Connection
-from dcs_migration.target.endpoint import Endpoint
+from dcs_migration.client.connection import Connection
+from dcs_migration.client.endpoint import Endpoint
 
 OK = b"+OK\r\n"
 ANY = 1 << 30

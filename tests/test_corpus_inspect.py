@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dcs_migration.cli import app
-from tests.corpus import CORPUS, case_params, cases, comparable, load_oracle
+from tests.support.corpus import CORPUS, case_params, cases, comparable, load_oracle
 
 runner = CliRunner()
 

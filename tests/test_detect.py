@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dcs_migration.formats.detect import SNIFF_BYTES, FileKind, detect_format
-from tests.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params
 
 
 def tar_bytes() -> bytes:

@@ -60,15 +60,15 @@ from huaweicloudsdkdcs.v2 import (
     TargetInstanceBody,
 )
 
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import Progress, run_import
 from dcs_migration.store.db import SQLITE_FILE_NAME
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from tests import rdbgen as g
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.postgres import PostgresCluster, PostgresUnavailable
-from tests.servers import RedisServer
-from tests.service import Service, import_task_json, signed
+from tests.support import rdbgen as g
+from tests.support.postgres import PostgresCluster, PostgresUnavailable
+from tests.support.servers import RedisServer
+from tests.support.service import Service, import_task_json, signed
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_fuzzing_the_readers_finds_no_crash(tmp_path: Path) -> None:
     env = dict(os.environ, FUZZ_SECONDS="25", FUZZ_ARTIFACTS=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz_readers"],
+        [sys.executable, "-m", "tests.support.fuzz_readers"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -13,19 +13,19 @@ from typing import Any
 import pytest
 import redis
 
+from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.connection import Connection
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
-from dcs_migration.target import handoff
-from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.connection import Connection
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from tests import rdbgen as g
+from dcs_migration.writer import handoff
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory, every_flavour
-from tests.corpus import CORPUS, case_params, flavour_case_params
-from tests.live import assert_holds_oracle
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS, case_params, flavour_case_params
+from tests.support.live import assert_holds_oracle
 
 FUTURE = 4_102_444_800_000
 HANDOFF = WriteOptions(strategy=Strategy.HANDOFF, flush=True)

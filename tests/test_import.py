@@ -15,17 +15,17 @@ import lzf
 import pytest
 import redis
 
+from dcs_migration.client.cluster import ClusterRouter
+from dcs_migration.client.endpoint import Endpoint, parse_target_url
+from dcs_migration.client.slots import key_slot
 from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.importer import run_import
-from dcs_migration.target.cluster import ClusterRouter
-from dcs_migration.target.endpoint import Endpoint, parse_target_url
-from dcs_migration.target.options import Conflict, Strategy, WriteOptions
-from dcs_migration.target.slots import key_slot
-from dcs_migration.target.writer import Writer
-from tests import rdbgen as g
-from tests.cluster import RedisCluster
+from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
+from dcs_migration.writer.writer import Writer
 from tests.conftest import RedisServerFactory, emptied, every_flavour
-from tests.corpus import (
+from tests.support import rdbgen as g
+from tests.support.cluster import RedisCluster
+from tests.support.corpus import (
     CORPUS,
     KNOWN_FAILURES,
     comparable,
@@ -33,7 +33,7 @@ from tests.corpus import (
     load_oracle,
     target_refuses,
 )
-from tests.live import dump_cluster_oracle
+from tests.support.live import dump_cluster_oracle
 from tests.test_aof_replay import aof
 
 FUTURE = 4_102_444_800_000

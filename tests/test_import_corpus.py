@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import redis
 
+from dcs_migration.client.capabilities import parse_version
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import run_import
-from dcs_migration.target.capabilities import parse_version
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.writer.options import WriteOptions
 from tests.conftest import every_flavour
-from tests.corpus import (
+from tests.support.corpus import (
     CORPUS,
     KNOWN_FAILURES,
     cases,
@@ -22,8 +22,8 @@ from tests.corpus import (
     load_oracle,
     target_refuses,
 )
-from tests.live import dump_oracle
-from tests.servers import RedisServer, ServerFlavour
+from tests.support.live import dump_oracle
+from tests.support.servers import RedisServer, ServerFlavour
 
 
 def _import(case: dict[str, Any], port: int, **options: Any) -> Any:

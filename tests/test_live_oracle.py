@@ -1,4 +1,4 @@
-"""The live-server dumper (tests/live.py) reads servers into exactly the corpus oracle form.
+"""The live-server dumper (tests/support/live.py) reads servers into exactly the corpus oracle form.
 
 Each RDB case that the local redis-server can load is loaded by it, read back with
 `dump_oracle`, and compared with the case's oracle by the corpus README's rules.
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 
-from tests.cluster import RedisCluster
-from tests.corpus import CORPUS, case_params, comparable, load_oracle
-from tests.live import dump_cluster_oracle, dump_oracle
-from tests.servers import FlavourMissing, server_flavour
+from tests.support.cluster import RedisCluster
+from tests.support.corpus import CORPUS, case_params, comparable, load_oracle
+from tests.support.live import dump_cluster_oracle, dump_oracle
+from tests.support.servers import FlavourMissing, server_flavour
 
 if TYPE_CHECKING:
     from tests.conftest import RedisServerFactory

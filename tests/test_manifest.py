@@ -8,7 +8,7 @@ import pytest
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.manifest import parse_manifest, split_args
-from tests.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params
 
 
 def names(data: bytes) -> list[str]:

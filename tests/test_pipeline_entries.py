@@ -4,8 +4,8 @@ the bytes. Binary values (CRLF inside, empty strings) must not confuse that read
 
 from __future__ import annotations
 
-from dcs_migration.target.pipeline import _Entry
-from dcs_migration.target.resp import command_key, encode_command
+from dcs_migration.client.pipeline import _Entry
+from dcs_migration.client.resp import command_key, encode_command
 
 COMMANDS = [
     [b"SET", b"first", b"plain"],

@@ -13,7 +13,7 @@ import pytest
 
 from dcs_migration.formats import FormatError, RdbReader
 from dcs_migration.oracle import oracle_from_records
-from tests.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params
 
 NOW_MS = 1_800_000_000_000
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dcs_migration.formats import FormatError, KeyRecord, RdbReader, Record
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.oracle import oracle_from_records
-from tests import rdbgen as g
+from tests.support import rdbgen as g
 
 
 def read_split(data: bytes, cuts: list[int]) -> list[Record]:

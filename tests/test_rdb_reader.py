@@ -26,8 +26,8 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64, crc64_short
 from dcs_migration.formats.rdb_skip import is_empty
 from dcs_migration.formats.values import HashValue
-from tests import rdbgen as g
-from tests.corpus import CORPUS, case_params
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS, case_params
 
 
 def read_all(data: bytes, chunk: int | None = None, **kwargs: Any) -> list[Record]:

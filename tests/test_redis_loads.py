@@ -16,6 +16,8 @@ import redis
 from typer.testing import CliRunner
 
 from dcs_migration.cli import app
+from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.client.resp import encode_command
 from dcs_migration.formats import FormatError, FunctionLibrary, KeyRecord
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.functions_pre_ga import (
@@ -28,14 +30,12 @@ from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import encode_length, encode_string
 from dcs_migration.formats.stream import StreamValue
 from dcs_migration.importer import run_import
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from dcs_migration.target.resp import encode_command
-from tests import rdbgen as g
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, comparable
-from tests.live import dump_oracle
-from tests.servers import RedisServer
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS, comparable
+from tests.support.live import dump_oracle
+from tests.support.servers import RedisServer
 
 REDIS_5_DUMP = CORPUS / "native" / "redis-5.0.14" / "dump.rdb"
 EXTRA = 2  # recorded length over the entries: "130 recorded, 128 in the nodes"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.formats import FormatError
 from dcs_migration.sources.replication import take_snapshot
-from dcs_migration.target.endpoint import Endpoint, TargetError
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS, comparable, manifest
-from tests.live import dump_oracle
+from tests.support.corpus import CORPUS, comparable, manifest
+from tests.support.live import dump_oracle
 
 
 @pytest.mark.parametrize("diskless", ["yes", "no"])

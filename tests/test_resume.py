@@ -20,12 +20,12 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from dcs_migration import importer
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import Checkpoint, run_import
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
-from tests import rdbgen as g
+from dcs_migration.writer.options import WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.service import Service
+from tests.support import rdbgen as g
+from tests.support.service import Service
 from tests.test_service import PROJECT, create, minted, register, wait_for
 from tests.test_service import big_rdb as big_dump
 

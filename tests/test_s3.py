@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import KeyRecord, Record
 from dcs_migration.importer import resolve_inputs, run_import
@@ -31,12 +32,11 @@ from dcs_migration.sources import (
     parse_s3_url,
     s3,
 )
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.writer.options import WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS
-from tests.s3server import ACCESS_KEY, REGION, SECRET_KEY, DroppingProxy, MotoServer
-from tests.servers import RedisServer
+from tests.support.corpus import CORPUS
+from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, DroppingProxy, MotoServer
+from tests.support.servers import RedisServer
 
 pytest.importorskip("moto")
 pytest.importorskip("boto3")

@@ -63,10 +63,10 @@ from huaweicloudsdkdcs.v2 import (
     TargetInstanceBody,
 )
 
-from tests import rdbgen as g
-from tests.servers import RedisServer, free_port
-from tests.service import Service, import_task_json
-from tests.waiting import finished_backup, finished_restore, until
+from tests.support import rdbgen as g
+from tests.support.servers import RedisServer, free_port
+from tests.support.service import Service, import_task_json
+from tests.support.waiting import finished_backup, finished_restore, until
 
 PROJECT_A = "5e1a0c3d9b7f4e2a8c6d0b1f2e3a4c5d"
 PROJECT_B = "9f8e7d6c5b4a49382716f5e4d3c2b1a0"

@@ -28,10 +28,10 @@ from huaweicloudsdkdcs.v2 import (
 )
 from huaweicloudsdkdcs.v2.model.delete_migrate_task_request import DeleteMigrateTaskRequest
 
-from tests import rdbgen as g
 from tests.conftest import RedisServerFactory
-from tests.corpus import CORPUS
-from tests.service import Service, import_task_json, signed
+from tests.support import rdbgen as g
+from tests.support.corpus import CORPUS
+from tests.support.service import Service, import_task_json, signed
 from tests.test_aof_replay import aof
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
@@ -296,7 +296,7 @@ def test_a_restart_leaves_no_task_migrating(
 
 def test_a_task_reads_its_files_from_the_s3_endpoint(redis_server: RedisServerFactory) -> None:
     from dcs_migration.sources.s3 import S3Settings, make_s3_client
-    from tests.s3server import MotoServer
+    from tests.support.s3server import MotoServer
 
     with MotoServer() as moto:
         env = {

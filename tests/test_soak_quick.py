@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus import manifest
+from tests.support.corpus import manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

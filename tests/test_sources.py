@@ -21,7 +21,7 @@ from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import AofCommand, AofTruncated, KeyRecord, Record
 from dcs_migration.reading import read_input
 from dcs_migration.sources import ArchiveLimits, Input, InputKind, find_inputs
-from tests.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params
 
 
 def resp(*args: bytes) -> bytes:

@@ -33,7 +33,7 @@ from dcs_migration.store import (
 from dcs_migration.store.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE, load_secret_box
 from dcs_migration.store.db import _sqlite_url, create_store_engine, upgrade_schema
 from dcs_migration.store.models import Base
-from tests.postgres import create_database
+from tests.support.postgres import create_database
 
 PROJECT = "0605767e8b00d5e42f4ac00a6a0c0f30"
 OTHER = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"

@@ -36,21 +36,21 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
+from dcs_migration.client.connection import Interrupter, TargetHung
+from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.client.pipeline import Pipeline
+from dcs_migration.client.resp import encode_command
 from dcs_migration.config import REPLY_TIMEOUT_ENV, Settings
 from dcs_migration.importer import Progress, run_import
 from dcs_migration.store import open_store
-from dcs_migration.target.connection import Interrupter, TargetHung
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import Strategy, WriteOptions
-from dcs_migration.target.pipeline import Pipeline
-from dcs_migration.target.resp import encode_command
 from dcs_migration.tasks.runner import FairQueue, Job
-from tests import rdbgen as g
+from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
-from tests.servers import RedisServer
-from tests.service import Service, signed
+from tests.support import rdbgen as g
+from tests.support.servers import RedisServer
+from tests.support.service import Service, signed
+from tests.support.waiting import until
 from tests.test_faults import create, restart, status, strings_rdb
-from tests.waiting import until
 
 ATTACKER = "a77ac4e2000000000000000000000002"
 VICTIM = "f1c71a00000000000000000000000001"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dcs_migration.target.options import Conflict, Strategy, WriteOptions
+from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -228,10 +228,10 @@ def import_(
     ] = False,
 ) -> None:
     """Import backups into a Redis (standalone or cluster) without running the service."""
+    from dcs_migration.client.addresses import AddressPolicy
+    from dcs_migration.client.endpoint import TargetError, parse_target_url
     from dcs_migration.config import allowed_networks_from_env
     from dcs_migration.importer import run_import
-    from dcs_migration.target.addresses import AddressPolicy
-    from dcs_migration.target.endpoint import TargetError, parse_target_url
 
     try:
         # The operator's own tool, under the service's rule all the same: the target
@@ -433,9 +433,9 @@ def instances_add(
     The operator's way to let a second project use an address that one project holds
     (the API refuses that); the address must still lie in the allowed networks."""
     from dcs_migration.api.schemas import parse_addr
+    from dcs_migration.client.endpoint import TargetError
+    from dcs_migration.client.probe import probe_instance
     from dcs_migration.config import allowed_networks_from_env
-    from dcs_migration.target.endpoint import TargetError
-    from dcs_migration.target.probe import probe_instance
 
     try:
         addresses = [parse_addr(a) for a in addrs.split(",") if a.strip()]

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dcs_migration.target.addresses import AllowedNetworks
-from dcs_migration.target.options import REPLY_TIMEOUT
+from dcs_migration.client.addresses import AllowedNetworks
+from dcs_migration.writer.options import REPLY_TIMEOUT
 
 DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
@@ -32,7 +32,7 @@ class Settings:
     database_url: str | None = None  # None: SQLite in the data dir
     workers: int = 4  # tasks that run at once; more wait, in order
     max_tasks_per_project: int = 100  # running or waiting; one project cannot crowd out others
-    # Where the service may connect (target/addresses.py): loopback and private ranges.
+    # Where the service may connect (client/addresses.py): loopback and private ranges.
     allowed_networks: AllowedNetworks = field(default_factory=AllowedNetworks.default)
     # Set: buckets are those of this S3-compatible store (signed in with the other
     # DCS_MIGRATION_OBS_* variables); unset: folders of <data dir>/buckets.

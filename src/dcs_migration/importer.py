@@ -14,6 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dcs_migration.client.cluster import ClusterRouter
+from dcs_migration.client.connection import Connection, Interrupted, Interrupter, interruptible
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.pipeline import TargetRestarted
+from dcs_migration.client.router import Router
+from dcs_migration.client.standalone import StandaloneRouter
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
@@ -28,17 +34,11 @@ from dcs_migration.formats.records import (
 from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
 from dcs_migration.sources import Input, find_inputs
 from dcs_migration.sources.bucket import LocalObject, Source
-from dcs_migration.target.cluster import ClusterRouter
-from dcs_migration.target.connection import Connection, Interrupted, Interrupter, interruptible
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import Conflict, Strategy, WriteOptions
-from dcs_migration.target.pipeline import TargetRestarted
-from dcs_migration.target.router import Router
-from dcs_migration.target.standalone import StandaloneRouter
-from dcs_migration.target.writer import Refused, Writer, WriteStats
+from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
+from dcs_migration.writer.writer import Refused, Writer, WriteStats
 
 if TYPE_CHECKING:
-    from dcs_migration.target import handoff
+    from dcs_migration.writer import handoff
 
 
 class ImportStopped(Exception):
@@ -373,7 +373,7 @@ def _plan_handoff(
     if not versions:
         return "there is no input"
     # Imported here: an import that cannot hand off does not pay for its modules.
-    from dcs_migration.target import handoff
+    from dcs_migration.writer import handoff
 
     if min(versions) < handoff.MIN_RDB_VERSION:
         return (
@@ -467,7 +467,7 @@ def _handoff(
     tail of an AOF with an RDB preamble). Returns the keys handed off and the records
     still to write, through the ordinary writer, or, when the target refused before
     anything was streamed, the reason."""
-    from dcs_migration.target import handoff
+    from dcs_migration.writer import handoff
 
     session = handoff.Handoff(target, plan.conn, plan.listen_host)
     try:

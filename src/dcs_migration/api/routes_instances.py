@@ -18,10 +18,10 @@ from dcs_migration.api.schemas import (
     RegisterInstanceResponse,
     parse_body,
 )
+from dcs_migration.client.endpoint import TargetError
+from dcs_migration.client.probe import probe_instance
 from dcs_migration.store import AddressHeld
 from dcs_migration.store.records import InstanceRecord
-from dcs_migration.target.endpoint import TargetError
-from dcs_migration.target.probe import probe_instance
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dcs_migration.client.connection import Connection, ConnectionLost
+from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
-from dcs_migration.target.connection import Connection, ConnectionLost
-from dcs_migration.target.endpoint import Endpoint, TargetError
 
 CHUNK = 1 << 20
 MARK_LENGTH = 40

@@ -17,6 +17,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
+from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.cluster import slot_masters
+from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
+from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.importer import Progress, run_import
@@ -25,13 +30,8 @@ from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, Ba
 from dcs_migration.sources.replication import take_snapshot
 from dcs_migration.store import BackupRecord, BackupStatus, RestoreStatus, Store
 from dcs_migration.store.records import InstanceRecord
-from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
-from dcs_migration.target.aof_writer import AofWriter
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.cluster import slot_masters
-from dcs_migration.target.connection import Connection, ConnectionLost, info, keyspace
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import WriteOptions
+from dcs_migration.writer.aof_writer import AofWriter
+from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,9 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.connection import Interrupter
+from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_import
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound, Source
@@ -28,11 +31,8 @@ from dcs_migration.sources.fingerprint import describe_change, fingerprint
 from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
-from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
-from dcs_migration.target.connection import Interrupter
-from dcs_migration.target.endpoint import Endpoint
-from dcs_migration.target.options import REPLY_TIMEOUT, WriteOptions
 from dcs_migration.tasks.buckets import Buckets
+from dcs_migration.writer.options import REPLY_TIMEOUT, WriteOptions
 
 log = logging.getLogger(__name__)
 

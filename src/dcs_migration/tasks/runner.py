@@ -31,12 +31,12 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcs_migration.client.addresses import AllowedNetworks
 from dcs_migration.config import ALLOWED_NETWORKS_ENV, DATA_DIR_ENV, DATABASE_URL_ENV
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.sources.bucket import Source
 from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
-from dcs_migration.target.addresses import AllowedNetworks
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.job import TaskJob
 from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP

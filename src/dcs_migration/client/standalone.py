@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.command_table import CommandTable
-from dcs_migration.target.connection import info
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import WriteOptions
-from dcs_migration.target.pipeline import Pipeline, ReplyHandler
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.command_table import CommandTable
+from dcs_migration.client.connection import info
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.pipeline import Pipeline, ReplyHandler
+from dcs_migration.writer.options import WriteOptions
 
 
 class StandaloneRouter:

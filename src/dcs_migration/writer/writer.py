@@ -27,6 +27,15 @@ from typing import Any
 
 import hiredis
 
+from dcs_migration.client.capabilities import restore_version
+from dcs_migration.client.cluster import ClusterRouter, CrossSlot
+from dcs_migration.client.command_table import CommandTable
+from dcs_migration.client.connection import TargetHung, info
+from dcs_migration.client.endpoint import TargetError
+from dcs_migration.client.pipeline import KEY, Pipeline
+from dcs_migration.client.resp import command_key, encode_command
+from dcs_migration.client.router import Router
+from dcs_migration.client.standalone import StandaloneRouter
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
@@ -41,23 +50,14 @@ from dcs_migration.formats.records import (
     ModuleAux,
     Record,
 )
-from dcs_migration.target.capabilities import restore_version
-from dcs_migration.target.cluster import ClusterRouter, CrossSlot
-from dcs_migration.target.command_table import CommandTable
-from dcs_migration.target.commands import (
+from dcs_migration.writer.commands import (
     Rewrite,
     restore_command,
     restore_pieces,
     temporary_key,
     without_stream_metadata,
 )
-from dcs_migration.target.connection import TargetHung, info
-from dcs_migration.target.endpoint import TargetError
-from dcs_migration.target.options import Conflict, Strategy, WriteOptions
-from dcs_migration.target.pipeline import KEY, Pipeline
-from dcs_migration.target.resp import command_key, encode_command
-from dcs_migration.target.router import Router
-from dcs_migration.target.standalone import StandaloneRouter
+from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
 
 _MODULE_TYPES = (T.RDB_TYPE_MODULE_2, T.RDB_TYPE_MODULE_PRE_GA)
 _BUSYKEY = "BUSYKEY"

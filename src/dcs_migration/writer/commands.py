@@ -13,13 +13,13 @@ import os
 from collections.abc import Iterator
 from typing import cast
 
+from dcs_migration.client.capabilities import Capabilities, restore_version
+from dcs_migration.client.slots import slot_tag
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.dump import dump_payload
 from dcs_migration.formats.records import BigKeyRecord, KeyRecord
 from dcs_migration.formats.stream import StreamEntry, StreamId, StreamValue, format_id
 from dcs_migration.formats.values import HashValue, decode_parts, stream_parts
-from dcs_migration.target.capabilities import Capabilities, restore_version
-from dcs_migration.target.slots import slot_tag
 
 Args = list[bytes]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from dcs_migration.target.capabilities import parse_version
-from tests.servers import FLAVOUR_IDS, ServerFlavour
+from dcs_migration.client.capabilities import parse_version
+from tests.support.servers import FLAVOUR_IDS, ServerFlavour
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 @cache

@@ -403,9 +403,9 @@ class _Dumper:
 
 def assert_holds_oracle(client: redis.Redis, case: dict[str, Any]) -> None:
     """The server behind `client` holds exactly a corpus case's oracle, as far as its
-    version can hold it (the rules of `tests.corpus.comparable`)."""
-    from dcs_migration.target.capabilities import parse_version
-    from tests.corpus import comparable, load_oracle
+    version can hold it (the rules of `tests.support.corpus.comparable`)."""
+    from dcs_migration.client.capabilities import parse_version
+    from tests.support.corpus import comparable, load_oracle
 
     got, oracle = comparable(
         dump_oracle(client),

@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.resp import encode_command
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import (
     AofCommand,
@@ -29,9 +31,7 @@ from dcs_migration.formats.records import (
     ModuleAux,
     Record,
 )
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.commands import Rewrite
-from dcs_migration.target.resp import encode_command
+from dcs_migration.writer.commands import Rewrite
 
 
 class AofWriter:

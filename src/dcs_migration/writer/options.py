@@ -9,7 +9,7 @@ from enum import StrEnum
 # before it is taken for hung and the import fails. Long enough for the pauses of a
 # healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
 # short enough that a stopped server costs a task half a minute, not minutes. The work
-# of a big command in flight adds to it (see target/pipeline.py).
+# of a big command in flight adds to it (see client/pipeline.py).
 REPLY_TIMEOUT = 30.0
 
 

@@ -23,7 +23,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
-from dcs_migration.target.endpoint import TargetError
+from dcs_migration.client.endpoint import TargetError
 
 log = logging.getLogger(__name__)
 

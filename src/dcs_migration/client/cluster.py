@@ -16,14 +16,14 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.command_table import CommandTable
-from dcs_migration.target.connection import Connection, ConnectionLost, info
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import WriteOptions
-from dcs_migration.target.pipeline import Pipeline, ReplyHandler
-from dcs_migration.target.resp import command_key
-from dcs_migration.target.slots import SLOTS, key_slot
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.command_table import CommandTable
+from dcs_migration.client.connection import Connection, ConnectionLost, info
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.pipeline import Pipeline, ReplyHandler
+from dcs_migration.client.resp import command_key
+from dcs_migration.client.slots import SLOTS, key_slot
+from dcs_migration.writer.options import WriteOptions
 
 Node = tuple[str, int]
 ASKING = b"*1\r\n$6\r\nASKING\r\n"

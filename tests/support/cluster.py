@@ -14,7 +14,7 @@ from typing import Any
 import redis
 import redis.cluster
 
-from tests.servers import ServerFlavour, end_process, free_port, server_flavour
+from tests.support.servers import ServerFlavour, end_process, free_port, server_flavour
 
 HOST = "127.0.0.1"
 SLOT_RANGES = ((0, 5460), (5461, 10922), (10923, 16383))

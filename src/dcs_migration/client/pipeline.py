@@ -50,10 +50,10 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.target.connection import Connection, ConnectionLost
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.options import REPLY_TIMEOUT
-from dcs_migration.target.resp import command_key, skip_commands
+from dcs_migration.client.connection import Connection, ConnectionLost
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.resp import command_key, skip_commands
+from dcs_migration.writer.options import REPLY_TIMEOUT
 
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.command_table import CommandTable
-from dcs_migration.target.pipeline import Pipeline
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.command_table import CommandTable
+from dcs_migration.client.pipeline import Pipeline
 
 
 class Router(Protocol):

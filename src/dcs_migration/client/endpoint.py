@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
-    from dcs_migration.target.addresses import AddressPolicy
+    from dcs_migration.client.addresses import AddressPolicy
 
 
 class TargetError(Exception):
@@ -16,7 +16,7 @@ class TargetError(Exception):
 
 def _default_policy() -> AddressPolicy:
     """Loopback and the private ranges, nothing held elsewhere."""
-    from dcs_migration.target.addresses import DEFAULT_POLICY  # it imports TargetError
+    from dcs_migration.client.addresses import DEFAULT_POLICY  # it imports TargetError
 
     return DEFAULT_POLICY
 

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of the readers (atheris), seeded with the corpus.
 
-Run for a bounded time: `python -m tests.fuzz_readers` (FUZZ_SECONDS, default 30).
+Run for a bounded time: `python -m tests.support.fuzz_readers` (FUZZ_SECONDS, default 30).
 A crash is any exception other than the readers' FormatError, or a hang past libFuzzer's
 timeout; atheris then writes the input to FUZZ_ARTIFACTS and exits non-zero.
 """
@@ -19,7 +19,7 @@ with atheris.instrument_imports(include=["dcs_migration"]):
     from dcs_migration.formats import FormatError, RdbReader
     from dcs_migration.oracle import oracle_from_records
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def one_input(data: bytes) -> None:

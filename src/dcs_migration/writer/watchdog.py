@@ -6,7 +6,7 @@ waits for stdin to close. A `done` line first means the importer finished (and m
 target a master itself); a close without it means the importer died, however it died
 (SIGKILL included), and the guard sends REPLICAOF NO ONE.
 
-Run as `python -m dcs_migration.target.watchdog`.
+Run as `python -m dcs_migration.writer.watchdog`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 import sys
 import time
 
-from dcs_migration.target.addresses import AddressPolicy, AllowedNetworks
-from dcs_migration.target.connection import Connection
-from dcs_migration.target.endpoint import Endpoint
+from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.connection import Connection
+from dcs_migration.client.endpoint import Endpoint
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkdcs.v2 import DcsClient
 
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 
 class Service:

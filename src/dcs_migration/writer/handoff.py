@@ -25,10 +25,10 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.target.addresses import AddressRefused, check_host
-from dcs_migration.target.capabilities import Capabilities
-from dcs_migration.target.connection import Connection, ConnectionLost, info, keyspace
-from dcs_migration.target.endpoint import Endpoint, TargetError
+from dcs_migration.client.addresses import AddressRefused, check_host
+from dcs_migration.client.capabilities import Capabilities
+from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
+from dcs_migration.client.endpoint import Endpoint, TargetError
 
 HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"  # the address the target connects to
 HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"  # where to listen, when it differs (NAT)
@@ -279,7 +279,7 @@ class Handoff:
             "held_elsewhere": sorted(ep.policy.held_elsewhere),
         }
         self._guard = subprocess.Popen(
-            [sys.executable, "-m", "dcs_migration.target.watchdog"],
+            [sys.executable, "-m", "dcs_migration.writer.watchdog"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,

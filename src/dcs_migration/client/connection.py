@@ -30,9 +30,9 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.target.addresses import Resolved, resolve
-from dcs_migration.target.endpoint import Endpoint, TargetError
-from dcs_migration.target.resp import encode_command
+from dcs_migration.client.addresses import Resolved, resolve
+from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.resp import encode_command
 
 RECV_SIZE = 1 << 20
 # The errors a Redis answers PING with before a login (or while it cannot serve yet).

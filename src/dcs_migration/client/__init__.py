@@ -1,0 +1,1 @@
+"""Talking to Redis: connections, pipelines, cluster topology and redirects, the RESP encoder."""

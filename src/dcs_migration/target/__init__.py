@@ -1,1 +1,0 @@
-"""Writing records into Redis."""
