@@ -195,7 +195,6 @@ class Settings:
         )
 
 
-
 def public_url(raw: str | None) -> str | None:
     """`DCS_MIGRATION_PUBLIC_URL` without its trailing ``/``; ValueError unless it is an
     http(s) URL with a host and no query, fragment or credentials."""

@@ -338,9 +338,7 @@ def _check_unchanged(service: Any, task: TaskRecord) -> None:
             400, DCS_BACKUP_NOT_SUCCEEDED, f"backup {task.backup_id} is no longer a succeed backup"
         )
     try:
-        change = describe_change(
-            task.inputs_fingerprint, fingerprint(sources, service.settings)
-        )
+        change = describe_change(task.inputs_fingerprint, fingerprint(sources, service.settings))
     except BadObjectKey:
         return  # an object now leaves its bucket: the run fails, saying so
     except Exception as exc:  # an unreachable store: the run would fail the same way

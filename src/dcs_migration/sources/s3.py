@@ -532,7 +532,8 @@ class _ObjectReader:
         if size == 0 or self._pos >= self._obj.size:
             return b""
         try:
-            data = call_with_retries(partial(self._read_once, size), self._store.retry, is_transient)
+            read_once = partial(self._read_once, size)
+            data = call_with_retries(read_once, self._store.retry, is_transient)
         except RetriesFailed as failed:
             exc = failed.last
             if not failed.exhausted:

@@ -9,10 +9,10 @@ writer), a busy timeout (a writer waits its turn instead of failing), and write 
 that take the write lock when they begin (BEGIN IMMEDIATE), so two writers never deadlock
 upgrading a read lock. The busy timeout (`DCS_MIGRATION_SQLITE_BUSY_TIMEOUT` seconds, default
 30, given to `open_store`) also bounds how long a request waits for a database that another
-process keeps locked: it then fails ("database is locked"), and the API answers 503. It is not made shorter by
-default: with many imports running, the service's own write transactions can queue for
-seconds (each one waits for the interpreter lock between its statements), and a worker's
-write must not fail for that.
+process keeps locked: it then fails ("database is locked"), and the API answers 503. It is
+not made shorter by default: with many imports running, the service's own write
+transactions can queue for seconds (each one waits for the interpreter lock between its
+statements), and a worker's write must not fail for that.
 
 PostgreSQL connections are checked before use (`pool_pre_ping`), so a server that restarted
 costs the requests made while it was down, not the ones after; a connection attempt gives up

@@ -2,10 +2,10 @@
 
 Started by the service's runner, which writes the service's settings to its stdin as JSON
 (`Settings.to_json`): the process runs with exactly the service's settings, whatever of
-them came from the command line rather than the environment. SIGTERM is the user's stop (the task ends TERMINATED); SIGUSR1
-is the service stopping (the task is left MIGRATING with its checkpoint, for the next
-start to resume or fail). The process dies with the service (PR_SET_PDEATHSIG), as a
-thread of it would.
+them came from the command line rather than the environment. SIGTERM is the user's stop
+(the task ends TERMINATED); SIGUSR1 is the service stopping (the task is left MIGRATING
+with its checkpoint, for the next start to resume or fail). The process dies with the
+service (PR_SET_PDEATHSIG), as a thread of it would.
 """
 
 from __future__ import annotations
