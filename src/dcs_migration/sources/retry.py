@@ -5,6 +5,9 @@ same way: at most `attempts` tries in a row, sleeping a jittered, doubling delay
 them. What counts as transient is the caller's to say; what a final failure means (an
 error naming the bucket and key, how many tries it took) is the caller's too, so the
 loop hands back the last error and how it ended instead of raising its own.
+
+tenacity is imported by the first call that retries: it brings asyncio along, which an
+import of local files (and the command line's start-up) has no use for.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 T = TypeVar("T")
 
@@ -56,6 +60,8 @@ def call_with_retries(
 ) -> T:
     """`request()`, tried again while it raises what `transient` accepts, at most
     `policy.attempts` times in all; RetriesFailed once it fails for good."""
+    from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+
     retrying = Retrying(
         stop=stop_after_attempt(policy.attempts),
         wait=policy._wait,
