@@ -76,7 +76,9 @@ class S3Settings:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
+    """Every setting of the service, each with its default; one per process, passed down."""
+
+    data_dir: Path  # the embedded default's home: SQLite, buckets/, backups/, secret.key
     database_url: str | None = None  # None: SQLite in the data dir
     # How long a SQLite statement waits for a lock another connection holds (store/db.py).
     sqlite_busy_timeout: float = SQLITE_BUSY_SECONDS
