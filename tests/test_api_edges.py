@@ -435,7 +435,7 @@ def test_a_replayed_create_is_refused_and_makes_no_second_task(edge: Edge) -> No
 
 def test_the_public_url_and_body_budget_settings() -> None:
     def settings(**env: str) -> Settings:
-        return Settings.from_env("/tmp/unused", environ=env)
+        return Settings.from_env(env, data_dir="/tmp/unused")
 
     assert settings().public_url is None
     assert settings(DCS_MIGRATION_PUBLIC_URL="https://a.example/x/").public_url == (

@@ -14,23 +14,23 @@ from typing import Any
 
 import pytest
 
-from dcs_migration.sources.backup_store import (
+from dcs_migration.config import (
     BACKUP_BUCKET_ENV,
     DEFAULT_BACKUP_BUCKET,
+    OBS_ACCESS_KEY_ENV,
+    OBS_ENDPOINT_ENV,
+    OBS_SECRET_KEY_ENV,
+    Settings,
+)
+from dcs_migration.sources.backup_store import (
     BackupStoreError,
     LocalBackupStore,
     S3BackupStore,
+    backup_location,
     make_backup_store,
 )
-from dcs_migration.sources.bucket import LocalObject
-from dcs_migration.sources.s3 import (
-    ENV_ACCESS_KEY,
-    ENV_ENDPOINT,
-    ENV_SECRET_KEY,
-    RetryPolicy,
-    S3Settings,
-    make_s3_client,
-)
+from dcs_migration.sources.s3 import RetryPolicy, S3Settings, make_s3_client
+from dcs_migration.sources.specs import BackupObject, LocalObject, S3Object
 from tests.support.s3server import DroppingProxy, MotoServer
 
 MIB = 1 << 20
@@ -72,7 +72,8 @@ def test_local_write_in_chunks_then_read_back(local: LocalBackupStore) -> None:
     assert local.size(KEY) == len(data)
     with local.open(KEY) as stream:
         assert stream.read() == data
-    source = local.source(KEY)
+    assert local.source(KEY) == BackupObject(KEY)
+    source = backup_location(Settings(data_dir=local.root.parent), KEY)
     assert isinstance(source, LocalObject) and source.name == f"{local.bucket}/{KEY}"
     assert source.path() == (local.root / KEY).resolve()
     assert source.path().read_bytes() == data
@@ -236,7 +237,13 @@ def test_s3_small_object(s3store: S3BackupStore) -> None:
     assert s3store.size(KEY) == 9
     with s3store.open(KEY) as body:
         assert body.read() == b"REDIS0011"
-    assert s3store.source(KEY) == f"s3://{s3store.bucket}/{KEY}"
+    assert s3store.source(KEY) == BackupObject(KEY)
+    in_bucket = Settings.from_env(
+        {OBS_ENDPOINT_ENV: "http://127.0.0.1:9", BACKUP_BUCKET_ENV: s3store.bucket}, data_dir="."
+    )
+    placed = backup_location(in_bucket, KEY)
+    assert placed == S3Object(s3store.bucket, KEY)
+    assert placed.name == f"s3://{s3store.bucket}/{KEY}"
 
 
 def test_s3_empty_object(s3store: S3BackupStore) -> None:
@@ -314,7 +321,7 @@ def test_s3_delete(s3store: S3BackupStore, client: Any) -> None:
 
 
 def test_make_backup_store_is_local_without_an_endpoint(tmp_path: Path) -> None:
-    store = make_backup_store(tmp_path, {})
+    store = make_backup_store(Settings.from_env({}, data_dir=tmp_path))
     assert isinstance(store, LocalBackupStore)
     assert store.root == tmp_path / "backups"
     assert store.bucket == DEFAULT_BACKUP_BUCKET
@@ -327,32 +334,33 @@ def test_make_backup_store_is_s3_with_an_endpoint_and_creates_the_bucket(
 ) -> None:
     name = f"dcs-made-{uuid.uuid4().hex[:12]}"
     environ = {
-        ENV_ENDPOINT: moto.endpoint,
-        ENV_ACCESS_KEY: "testing",
-        ENV_SECRET_KEY: "testing",
+        OBS_ENDPOINT_ENV: moto.endpoint,
+        OBS_ACCESS_KEY_ENV: "testing",
+        OBS_SECRET_KEY_ENV: "testing",
         BACKUP_BUCKET_ENV: name,
     }
-    store = make_backup_store(tmp_path, environ)
+    store = make_backup_store(Settings.from_env(environ, data_dir=tmp_path))
     assert isinstance(store, S3BackupStore)
     assert store.bucket == name
     write(store, KEY, b"to the bucket")
     assert client.get_object(Bucket=name, Key=KEY)["Body"].read() == b"to the bucket"
     # A second store finds the bucket there and uses it as it is.
-    again = make_backup_store(tmp_path, environ)
+    again = make_backup_store(Settings.from_env(environ, data_dir=tmp_path))
     write(again, "proj/second.rdb", b"again")
     assert again.size(KEY) == len(b"to the bucket")
     assert not (tmp_path / "backups").exists()
 
 
 def test_make_backup_store_default_bucket(tmp_path: Path, moto: MotoServer) -> None:
-    environ = {ENV_ENDPOINT: moto.endpoint, ENV_ACCESS_KEY: "a", ENV_SECRET_KEY: "b"}
-    assert make_backup_store(tmp_path, environ).bucket == DEFAULT_BACKUP_BUCKET
+    environ = {OBS_ENDPOINT_ENV: moto.endpoint, OBS_ACCESS_KEY_ENV: "a", OBS_SECRET_KEY_ENV: "b"}
+    settings = Settings.from_env(environ, data_dir=tmp_path)
+    assert make_backup_store(settings).bucket == DEFAULT_BACKUP_BUCKET
 
 
 def test_make_backup_store_half_credentials_refused(tmp_path: Path) -> None:
-    environ = {ENV_ENDPOINT: "http://127.0.0.1:9", ENV_ACCESS_KEY: "a"}
-    with pytest.raises(BackupStoreError, match=ENV_SECRET_KEY):
-        make_backup_store(tmp_path, environ)
+    environ = {OBS_ENDPOINT_ENV: "http://127.0.0.1:9", OBS_ACCESS_KEY_ENV: "a"}
+    with pytest.raises(BackupStoreError, match=OBS_SECRET_KEY_ENV):
+        make_backup_store(Settings.from_env(environ, data_dir=tmp_path))
 
 
 def test_local_discard_prefix_removes_partial_files_too(local: LocalBackupStore) -> None:

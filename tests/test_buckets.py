@@ -386,6 +386,13 @@ def test_s3_buckets_need_a_grant_as_folders_do(redis_server: RedisServerFactory)
             p1, p2 = Project(service, P1, redis_server()), Project(service, P2, target)
             service.grant("s3-p1", P1)
             assert p1.run("s3-p1", "dump.rdb")["status"] == "SUCCESS"
+            # The bucket of the service's own backups is read through backup_record only.
+            assert p1.refusal("dcs-backups", "dump.rdb") == (
+                400,
+                "DCS.4800",
+                "Invalid parameter: backup_files.bucket_name: bucket <bucket> holds the backups "
+                "this service makes; import one with file_source backup_record",
+            )
 
             seen = p2.refusal("s3-p1", "dump.rdb")
             assert seen == MISSING

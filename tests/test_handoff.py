@@ -213,16 +213,15 @@ def test_falls_back_when_replicaof_is_renamed(
 
 
 def test_falls_back_when_the_target_cannot_connect_back(
-    tmp_path: Path, redis_server: RedisServerFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:
     path = tmp_path / "dump.rdb"
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     server = redis_server()
     # The target is told an address where nothing listens; the listener is elsewhere.
-    monkeypatch.setenv(handoff.HANDOFF_ADDR_ENV, "127.0.0.3")
-    monkeypatch.setenv(handoff.HANDOFF_BIND_ENV, "127.0.0.1")
+    options = WriteOptions(flush=True, handoff_addr="127.0.0.3", handoff_bind="127.0.0.1")
     started = time.monotonic()
-    result = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    result = run_import([str(path)], target_of(server), options)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
     assert any("did not connect back" in w for w in result.warnings)
@@ -233,17 +232,16 @@ def test_falls_back_when_the_target_cannot_connect_back(
 
 
 def test_a_hand_off_address_outside_the_allowed_networks_is_never_handed_out(
-    tmp_path: Path, redis_server: RedisServerFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:
     path = tmp_path / "dump.rdb"
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     server = redis_server()
-    monkeypatch.setenv(handoff.HANDOFF_ADDR_ENV, "127.0.0.3")
-    monkeypatch.setenv(handoff.HANDOFF_BIND_ENV, "127.0.0.1")
+    options = WriteOptions(flush=True, handoff_addr="127.0.0.3", handoff_bind="127.0.0.1")
     target = Endpoint(
         "127.0.0.1", server.port, policy=AddressPolicy(AllowedNetworks.parse("127.0.0.1/32"))
     )
-    result = run_import([str(path)], target, WriteOptions(flush=True))
+    result = run_import([str(path)], target, options)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
     assert any("127.0.0.3 does not lie in the allowed networks" in w for w in result.warnings)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import KeyRecord, Record
 from dcs_migration.importer import resolve_inputs, run_import
@@ -25,6 +26,7 @@ from dcs_migration.sources import (
     RetryPolicy,
     S3Settings,
     S3SourceError,
+    SourceError,
     find_inputs,
     find_s3_inputs,
     is_s3_url,
@@ -113,15 +115,16 @@ def test_settings_from_env() -> None:
         "DCS_MIGRATION_OBS_ACCESS_KEY": "ak",
         "DCS_MIGRATION_OBS_SECRET_KEY": "sk",
     }
-    got = S3Settings.from_env(env)
+    got = Settings.from_env(env).s3
     assert got == S3Settings("http://127.0.0.1:9000", "ak", "sk", "us-east-1")
     assert "sk" not in repr(got)
-    assert S3Settings.from_env({**env, "DCS_MIGRATION_OBS_REGION": "cn-north-4"}).region == (
+    assert Settings.from_env({**env, "DCS_MIGRATION_OBS_REGION": "cn-north-4"}).s3.region == (
         "cn-north-4"
     )
-    assert S3Settings.from_env({}) == S3Settings()
+    assert Settings.from_env({}).s3 == S3Settings()
+    half = Settings.from_env({"DCS_MIGRATION_OBS_ACCESS_KEY": "ak"}).s3
     with pytest.raises(S3SourceError, match="DCS_MIGRATION_OBS_SECRET_KEY is not"):
-        S3Settings.from_env({"DCS_MIGRATION_OBS_ACCESS_KEY": "ak"})
+        make_s3_client(half)
 
 
 def test_client_uses_path_style(moto: MotoServer) -> None:
@@ -235,7 +238,8 @@ def test_missing_key(client: Any, bucket: str) -> None:
     message = str(info.value)
     assert f"no object 'backups/nope.rdb' in the bucket '{bucket}'" in message
     assert f"s3://{bucket}/backups/nope.rdb" in message
-    assert isinstance(info.value, FormatError)
+    # The backup's bytes were never reached: a source's error, not a format error.
+    assert isinstance(info.value, SourceError) and not isinstance(info.value, FormatError)
 
 
 def test_missing_bucket(client: Any) -> None:
@@ -430,18 +434,24 @@ def test_import_from_s3_into_redis(
     client: Any,
     bucket: str,
     redis_server: RedisServerFactory,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     put(client, bucket, "dump.rdb", RDB.read_bytes())
-    monkeypatch.setenv("DCS_MIGRATION_OBS_ENDPOINT", moto.endpoint)
-    monkeypatch.setenv("DCS_MIGRATION_OBS_ACCESS_KEY", ACCESS_KEY)
-    monkeypatch.setenv("DCS_MIGRATION_OBS_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("DCS_MIGRATION_OBS_REGION", REGION)
+    env = {
+        "DCS_MIGRATION_OBS_ENDPOINT": moto.endpoint,
+        "DCS_MIGRATION_OBS_ACCESS_KEY": ACCESS_KEY,
+        "DCS_MIGRATION_OBS_SECRET_KEY": SECRET_KEY,
+        "DCS_MIGRATION_OBS_REGION": REGION,
+    }
+    with_s3 = Settings.from_env(env, data_dir=tmp_path)
     keys = sum(isinstance(r, KeyRecord) for r in read_input(local(RDB)))
 
     from_s3 = redis_server("--enable-debug-command", "yes")
     result = run_import(
-        [f"s3://{bucket}/dump.rdb"], Endpoint("127.0.0.1", from_s3.port), WriteOptions()
+        [f"s3://{bucket}/dump.rdb"],
+        Endpoint("127.0.0.1", from_s3.port),
+        WriteOptions(),
+        settings=with_s3,
     )
     assert result.status == "SUCCESS", result.error
     assert result.inputs == [f"s3://{bucket}/dump.rdb"]
@@ -458,7 +468,10 @@ def test_import_from_s3_into_redis(
     assert from_s3.cli("DEBUG", "DIGEST") == from_disk.cli("DEBUG", "DIGEST")
 
     missing = run_import(
-        [f"s3://{bucket}/nope.rdb"], Endpoint("127.0.0.1", from_s3.port), WriteOptions()
+        [f"s3://{bucket}/nope.rdb"],
+        Endpoint("127.0.0.1", from_s3.port),
+        WriteOptions(),
+        settings=with_s3,
     )
     assert missing.status == "FAILED"
     assert missing.error is not None and f"s3://{bucket}/nope.rdb" in missing.error

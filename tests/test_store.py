@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 
+from dcs_migration.config import SECRET_KEY_ENV, Settings
 from dcs_migration.store import (
     SQLITE_FILE_NAME,
     AddressHeld,
@@ -30,7 +31,7 @@ from dcs_migration.store import (
     open_store,
     parse_size,
 )
-from dcs_migration.store.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE, load_secret_box
+from dcs_migration.store.crypto import SECRET_KEY_FILE, load_secret_box
 from dcs_migration.store.db import _sqlite_url, create_store_engine, upgrade_schema
 from dcs_migration.store.models import Base
 from tests.support.postgres import create_database
@@ -56,7 +57,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def store(store_url: str | None, data_dir: Path) -> Iterator[Store]:
-    opened = open_store(store_url, data_dir, environ={})
+    opened = open_store(store_url, data_dir)
     try:
         yield opened
     finally:
@@ -87,10 +88,10 @@ def _task(
 def test_migrations_apply_idempotently_and_match_the_models(
     store_url: str | None, data_dir: Path
 ) -> None:
-    first = open_store(store_url, data_dir, environ={})
+    first = open_store(store_url, data_dir)
     key = first.create_key(PROJECT)
     first.close()
-    again = open_store(store_url, data_dir, environ={})  # nothing left to apply
+    again = open_store(store_url, data_dir)  # nothing left to apply
     try:
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
@@ -177,9 +178,7 @@ def test_secrets_are_encrypted_at_rest(store: Store, store_url: str | None, data
                     assert secret.encode() not in raw, f"{path.name} holds a secret"
 
     # Another key cannot read them, and says so.
-    wrong = open_store(
-        store_url, data_dir, environ={SECRET_KEY_ENV: Fernet.generate_key().decode()}
-    )
+    wrong = open_store(store_url, data_dir, secret_keys=[Fernet.generate_key().decode()])
     try:
         with pytest.raises(SecretKeyError, match="secret key"):
             wrong.instance_password(PROJECT, instance_id)
@@ -188,23 +187,25 @@ def test_secrets_are_encrypted_at_rest(store: Store, store_url: str | None, data
 
 
 def test_secret_key_file_is_private_and_env_key_wins(tmp_path: Path) -> None:
-    box = load_secret_box(tmp_path, environ={})
+    box = load_secret_box(tmp_path)
     key_file = tmp_path / SECRET_KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     token = box.encrypt("hello")
     assert "hello" not in token
-    assert load_secret_box(tmp_path, environ={}).decrypt(token) == "hello"
+    assert load_secret_box(tmp_path).decrypt(token) == "hello"
 
     other_dir = tmp_path / "other"
     env_key = Fernet.generate_key().decode()
-    env_box = load_secret_box(other_dir, environ={SECRET_KEY_ENV: env_key})
+
+    def keys_of(value: str) -> tuple[str, ...]:
+        return Settings.from_env({SECRET_KEY_ENV: value}, data_dir=other_dir).secret_keys
+
+    env_box = load_secret_box(other_dir, keys_of(env_key))
     assert not (other_dir / SECRET_KEY_FILE).exists()
-    rotated = load_secret_box(
-        other_dir, environ={SECRET_KEY_ENV: f"{Fernet.generate_key().decode()},{env_key}"}
-    )
+    rotated = load_secret_box(other_dir, keys_of(f"{Fernet.generate_key().decode()}, {env_key}"))
     assert rotated.decrypt(env_box.encrypt("x")) == "x"
     with pytest.raises(SecretKeyError):
-        load_secret_box(other_dir, environ={SECRET_KEY_ENV: "not-a-key"})
+        load_secret_box(other_dir, keys_of("not-a-key"))
     assert env_key not in repr(env_box)
 
 
@@ -327,7 +328,7 @@ def test_instances_registered_before_hold_their_ip_addresses(tmp_path: Path) -> 
                 )
     finally:
         engine.dispose()
-    store = open_store(None, data_dir, environ={})
+    store = open_store(None, data_dir)
     try:
         assert store.addresses_held_elsewhere(OTHER) == {"127.0.0.1:6379", "10.0.0.1:7000"}
         assert store.addresses_held_elsewhere(PROJECT) == frozenset()
@@ -719,8 +720,8 @@ def test_a_signature_is_accepted_once_by_every_store_on_the_database(
     other refuses; at once from many threads, exactly one accepts it."""
     later = datetime.now(UTC) + timedelta(minutes=30)
     with (
-        open_store(store_url, data_dir, environ={}) as one,
-        open_store(store_url, data_dir, environ={}) as two,
+        open_store(store_url, data_dir) as one,
+        open_store(store_url, data_dir) as two,
     ):
         assert one.remember_signature("a" * 64, later)
         assert not two.remember_signature("a" * 64, later)

@@ -156,17 +156,15 @@ def test_the_command_line_takes_a_reply_timeout(
     assert f"127.0.0.1:{server.port} did not answer within 0.5 s" in summary["error"]
 
 
-def test_the_services_reply_timeout_is_a_positive_number_of_seconds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(REPLY_TIMEOUT_ENV, "2.5")
-    assert Settings.from_env(tmp_path).reply_timeout == 2.5
-    monkeypatch.delenv(REPLY_TIMEOUT_ENV)
-    assert Settings.from_env(tmp_path).reply_timeout == 30
+def test_the_services_reply_timeout_is_a_positive_number_of_seconds(tmp_path: Path) -> None:
+    def reply_timeout(**env: str) -> float:
+        return Settings.from_env(env, data_dir=tmp_path).reply_timeout
+
+    assert reply_timeout(**{REPLY_TIMEOUT_ENV: "2.5"}) == 2.5
+    assert reply_timeout() == 30
     for nonsense in ("0", "-1", "soon", "inf", "nan"):
-        monkeypatch.setenv(REPLY_TIMEOUT_ENV, nonsense)
         with pytest.raises(ValueError, match=f"{REPLY_TIMEOUT_ENV}='{nonsense}'"):
-            Settings.from_env(tmp_path)
+            reply_timeout(**{REPLY_TIMEOUT_ENV: nonsense})
 
 
 def test_a_loading_target_is_waited_for_beyond_the_reply_timeout(

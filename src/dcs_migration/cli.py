@@ -5,6 +5,9 @@ only what every command shares (typer, and the option types its signatures name)
 command imports what it needs when it runs. `import` and `inspect` never load the
 service's stack (SQLAlchemy, Alembic, FastAPI, boto3, ...): its imports stay in
 `serve`, `keys`, `instances` and `buckets`. A test checks what a bare import of this module loads.
+
+Each command reads the environment once, into `Settings` (`config.py`), and hands what it
+needs down from there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from dcs_migration.config import Settings
     from dcs_migration.formats import Record
     from dcs_migration.importer import ImportResult
     from dcs_migration.inspect_backup import Summary
@@ -230,13 +234,14 @@ def import_(
     """Import backups into a Redis (standalone or cluster) without running the service."""
     from dcs_migration.client.addresses import AddressPolicy
     from dcs_migration.client.endpoint import TargetError, parse_target_url
-    from dcs_migration.config import allowed_networks_from_env
+    from dcs_migration.config import Settings
     from dcs_migration.importer import run_import
 
     try:
+        settings = Settings.from_env()
         # The operator's own tool, under the service's rule all the same: the target
         # and every node a cluster names must lie in DCS_MIGRATION_ALLOWED_NETWORKS.
-        endpoint = parse_target_url(target, AddressPolicy(allowed_networks_from_env()))
+        endpoint = parse_target_url(target, AddressPolicy(settings.allowed_networks))
     except (TargetError, ValueError) as exc:
         _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -249,14 +254,23 @@ def import_(
         skip_unknown_commands=skip_unknown_commands,
         big_key_bytes=big_key_bytes,
         reply_timeout=reply_timeout,
+        handoff_addr=settings.handoff_addr,
+        handoff_bind=settings.handoff_bind,
     )
     if sys.stderr.isatty() and not as_json:
         from dcs_migration.progress import ImportProgress
 
         with ImportProgress(enabled=True) as bar:
-            result = run_import(sources, endpoint, options, cluster=cluster, on_progress=bar.update)
+            result = run_import(
+                sources,
+                endpoint,
+                options,
+                cluster=cluster,
+                on_progress=bar.update,
+                settings=settings,
+            )
     else:
-        result = run_import(sources, endpoint, options, cluster=cluster)
+        result = run_import(sources, endpoint, options, cluster=cluster, settings=settings)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
     else:
@@ -304,7 +318,7 @@ def serve(
     from dcs_migration.config import Settings
 
     try:
-        settings = Settings.from_env(data_dir)
+        settings = Settings.from_env(data_dir=data_dir)
     except ValueError as exc:  # a setting of the environment that cannot be used
         _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -337,13 +351,24 @@ DataDir = Annotated[
 ]
 
 
-def _open_store(data_dir: Path | None) -> Store:
+def _settings(data_dir: Path | None) -> Settings:
     from dcs_migration.config import Settings
+
+    return Settings.from_env(data_dir=data_dir)
+
+
+def _open_store(data_dir: Path | None, settings: Settings | None = None) -> Store:
+    """The service's store, as the settings (made here unless given) name it."""
     from dcs_migration.store import open_store
 
-    settings = Settings.from_env(data_dir)
+    settings = settings if settings is not None else _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return open_store(settings.database_url, settings.data_dir)
+    return open_store(
+        settings.database_url,
+        settings.data_dir,
+        secret_keys=settings.secret_keys,
+        sqlite_busy_seconds=settings.sqlite_busy_timeout,
+    )
 
 
 @keys_app.command("create")
@@ -435,15 +460,15 @@ def instances_add(
     from dcs_migration.api.schemas import parse_addr
     from dcs_migration.client.endpoint import TargetError
     from dcs_migration.client.probe import probe_instance
-    from dcs_migration.config import allowed_networks_from_env
 
     try:
+        settings = _settings(data_dir)
         addresses = [parse_addr(a) for a in addrs.split(",") if a.strip()]
         if not addresses:
             raise ValueError("--addrs names no host:port")
         probed = probe_instance(
             addresses,
-            allowed_networks_from_env(),
+            settings.allowed_networks,
             username=username,
             password=password,
             cluster=cluster,
@@ -452,7 +477,7 @@ def instances_add(
         _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     version = probed.version
-    with _open_store(data_dir) as store:
+    with _open_store(data_dir, settings) as store:
         instance = store.add_instance(
             project_id,
             name,

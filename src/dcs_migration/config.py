@@ -1,11 +1,21 @@
-"""The service's settings, from the command line and the environment (DESIGN §7)."""
+"""The service's settings: every `DCS_MIGRATION_*` variable, its default and what it is for.
+
+`Settings.from_env()` is the one reader of the environment. Each process builds its
+settings once where it starts (the `serve` command, each CLI command; a task's worker
+process receives the service's as JSON) and passes them, or the typed pieces a layer
+needs (`S3Settings`, `AllowedNetworks`, a timeout), down: nothing below reads the
+environment, so what a module depends on is in its signature, and a test sets settings
+instead of variables.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from dcs_migration.client.addresses import AllowedNetworks
@@ -13,30 +23,78 @@ from dcs_migration.writer.options import REPLY_TIMEOUT
 
 DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
+SQLITE_BUSY_ENV = "DCS_MIGRATION_SQLITE_BUSY_TIMEOUT"
+SECRET_KEY_ENV = "DCS_MIGRATION_SECRET_KEY"
 WORKERS_ENV = "DCS_MIGRATION_WORKERS"
 MAX_TASKS_ENV = "DCS_MIGRATION_MAX_TASKS_PER_PROJECT"
 ALLOWED_NETWORKS_ENV = "DCS_MIGRATION_ALLOWED_NETWORKS"
 OBS_ENDPOINT_ENV = "DCS_MIGRATION_OBS_ENDPOINT"
+OBS_ACCESS_KEY_ENV = "DCS_MIGRATION_OBS_ACCESS_KEY"
+OBS_SECRET_KEY_ENV = "DCS_MIGRATION_OBS_SECRET_KEY"
+OBS_REGION_ENV = "DCS_MIGRATION_OBS_REGION"
+BACKUP_BUCKET_ENV = "DCS_MIGRATION_BACKUP_BUCKET"
 PUBLIC_URL_ENV = "DCS_MIGRATION_PUBLIC_URL"
 HEADER_TIMEOUT_ENV = "DCS_MIGRATION_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "DCS_MIGRATION_BODY_TIMEOUT"
 BODY_BUDGET_ENV = "DCS_MIGRATION_BODY_BUDGET_MB"
-
-MAX_BODY_BYTES = 12 << 20  # one request's body
 REPLY_TIMEOUT_ENV = "DCS_MIGRATION_REPLY_TIMEOUT"
+HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"
+HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"
+# Not a setting: the service tells each task process its pid this way, for the process
+# to end with it (tasks/worker.py); the worker's entry reads it, as the runner sets it.
+SERVICE_PID_ENV = "DCS_MIGRATION_SERVICE_PID"
+
+DEFAULT_DATA_DIR = "./dcs-data"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_BACKUP_BUCKET = "dcs-backups"
+SQLITE_BUSY_SECONDS = 30.0
+MAX_BODY_BYTES = 12 << 20  # one request's body
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where an S3-compatible object store is and how to sign in to it. An access key
+    without its secret (or the reverse) is refused when a client is made, not here:
+    only an import that reads S3 needs them."""
+
+    endpoint: str | None = None  # the endpoint URL; None: AWS
+    access_key: str | None = None  # None (with secret_key): boto3's own credential chain
+    secret_key: str | None = field(default=None, repr=False)
+    region: str = DEFAULT_REGION
+
+    def credentials_problem(self) -> str | None:
+        """Why the credentials cannot be used (one given without the other), or None."""
+        if (self.access_key is None) == (self.secret_key is None):
+            return None
+        given, missing = (
+            (OBS_ACCESS_KEY_ENV, OBS_SECRET_KEY_ENV)
+            if self.secret_key is None
+            else (OBS_SECRET_KEY_ENV, OBS_ACCESS_KEY_ENV)
+        )
+        return f"{given} is set but {missing} is not: set both or neither"
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path
+    """Every setting of the service, each with its default; one per process, passed down."""
+
+    data_dir: Path  # the embedded default's home: SQLite, buckets/, backups/, secret.key
     database_url: str | None = None  # None: SQLite in the data dir
+    # How long a SQLite statement waits for a lock another connection holds (store/db.py).
+    sqlite_busy_timeout: float = SQLITE_BUSY_SECONDS
+    # Fernet keys that encrypt stored secrets: the first encrypts, all decrypt (rotation);
+    # empty: the data dir's secret.key file (store/crypto.py).
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     workers: int = 4  # tasks that run at once; more wait, in order
     max_tasks_per_project: int = 100  # running or waiting; one project cannot crowd out others
     # Where the service may connect (client/addresses.py): loopback and private ranges.
     allowed_networks: AllowedNetworks = field(default_factory=AllowedNetworks.default)
-    # Set: buckets are those of this S3-compatible store (signed in with the other
-    # DCS_MIGRATION_OBS_* variables); unset: folders of <data dir>/buckets.
-    obs_endpoint: str | None = None
+    # The S3-compatible store: of `s3://` sources always; of buckets and backups only
+    # when its endpoint is set (see `object_store`).
+    s3: S3Settings = field(default_factory=S3Settings)
+    # The bucket of the backups this service makes, in the object store (or the name
+    # users see for the backups folder of the data dir).
+    backup_bucket: str = DEFAULT_BACKUP_BUCKET
     # The base URL of download links and redirects (scheme, host, maybe a path); None:
     # the request's own, as its Host header and the proxy's X-Forwarded-Proto say.
     public_url: str | None = None
@@ -48,37 +106,95 @@ class Settings:
     # Seconds a target may keep a task's connection without answering (or taking bytes)
     # before the task fails, naming it: a hung target frees its worker this soon.
     reply_timeout: float = REPLY_TIMEOUT
+    # The hand-off (writer/handoff.py): the address of this host the target connects
+    # back to (None: loopback, for a target on this host only), and where to listen
+    # when that differs (behind NAT; None: the same address).
+    handoff_addr: str | None = None
+    handoff_bind: str | None = None
+
+    @property
+    def object_store(self) -> S3Settings | None:
+        """The store that buckets and backups live in: the S3-compatible one when its
+        endpoint is set, else None (folders of the data dir). Decided here only."""
+        return self.s3 if self.s3.endpoint is not None else None
 
     @classmethod
     def from_env(
         cls,
-        data_dir: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
     ) -> Settings:
+        """The settings from `environ` (default: this process's environment); `data_dir`
+        (the command line's) wins over the variable. Empty variables count as unset.
+        ValueError naming the variable for a value that cannot be used."""
         env = os.environ if environ is None else environ
-        chosen = data_dir or env.get(DATA_DIR_ENV) or "./dcs-data"
+        chosen = data_dir or env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
         return cls(
             data_dir=Path(chosen).resolve(),
             database_url=env.get(DATABASE_URL_ENV) or None,
+            sqlite_busy_timeout=_busy_timeout(env.get(SQLITE_BUSY_ENV)),
+            secret_keys=_secret_keys(env.get(SECRET_KEY_ENV)),
             workers=int(env.get(WORKERS_ENV, "4")),
             max_tasks_per_project=int(env.get(MAX_TASKS_ENV, "100")),
-            allowed_networks=allowed_networks_from_env(env),
-            obs_endpoint=env.get(OBS_ENDPOINT_ENV) or None,
+            allowed_networks=_allowed_networks(env.get(ALLOWED_NETWORKS_ENV)),
+            s3=S3Settings(
+                endpoint=env.get(OBS_ENDPOINT_ENV) or None,
+                access_key=env.get(OBS_ACCESS_KEY_ENV) or None,
+                secret_key=env.get(OBS_SECRET_KEY_ENV) or None,
+                region=env.get(OBS_REGION_ENV) or DEFAULT_REGION,
+            ),
+            backup_bucket=env.get(BACKUP_BUCKET_ENV) or DEFAULT_BACKUP_BUCKET,
             public_url=public_url(env.get(PUBLIC_URL_ENV)),
             header_timeout=_seconds(env.get(HEADER_TIMEOUT_ENV), cls.header_timeout),
             body_timeout=_seconds(env.get(BODY_TIMEOUT_ENV), cls.body_timeout),
             body_budget=_budget(env.get(BODY_BUDGET_ENV), cls.body_budget),
             reply_timeout=_reply_timeout(env.get(REPLY_TIMEOUT_ENV)),
+            handoff_addr=env.get(HANDOFF_ADDR_ENV) or None,
+            handoff_bind=env.get(HANDOFF_BIND_ENV) or None,
         )
 
+    def to_json(self) -> str:
+        """The settings as JSON text, secrets included: for a process of this service
+        (never to a log or a client)."""
+        doc: dict[str, Any] = {
+            "data_dir": str(self.data_dir),
+            "database_url": self.database_url,
+            "sqlite_busy_timeout": self.sqlite_busy_timeout,
+            "secret_keys": list(self.secret_keys),
+            "workers": self.workers,
+            "max_tasks_per_project": self.max_tasks_per_project,
+            "allowed_networks": str(self.allowed_networks),
+            "s3": {
+                "endpoint": self.s3.endpoint,
+                "access_key": self.s3.access_key,
+                "secret_key": self.s3.secret_key,
+                "region": self.s3.region,
+            },
+            "backup_bucket": self.backup_bucket,
+            "public_url": self.public_url,
+            "header_timeout": self.header_timeout,
+            "body_timeout": self.body_timeout,
+            "body_budget": self.body_budget,
+            "reply_timeout": self.reply_timeout,
+            "handoff_addr": self.handoff_addr,
+            "handoff_bind": self.handoff_bind,
+        }
+        return json.dumps(doc)
 
-def allowed_networks_from_env(env: Mapping[str, str] | None = None) -> AllowedNetworks:
-    """DCS_MIGRATION_ALLOWED_NETWORKS (empty counts as unset); ValueError naming the
-    variable and the entry that is not a network."""
-    text = (os.environ if env is None else env).get(ALLOWED_NETWORKS_ENV, "").strip()
-    if not text:
-        return AllowedNetworks.default()
-    return AllowedNetworks.parse(text, name=ALLOWED_NETWORKS_ENV)
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """The settings `to_json` wrote."""
+        doc = json.loads(text)
+        return cls(
+            **{
+                **doc,
+                "data_dir": Path(doc["data_dir"]),
+                "secret_keys": tuple(doc["secret_keys"]),
+                "allowed_networks": AllowedNetworks.parse(doc["allowed_networks"]),
+                "s3": S3Settings(**doc["s3"]),
+            }
+        )
 
 
 def public_url(raw: str | None) -> str | None:
@@ -101,6 +217,33 @@ def public_url(raw: str | None) -> str | None:
             f"https://dcs.example.com, not {raw!r}"
         )
     return url.rstrip("/")
+
+
+def _allowed_networks(raw: str | None) -> AllowedNetworks:
+    """DCS_MIGRATION_ALLOWED_NETWORKS (empty counts as unset); ValueError naming the
+    variable and the entry that is not a network."""
+    text = (raw or "").strip()
+    if not text:
+        return AllowedNetworks.default()
+    return AllowedNetworks.parse(text, name=ALLOWED_NETWORKS_ENV)
+
+
+def _secret_keys(raw: str | None) -> tuple[str, ...]:
+    """DCS_MIGRATION_SECRET_KEY: keys separated by commas, the first one encrypting."""
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+def _busy_timeout(raw: str | None) -> float:
+    """DCS_MIGRATION_SQLITE_BUSY_TIMEOUT: seconds, more than 0 and less than a day."""
+    if not raw:
+        return SQLITE_BUSY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{SQLITE_BUSY_ENV} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value < 24 * 3600:
+        raise ValueError(f"{SQLITE_BUSY_ENV} must be more than 0 seconds and less than a day")
+    return value
 
 
 def _seconds(raw: str | None, default: float) -> float:
@@ -138,3 +281,9 @@ def _reply_timeout(raw: str | None) -> float:
     if not 0 < value < float("inf"):
         raise ValueError(f"{REPLY_TIMEOUT_ENV}={raw!r}: give a number of seconds above 0")
     return value
+
+
+def environ_with(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with `extra` on top: what a child process of the
+    service starts with (the interpreter's own variables pass through unread)."""
+    return {**os.environ, **extra}

@@ -32,12 +32,12 @@ from dcs_migration.formats.records import (
     Record,
 )
 from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
-from dcs_migration.sources import Input, find_inputs
-from dcs_migration.sources.bucket import LocalObject, Source
+from dcs_migration.sources import Input, Source, SourceError, find_all
 from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
 from dcs_migration.writer.writer import Refused, Writer, WriteStats
 
 if TYPE_CHECKING:
+    from dcs_migration.config import Settings
     from dcs_migration.writer import handoff
 
 
@@ -105,25 +105,13 @@ class ImportResult:
 ProgressCallback = Callable[[Progress], None]
 
 
-def resolve_inputs(sources: Sequence[Source]) -> list[Input]:
-    """The inputs of every source: a local file or folder, an object of a folder bucket
-    (named `bucket/key`), or `s3://bucket/key` (an object) or `s3://bucket/prefix/`
-    (every backup under it), read from the store that the DCS_MIGRATION_OBS_* variables
-    name."""
-    from dcs_migration.sources.s3 import find_s3_inputs, is_s3_url, make_s3_client, parse_s3_url
+def resolve_inputs(sources: Sequence[Source], settings: Settings | None = None) -> list[Input]:
+    """The inputs of every source: a spec, a local file or folder, or `s3://bucket/key`
+    (an object) or `s3://bucket/prefix/` (every backup under it), read from the store
+    that `settings` name (default: the settings of an empty environment)."""
+    from dcs_migration.config import Settings
 
-    inputs: list[Input] = []
-    client = None
-    for source in sources:
-        if isinstance(source, LocalObject):
-            inputs.extend(find_inputs(source.path(), name=source.name))
-        elif is_s3_url(source):
-            bucket, key = parse_s3_url(source)
-            client = client if client is not None else make_s3_client()
-            inputs.extend(find_s3_inputs(bucket, key, client=client))
-        else:
-            inputs.extend(find_inputs(source))
-    return inputs
+    return find_all(sources, settings if settings is not None else Settings.from_env({}))
 
 
 def run_import(
@@ -138,9 +126,11 @@ def run_import(
     resume_from: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], None] | None = None,
     interrupter: Interrupter | None = None,
+    settings: Settings | None = None,
 ) -> ImportResult:
     """Import every backup found at `sources` into `target`; never raises for bad input
-    or a refusing target: the result says FAILED, why, and what was written.
+    or a refusing target: the result says FAILED, why, and what was written. `settings`
+    say where S3 objects and this service's backups are (see `resolve_inputs`).
 
     `should_stop` is asked after every chunk read (about a megabyte): when it answers
     True, the import ends TERMINATED, with what the target acknowledged counted (the
@@ -162,6 +152,7 @@ def run_import(
             resume_from=resume_from,
             on_checkpoint=on_checkpoint,
             interrupted=lambda: interrupter is not None and interrupter.fired,
+            settings=settings,
         )
 
 
@@ -177,6 +168,7 @@ def _import(
     resume_from: Checkpoint | None,
     on_checkpoint: Callable[[Checkpoint], None] | None,
     interrupted: Callable[[], bool],
+    settings: Settings | None,
 ) -> ImportResult:
     started = time.monotonic()
     result = ImportResult(status="FAILED")
@@ -199,7 +191,7 @@ def _import(
 
     try:
         if inputs is None:
-            inputs = resolve_inputs(sources)
+            inputs = resolve_inputs(sources, settings)
         result.inputs = [i.name for i in inputs]
         progress.bytes_total = result.bytes_total = sum(i.size for i in inputs)
         batches: Iterator[Sequence[Record]] = position.batches(inputs, progress, read_bytes)
@@ -255,14 +247,14 @@ def _import(
         resumable = result.strategy == "restore" and not writer.in_transaction
         if settled and on_checkpoint is not None and resumable:
             on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
-    except (FormatError, TargetError, OSError) as exc:
-        if interrupted() and not isinstance(exc, FormatError):
+    except (FormatError, SourceError, TargetError, OSError) as exc:
+        if interrupted() and not isinstance(exc, (FormatError, SourceError)):
             # A connection shut down by the stop, reported as a failure on the way up.
             result.status, result.error = "TERMINATED", "stopped by the user"
             return result
         result.error = _error_text(exc)
         result.target_lost_writes = isinstance(exc, TargetRestarted)
-        if not isinstance(exc, FormatError) and progress.current_input:
+        if not isinstance(exc, (FormatError, SourceError)) and progress.current_input:
             result.error = f"{result.error} (while importing {progress.current_input})"
         if router is not None and isinstance(exc, Refused):
             _settle(router)
@@ -383,7 +375,7 @@ def _plan_handoff(
     conn = Connection(target, timeout=options.reply_timeout)
     try:
         conn.connect()
-        pre = handoff.check(conn, target, max(versions))
+        pre = handoff.check(conn, target, max(versions), options.handoff_addr)
     except handoff.HandoffUnavailable as exc:
         conn.close()
         return str(exc)
@@ -469,7 +461,7 @@ def _handoff(
     anything was streamed, the reason."""
     from dcs_migration.writer import handoff
 
-    session = handoff.Handoff(target, plan.conn, plan.listen_host)
+    session = handoff.Handoff(target, plan.conn, plan.listen_host, options.handoff_bind)
     try:
         try:
             session.start()

@@ -53,23 +53,16 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
-        self.store: Store = open_store(settings.database_url, settings.data_dir)
-        self.files: BackupStore = make_backup_store(settings.data_dir)
-        self.buckets = Buckets(
-            self.store, settings.data_dir, object_store=settings.obs_endpoint is not None
-        )
-        self.runner = TaskRunner(
-            self.store,
+        self.store: Store = open_store(
+            settings.database_url,
             settings.data_dir,
-            self.files,
-            self.buckets,
-            networks=settings.allowed_networks,
-            workers=settings.workers,
-            database_url=settings.database_url,
+            secret_keys=settings.secret_keys,
+            sqlite_busy_seconds=settings.sqlite_busy_timeout,
         )
-        self.backups = BackupRunner(
-            self.store, self.files, settings.allowed_networks, workers=settings.workers
-        )
+        self.files: BackupStore = make_backup_store(settings)
+        self.buckets = Buckets(self.store, settings.data_dir, object_store=settings.object_store)
+        self.runner = TaskRunner(self.store, settings, self.files, self.buckets)
+        self.backups = BackupRunner(self.store, self.files, settings, workers=settings.workers)
         self.bodies = BodyBudget(settings.body_budget)
 
     def start(self) -> None:

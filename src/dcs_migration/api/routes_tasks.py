@@ -40,7 +40,6 @@ from dcs_migration.api.schemas import (
     parse_addr,
     parse_body,
 )
-from dcs_migration.sources.backup_store import S3BackupStore
 from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
 from dcs_migration.sources.fingerprint import describe_change, fingerprint
 from dcs_migration.sources.s3 import S3SourceError
@@ -96,7 +95,8 @@ def create_migration_task(project_id: str, request: Request, auth: Signed) -> di
         origin = f"backup {backup.backup_id}"
     else:
         bucket = files.bucket_name or ""
-        if isinstance(service.files, S3BackupStore) and bucket == service.files.bucket:
+        settings = service.settings
+        if settings.object_store is not None and bucket == settings.backup_bucket:
             raise invalid_parameter(
                 f"backup_files.bucket_name: bucket {bucket} holds the backups this service "
                 "makes; import one with file_source backup_record"
@@ -338,7 +338,7 @@ def _check_unchanged(service: Any, task: TaskRecord) -> None:
             400, DCS_BACKUP_NOT_SUCCEEDED, f"backup {task.backup_id} is no longer a succeed backup"
         )
     try:
-        change = describe_change(task.inputs_fingerprint, fingerprint(sources))
+        change = describe_change(task.inputs_fingerprint, fingerprint(sources, service.settings))
     except BadObjectKey:
         return  # an object now leaves its bucket: the run fails, saying so
     except Exception as exc:  # an unreachable store: the run would fail the same way

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import (
@@ -35,7 +34,9 @@ from pydantic import (
     model_validator,
 )
 
+from dcs_migration.sizes import parse_size
 from dcs_migration.sources.bucket import bucket_name_problem
+from dcs_migration.sources.keys import object_key_problem
 
 from .errors import empty_body, from_validation_error, rule_error
 from .links import MAX_EXPIRATION, MIN_EXPIRATION
@@ -53,7 +54,6 @@ TASK_STATUSES: Final = ("MIGRATING", "SUCCESS", "FAILED", "TERMINATING", "TERMIN
 
 ONLINE_MIGRATION_API: Final = "CreateOnlineMigrationTask (POST /v2/{project_id}/migration/instance)"
 
-MAX_OBJECT_KEY_BYTES: Final = 1024
 MAX_FILES: Final = 10_000
 MAX_BATCH_IDS: Final = 1_000
 MAX_OFFSET: Final = (1 << 31) - 1
@@ -74,49 +74,13 @@ class _Response(BaseModel):
 
 # -- helpers -------------------------------------------------------------------------
 
-_SIZE_RE: Final = re.compile(
-    r"([0-9]{1,20})(?:\.([0-9]{1,20}))? ?([kmgtp]?)(i?b?)", re.IGNORECASE | re.ASCII
-)
-_SIZE_UNITS: Final = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-
-
-def parse_size(text: str) -> int | None:
-    """A size in bytes from ``"1234"``, ``"754.0MB"``, ``"1.5 GB"``, ``"2KiB"``; None if unreadable.
-
-    Units B, KB, MB, GB, TB (and PB; also K, M, G, T, P and KiB, MiB, ...; any case) are
-    binary multiples (1 KB = 1024 B), as the managed service's console prints the sizes of
-    bucket objects (the SDK example's ``754.0MB`` is such a display string). A decimal
-    value is rounded to the nearest byte. Surrounding spaces and one space before the unit
-    are allowed; signs, exponents, ``Ki`` without ``B`` and empty text are not.
-    """
-    match = _SIZE_RE.fullmatch(text.strip())
-    if match is None:
-        return None
-    whole, frac, prefix, suffix = match.groups()
-    if suffix.lower() == "i" or (suffix and suffix[0] in "iI" and not prefix):
-        return None  # "5Ki", "5i" or "5iB"
-    try:
-        value = Decimal(f"{whole}.{frac}" if frac else whole)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
-        return None
-    scaled = value * (1024 ** _SIZE_UNITS[prefix.lower()])
-    return int(scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
 _UPDATE_AT_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _check_object_key(key: str) -> str:
-    if not key:
-        raise rule_error("must not be empty")
-    if "\x00" in key:
-        raise rule_error("must not contain a NUL character")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_OBJECT_KEY_BYTES:
-        raise rule_error(f"must be at most {MAX_OBJECT_KEY_BYTES} bytes long")
-    if key.startswith(("/", "\\")):
-        raise rule_error("must be an object key in the bucket, not an absolute path")
-    if ".." in re.split(r"[/\\]", key):
-        raise rule_error("must not contain a '..' segment")
+    problem = object_key_problem(key)
+    if problem is not None:
+        raise rule_error(str(problem))
     return key
 
 

@@ -1,10 +1,12 @@
 """Where the backups the service makes are kept: a folder of the data dir, or a bucket.
 
-`make_backup_store(data_dir)` picks one: files under `data_dir / "backups"` by default, or a
-bucket of the S3-compatible store when `DCS_MIGRATION_OBS_ENDPOINT` is set. Both stores
-take the same keys (relative POSIX paths such as `proj/inst/backup-id/host_port.rdb`) and
-hand out sources the importer opens: a file of the folder (named `bucket/key` to users,
-as a folder bucket's objects are) or an `s3://bucket/key` address.
+`make_backup_store(settings)` picks one: files under `<data dir>/backups` by default, or the
+backup bucket of the S3-compatible store when the settings have one (`Settings.object_store`).
+Both stores take the same keys (relative POSIX paths such as
+`proj/inst/backup-id/host_port.rdb`) and hand out the same source for a key, a
+`BackupObject`, which the finder places with its own settings (`backup_location`): a file of
+the folder (named `bucket/key` to users, as a folder bucket's objects are) or an object of
+the bucket (`s3://bucket/key`).
 
 A backup is written as a stream and becomes visible only when committed, so a reader never
 sees half a file: locally through a temporary file renamed into place, in a bucket through
@@ -18,25 +20,15 @@ import os
 import shutil
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
-from dcs_migration.sources.bucket import LocalObject, Source
-from dcs_migration.sources.s3 import (
-    ENV_ENDPOINT,
-    RetryPolicy,
-    S3Settings,
-    S3SourceError,
-    is_transient,
-    make_s3_client,
-    s3_url,
-)
-
-BACKUP_BUCKET_ENV = "DCS_MIGRATION_BACKUP_BUCKET"
-DEFAULT_BACKUP_BUCKET = "dcs-backups"
+from dcs_migration.config import DEFAULT_BACKUP_BUCKET, Settings
+from dcs_migration.sources.retry import RetriesFailed, RetryPolicy, call_with_retries
+from dcs_migration.sources.s3 import S3SourceError, is_transient, make_s3_client, s3_url
+from dcs_migration.sources.specs import BackupObject, LocalObject, S3Object
 
 MIN_PART_BYTES = 5 << 20  # S3 refuses smaller parts, except the last one
 MAX_PARTS = 10_000  # S3's limit on parts per upload
@@ -75,7 +67,7 @@ class BackupStore(Protocol):
     bucket: str  # the bucket name reported to users
 
     def writer(self, key: str) -> BackupWriter: ...
-    def source(self, key: str) -> Source: ...
+    def source(self, key: str) -> BackupObject: ...
     def size(self, key: str) -> int: ...
     def open(self, key: str) -> BinaryIO: ...
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -83,17 +75,22 @@ class BackupStore(Protocol):
     def presigned_url(self, key: str, expires_in: int) -> str | None: ...
 
 
-def make_backup_store(data_dir: Path, environ: Mapping[str, str] | None = None) -> BackupStore:
-    """Local under data_dir / "backups" unless DCS_MIGRATION_OBS_ENDPOINT is set; then S3 via
-    dcs_migration.sources.s3.make_s3_client(S3Settings.from_env(environ)) into the bucket named by
-    DCS_MIGRATION_BACKUP_BUCKET (default "dcs-backups"), created on first use if it does not exist.
-    """
-    env = os.environ if environ is None else environ
-    bucket = env.get(BACKUP_BUCKET_ENV) or DEFAULT_BACKUP_BUCKET
-    if not env.get(ENV_ENDPOINT):
-        return LocalBackupStore(Path(data_dir) / "backups", bucket)
+def backup_location(settings: Settings, key: str) -> LocalObject | S3Object:
+    """Where the backup file `key` is kept under `settings`: a file of the data dir's
+    backups folder, or an object of the backup bucket in the object store."""
+    if settings.object_store is None:
+        return LocalObject(settings.data_dir / "backups", settings.backup_bucket, _check_key(key))
+    return S3Object(settings.backup_bucket, _check_key(key))
+
+
+def make_backup_store(settings: Settings) -> BackupStore:
+    """The folder `<data dir>/backups`, unless the settings have an object store; then its
+    backup bucket (`Settings.backup_bucket`), created on first use if it does not exist."""
+    bucket = settings.backup_bucket
+    if settings.object_store is None:
+        return LocalBackupStore(settings.data_dir / "backups", bucket)
     try:
-        client = make_s3_client(S3Settings.from_env(env))
+        client = make_s3_client(settings.object_store)
     except S3SourceError as exc:
         raise BackupStoreError(f"cannot use the backup bucket {bucket!r}: {exc}") from exc
     return S3BackupStore(client, bucket, create_bucket=True)
@@ -128,9 +125,9 @@ class LocalBackupStore:
     def writer(self, key: str) -> BackupWriter:
         return _LocalWriter(self, key)
 
-    def source(self, key: str) -> Source:
-        """The file as the importer reads it, named `bucket/key` in errors and logs."""
-        return LocalObject(self.root, self.bucket, _check_key(key))
+    def source(self, key: str) -> BackupObject:
+        """The file as the importer finds it (named `bucket/key` in errors and logs)."""
+        return BackupObject(_check_key(key))
 
     def size(self, key: str) -> int:
         path = self._path_of(key)
@@ -314,8 +311,9 @@ class S3BackupStore:
     def writer(self, key: str) -> BackupWriter:
         return _S3Writer(self, _check_key(key))
 
-    def source(self, key: str) -> Source:
-        return s3_url(self.bucket, _check_key(key))
+    def source(self, key: str) -> BackupObject:
+        """The object as the importer finds it (named `s3://bucket/key`)."""
+        return BackupObject(_check_key(key))
 
     def size(self, key: str) -> int:
         try:
@@ -389,15 +387,10 @@ class S3BackupStore:
 
     def _call(self, doing: str, key: str, request: Callable[[], T]) -> T:
         """`request()`, retried while it fails transiently; then a BackupStoreError."""
-        failures = 0
-        while True:
-            try:
-                return request()
-            except Exception as exc:
-                failures += 1
-                if not is_transient(exc) or failures >= self.retry.attempts:
-                    raise self._error(doing, key, exc, failures) from exc
-                time.sleep(self.retry.delay(failures))
+        try:
+            return call_with_retries(request, self.retry, is_transient)
+        except RetriesFailed as failed:
+            raise self._error(doing, key, failed.last, failed.attempts) from failed.last
 
     def _ensure_bucket(self, key: str) -> None:
         """Create the bucket if it does not exist (once per store; racing creators are fine)."""

@@ -6,26 +6,38 @@ folder that resolves anywhere else) is no bucket, since whoever made the link ch
 what it reads, not the operator who grants buckets. An object may be a link only when
 it stays inside its bucket.
 
-Objects are named to users as `bucket/key` (`LocalObject.name`), never by their path on
-the server: that name is what errors, logs and resume checks show.
+Objects are named to users as `bucket/key` (`LocalObject.name`, in `specs`), never by
+their path on the server: that name is what errors, logs and resume checks show. What
+an object key may be is `keys`' to say.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from dcs_migration.formats.errors import FormatError
+from dcs_migration.sources.errors import SourceError
+from dcs_migration.sources.keys import BadObjectKey
+from dcs_migration.sources.specs import LocalObject, Source
+
+__all__ = [
+    "MAX_BUCKET_NAME",
+    "BadBucketName",
+    "BadObjectKey",
+    "BucketNotFound",
+    "LocalObject",
+    "Source",
+    "bucket_dir",
+    "bucket_name_problem",
+]
 
 MAX_BUCKET_NAME = 255
-MAX_OBJECT_KEY = 1024
 
 
 class BadBucketName(ValueError):
     """A bucket name that cannot name a bucket (empty, `..`, a slash, ...)."""
 
 
-class BucketNotFound(LookupError):
+class BucketNotFound(SourceError):
     """No such bucket, as far as the asker may know: it is not there, not granted to the
     project, or its folder is no bucket folder. One message for all of them, so that an
     answer tells nothing of other projects' buckets."""
@@ -33,11 +45,6 @@ class BucketNotFound(LookupError):
     def __init__(self, bucket: str) -> None:
         super().__init__(f"bucket {bucket} does not exist")
         self.bucket = bucket
-
-
-class BadObjectKey(FormatError):
-    """An object key that is empty, absolute, has a `..` segment or a NUL byte, or whose
-    file lies outside its bucket (a link leading out of it)."""
 
 
 def bucket_name_problem(name: str) -> str | None:
@@ -66,41 +73,3 @@ def bucket_dir(data_dir: Path, bucket: str) -> Path:
     if resolved.parent != buckets.resolve():
         raise BucketNotFound(bucket)
     return resolved
-
-
-@dataclass(frozen=True, slots=True)
-class LocalObject:
-    """An object of a folder bucket (a file, or a folder of files): the bucket's folder,
-    the bucket's name as users know it, and the key. Plain data: nothing is checked or
-    opened until `path()`."""
-
-    root: Path
-    bucket: str
-    key: str
-
-    @property
-    def name(self) -> str:
-        """How errors and logs name the object: `bucket/key`."""
-        return f"{self.bucket}/{self.key}"
-
-    def path(self) -> Path:
-        """The object's file or folder, resolved; BadObjectKey if the key would leave
-        the bucket, by its spelling or through a link."""
-        key = self.key
-        if not key or "\x00" in key or len(key) > MAX_OBJECT_KEY:
-            raise BadObjectKey(
-                f"object key {key!r} is empty, too long or has a NUL byte", source=self.name
-            )
-        pure = PurePosixPath(key)
-        if pure.is_absolute() or ".." in pure.parts:
-            raise BadObjectKey(f"object key {key!r} leaves its bucket", source=self.name)
-        root = self.root.resolve()
-        path = (root / pure).resolve()
-        if root not in path.parents and path != root:
-            raise BadObjectKey(f"object key {key!r} leaves its bucket", source=self.name)
-        return path
-
-
-Source = str | LocalObject
-"""Where a task's or an import's backups are: a local path or `s3://bucket/key` as
-given, or an object of a folder bucket (named to users as `bucket/key`)."""

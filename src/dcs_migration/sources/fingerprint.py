@@ -1,38 +1,60 @@
-"""What a task's sources are right now, to tell whether they changed before a resume.
+"""What a task's sources are, to tell whether they changed before a resume.
 
 A resume skips what its checkpoint says was written, which is only right if the bytes are
 the ones read before. Each source is described by what changes when its content does: a
 local file by its size and modification time, an object by its size and ETag; a folder
-or a key prefix by all it holds.
+or a key prefix by all it holds. `find` takes the description when it finds a source's
+inputs and each input carries it (`inputs_fingerprint` joins them); `fingerprint` takes
+it without finding anything (a stat or a listing only), for a check that reads nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.sources.bucket import LocalObject, Source
-from dcs_migration.sources.s3 import is_s3_url, make_s3_client, parse_s3_url, s3_url
+from dcs_migration.sources.backup_store import backup_location
+from dcs_migration.sources.inputs import FingerprintEntry, Input
+from dcs_migration.sources.s3 import S3Client, make_s3_client, s3_url
+from dcs_migration.sources.specs import (
+    BackupObject,
+    LocalObject,
+    LocalPath,
+    S3Object,
+    Source,
+    SourceSpec,
+    spec_of,
+)
 
-Entry = tuple[str, int, str]  # (where, size, version)
+Entry = FingerprintEntry
+ClientOf = Callable[[], S3Client]  # the S3 client to list with, made when first needed
 
 
-def fingerprint(sources: Sequence[Source]) -> str:
+def fingerprint(sources: Sequence[Source], settings: Settings) -> str:
     """The sources' description, as JSON text (to store and compare). Files are named as
     the import names them (an object of a folder bucket as `bucket/key`); links inside a
     folder are left out, as the import leaves them out."""
+    client = _lazy_client(settings)
     entries: list[Entry] = []
     for source in sources:
-        if isinstance(source, LocalObject):
-            entries += _local_entries(source.path(), source.name)
-        elif is_s3_url(source):
-            entries += _s3_entries(source)
-        else:
-            entries += _local_entries(Path(source), source)
+        entries += spec_entries(spec_of(source), settings, client)
+    return json.dumps(entries)
+
+
+def inputs_fingerprint(inputs: Sequence[Input]) -> str:
+    """The description the inputs carry from when they were found, as `fingerprint`
+    writes it (a source that gave several inputs is described once)."""
+    entries: list[Entry] = []
+    previous: tuple[Entry, ...] = ()
+    for found in inputs:
+        if found.fingerprint != previous:  # the inputs of one source are found together
+            entries += found.fingerprint
+            previous = found.fingerprint
     return json.dumps(entries)
 
 
@@ -51,6 +73,30 @@ def describe_change(before: str, now: str) -> str | None:
         if where not in old:
             return f"{where} is new"
     return None
+
+
+def spec_entries(spec: SourceSpec, settings: Settings, client: ClientOf) -> list[Entry]:
+    """The description of one source."""
+    match spec:
+        case BackupObject():
+            return spec_entries(backup_location(settings, spec.key), settings, client)
+        case LocalObject():
+            return _local_entries(spec.path(), spec.name)
+        case S3Object():
+            return _s3_entries(spec, client())
+        case LocalPath():
+            return _local_entries(Path(spec.path), spec.path)
+
+
+def _lazy_client(settings: Settings) -> ClientOf:
+    made: list[S3Client] = []
+
+    def client() -> S3Client:
+        if not made:
+            made.append(make_s3_client(settings.s3))
+        return made[0]
+
+    return client
 
 
 def _local_entries(path: Path, shown: str) -> list[Entry]:
@@ -89,9 +135,8 @@ def _name(shown: str, rel: Path) -> str:
     return str(PurePosixPath(shown).joinpath(*rel.parts))
 
 
-def _s3_entries(source: str) -> list[Entry]:
-    bucket, key = parse_s3_url(source)
-    client: Any = make_s3_client()
+def _s3_entries(spec: S3Object, client: Any) -> list[Entry]:
+    bucket, key = spec.bucket, spec.key
     out: list[Entry] = []
     token: str | None = None
     while True:
@@ -106,4 +151,4 @@ def _s3_entries(source: str) -> list[Entry]:
         token = page.get("NextContinuationToken")
         if not token:
             break
-    return out or [(source, -1, "missing")]
+    return out or [(spec.name, -1, "missing")]

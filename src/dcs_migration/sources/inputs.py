@@ -3,12 +3,14 @@
 An input is one RDB file, one AOF file, or one multi-part AOF (its base and incremental
 files, in load order). Each part knows its display name (the file, or the archive and
 the member), its size, and how to open it as a stream of the bytes a reader must see
-(already decompressed). Nothing is read until a part is opened.
+(already decompressed). Nothing is read until a part is opened. An input found by
+`dcs_migration.sources.find` also carries the fingerprint of its source taken when it was
+found (`fingerprint.py`), for a resume to tell whether the bytes are still those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +24,7 @@ class ByteStream(Protocol):
 
 
 Opener = Callable[[], AbstractContextManager[ByteStream]]
+FingerprintEntry = tuple[str, int, str]  # (where, size, version: mtime or ETag)
 
 
 class InputKind(StrEnum):
@@ -46,11 +49,14 @@ class InputPart:
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    """One logical backup: its display name, kind, and parts in the order to read them."""
+    """One logical backup: its display name, kind, and parts in the order to read them;
+    `fingerprint`, the description of its source when it was found (empty when it was
+    found without one, by `find_inputs` or `find_s3_inputs` alone)."""
 
     name: str
     kind: InputKind
     parts: tuple[InputPart, ...]
+    fingerprint: tuple[FingerprintEntry, ...] = ()
 
     @property
     def size(self) -> int:
@@ -60,9 +66,3 @@ class Input:
     @property
     def size_exact(self) -> bool:
         return all(p.size_exact for p in self.parts)
-
-    def streams(self) -> Iterator[tuple[InputPart, ByteStream]]:
-        """Each part with its open stream, one at a time, in order; each is closed after."""
-        for part in self.parts:
-            with part.open() as stream:
-                yield part, stream

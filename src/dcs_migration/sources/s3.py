@@ -12,12 +12,12 @@ Objects are read as streams of ranged GETs (`RANGE_BYTES` each), never whole. Ev
 carries `If-Match` with the ETag seen when the object was found, so an object replaced
 while it is read is refused instead of mixing two versions. Transient failures
 (connection resets, timeouts, 5xx, throttling) are retried with jittered exponential
-backoff; a read resumes at the last byte it delivered. After `RetryPolicy.attempts`
-failures in a row the read fails with an error naming the bucket, key and offset.
+backoff (`retry.py`); a read resumes at the last byte it delivered. After
+`RetryPolicy.attempts` failures in a row the read fails with an error naming the bucket,
+key and offset.
 
-The client comes from the environment: `DCS_MIGRATION_OBS_ENDPOINT` (the endpoint URL;
-unset means AWS), `DCS_MIGRATION_OBS_ACCESS_KEY`, `DCS_MIGRATION_OBS_SECRET_KEY` (unset
-means boto3's own credential chain) and `DCS_MIGRATION_OBS_REGION`, with path-style
+The client is made from `S3Settings` (the endpoint, unset meaning AWS; the access and
+secret keys, unset meaning boto3's own credential chain; the region), with path-style
 addressing, which every S3-compatible store understands. boto3 is imported only when
 an S3 source is used.
 """
@@ -27,29 +27,38 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-import os
-import random
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeVar
 
-from dcs_migration.config import OBS_ENDPOINT_ENV
+from dcs_migration.config import OBS_ACCESS_KEY_ENV, OBS_SECRET_KEY_ENV, S3Settings
 from dcs_migration.formats.detect import ARCHIVE_KINDS, SNIFF_BYTES, FileKind, detect_format
-from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.manifest import MAX_MANIFEST_BYTES
 from dcs_migration.sources.entries import Entry, group_entries
+from dcs_migration.sources.errors import SourceError
 from dcs_migration.sources.guard import DEFAULT_LIMITS, ArchiveLimits, GuardedStream, read_at_most
 from dcs_migration.sources.inputs import ByteStream, Input, InputKind, InputPart
+from dcs_migration.sources.retry import DEFAULT_RETRY, RetriesFailed, RetryPolicy, call_with_retries
 
-ENV_ENDPOINT = OBS_ENDPOINT_ENV
-ENV_ACCESS_KEY = "DCS_MIGRATION_OBS_ACCESS_KEY"
-ENV_SECRET_KEY = "DCS_MIGRATION_OBS_SECRET_KEY"
-ENV_REGION = "DCS_MIGRATION_OBS_REGION"
-DEFAULT_REGION = "us-east-1"
+__all__ = [
+    "DEFAULT_RETRY",
+    "RANGE_BYTES",
+    "RetryPolicy",
+    "S3Client",
+    "S3Settings",
+    "S3SourceError",
+    "bucket_exists",
+    "find_s3_inputs",
+    "is_s3_url",
+    "is_transient",
+    "make_s3_client",
+    "parse_s3_url",
+    "s3_url",
+]
+
 S3_SCHEME = "s3://"
 
 RANGE_BYTES = 8 << 20  # bytes per ranged GET while reading an object
@@ -86,7 +95,7 @@ class S3Client(Protocol):
     def head_bucket(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
-class S3SourceError(FormatError):
+class S3SourceError(SourceError):
     """An S3 source that cannot be read: a missing bucket or object, a refused access, an
     object changed while read, or a read that kept failing. Names the bucket and key."""
 
@@ -104,64 +113,18 @@ class S3SourceError(FormatError):
         self.s3_key = key
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How transient failures are retried: `attempts` tries in a row at most, sleeping a
-    jittered, doubling delay (from `base_delay` up to `max_delay` seconds) between them."""
-
-    attempts: int = 6
-    base_delay: float = 0.25
-    max_delay: float = 8.0
-
-    def delay(self, failures: int) -> float:
-        """The pause after the `failures`-th failure in a row (1 for the first)."""
-        cap = min(self.max_delay, self.base_delay * 2 ** (failures - 1))
-        return random.uniform(cap / 2, cap)
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class S3Settings:
-    """Where the object store is and how to sign in to it."""
-
-    endpoint: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = field(default=None, repr=False)
-    region: str = DEFAULT_REGION
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> S3Settings:
-        """The settings from the DCS_MIGRATION_OBS_* variables (empty counts as unset)."""
-        values = os.environ if env is None else env
-        access = values.get(ENV_ACCESS_KEY) or None
-        secret = values.get(ENV_SECRET_KEY) or None
-        if (access is None) != (secret is None):
-            given, missing = (
-                (ENV_ACCESS_KEY, ENV_SECRET_KEY)
-                if secret is None
-                else (ENV_SECRET_KEY, ENV_ACCESS_KEY)
-            )
-            raise S3SourceError(f"{given} is set but {missing} is not: set both or neither")
-        return cls(
-            endpoint=values.get(ENV_ENDPOINT) or None,
-            access_key=access,
-            secret_key=secret,
-            region=values.get(ENV_REGION) or DEFAULT_REGION,
-        )
-
-
-def make_s3_client(settings: S3Settings | None = None) -> S3Client:
-    """A boto3 S3 client for `settings` (by default from the environment): path-style
-    addressing, and no retries of its own, since the callers here retry."""
+def make_s3_client(settings: S3Settings) -> S3Client:
+    """A boto3 S3 client for `settings`: path-style addressing, and no retries of its
+    own, since the callers here retry. S3SourceError for credentials given by half."""
+    problem = settings.credentials_problem()
+    if problem is not None:
+        raise S3SourceError(problem)
     try:
         import boto3  # type: ignore[import-untyped, unused-ignore]
         from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:
         raise S3SourceError(f"reading s3:// sources needs boto3 ({exc})") from exc
 
-    settings = settings if settings is not None else S3Settings.from_env()
     options: dict[str, Any] = {
         "s3": {"addressing_style": "path"},
         "retries": {"total_max_attempts": 1},
@@ -215,7 +178,7 @@ def find_s3_inputs(
     bucket: str,
     key_or_prefix: str,
     *,
-    client: S3Client | None = None,
+    client: S3Client,
     limits: ArchiveLimits = DEFAULT_LIMITS,
     retry: RetryPolicy = DEFAULT_RETRY,
     range_bytes: int = RANGE_BYTES,
@@ -224,12 +187,12 @@ def find_s3_inputs(
 
     A key that ends in `/` (or the empty key) is a prefix, walked like a folder; a key
     that names no object but has objects under `key/` is taken as that prefix. Raises
-    S3SourceError (a FormatError) when the bucket or key does not exist, when there is
+    S3SourceError (a SourceError) when the bucket or key does not exist, when there is
     no backup, or when an object cannot be read; FormatError for a bad backup.
     """
     if range_bytes < 1:
         raise ValueError("range_bytes must be positive")
-    store = _Store(client if client is not None else make_s3_client(), bucket, retry, range_bytes)
+    store = _Store(client, bucket, retry, range_bytes)
     if not key_or_prefix or key_or_prefix.endswith("/"):
         return _prefix_inputs(store, key_or_prefix, limits)
     obj = store.head(key_or_prefix)
@@ -254,12 +217,9 @@ def find_s3_inputs(
     )
 
 
-def bucket_exists(
-    bucket: str, *, client: S3Client | None = None, retry: RetryPolicy = DEFAULT_RETRY
-) -> bool:
+def bucket_exists(bucket: str, *, client: S3Client, retry: RetryPolicy = DEFAULT_RETRY) -> bool:
     """Whether the store has `bucket`: False only when it says there is none; a refusal
     (the credentials do not reach it) counts as there, for the read to say so."""
-    client = client if client is not None else make_s3_client()
     return _Store(client, bucket, retry, RANGE_BYTES).bucket_exists()
 
 
@@ -389,21 +349,17 @@ class _Store:
 
     def call(self, what: str, request: Callable[[], T], *, key: str | None) -> T:
         """`request()`, retried while it fails transiently; other failures become errors."""
-        failures = 0
-        while True:
-            try:
-                return request()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise self.error(exc, key) from exc
-                failures += 1
-                if failures >= self.retry.attempts:
-                    raise S3SourceError(
-                        f"{what} failed {failures} times in a row, giving up: {exc}",
-                        bucket=self.bucket,
-                        key=key,
-                    ) from exc
-                time.sleep(self.retry.delay(failures))
+        try:
+            return call_with_retries(request, self.retry, is_transient)
+        except RetriesFailed as failed:
+            exc = failed.last
+            if not failed.exhausted:
+                raise self.error(exc, key) from exc
+            raise S3SourceError(
+                f"{what} failed {failed.attempts} times in a row, giving up: {exc}",
+                bucket=self.bucket,
+                key=key,
+            ) from exc
 
     def head(self, key: str) -> _Object | None:
         """The object's size and ETag; None when there is no such key (or bucket)."""
@@ -488,8 +444,8 @@ class _Store:
                 )
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return where(
-                    f"the object store refused access ({code}): check {ENV_ACCESS_KEY} and "
-                    f"{ENV_SECRET_KEY}"
+                    f"the object store refused access ({code}): check {OBS_ACCESS_KEY_ENV} and "
+                    f"{OBS_SECRET_KEY_ENV}"
                 )
             return where(f"the object store answered an error: {exc}")
         if isinstance(exc, BotoCoreError):
@@ -575,33 +531,38 @@ class _ObjectReader:
             return b"".join(parts)
         if size == 0 or self._pos >= self._obj.size:
             return b""
-        failures = 0
-        while True:
-            try:
-                if self._body is None:
-                    self._open_range()
-                data: bytes = self._body.read(min(size, self._body_end - self._pos))
-                if not data:
-                    raise _Truncated(f"the body ended {self._body_end - self._pos} bytes early")
-            except Exception as exc:
-                self._drop()
-                if not is_transient(exc):
-                    raise self._store.error(exc, self._obj.key, self._pos) from exc
-                failures += 1
-                if failures >= self._store.retry.attempts:
-                    raise S3SourceError(
-                        f"reading the object failed {failures} times in a row at the same "
-                        f"offset, giving up: {exc}",
-                        bucket=self._store.bucket,
-                        key=self._obj.key,
-                        offset=self._pos,
-                    ) from exc
-                time.sleep(self._store.retry.delay(failures))
-                continue
-            self._pos += len(data)
-            if self._pos >= self._body_end:
-                self._drop()
-            return data
+        try:
+            read_once = partial(self._read_once, size)
+            data = call_with_retries(read_once, self._store.retry, is_transient)
+        except RetriesFailed as failed:
+            exc = failed.last
+            if not failed.exhausted:
+                raise self._store.error(exc, self._obj.key, self._pos) from exc
+            raise S3SourceError(
+                f"reading the object failed {failed.attempts} times in a row at the same "
+                f"offset, giving up: {exc}",
+                bucket=self._store.bucket,
+                key=self._obj.key,
+                offset=self._pos,
+            ) from exc
+        self._pos += len(data)
+        if self._pos >= self._body_end:
+            self._drop()
+        return data
+
+    def _read_once(self, size: int) -> bytes:
+        """Up to `size` bytes from the open range (opened first if need be); a failed
+        GET or body is dropped, for the next try to start again at the same offset."""
+        try:
+            if self._body is None:
+                self._open_range()
+            data: bytes = self._body.read(min(size, self._body_end - self._pos))
+            if not data:
+                raise _Truncated(f"the body ended {self._body_end - self._pos} bytes early")
+        except Exception:
+            self._drop()
+            raise
+        return data
 
     def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
         if whence == io.SEEK_CUR:

@@ -8,9 +8,10 @@ thread may call them. Secrets (SKs, instance and task passwords) are encrypted a
 never appear in a record's repr.
 """
 
+from dcs_migration.sizes import parse_size
 from dcs_migration.store.backups import BackupUnusable, InstanceBusy
 from dcs_migration.store.crypto import SecretBox, SecretKeyError, load_secret_box
-from dcs_migration.store.db import DATABASE_URL_ENV, SQLITE_FILE_NAME, open_store
+from dcs_migration.store.db import SQLITE_FILE_NAME, open_store
 from dcs_migration.store.records import (
     BackupFileRecord,
     BackupRecord,
@@ -29,12 +30,10 @@ from dcs_migration.store.records import (
     TaskLogRecord,
     TaskRecord,
     TaskStatus,
-    parse_size,
 )
 from dcs_migration.store.repository import AddressHeld, NotFoundError, Store
 
 __all__ = [
-    "DATABASE_URL_ENV",
     "SQLITE_FILE_NAME",
     "AddressHeld",
     "BackupFileRecord",

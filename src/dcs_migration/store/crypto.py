@@ -1,9 +1,9 @@
 """Encryption of stored secrets (SKs, Redis passwords) with Fernet from `cryptography`.
 
-The key comes from the environment (`DCS_MIGRATION_SECRET_KEY`) or from `<data dir>/secret.key`,
-which is created with mode 0600 the first time it is needed. The environment variable may hold
-several keys separated by commas: the first encrypts, all of them decrypt, so a key can be
-rotated. A key is a Fernet key: 32 random bytes in URL-safe base64, as printed by
+The keys come from the settings (`DCS_MIGRATION_SECRET_KEY`, keys separated by commas) or else
+from `<data dir>/secret.key`, which is created with mode 0600 the first time it is needed. Of
+several keys the first encrypts and all of them decrypt, so a key can be rotated. A key is a
+Fernet key: 32 random bytes in URL-safe base64, as printed by
 `python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`.
 Every service process that shares one database must use the same key.
 """
@@ -14,12 +14,13 @@ import contextlib
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-SECRET_KEY_ENV = "DCS_MIGRATION_SECRET_KEY"
+from dcs_migration.config import SECRET_KEY_ENV
+
 SECRET_KEY_FILE = "secret.key"
 
 
@@ -63,13 +64,11 @@ class SecretBox:
             ) from exc
 
 
-def load_secret_box(data_dir: Path, environ: Mapping[str, str] | None = None) -> SecretBox:
-    """The key from the environment when set, else the data dir's key file (made if missing)."""
-    env = os.environ if environ is None else environ
-    given = env.get(SECRET_KEY_ENV, "").strip()
-    if given:
-        keys = [part.strip().encode("ascii") for part in given.split(",") if part.strip()]
-        return SecretBox(keys)
+def load_secret_box(data_dir: Path, keys: Sequence[str] = ()) -> SecretBox:
+    """`keys` when given (the settings' secret keys, the first encrypting), else the data
+    dir's key file (made if missing)."""
+    if keys:
+        return SecretBox([key.encode("ascii") for key in keys])
     return SecretBox([_key_file(data_dir)])
 
 

@@ -8,11 +8,11 @@ SQLite is set up for several threads writing at once: WAL journal (readers never
 writer), a busy timeout (a writer waits its turn instead of failing), and write transactions
 that take the write lock when they begin (BEGIN IMMEDIATE), so two writers never deadlock
 upgrading a read lock. The busy timeout (`DCS_MIGRATION_SQLITE_BUSY_TIMEOUT` seconds, default
-30) also bounds how long a request waits for a database that another process keeps locked:
-it then fails ("database is locked"), and the API answers 503. It is not made shorter by
-default: with many imports running, the service's own write transactions can queue for
-seconds (each one waits for the interpreter lock between its statements), and a worker's
-write must not fail for that.
+30, given to `open_store`) also bounds how long a request waits for a database that another
+process keeps locked: it then fails ("database is locked"), and the API answers 503. It is
+not made shorter by default: with many imports running, the service's own write
+transactions can queue for seconds (each one waits for the interpreter lock between its
+statements), and a worker's write must not fail for that.
 
 PostgreSQL connections are checked before use (`pool_pre_ping`), so a server that restarted
 costs the requests made while it was down, not the ones after; a connection attempt gives up
@@ -22,8 +22,7 @@ does not answer.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,76 +31,52 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
+from dcs_migration.config import SQLITE_BUSY_SECONDS
 from dcs_migration.store.crypto import load_secret_box
 from dcs_migration.store.repository import WRITE_OPTION, Store
 
 __all__ = [
-    "DATABASE_URL_ENV",
     "MIGRATIONS_DIR",
-    "SQLITE_BUSY_ENV",
     "SQLITE_FILE_NAME",
     "Store",
     "alembic_config",
     "create_store_engine",
-    "database_url_from_env",
     "open_store",
-    "sqlite_busy_timeout",
     "upgrade_schema",
 ]
 
-DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"
-SQLITE_BUSY_ENV = "DCS_MIGRATION_SQLITE_BUSY_TIMEOUT"
 SQLITE_FILE_NAME = "dcs-migration.sqlite3"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_SECONDS = 30.0
 POSTGRES_CONNECT_TIMEOUT = 5
 # Any constant: PostgreSQL processes that open the store at once migrate one after another.
 _MIGRATION_LOCK_ID = 0x44435301
 
 
-def database_url_from_env(environ: Mapping[str, str] | None = None) -> str | None:
-    """`DCS_MIGRATION_DATABASE_URL`, or None (SQLite in the data dir) when unset or empty."""
-    env = os.environ if environ is None else environ
-    return env.get(DATABASE_URL_ENV) or None
-
-
 def open_store(
-    url: str | None, data_dir: Path, *, environ: Mapping[str, str] | None = None
+    url: str | None,
+    data_dir: Path,
+    *,
+    secret_keys: Sequence[str] = (),
+    sqlite_busy_seconds: float = SQLITE_BUSY_SECONDS,
 ) -> Store:
     """The store at `url` (None: `<data_dir>/dcs-migration.sqlite3`), migrated to the newest schema.
 
-    Secrets are encrypted with the key from `DCS_MIGRATION_SECRET_KEY` in `environ` (default
-    the process environment) or else `<data_dir>/secret.key`. Opening the same database again
-    is harmless: migrations already applied are skipped.
+    Secrets are encrypted with `secret_keys` (the first encrypts) or else the key of
+    `<data_dir>/secret.key`. Opening the same database again is harmless: migrations
+    already applied are skipped.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_store_engine(
-        url if url else _sqlite_url(data_dir), sqlite_busy_seconds=sqlite_busy_timeout(environ)
+        url if url else _sqlite_url(data_dir), sqlite_busy_seconds=sqlite_busy_seconds
     )
     try:
         upgrade_schema(engine)
-        box = load_secret_box(data_dir, environ)
+        box = load_secret_box(data_dir, secret_keys)
     except BaseException:
         engine.dispose()
         raise
     return Store(engine, box)
-
-
-def sqlite_busy_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """How long a SQLite statement waits for a lock another connection holds:
-    `DCS_MIGRATION_SQLITE_BUSY_TIMEOUT` (seconds, more than 0), else 30."""
-    env = os.environ if environ is None else environ
-    raw = env.get(SQLITE_BUSY_ENV)
-    if not raw:
-        return SQLITE_BUSY_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{SQLITE_BUSY_ENV} must be a number of seconds, not {raw!r}") from None
-    if not 0 < value < 24 * 3600:
-        raise ValueError(f"{SQLITE_BUSY_ENV} must be more than 0 seconds and less than a day")
-    return value
 
 
 def create_store_engine(

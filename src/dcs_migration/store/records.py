@@ -5,7 +5,6 @@ No record holds a password; the two that carry an SK hide it from `repr`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -219,24 +218,6 @@ class DeleteResult:
     deleted: tuple[str, ...]  # removed, with their files and logs
     running: tuple[str, ...]  # MIGRATING or TERMINATING: stop them first
     missing: tuple[str, ...]  # not a task of this project
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?i?B?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
-
-
-def parse_size(text: str | None) -> int | None:
-    """Bytes from "1234", "754.0MB", "2 GiB", "10k" (units of 1024); None when not a size."""
-    if text is None:
-        return None
-    match = _SIZE.match(text)
-    if match is None:
-        return None
-    number, unit = match.group(1), (match.group(2) or "").upper()
-    prefix = unit[:1] if unit[:1] in "KMGTP" and unit else ""
-    if unit and not prefix and unit != "B":
-        return None
-    return int(float(number) * 1024 ** _UNITS[prefix])
 
 
 class BackupStatus(StrEnum):

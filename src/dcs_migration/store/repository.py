@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Engine, delete, func, or_, select, text, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from dcs_migration.sizes import parse_size
 from dcs_migration.store.backups import BackupRecords
 from dcs_migration.store.crypto import SecretBox
 from dcs_migration.store.grants import BucketGrants
@@ -50,7 +51,6 @@ from dcs_migration.store.records import (
     TaskLogRecord,
     TaskRecord,
     TaskStatus,
-    parse_size,
 )
 
 log = logging.getLogger(__name__)

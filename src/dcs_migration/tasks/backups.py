@@ -17,11 +17,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.cluster import slot_masters
 from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.importer import Progress, run_import
@@ -43,11 +44,12 @@ class BackupRunner:
     """Runs backups and restores, at most `workers` at once."""
 
     def __init__(
-        self, store: Store, files: BackupStore, networks: AllowedNetworks, *, workers: int = 2
+        self, store: Store, files: BackupStore, settings: Settings, *, workers: int = 2
     ) -> None:
         self.store = store
         self.files = files
-        self.networks = networks
+        self.settings = settings
+        self.networks = settings.allowed_networks
         # Daemon threads: a service that is stopped does not wait for a backup to end
         # (the next start fails what was left running, and removes its files).
         self._jobs: queue.Queue[tuple[Callable[[str, str], None], str, str] | None] = queue.Queue()
@@ -197,9 +199,14 @@ class BackupRunner:
         result = run_import(
             [self.files.source(f.object_key) for f in backup.files],
             self._endpoint(instance),
-            WriteOptions(flush=True),
+            WriteOptions(
+                flush=True,
+                handoff_addr=self.settings.handoff_addr,
+                handoff_bind=self.settings.handoff_bind,
+            ),
             cluster=instance.instance_type == "cluster",
             on_progress=on_progress,
+            settings=self.settings,
         )
         if result.status == "SUCCESS":
             store.finish_restore(restore_id, RestoreStatus.SUCCEED)

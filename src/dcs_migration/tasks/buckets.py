@@ -14,14 +14,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcs_migration.sources.bucket import (
-    BucketNotFound,
-    LocalObject,
-    Source,
-    bucket_dir,
-    bucket_name_problem,
-)
-from dcs_migration.sources.s3 import RetryPolicy, S3Client, bucket_exists, make_s3_client, s3_url
+from dcs_migration.config import S3Settings
+from dcs_migration.sources.bucket import BucketNotFound, bucket_dir, bucket_name_problem
+from dcs_migration.sources.s3 import RetryPolicy, S3Client, bucket_exists, make_s3_client
+from dcs_migration.sources.specs import LocalObject, S3Object
 from dcs_migration.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -37,11 +33,11 @@ class Bucket:
     name: str
     root: Path | None
 
-    def source(self, key: str) -> Source:
+    def source(self, key: str) -> LocalObject | S3Object:
         """Object `key` of this bucket, as an import reads it; BadObjectKey when the key
         leaves the bucket (in a folder, also through a link)."""
         if self.root is None:
-            return s3_url(self.name, key)
+            return S3Object(self.name, key)
         found = LocalObject(self.root, self.name, key)
         found.path()
         return found
@@ -50,7 +46,9 @@ class Bucket:
 class Buckets:
     """Opens a project's buckets: the grant in the store, the bucket in its place."""
 
-    def __init__(self, store: Store, data_dir: Path, *, object_store: bool) -> None:
+    def __init__(self, store: Store, data_dir: Path, *, object_store: S3Settings | None) -> None:
+        """`object_store`: the store the buckets are in (`Settings.object_store`); None,
+        folders of `<data_dir>/buckets`."""
         self.store = store
         self.data_dir = data_dir
         self.object_store = object_store
@@ -61,9 +59,9 @@ class Buckets:
         it or it is not there; S3SourceError when the object store cannot say."""
         if bucket_name_problem(name) is not None or not self.store.bucket_granted(project_id, name):
             raise BucketNotFound(name)
-        if self.object_store:
+        if self.object_store is not None:
             if self._client is None:
-                self._client = make_s3_client()
+                self._client = make_s3_client(self.object_store)
             if not bucket_exists(name, client=self._client, retry=retry):
                 raise BucketNotFound(name)
             return Bucket(name, None)

@@ -21,18 +21,21 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.connection import Interrupter
 from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.config import Settings
+from dcs_migration.formats.errors import FormatError
 from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_import
+from dcs_migration.sources import Input, SourceError, SourceSpec, find_all
 from dcs_migration.sources.backup_store import BackupStore
-from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound, Source
-from dcs_migration.sources.fingerprint import describe_change, fingerprint
+from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
+from dcs_migration.sources.fingerprint import describe_change, fingerprint, inputs_fingerprint
 from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import BackupStatus, TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.tasks.buckets import Buckets
-from dcs_migration.writer.options import REPLY_TIMEOUT, WriteOptions
+from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,14 @@ class TaskJob:
         store: Store,
         buckets: Buckets,
         files: BackupStore,
-        networks: AllowedNetworks,
-        *,
-        reply_timeout: float = REPLY_TIMEOUT,
+        settings: Settings,
     ) -> None:
         self.store = store
         self.buckets = buckets
         self.files = files
-        self.networks = networks
-        self.reply_timeout = reply_timeout
+        self.settings = settings
+        self.networks = settings.allowed_networks
+        self.reply_timeout = settings.reply_timeout
 
     def run(
         self,
@@ -100,7 +102,11 @@ class TaskJob:
         if not store.mark_started(task.task_id):
             return  # stopped (or removed) while it waited
         try:
-            resume_from = self._resume_point(task, sources)
+            inputs: list[Input] | None = find_all(sources, self.settings)
+        except (FormatError, SourceError):
+            inputs = None  # the import finds them again, and fails saying why
+        try:
+            resume_from = self._resume_point(task, sources, inputs)
         except _InputsChanged as exc:
             message = f"the task cannot resume: {exc} since it ran"
             store.set_status(task.task_id, "FAILED", message, finished=True)
@@ -160,6 +166,8 @@ class TaskJob:
             db=task.target_db,
             skip_unknown_commands=task.skip_unknown_commands,
             reply_timeout=self.reply_timeout,
+            handoff_addr=self.settings.handoff_addr,
+            handoff_bind=self.settings.handoff_bind,
         )
         interrupter = Interrupter()
         done = threading.Event()
@@ -181,6 +189,8 @@ class TaskJob:
                 resume_from=resume_from,
                 on_checkpoint=on_checkpoint,
                 interrupter=interrupter,
+                inputs=inputs,
+                settings=self.settings,
             )
         finally:
             done.set()
@@ -198,12 +208,19 @@ class TaskJob:
             f"ending task {task.task_id}", lambda: self._finish(task.task_id, result, checkpoint)
         )
 
-    def _resume_point(self, task: TaskRecord, sources: list[Source]) -> Checkpoint | None:
+    def _resume_point(
+        self, task: TaskRecord, sources: list[SourceSpec], inputs: list[Input] | None
+    ) -> Checkpoint | None:
         """Where the task starts: None from the beginning (its inputs' fingerprint is kept
-        then), or its checkpoint; _InputsChanged when its inputs changed since."""
+        then), or its checkpoint; _InputsChanged when its inputs changed since. The
+        fingerprint is the one its inputs were found with; when they could not be found,
+        a fresh look at the sources (what is gone is then named)."""
         store = self.store
         try:
-            now = fingerprint(sources)
+            if inputs is not None and all(i.fingerprint for i in inputs):
+                now = inputs_fingerprint(inputs)
+            else:
+                now = fingerprint(sources, self.settings)
         except Exception as exc:  # the import itself will say what is wrong with them
             log.warning("task %s: inputs not fingerprinted: %s", task.task_id, exc)
             return None if task.checkpoint is None else _checkpoint(task.checkpoint)
@@ -215,7 +232,7 @@ class TaskJob:
             raise _InputsChanged(change)
         return _checkpoint(task.checkpoint)
 
-    def sources_of(self, task: TaskRecord) -> list[Source] | None:
+    def sources_of(self, task: TaskRecord) -> list[SourceSpec] | None:
         """What the task reads: objects of its bucket, or the files of its backup (None
         when that backup is gone). BucketNotFound when the project may no longer read the
         bucket or it is gone; BadObjectKey for an object that now leaves it (a link);

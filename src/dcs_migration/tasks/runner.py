@@ -29,17 +29,15 @@ import sys
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from pathlib import Path
 
-from dcs_migration.client.addresses import AllowedNetworks
-from dcs_migration.config import ALLOWED_NETWORKS_ENV, DATA_DIR_ENV, DATABASE_URL_ENV
+from dcs_migration.config import SERVICE_PID_ENV, Settings, environ_with
 from dcs_migration.sources.backup_store import BackupStore
-from dcs_migration.sources.bucket import Source
+from dcs_migration.sources.specs import SourceSpec
 from dcs_migration.store import TaskRecord
 from dcs_migration.store.db import Store
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.job import TaskJob
-from dcs_migration.tasks.worker import PARENT_ENV, SERVICE_STOP, USER_STOP
+from dcs_migration.tasks.worker import SERVICE_STOP, USER_STOP
 
 log = logging.getLogger(__name__)
 
@@ -96,22 +94,13 @@ class FairQueue:
 
 class TaskRunner:
     def __init__(
-        self,
-        store: Store,
-        data_dir: Path,
-        files: BackupStore,
-        buckets: Buckets,
-        *,
-        networks: AllowedNetworks,
-        workers: int = 4,
-        database_url: str | None = None,
+        self, store: Store, settings: Settings, files: BackupStore, buckets: Buckets
     ) -> None:
+        """`settings` are the service's: each task's process is handed them whole."""
         self.store = store
-        self.data_dir = data_dir
-        self.networks = networks
-        self.workers = workers
-        self.database_url = database_url
-        self._job = TaskJob(store, buckets, files, networks)
+        self.settings = settings
+        self.workers = settings.workers
+        self._job = TaskJob(store, buckets, files, settings)
         self._queue = FairQueue()
         self._stops: dict[str, threading.Event] = {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -142,7 +131,7 @@ class TaskRunner:
         if process is not None and process.poll() is None:
             process.send_signal(USER_STOP)
 
-    def sources_of(self, task: TaskRecord) -> list[Source] | None:
+    def sources_of(self, task: TaskRecord) -> list[SourceSpec] | None:
         return self._job.sources_of(task)
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -190,11 +179,7 @@ class TaskRunner:
             if stop.is_set():
                 process = None
             else:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", WORKER, job.project_id, job.task_id],
-                    env=self._environment(),
-                    stdin=subprocess.DEVNULL,
-                )
+                process = self._start_worker(job)
                 self._processes[job.task_id] = process
         try:
             if process is None:  # stopped while it waited: ended here, without a process
@@ -229,11 +214,20 @@ class TaskRunner:
         self.store.set_status(job.task_id, "FAILED", message, finished=True)
         self.store.add_log(job.task_id, "ERROR", message)
 
-    def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env[PARENT_ENV] = str(os.getpid())
-        env[DATA_DIR_ENV] = str(self.data_dir)
-        env[ALLOWED_NETWORKS_ENV] = str(self.networks)
-        if self.database_url:
-            env[DATABASE_URL_ENV] = self.database_url
-        return env
+    def _start_worker(self, job: Job) -> subprocess.Popen[bytes]:
+        """The task's process, handed the service's settings as JSON on its stdin (not
+        its command line, which any local user may read: they hold secrets). The
+        settings are a few hundred bytes, far below a pipe's buffer: writing them never
+        waits for the process."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", WORKER, job.project_id, job.task_id],
+            env=environ_with({SERVICE_PID_ENV: str(os.getpid())}),
+            stdin=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        try:
+            process.stdin.write(self.settings.to_json().encode())
+            process.stdin.close()
+        except BrokenPipeError:  # it died at once: `_after` reports how it ended
+            pass
+        return process

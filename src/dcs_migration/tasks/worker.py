@@ -1,10 +1,11 @@
 """The process one migration task runs in: `python -m dcs_migration.tasks.worker PROJECT TASK`.
 
-Started by the service's runner with the service's environment (data dir, database URL,
-secret key, object store). SIGTERM is the user's stop (the task ends TERMINATED); SIGUSR1
-is the service stopping (the task is left MIGRATING with its checkpoint, for the next
-start to resume or fail). The process dies with the service (PR_SET_PDEATHSIG), as a
-thread of it would.
+Started by the service's runner, which writes the service's settings to its stdin as JSON
+(`Settings.to_json`): the process runs with exactly the service's settings, whatever of
+them came from the command line rather than the environment. SIGTERM is the user's stop
+(the task ends TERMINATED); SIGUSR1 is the service stopping (the task is left MIGRATING
+with its checkpoint, for the next start to resume or fail). The process dies with the
+service (PR_SET_PDEATHSIG), as a thread of it would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import threading
 from types import FrameType
 
-from dcs_migration.config import Settings
+from dcs_migration.config import SERVICE_PID_ENV, Settings
 from dcs_migration.sources.backup_store import make_backup_store
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.buckets import Buckets
@@ -25,7 +26,6 @@ from dcs_migration.tasks.job import TaskJob
 
 USER_STOP = signal.SIGTERM
 SERVICE_STOP = signal.SIGUSR1
-PARENT_ENV = "DCS_MIGRATION_SERVICE_PID"
 PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
-    parent = os.environ.get(PARENT_ENV)
+    parent = os.environ.get(SERVICE_PID_ENV)
     if parent and int(parent) != os.getppid():  # it ended before the line above ran
         os._exit(1)
 
@@ -61,17 +61,16 @@ def main(argv: list[str]) -> int:
 
     signal.signal(USER_STOP, on_signal)
     signal.signal(SERVICE_STOP, on_signal)
-    settings = Settings.from_env()
-    store = open_store(settings.database_url, settings.data_dir)
+    settings = Settings.from_json(sys.stdin.read())
+    store = open_store(
+        settings.database_url,
+        settings.data_dir,
+        secret_keys=settings.secret_keys,
+        sqlite_busy_seconds=settings.sqlite_busy_timeout,
+    )
     try:
-        buckets = Buckets(store, settings.data_dir, object_store=settings.obs_endpoint is not None)
-        job = TaskJob(
-            store,
-            buckets,
-            make_backup_store(settings.data_dir),
-            settings.allowed_networks,
-            reply_timeout=settings.reply_timeout,
-        )
+        buckets = Buckets(store, settings.data_dir, object_store=settings.object_store)
+        job = TaskJob(store, buckets, make_backup_store(settings), settings)
         job.run(project_id, task_id, stop, leaving)
     except Exception as exc:  # a bug: the task still ends, saying so, and the log has it
         log.exception("task %s: the import process failed", task_id)

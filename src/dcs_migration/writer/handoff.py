@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import secrets
 import socket
 import subprocess
@@ -29,9 +28,8 @@ from dcs_migration.client.addresses import AddressRefused, check_host
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.config import HANDOFF_ADDR_ENV
 
-HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"  # the address the target connects to
-HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"  # where to listen, when it differs (NAT)
 CONNECT_BACK_SECONDS = 5.0
 HANDSHAKE_SECONDS = 10.0
 LOAD_CHECK_SECONDS = 600.0
@@ -56,9 +54,9 @@ class Preconditions:
     listen_host: str
 
 
-def listen_host_for(target: Endpoint) -> str | None:
-    """Where to listen: DCS_MIGRATION_HANDOFF_ADDR, else loopback for a loopback target."""
-    configured = os.environ.get(HANDOFF_ADDR_ENV)
+def listen_host_for(target: Endpoint, configured: str | None = None) -> str | None:
+    """Where the target connects back to: `configured` (the hand-off address of the
+    settings), else loopback for a loopback target, else None (nowhere known)."""
     if configured:
         return configured
     try:
@@ -69,8 +67,11 @@ def listen_host_for(target: Endpoint) -> str | None:
     return None
 
 
-def check(conn: Connection, target: Endpoint, rdb_version: int) -> Preconditions:
-    """Why the hand-off cannot run (HandoffUnavailable), or what it needs to run."""
+def check(
+    conn: Connection, target: Endpoint, rdb_version: int, handoff_addr: str | None = None
+) -> Preconditions:
+    """Why the hand-off cannot run (HandoffUnavailable), or what it needs to run;
+    `handoff_addr` is the address of this host the target is to connect back to."""
     server = info(conn, "server")
     caps = Capabilities.from_info(server)
     if caps.cluster:
@@ -88,7 +89,7 @@ def check(conn: Connection, target: Endpoint, rdb_version: int) -> Preconditions
     reply = conn.call(b"COMMAND", b"INFO", b"REPLICAOF")
     if not isinstance(reply, list) or not reply or reply[0] is None:
         raise HandoffUnavailable("REPLICAOF is not available on the target (renamed or disabled)")
-    host = listen_host_for(target)
+    host = listen_host_for(target, handoff_addr)
     if host is None:
         raise HandoffUnavailable(
             f"the target is not on this host: set {HANDOFF_ADDR_ENV} to an address of this "
@@ -107,10 +108,13 @@ def check(conn: Connection, target: Endpoint, rdb_version: int) -> Preconditions
 class Handoff:
     """One hand-off to one target: `start()`, `send()` chunks of RDB, `finish()`."""
 
-    def __init__(self, target: Endpoint, conn: Connection, listen_host: str) -> None:
+    def __init__(
+        self, target: Endpoint, conn: Connection, listen_host: str, bind_host: str | None = None
+    ) -> None:
         self.target = target
         self.conn = conn
-        self.listen_host = listen_host
+        self.listen_host = listen_host  # the address the target is told to connect to
+        self.bind_host = bind_host or listen_host  # where to listen (behind NAT: another)
         self._listener: socket.socket | None = None
         self._replica: socket.socket | None = None
         self._guard: subprocess.Popen[bytes] | None = None
@@ -122,7 +126,7 @@ class Handoff:
 
     def start(self) -> None:
         """Listen, guard, REPLICAOF, accept the target and answer its handshake."""
-        bind_host = os.environ.get(HANDOFF_BIND_ENV) or self.listen_host
+        bind_host = self.bind_host
         listener = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET)
         listener.bind((bind_host, 0))
         listener.listen(1)

@@ -40,3 +40,7 @@ class WriteOptions:
     window_bytes: int = 8 << 20  # commands awaiting replies, per connection
     retries: int = 5  # reconnect attempts after a dropped connection
     reply_timeout: float = REPLY_TIMEOUT  # a target silent this long is hung: the import fails
+    # The hand-off: the address of this host the target connects back to (None: loopback,
+    # for a target on this host only), and where to listen when that differs (NAT).
+    handoff_addr: str | None = None
+    handoff_bind: str | None = None
