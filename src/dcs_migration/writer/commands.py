@@ -18,8 +18,9 @@ from dcs_migration.client.slots import slot_tag
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.dump import dump_payload
 from dcs_migration.formats.records import BigKeyRecord, KeyRecord
-from dcs_migration.formats.stream import StreamEntry, StreamId, StreamValue, format_id
-from dcs_migration.formats.values import HashValue, decode_parts, stream_parts
+from dcs_migration.formats.types.hash import HashValue
+from dcs_migration.formats.types.stream import StreamEntry, StreamId, StreamValue, format_id
+from dcs_migration.formats.values import decode_parts, stream_parts
 
 Args = list[bytes]
 
