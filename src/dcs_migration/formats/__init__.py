@@ -7,9 +7,6 @@ each type's layout lives in `formats.types`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.records import (
@@ -27,15 +24,6 @@ from dcs_migration.formats.records import (
     SlotInfo,
 )
 
-
-class Reader(Protocol):
-    """What every reader offers: feed chunks, then close."""
-
-    def feed(self, data: bytes) -> Sequence[Record]: ...
-
-    def close(self) -> Sequence[Record]: ...
-
-
 __all__ = [
     "AofCommand",
     "AofTruncated",
@@ -47,7 +35,6 @@ __all__ = [
     "RdbEnd",
     "RdbHeader",
     "RdbReader",
-    "Reader",
     "Record",
     "ResizeDb",
     "SelectDb",
