@@ -24,7 +24,7 @@ from dcs_migration.formats import (
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64, crc64_short
 from dcs_migration.formats.types import is_empty
-from dcs_migration.formats.types.hash import HashValue
+from dcs_migration.formats.types.hashes import HashValue
 from dcs_migration.formats.values import decode_value
 from dcs_migration.reading import read_input
 from dcs_migration.sources import find_inputs

@@ -28,7 +28,7 @@ from dcs_migration.formats.functions_pre_ga import (
 from dcs_migration.formats.primitives import Cursor
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import encode_length, encode_string
-from dcs_migration.formats.types.stream import StreamValue
+from dcs_migration.formats.types.streams import StreamValue
 from dcs_migration.formats.values import decode_value
 from dcs_migration.importer import run_import
 from dcs_migration.writer.options import Strategy, WriteOptions

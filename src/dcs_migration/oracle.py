@@ -22,8 +22,8 @@ from dcs_migration.formats.records import (
     ModuleAux,
     Record,
 )
-from dcs_migration.formats.types.hash import HashValue
-from dcs_migration.formats.types.stream import StreamGroup, StreamId, StreamValue, format_id
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.types.streams import StreamGroup, StreamId, StreamValue, format_id
 from dcs_migration.formats.values import decode_value
 
 ORACLE_FORMAT = "redis-corpus-oracle/1"

@@ -51,7 +51,7 @@ from dcs_migration.formats.records import (
 )
 from dcs_migration.formats.types import REDIS, VALKEY
 from dcs_migration.formats.types.empty import ASK, ASK_IF_ONE_TINY_NODE, ASK_IF_TINY_LZF, tiny_lzf
-from dcs_migration.formats.types.module import module_id_name, skip_module_opcodes
+from dcs_migration.formats.types.modules import module_id_name, skip_module_opcodes
 
 DEFAULT_MAX_ITEM_BYTES = 1 << 30
 _U32_LEN = 4

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dcs_migration.formats.types import type_name as _type_name
-from dcs_migration.formats.types.module import module_type_name
+from dcs_migration.formats.types.modules import module_type_name
 
 
 class KeyRecord(NamedTuple):

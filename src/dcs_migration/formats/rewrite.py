@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Protocol, cast
 
 from dcs_migration.formats.records import BigKeyRecord, KeyRecord
-from dcs_migration.formats.types.hash import HashValue
-from dcs_migration.formats.types.stream import StreamEntry, StreamId, StreamValue, format_id
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.types.streams import StreamEntry, StreamId, StreamValue, format_id
 from dcs_migration.formats.values import decode_parts, stream_parts
 
 Args = list[bytes]

@@ -16,10 +16,9 @@ from dcs_migration.formats import rdb_pieces
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.primitives import Cursor, Incomplete
 from dcs_migration.formats.records import BigKeyRecord, KeyRecord
-from dcs_migration.formats.types import Encoding, encoding_of
-from dcs_migration.formats.types.encoding import Value
-from dcs_migration.formats.types.hash import HashValue
-from dcs_migration.formats.types.stream import (
+from dcs_migration.formats.types import Encoding, Value, encoding_of
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.types.streams import (
     StreamEntry,
     StreamValue,
     check_stream_nodes,
@@ -52,14 +51,14 @@ def _naming(record: KeyRecord | BigKeyRecord) -> Iterator[None]:
         raise FormatError(exc.message, offset=record.offset, key=record.key) from None
 
 
-def _encoding(record: KeyRecord | BigKeyRecord) -> Encoding:
+def _encoding(record: KeyRecord | BigKeyRecord) -> Encoding[Value]:
     encoding = encoding_of(record.rdb_type, record.valkey)
     if encoding is None:
         raise FormatError(f"unknown RDB object type {record.rdb_type}")
     return encoding
 
 
-def _decode(encoding: Encoding, payload: bytes) -> Value:
+def _decode(encoding: Encoding[Value], payload: bytes) -> Value:
     c = Cursor(payload)
     value = encoding.decode(c)
     c.finish()

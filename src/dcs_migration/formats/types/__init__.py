@@ -1,5 +1,5 @@
 """Each RDB object type's layout, one module per Redis type, as RedisShake keeps them:
-string, list, set, zset, hash, stream, module. The encodings they share (listpack,
+strings, lists, sets, zsets, hashes, streams, modules. The encodings they share (listpack,
 ziplist, intset, zipmap) are codecs of their own in `formats`.
 
 Here the types' `Encoding`s are gathered into tables by type byte, one per flavour of
@@ -14,16 +14,16 @@ from typing import NamedTuple
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.primitives import Skipper
 from dcs_migration.formats.rdb_pieces import Layout
-from dcs_migration.formats.types import hash as hashes
-from dcs_migration.formats.types import list as lists
-from dcs_migration.formats.types import module as modules
-from dcs_migration.formats.types import set as sets
-from dcs_migration.formats.types import stream as streams
-from dcs_migration.formats.types import string as strings
-from dcs_migration.formats.types import zset as zsets
+from dcs_migration.formats.types import hashes, lists, modules, sets, streams, strings, zsets
 from dcs_migration.formats.types.encoding import EmptyCheck, Encoding
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.types.streams import StreamValue
 
-REDIS_ENCODINGS: dict[int, Encoding] = {
+Value = bytes | list[bytes] | list[tuple[bytes, float]] | HashValue | StreamValue
+"""What a value decodes to: a string's bytes; a list's elements, head to tail; a set's
+members (file order); a sorted set's (member, score) pairs; a HashValue; a StreamValue."""
+
+REDIS_ENCODINGS: dict[int, Encoding[Value]] = {
     **strings.ENCODINGS,
     **lists.ENCODINGS,
     **sets.ENCODINGS,
@@ -33,7 +33,7 @@ REDIS_ENCODINGS: dict[int, Encoding] = {
     **streams.ENCODINGS,
 }
 # Types a Valkey file may hold: Redis's up to 21, and its own.
-VALKEY_ENCODINGS: dict[int, Encoding] = {
+VALKEY_ENCODINGS: dict[int, Encoding[Value]] = {
     **{t: e for t, e in REDIS_ENCODINGS.items() if t <= T.RDB_TYPE_STREAM_LISTPACKS_3},
     **hashes.VALKEY_ENCODINGS,
 }
@@ -42,7 +42,7 @@ VALKEY_ENCODINGS: dict[int, Encoding] = {
 class Flavour(NamedTuple):
     """The tables of one flavour of file, by type byte, for the reader's hot loop."""
 
-    encodings: dict[int, Encoding]
+    encodings: dict[int, Encoding[Value]]
     skip: dict[int, Skipper]
     layouts: dict[int, Layout]
     is_empty: dict[int, EmptyCheck]
@@ -50,7 +50,7 @@ class Flavour(NamedTuple):
     maybe_empty: bytes
 
 
-def _flavour(encodings: dict[int, Encoding]) -> Flavour:
+def _flavour(encodings: dict[int, Encoding[Value]]) -> Flavour:
     maybe_empty = bytearray(256 * 256)
     for t, e in encodings.items():
         maybe_empty[t * 256 : (t + 1) * 256] = e.maybe_empty
@@ -72,7 +72,7 @@ _TYPE_NAMES = {
 }
 
 
-def encoding_of(rdb_type: int, valkey: bool) -> Encoding | None:
+def encoding_of(rdb_type: int, valkey: bool) -> Encoding[Value] | None:
     """The encoding of a type byte in a Redis or Valkey file (None: an unknown type)."""
     if valkey:
         return VALKEY_ENCODINGS.get(rdb_type) or REDIS_ENCODINGS.get(rdb_type)
@@ -97,6 +97,7 @@ __all__ = [
     "VALKEY_ENCODINGS",
     "Encoding",
     "Flavour",
+    "Value",
     "encoding_of",
     "is_empty",
     "type_name",

@@ -28,7 +28,7 @@ from dcs_migration.formats.primitives import (
 )
 from dcs_migration.formats.rdb_pieces import Layout, count_head, strings
 from dcs_migration.formats.types.common import skip_string_pairs
-from dcs_migration.formats.types.encoding import Encoding, Value
+from dcs_migration.formats.types.encoding import Encoding
 
 STREAM_ITEM_FLAG_DELETED = 1
 STREAM_ITEM_FLAG_SAMEFIELDS = 2
@@ -324,14 +324,14 @@ def tail_skipper(t: int) -> Skipper:
     return skip
 
 
-def _encoding(t: int) -> Encoding:
+def _encoding(t: int) -> Encoding[StreamValue]:
     tail = tail_skipper(t)
 
     def skip(buf: bytes, pos: int, end: int) -> int:
         # The nodes: a master ID (16 bytes) and a listpack each, then the tail.
         return tail(buf, skip_string_pairs(buf, pos, end), end)
 
-    def decode(c: Cursor) -> Value:
+    def decode(c: Cursor) -> StreamValue:
         return decode_stream(t, c)
 
     return Encoding("stream", skip, decode, Layout(count_head, strings(2), tail))

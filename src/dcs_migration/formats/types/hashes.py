@@ -8,7 +8,7 @@ that has one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dcs_migration.formats import rdb_types as T
@@ -38,7 +38,7 @@ from dcs_migration.formats.types.empty import (
     EMPTY_ZIPLIST,
     blob_is_one_of,
 )
-from dcs_migration.formats.types.encoding import ElementsDecoder, Encoding, Value, counted
+from dcs_migration.formats.types.encoding import Encoding, counted
 from dcs_migration.formats.ziplist import ziplist_entries
 from dcs_migration.formats.zipmap import zipmap_pairs
 
@@ -85,26 +85,26 @@ def _skip_valkey_hash_2(buf: bytes, pos: int, end: int) -> int:
 # -- decoding ----------------------------------------------------------------------------
 
 
-def _pairs(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _pairs(c: Cursor, count: Iterable[None], base: int) -> HashValue:
     return _hash([(c.string(), c.string()) for _ in count])
 
 
-def _zipmap(c: Cursor) -> Value:
+def _zipmap(c: Cursor) -> HashValue:
     return _hash(zipmap_pairs(c.string()))
 
 
-def _ziplist(c: Cursor) -> Value:
+def _ziplist(c: Cursor) -> HashValue:
     return _hash(pairs(ziplist_entries(c.string()), "hash"))
 
 
-def _listpack(c: Cursor) -> Value:
+def _listpack(c: Cursor) -> HashValue:
     return _hash(pairs(listpack_strings(c.string()), "hash"))
 
 
-def _metadata_fields(relative: bool) -> ElementsDecoder:
+def _metadata_fields(relative: bool) -> Callable[[Cursor, Iterable[None], int], HashValue]:
     """Fields with a TTL each (0: none); in 7.4 relative to the hash's smallest expiry."""
 
-    def decode(c: Cursor, count: Iterable[None], min_expire: int) -> Value:
+    def decode(c: Cursor, count: Iterable[None], min_expire: int) -> HashValue:
         fields: dict[bytes, bytes] = {}
         expires: dict[bytes, int] = {}
         for _ in count:
@@ -142,16 +142,16 @@ def _listpack_ex(items: list[bytes | int]) -> HashValue:
     return HashValue(fields, expires)
 
 
-def _listpack_ex_pre_ga(c: Cursor) -> Value:
+def _listpack_ex_pre_ga(c: Cursor) -> HashValue:
     return _listpack_ex(listpack_entries(c.string()))
 
 
-def _listpack_ex_ga(c: Cursor) -> Value:
+def _listpack_ex_ga(c: Cursor) -> HashValue:
     c.millis()  # the smallest field expire time: a hint, derived again on load
     return _listpack_ex(listpack_entries(c.string()))
 
 
-def _valkey_fields(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _valkey_fields(c: Cursor, count: Iterable[None], base: int) -> HashValue:
     fields: dict[bytes, bytes] = {}
     expires: dict[bytes, int] = {}
     for _ in count:

@@ -9,6 +9,8 @@ key metadata.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.primitives import (
@@ -18,7 +20,7 @@ from dcs_migration.formats.primitives import (
     skip_length,
     skip_string,
 )
-from dcs_migration.formats.types.encoding import Encoding, Value
+from dcs_migration.formats.types.encoding import Encoding
 
 _MODULE_NAME_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -76,7 +78,7 @@ def _refuse_pre_ga(buf: bytes, pos: int, end: int) -> int:
     )
 
 
-def _refuse_decoding(c: Cursor) -> Value:
+def _refuse_decoding(c: Cursor) -> NoReturn:
     module = module_type_name(c.buf)
     raise FormatError(f"module value of type {module!r}: only that module can read it")
 

@@ -15,24 +15,24 @@ from dcs_migration.formats.primitives import Cursor, skip_string
 from dcs_migration.formats.rdb_pieces import ONE_STRING, STRINGS
 from dcs_migration.formats.types.common import no_duplicates, skip_strings
 from dcs_migration.formats.types.empty import EMPTY_LISTPACK, blob_is_one_of
-from dcs_migration.formats.types.encoding import Encoding, Value, counted
+from dcs_migration.formats.types.encoding import Encoding, counted
 
 _EMPTY_INTSETS = frozenset(
     w + b"\x00\x00\x00\x00" for w in (b"\x02\x00\x00\x00", b"\x04\x00\x00\x00", b"\x08\x00\x00\x00")
 )
 
 
-def _members(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _members(c: Cursor, count: Iterable[None], base: int) -> list[bytes]:
     members = [c.string() for _ in count]
     no_duplicates(members, "set")
     return members
 
 
-def _intset(c: Cursor) -> Value:
+def _intset(c: Cursor) -> list[bytes]:
     return intset_members(c.string())
 
 
-def _listpack(c: Cursor) -> Value:
+def _listpack(c: Cursor) -> list[bytes]:
     members = listpack_strings(c.string())
     no_duplicates(members, "set")
     return members

@@ -12,10 +12,10 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.lzf import LzfStream
 from dcs_migration.formats.primitives import RDB_ENCVAL_LZF, Cursor, skip_string
 from dcs_migration.formats.rdb_pieces import ONE_STRING
-from dcs_migration.formats.types.encoding import Encoding, Value
+from dcs_migration.formats.types.encoding import Encoding
 
 
-def _decode(c: Cursor) -> Value:
+def _decode(c: Cursor) -> bytes:
     return c.string()
 
 
@@ -26,7 +26,7 @@ def _lzf_lengths(head: bytes) -> tuple[int, int]:
     return c.length(), c.length()
 
 
-def _decode_pieces(head: bytes, pieces: Iterable[bytes]) -> Iterator[Value]:
+def _decode_pieces(head: bytes, pieces: Iterable[bytes]) -> Iterator[bytes]:
     """The string's bytes, decompressed, in slices."""
     first = head[0]
     if first >= 0xC0 and first & 0x3F == RDB_ENCVAL_LZF:

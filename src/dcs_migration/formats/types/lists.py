@@ -27,7 +27,7 @@ from dcs_migration.formats.types.empty import (
     blob_is_one_of,
     is_empty_blob,
 )
-from dcs_migration.formats.types.encoding import Encoding, Value, counted
+from dcs_migration.formats.types.encoding import Encoding, counted
 from dcs_migration.formats.ziplist import ziplist_entries
 
 _CONTAINERS = (T.QUICKLIST_NODE_CONTAINER_PACKED, T.QUICKLIST_NODE_CONTAINER_PLAIN)
@@ -59,18 +59,18 @@ def _quicklist_container(buf: bytes, pos: int, end: int) -> int:
     return p
 
 
-def _elements(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _elements(c: Cursor, count: Iterable[None], base: int) -> list[bytes]:
     return [c.string() for _ in count]
 
 
-def _ziplist_nodes(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _ziplist_nodes(c: Cursor, count: Iterable[None], base: int) -> list[bytes]:
     items: list[bytes] = []
     for _ in count:
         items.extend(ziplist_entries(c.string()))
     return items
 
 
-def _quicklist_2_nodes(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _quicklist_2_nodes(c: Cursor, count: Iterable[None], base: int) -> list[bytes]:
     items: list[bytes] = []
     for _ in count:
         container = c.length()
@@ -107,7 +107,7 @@ def _quicklist_2_is_empty(buf: bytes, pos: int, end: int) -> bool:
     return True
 
 
-def _ziplist(c: Cursor) -> Value:
+def _ziplist(c: Cursor) -> list[bytes]:
     return ziplist_entries(c.string())
 
 

@@ -21,7 +21,7 @@ from dcs_migration.formats.primitives import (
 from dcs_migration.formats.rdb_pieces import ONE_STRING, Layout, count_head, fixed, steps
 from dcs_migration.formats.types.common import no_duplicates, pairs
 from dcs_migration.formats.types.empty import EMPTY_LISTPACK, EMPTY_ZIPLIST, blob_is_one_of
-from dcs_migration.formats.types.encoding import Encoding, Value, counted
+from dcs_migration.formats.types.encoding import Encoding, counted
 from dcs_migration.formats.ziplist import ziplist_entries
 
 
@@ -45,13 +45,13 @@ def _skip_zset_2(buf: bytes, pos: int, end: int) -> int:
     return pos
 
 
-def _text_scored(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _text_scored(c: Cursor, count: Iterable[None], base: int) -> list[tuple[bytes, float]]:
     value = [(c.string(), c.text_double()) for _ in count]
     no_duplicates([m for m, _ in value], "sorted set")
     return value
 
 
-def _binary_scored(c: Cursor, count: Iterable[None], base: int) -> Value:
+def _binary_scored(c: Cursor, count: Iterable[None], base: int) -> list[tuple[bytes, float]]:
     value = [(c.string(), c.binary_double()) for _ in count]
     no_duplicates([m for m, _ in value], "sorted set")
     return value
@@ -63,11 +63,11 @@ def _scored_pairs(items: list[bytes]) -> list[tuple[bytes, float]]:
     return scored
 
 
-def _ziplist(c: Cursor) -> Value:
+def _ziplist(c: Cursor) -> list[tuple[bytes, float]]:
     return _scored_pairs(ziplist_entries(c.string()))
 
 
-def _listpack(c: Cursor) -> Value:
+def _listpack(c: Cursor) -> list[tuple[bytes, float]]:
     return _scored_pairs(listpack_strings(c.string()))
 
 
