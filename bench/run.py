@@ -60,9 +60,12 @@ from tests.support.rdbgen import huge_rdb  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 
 from dcs_migration.client.resp import encode_command  # noqa: E402
-from dcs_migration.formats import KeyRecord, RdbReader, feed_stream  # noqa: E402
+from dcs_migration.formats import KeyRecord  # noqa: E402
 from dcs_migration.formats.dump import dump_payload  # noqa: E402
-from dcs_migration.formats.records import BigValueStart  # noqa: E402
+from dcs_migration.formats.records import BigKeyRecord  # noqa: E402
+from dcs_migration.formats.values import decode_value  # noqa: E402
+from dcs_migration.reading import read_batches, read_input  # noqa: E402
+from dcs_migration.sources import find_inputs  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 FUTURE_MS = 4_102_444_800_000  # 2100-01-01
@@ -82,7 +85,6 @@ LABELS = {
 }
 OURS = ("restore", "rewrite", "handoff", "inspect")  # the measures of dcs-migration itself
 RSS_GOAL_MB = 200
-WHOLE = 1 << 62  # a reader that never hands a value out in pieces
 
 
 # -- the datasets --------------------------------------------------------------------------
@@ -258,16 +260,37 @@ def restore_commands(path: Path) -> Path:
     out = WORK / f"{path.stem}.restore.resp"
     if out.exists():
         return out
-    with path.open("rb") as stream, out.open("wb") as sink:
-        for r in feed_stream(RdbReader(big_value_bytes=WHOLE), stream):
-            if type(r) is KeyRecord:
-                payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
-                if r.expire_at_ms is None:
-                    sink.write(encode_command([b"RESTORE", r.key, b"0", payload]))
-                else:
-                    ttl = b"%d" % r.expire_at_ms
-                    sink.write(encode_command([b"RESTORE", r.key, ttl, payload, b"ABSTTL"]))
+    with out.open("wb") as sink:
+        for r in whole_keys(path):
+            payload = dump_payload(r.rdb_type, r.payload, r.rdb_version)
+            if r.expire_at_ms is None:
+                sink.write(encode_command([b"RESTORE", r.key, b"0", payload]))
+            else:
+                ttl = b"%d" % r.expire_at_ms
+                sink.write(encode_command([b"RESTORE", r.key, ttl, payload, b"ABSTTL"]))
     return out
+
+
+def whole_keys(path: Path) -> Iterator[KeyRecord]:
+    """The file's keys, each with its whole value (a big one joined from its pieces)."""
+    [source] = find_inputs(path)
+    for r in read_input(source):
+        if type(r) is KeyRecord:
+            yield r
+        elif isinstance(r, BigKeyRecord):
+            payload = r.head + b"".join(r.pieces()) + r.tail
+            yield KeyRecord(
+                r.db,
+                r.key,
+                r.rdb_type,
+                payload,
+                r.expire_at_ms,
+                r.offset,
+                r.rdb_version,
+                r.lru_idle,
+                r.lfu_freq,
+                r.valkey,
+            )
 
 
 # -- whole processes ----------------------------------------------------------------------
@@ -400,15 +423,18 @@ def measure_native(ds: Dataset, path: Path) -> tuple[Run, str]:
 
 
 def measure_read(path: Path, decode: bool) -> dict[str, float]:
+    """Reading the file as an import does (`read_batches`), decoding each value that is
+    not too big to hold when `decode`."""
+    [source] = find_inputs(path)
     start = time.perf_counter()
     keys = 0
-    with path.open("rb") as stream:
-        for record in feed_stream(RdbReader(), stream):
+    for batch in read_batches(source):
+        for record in batch:
             if type(record) is KeyRecord:
                 keys += 1
                 if decode:
-                    record.value  # noqa: B018
-            elif type(record) is BigValueStart:  # a value handed out in pieces
+                    decode_value(record)
+            elif type(record) is BigKeyRecord:  # a value handed out in pieces
                 keys += 1
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "keys": keys, "rss_mb": _vmhwm_mb(os.getpid())}
@@ -611,15 +637,14 @@ def rdb9_twin(path: Path) -> Path | None:
     if out.exists():
         return out
     writer = RdbWriter(9)
-    with path.open("rb") as stream, out.open("wb") as sink:
+    with out.open("wb") as sink:
         sink.write(writer.header())
-        for r in feed_stream(RdbReader(big_value_bytes=WHOLE), stream):
-            if type(r) is KeyRecord:
-                if TYPE_MIN_RDB_VERSION.get(r.rdb_type, 99) > 9:
-                    sink.close()
-                    out.unlink()
-                    return None
-                sink.write(writer.keys([r]))
+        for r in whole_keys(path):
+            if TYPE_MIN_RDB_VERSION.get(r.rdb_type, 99) > 9:
+                sink.close()
+                out.unlink()
+                return None
+            sink.write(writer.keys([r]))
         sink.write(writer.end())
     return out
 

@@ -12,8 +12,8 @@ from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.formats import AofCommand, FormatError, RdbReader, Record
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.aof import AofReader
+from dcs_migration.formats.aof_writer import AofWriter
 from dcs_migration.formats.resp import RespReader
-from dcs_migration.writer.aof_writer import AofWriter
 from tests.conftest import flavour_or_skip
 from tests.support import rdbgen as g
 from tests.support.corpus import CORPUS, case_params

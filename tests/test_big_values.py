@@ -25,6 +25,7 @@ from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
 from dcs_migration.formats import rdb_pieces
+from dcs_migration.formats.aof_writer import AofWriter
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.lzf import LzfStream
 from dcs_migration.formats.rdb import RdbReader
@@ -34,7 +35,6 @@ from dcs_migration.importer import run_import
 from dcs_migration.oracle import oracle_from_records
 from dcs_migration.reading import BigValues, read_input
 from dcs_migration.sources import find_inputs
-from dcs_migration.writer.aof_writer import AofWriter
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g

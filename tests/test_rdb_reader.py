@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import struct
+from pathlib import Path
 from typing import Any
 
 import lzf
@@ -20,12 +20,14 @@ from dcs_migration.formats import (
     Record,
     ResizeDb,
     SelectDb,
-    feed_stream,
 )
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import crc64, crc64_short
-from dcs_migration.formats.rdb_skip import is_empty
-from dcs_migration.formats.values import HashValue
+from dcs_migration.formats.types import is_empty
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.values import decode_value
+from dcs_migration.reading import read_input
+from dcs_migration.sources import find_inputs
 from tests.support import rdbgen as g
 from tests.support.corpus import CORPUS, case_params
 
@@ -86,7 +88,7 @@ def test_records_of_a_small_image() -> None:
         1,
     )
     k, n = keys(records)
-    assert (k.db, k.key, k.value, k.expire_at_ms, k.type_name) == (
+    assert (k.db, k.key, decode_value(k), k.expire_at_ms, k.type_name) == (
         2,
         b"k",
         b"v",
@@ -94,7 +96,7 @@ def test_records_of_a_small_image() -> None:
         "string",
     )
     assert k.payload == b"\x01v"
-    assert (n.value, n.expire_at_ms) == (b"123", None)
+    assert (decode_value(n), n.expire_at_ms) == (b"123", None)
     end = records[-1]
     assert isinstance(end, RdbEnd) and end.checksum_verified
 
@@ -176,7 +178,7 @@ def test_unknown_type_in_redis_file_is_an_error_but_valkey_hash_2_reads() -> Non
     data = g.rdb(g.key(b"h", g.length(2) + field + plain, rdb_type=22), magic=b"VALKEY", version=80)
     (record,) = keys(read_all(data))
     assert record.type_name == "hash"
-    assert record.value == HashValue({b"f": b"v", b"g": b"w"}, {b"f": 4102444800000})
+    assert decode_value(record) == HashValue({b"f": b"v", b"g": b"w"}, {b"f": 4102444800000})
 
 
 def test_function_library_record() -> None:
@@ -254,7 +256,7 @@ def test_module_key_is_reported_by_module_name() -> None:
     assert record.type_name == "module"
     assert record.module_name == "ReJSON-RL"
     with pytest.raises(FormatError, match="module value of type 'ReJSON-RL'"):
-        _ = record.value
+        _ = decode_value(record)
 
 
 def test_value_errors_name_the_key_and_offset() -> None:
@@ -262,7 +264,7 @@ def test_value_errors_name_the_key_and_offset() -> None:
     data = g.rdb(g.key(b"broken", bad_listpack, rdb_type=T.RDB_TYPE_SET_LISTPACK))
     (record,) = keys(read_all(data))
     with pytest.raises(FormatError, match="listpack header says 16 bytes") as exc:
-        _ = record.value
+        _ = decode_value(record)
     assert exc.value.key == b"broken"
     assert exc.value.offset == 9
 
@@ -276,11 +278,13 @@ def test_bytes_after_the_image_are_kept_for_the_caller() -> None:
     assert reader.take_unused() == b"*1\r\n$4\r\nPING\r\nmore"
 
 
-def test_feed_stream_names_the_source() -> None:
+def test_reading_an_input_names_the_source(tmp_path: Path) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(b"REDIS0011\xf0")
     with pytest.raises(FormatError) as exc:
-        list(feed_stream(RdbReader(), io.BytesIO(b"REDIS0011\xf0"), source="dump.rdb"))
-    assert exc.value.source == "dump.rdb"
-    assert "file dump.rdb, offset 9" in str(exc.value)
+        list(read_input(find_inputs(path)[0]))
+    assert exc.value.source == str(path)
+    assert f"file {path}, offset 9" in str(exc.value)
 
 
 @pytest.mark.parametrize("rdb_type", [T.RDB_TYPE_SET, T.RDB_TYPE_HASH, T.RDB_TYPE_ZSET_2])

@@ -28,7 +28,8 @@ from dcs_migration.formats.functions_pre_ga import (
 from dcs_migration.formats.primitives import Cursor
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import encode_length, encode_string
-from dcs_migration.formats.stream import StreamValue
+from dcs_migration.formats.types.streams import StreamValue
+from dcs_migration.formats.values import decode_value
 from dcs_migration.importer import run_import
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
@@ -72,7 +73,7 @@ def stream_with_longer_length(extra: int = EXTRA) -> tuple[bytes, bytes, int, in
     for r in _records(data):
         if type(r) is not KeyRecord or r.type_name != "stream":
             continue
-        value = r.value
+        value = decode_value(r)
         assert isinstance(value, StreamValue)
         if value.groups and value.entries and value.length + extra < 64:
             break
@@ -90,7 +91,7 @@ def stream_with_longer_length(extra: int = EXTRA) -> tuple[bytes, bytes, int, in
 def test_a_stream_keeps_its_recorded_length() -> None:
     data, key, recorded, entries = stream_with_longer_length()
     record = next(r for r in _records(data) if type(r) is KeyRecord and r.key == key)
-    value = record.value
+    value = decode_value(record)
     assert isinstance(value, StreamValue)
     assert (value.length, len(value.entries)) == (recorded, entries)
 
@@ -101,7 +102,7 @@ def test_a_stream_with_a_length_and_no_node_is_refused_as_redis_does() -> None:
     data = g.rdb(g.key(b"s", value, rdb_type=15), version=9)
     record = next(r for r in _records(data) if type(r) is KeyRecord)
     with pytest.raises(FormatError, match="holds 3 entries but has no node"):
-        _ = record.value
+        _ = decode_value(record)
 
 
 def test_a_stream_whose_length_disagrees_loads_inspects_and_imports_as_in_redis(

@@ -22,6 +22,7 @@ from dcs_migration.client.router import Router
 from dcs_migration.client.standalone import StandaloneRouter
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
+from dcs_migration.formats.rdb_header import HEADER_BYTES, redis_rdb_version
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.formats.records import (
     AofCommand,
@@ -387,10 +388,7 @@ def _plan_handoff(
 
 def _rdb_version_of(source: Input) -> int | None:
     with source.parts[0].open() as stream:
-        head = stream.read(9)
-    if head.startswith(b"REDIS") and head[5:9].isdigit():
-        return int(head[5:9])
-    return None
+        return redis_rdb_version(stream.read(HEADER_BYTES))
 
 
 def _refuse_module_aux(records: Sequence[Record]) -> None:

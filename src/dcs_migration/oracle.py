@@ -22,8 +22,9 @@ from dcs_migration.formats.records import (
     ModuleAux,
     Record,
 )
-from dcs_migration.formats.stream import StreamGroup, StreamId, StreamValue, format_id
-from dcs_migration.formats.values import HashValue
+from dcs_migration.formats.types.hashes import HashValue
+from dcs_migration.formats.types.streams import StreamGroup, StreamId, StreamValue, format_id
+from dcs_migration.formats.values import decode_value
 
 ORACLE_FORMAT = "redis-corpus-oracle/1"
 SCG_INVALID_ENTRIES_READ = (1 << 64) - 1
@@ -166,7 +167,7 @@ def key_json(record: KeyRecord | BigKeyRecord, now_ms: int) -> Json | None:
     if record.expire_at_ms is not None and record.expire_at_ms <= now_ms:
         return None
     type_name = record.type_name
-    value = record.value
+    value = decode_value(record)
     out: dict[str, Json] = {"type": type_name}
     if isinstance(value, HashValue) and value.field_expire_at_ms:
         live = {f: t for f, t in value.field_expire_at_ms.items() if t > now_ms}

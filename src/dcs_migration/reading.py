@@ -1,5 +1,8 @@
 """One input, read to its end: the records of every part, in order.
 
+`read_batches` is the one driver of the readers (the import, inspect and the bench read
+through it); `read_input` is the same records one at a time.
+
 Every part goes through an `AofReader`, which picks the reader by content as Redis'
 loader does: an RDB image (a dump, an AOF preamble, the RDB base of a multi-part AOF),
 then RESP commands. Each part is a new reader, so the commands of each file start in

@@ -1,19 +1,13 @@
 """The one RESP encoder, and the reading back of what it encoded: a command as the bytes
-a Redis server reads, where a command ends in a run of them, and its key."""
+a Redis server reads, where a command ends in a run of them, and its key.
+
+The encoder itself lives with the RESP reader in `formats.resp` (the AOF writer, which
+is pure, encodes with it too); it is offered here under its usual name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-
-def encode_command(args: Sequence[bytes]) -> bytes:
-    """`*<n>` and each argument as a bulk string."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts.append(b"$%d\r\n" % len(arg))
-        parts.append(arg)
-        parts.append(b"\r\n")
-    return b"".join(parts)
+from dcs_migration.formats.resp import encode_command as encode_command
 
 
 def skip_commands(data: bytes, n: int, pos: int = 0) -> int:

@@ -1,13 +1,11 @@
-"""Sans-I/O readers of Redis backups: bytes in, records out.
+"""Sans-I/O readers and writers of Redis backups: bytes in, records out, and back.
 
-Nothing here opens a file or a socket. `feed_stream` is the one helper that drives a
-reader from any binary stream a caller has opened.
+Nothing here opens a file or a socket: `dcs_migration.reading` drives the readers over
+the inputs a source opens. A record's value is decoded by `formats.values.decode_value`;
+each type's layout lives in `formats.types`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator, Sequence
-from typing import BinaryIO, Protocol
 
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
@@ -26,36 +24,7 @@ from dcs_migration.formats.records import (
     SlotInfo,
 )
 
-CHUNK_SIZE = 1 << 20
-
-
-class Reader(Protocol):
-    """What every reader offers: feed chunks, then close."""
-
-    def feed(self, data: bytes) -> Sequence[Record]: ...
-
-    def close(self) -> Sequence[Record]: ...
-
-
-def feed_stream(
-    reader: Reader, stream: BinaryIO, *, source: str | None = None, chunk_size: int = CHUNK_SIZE
-) -> Iterator[Record]:
-    """Every record of `stream`, read in chunks; errors carry the `source` name."""
-    try:
-        while True:
-            chunk = stream.read(chunk_size)
-            if not chunk:
-                break
-            yield from reader.feed(chunk)
-        yield from reader.close()
-    except FormatError as exc:
-        if exc.source is None:
-            exc.source = source
-        raise
-
-
 __all__ = [
-    "CHUNK_SIZE",
     "AofCommand",
     "AofTruncated",
     "AuxField",
@@ -66,10 +35,8 @@ __all__ = [
     "RdbEnd",
     "RdbHeader",
     "RdbReader",
-    "Reader",
     "Record",
     "ResizeDb",
     "SelectDb",
     "SlotInfo",
-    "feed_stream",
 ]

@@ -14,11 +14,10 @@ from __future__ import annotations
 from enum import Enum
 
 from dcs_migration.formats.rdb import DEFAULT_MAX_ITEM_BYTES, RdbReader
+from dcs_migration.formats.rdb_header import may_start_rdb, rdb_magic
 from dcs_migration.formats.records import Record
 from dcs_migration.formats.resp import DEFAULT_MAX_BULK_BYTES, RespReader
 
-RDB_MAGICS = (b"REDIS", b"VALKEY")
-_MAGIC_LEN = max(len(m) for m in RDB_MAGICS)
 _RESP_STARTS = frozenset(b"*#")
 
 
@@ -68,11 +67,6 @@ class AofReader:
         """Big-value records handed out so far (see RdbReader.big_records)."""
         return self.rdb.big_records if self.rdb is not None else 0
 
-    @property
-    def has_preamble(self) -> bool:
-        """True once the file is known to start with an RDB image."""
-        return self.rdb is not None
-
     def feed(self, data: bytes) -> list[Record]:
         """Take the next chunk of input; return the records it completes."""
         if not data:
@@ -97,12 +91,12 @@ class AofReader:
             return []
         self._head += data
         head = self._head
-        if any(head.startswith(m) for m in RDB_MAGICS):
+        if rdb_magic(head) is not None:
             self._head = b""
             self.rdb = self._rdb_reader()
             self._state = _State.RDB
             return self.feed(head)
-        if len(head) < _MAGIC_LEN and any(m.startswith(head) for m in RDB_MAGICS):
+        if may_start_rdb(head):
             return []  # could still be an RDB magic
         self._head = b""
         self._start_resp(0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from dcs_migration.formats.rdb_header import looks_like_rdb
+
 SNIFF_BYTES = 512
 
 
@@ -39,7 +41,7 @@ def detect_format(head: bytes) -> FileKind:
         return FileKind.GZIP
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return FileKind.ZIP
-    if _is_rdb(head):
+    if looks_like_rdb(head):
         return FileKind.RDB
     if _is_tar(head):
         return FileKind.TAR
@@ -49,16 +51,6 @@ def detect_format(head: bytes) -> FileKind:
     if first == 0x23 or _is_manifest_line(head):
         return _after_annotations(head)
     return FileKind.UNKNOWN
-
-
-def _is_rdb(head: bytes) -> bool:
-    if head.startswith(b"REDIS"):
-        digits = head[5:9]
-    elif head.startswith(b"VALKEY"):
-        digits = head[6:9]
-    else:
-        return False
-    return digits.isdigit() or not digits  # a cut-short header is still an RDB (a bad one)
 
 
 def _is_tar(head: bytes) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 
 import lzf
 
@@ -27,6 +28,11 @@ _U32_BE = struct.Struct(">I")
 _U64_BE = struct.Struct(">Q")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+
+
+# What every skip function is: (buffer, position, end of the readable bytes) -> the
+# position after what it stepped over.
+Skipper = Callable[[bytes, int, int], int]
 
 
 class Incomplete(Exception):

@@ -33,18 +33,8 @@ from dcs_migration.formats.primitives import (
     read_string,
     skip_string,
 )
-from dcs_migration.formats.rdb_pieces import LAYOUTS, VALKEY_LAYOUTS, Layout
-from dcs_migration.formats.rdb_skip import (
-    ASK,
-    ASK_IF_ONE_TINY_NODE,
-    ASK_IF_TINY_LZF,
-    MAYBE_EMPTY,
-    SKIP_VALUE,
-    VALKEY_SKIP_VALUE,
-    is_empty,
-    skip_module_opcodes,
-    tiny_lzf,
-)
+from dcs_migration.formats.rdb_header import HEADER_BYTES, parse_rdb_header
+from dcs_migration.formats.rdb_pieces import Layout
 from dcs_migration.formats.records import (
     AuxField,
     BigValueEnd,
@@ -54,15 +44,16 @@ from dcs_migration.formats.records import (
     KeyRecord,
     ModuleAux,
     RdbEnd,
-    RdbHeader,
     Record,
     ResizeDb,
     SelectDb,
     SlotInfo,
 )
+from dcs_migration.formats.types import REDIS, VALKEY
+from dcs_migration.formats.types.empty import ASK, ASK_IF_ONE_TINY_NODE, ASK_IF_TINY_LZF, tiny_lzf
+from dcs_migration.formats.types.modules import module_id_name, skip_module_opcodes
 
 DEFAULT_MAX_ITEM_BYTES = 1 << 30
-HIGHEST_REDIS_RDB_VERSION = 13
 _U32_LEN = 4
 
 
@@ -262,36 +253,15 @@ class RdbReader:
             self._checksum(out)
 
     def _header(self, out: list[Record]) -> bool:
-        buf = self._buf
-        if len(buf) < 9:
-            self._need = 9
+        if len(self._buf) < HEADER_BYTES:
+            self._need = HEADER_BYTES
             return False
-        if buf.startswith(b"REDIS"):
-            digits = buf[5:9]
-            magic = "REDIS"
-        elif buf.startswith(b"VALKEY"):
-            digits = buf[6:9]
-            magic = "VALKEY"
-        else:
-            raise FormatError(f"not an RDB image: it starts with {buf[:9]!r}", offset=0)
-        if not digits.isdigit():
-            raise FormatError(f"RDB version {digits!r} is not a number", offset=len(magic))
-        version = int(digits)
-        if magic == "REDIS" and not 1 <= version <= HIGHEST_REDIS_RDB_VERSION:
-            raise FormatError(
-                f"RDB version {version} is not one this reader knows "
-                f"(REDIS 1 to {HIGHEST_REDIS_RDB_VERSION})",
-                offset=5,
-            )
-        if magic == "VALKEY" and not 80 <= version <= 81:
-            raise FormatError(
-                f"Valkey RDB version {version} is not one this reader knows (80 to 81)", offset=6
-            )
-        self.rdb_version = version
-        self.valkey = magic == "VALKEY"
-        self._pos = 9
+        header = parse_rdb_header(self._buf)
+        self.rdb_version = header.rdb_version
+        self.valkey = header.magic == "VALKEY"
+        self._pos = HEADER_BYTES
         self._state = _State.BODY
-        out.append(RdbHeader(magic, version, 0))
+        out.append(header)
         return True
 
     def _checksum(self, out: list[Record]) -> None:
@@ -332,9 +302,10 @@ class RdbReader:
         db = self._db
         version = self.rdb_version
         valkey = self.valkey
-        skippers = VALKEY_SKIP_VALUE if valkey else SKIP_VALUE
+        flavour = VALKEY if valkey else REDIS
+        skippers = flavour.skip
         big = self.big_value_bytes
-        maybe_empty = MAYBE_EMPTY
+        maybe_empty = flavour.maybe_empty
         count_only = self.count_keys_only
         expired_before = (
             self.expired_before_ms if self.expired_before_ms is not None else -(1 << 63)
@@ -429,7 +400,7 @@ class RdbReader:
                                     and (buf[vstart + 2] < 12 or tiny_lzf(buf, vstart + 2))
                                 )
                             )
-                            and is_empty(op, buf, vstart, pos)
+                            and flavour.is_empty[op](buf, vstart, pos)
                         ):
                             self.empty_keys_dropped += 1
                             expire = idle = freq = None
@@ -534,7 +505,7 @@ class RdbReader:
                     raise FormatError(f"unknown RDB opcode {op}", offset=start)
             except (Incomplete, _Big) as exc:
                 item_start = start if prefix_start < 0 else prefix_start
-                layouts = VALKEY_LAYOUTS if valkey else LAYOUTS
+                layouts = flavour.layouts
                 if (
                     key is not None
                     and vstart >= 0
@@ -674,7 +645,7 @@ class RdbReader:
         data_start = pos
         pos = skip_module_opcodes(buf, pos, end)
         record = ModuleAux(
-            module_id, T.module_id_name(module_id), when, buf[data_start:pos], self._base + start
+            module_id, module_id_name(module_id), when, buf[data_start:pos], self._base + start
         )
         append(record)
         return pos

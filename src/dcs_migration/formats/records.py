@@ -1,24 +1,21 @@
 """What the readers produce: one record per key, and records for everything else a backup holds.
 
 A key record keeps the value exactly as it stands in the file (`payload`, what a RESTORE
-needs) and decodes it only when `value` is asked for, so an import that passes values
-through never pays for decoding.
+needs); `formats.values.decode_value` decodes it when a caller needs it, so an import
+that passes values through never pays for decoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
-from dcs_migration.formats.rdb_types import TYPE_NAMES, module_type_name
-
-if TYPE_CHECKING:
-    from dcs_migration.formats.values import Value
+from dcs_migration.formats.types import type_name as _type_name
+from dcs_migration.formats.types.modules import module_type_name
 
 
-class KeyRecord(tuple):  # type: ignore[type-arg]
+class KeyRecord(NamedTuple):
     """A key of an RDB image: where it lives, its value bytes, and its expiry.
 
     `payload` is the serialized value exactly as in the file (without the type byte).
@@ -27,55 +24,24 @@ class KeyRecord(tuple):  # type: ignore[type-arg]
     of the IDLE and FREQ opcodes when the file has them.
 
     A tuple, because a reader makes millions of them: building one is the cheapest way
-    to carry ten fields. `value` decodes on each access; keep what it returns.
+    to carry ten fields (the reader builds them with `tuple.__new__`).
     """
 
-    __slots__ = ()
-
-    def __new__(
-        cls,
-        db: int,
-        key: bytes,
-        rdb_type: int,
-        payload: bytes,
-        expire_at_ms: int | None,
-        offset: int,
-        rdb_version: int,
-        lru_idle: int | None = None,
-        lfu_freq: int | None = None,
-        valkey: bool = False,
-    ) -> KeyRecord:
-        return tuple.__new__(
-            cls,
-            (
-                db,
-                key,
-                rdb_type,
-                payload,
-                expire_at_ms,
-                offset,
-                rdb_version,
-                lru_idle,
-                lfu_freq,
-                valkey,
-            ),
-        )
-
-    db: int = property(itemgetter(0))  # type: ignore[assignment]
-    key: bytes = property(itemgetter(1))  # type: ignore[assignment]
-    rdb_type: int = property(itemgetter(2))  # type: ignore[assignment]
-    payload: bytes = property(itemgetter(3))  # type: ignore[assignment]
-    expire_at_ms: int | None = property(itemgetter(4))  # type: ignore[assignment]
-    offset: int = property(itemgetter(5))  # type: ignore[assignment]
-    rdb_version: int = property(itemgetter(6))  # type: ignore[assignment]
-    lru_idle: int | None = property(itemgetter(7))  # type: ignore[assignment]
-    lfu_freq: int | None = property(itemgetter(8))  # type: ignore[assignment]
-    valkey: bool = property(itemgetter(9))  # type: ignore[assignment]
+    db: int
+    key: bytes
+    rdb_type: int
+    payload: bytes
+    expire_at_ms: int | None
+    offset: int
+    rdb_version: int
+    lru_idle: int | None = None
+    lfu_freq: int | None = None
+    valkey: bool = False
 
     @property
     def type_name(self) -> str:
         """The Redis type as TYPE answers it: string, list, set, zset, hash, stream or module."""
-        return TYPE_NAMES.get((self.valkey, self.rdb_type)) or TYPE_NAMES[(False, self.rdb_type)]
+        return _type_name(self.rdb_type, self.valkey)
 
     @property
     def module_name(self) -> str | None:
@@ -88,13 +54,6 @@ class KeyRecord(tuple):  # type: ignore[type-arg]
     def size(self) -> int:
         """The serialized value's size in bytes."""
         return len(self.payload)
-
-    @property
-    def value(self) -> Value:
-        """The decoded value (decoded anew on each access)."""
-        from dcs_migration.formats.values import decode_value
-
-        return decode_value(self)
 
     def __repr__(self) -> str:
         return (
@@ -199,16 +158,9 @@ class BigKeyRecord:
 
     @property
     def type_name(self) -> str:
-        return TYPE_NAMES.get((self.valkey, self.rdb_type)) or TYPE_NAMES[(False, self.rdb_type)]
+        return _type_name(self.rdb_type, self.valkey)
 
     module_name = None  # module values are never handed out in pieces
-
-    @property
-    def value(self) -> Value:
-        """The whole value, decoded (it is then held whole: for callers that need it so)."""
-        from dcs_migration.formats.values import decode_big_value
-
-        return decode_big_value(self)
 
     def __repr__(self) -> str:
         return (

@@ -1,4 +1,5 @@
-"""The RESP command-log reader: the command part of an AOF file, bytes in, commands out.
+"""RESP commands: the command part of an AOF file read (bytes in, commands out), and the
+one RESP encoder of the project (`encode_command`: the AOF writer's, and the client's).
 
 An AOF holds commands as RESP multibulks (`*<n>\\r\\n` then n times `$<len>\\r\\n<bytes>\\r\\n`),
 with annotation lines starting with `#` between them. Redis 7 writes `#TS:<unix-seconds>`
@@ -19,6 +20,7 @@ nothing is ever allocated from a length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NoReturn
 
 from dcs_migration.formats.errors import FormatError
@@ -273,3 +275,13 @@ def _select(args: list[bytes], offset: int) -> int:
         shown = b" ".join(a[:32] for a in args)
         raise FormatError(f"SELECT without a valid database index: {shown!r}", offset=offset)
     return int(args[1])
+
+
+def encode_command(args: Sequence[bytes]) -> bytes:
+    """`*<n>` and each argument as a bulk string."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n" % len(arg))
+        parts.append(arg)
+        parts.append(b"\r\n")
+    return b"".join(parts)

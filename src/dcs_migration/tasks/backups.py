@@ -23,6 +23,7 @@ from dcs_migration.client.cluster import slot_masters
 from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.config import Settings
+from dcs_migration.formats.aof_writer import AofWriter
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.importer import Progress, run_import
@@ -31,7 +32,6 @@ from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, Ba
 from dcs_migration.sources.replication import take_snapshot
 from dcs_migration.store import BackupRecord, BackupStatus, RestoreStatus, Store
 from dcs_migration.store.records import InstanceRecord
-from dcs_migration.writer.aof_writer import AofWriter
 from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,13 @@
-"""Streams: listpack nodes of entries, then the stream's metadata and consumer groups.
+"""Streams (5.0+, in four versions of the layout): listpack nodes of entries, then the
+stream's metadata and consumer groups.
 
 A node is keyed by its master ID (16 bytes, big-endian ms and seq). Its listpack starts
 with the master entry (live count, deleted count, the master field names, a 0), then
 holds entries: flags, ms and seq deltas from the master ID, the values (when the entry
 has the master's fields) or a field count and field/value pairs, and an element count.
+
+A stream decodes to a StreamValue. A big one is handed out as its node count, its nodes
+and its metadata (the tail); `formats.values.stream_parts` decodes it a piece at a time.
 """
 
 from __future__ import annotations
@@ -13,7 +17,18 @@ from dataclasses import dataclass, field
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.listpack import listpack_entries
-from dcs_migration.formats.primitives import Cursor
+from dcs_migration.formats.primitives import (
+    LENGTH_SIZE,
+    Cursor,
+    Incomplete,
+    Skipper,
+    read_length,
+    skip_length,
+    skip_string,
+)
+from dcs_migration.formats.rdb_pieces import Layout, count_head, strings
+from dcs_migration.formats.types.common import skip_string_pairs
+from dcs_migration.formats.types.encoding import Encoding
 
 STREAM_ITEM_FLAG_DELETED = 1
 STREAM_ITEM_FLAG_SAMEFIELDS = 2
@@ -77,8 +92,8 @@ def _stream_id(c: Cursor) -> StreamId:
     return (c.length(), c.length())
 
 
-def decode_stream(t: int, payload: bytes) -> StreamValue:
-    c = Cursor(payload)
+def decode_stream(t: int, c: Cursor) -> StreamValue:
+    """A whole stream, from a cursor at its first byte to the end of its bytes."""
     entries: list[StreamEntry] = []
     nodes = c.length()
     decode_stream_nodes(c, nodes, entries)
@@ -244,3 +259,82 @@ def _node_entries(
             f"stream node says {live} live and {deleted} deleted entries, "
             f"holds {seen_live} and {seen_deleted}"
         )
+
+
+# -- skipping ----------------------------------------------------------------------------
+
+
+def _bad_length(buf: bytes, pos: int, end: int) -> int:
+    """Raise skip_length's error for the byte at `pos`, which starts no length."""
+    skip_length(buf, pos, end)
+    raise AssertionError(f"byte 0x{buf[pos]:02x} was taken for no length")
+
+
+def tail_skipper(t: int) -> Skipper:
+    """A skip function for what follows a stream's nodes: its metadata and consumer groups."""
+    v2 = t >= T.RDB_TYPE_STREAM_LISTPACKS_2
+    v3 = t >= T.RDB_TYPE_STREAM_LISTPACKS_3
+    v4 = t >= T.RDB_TYPE_STREAM_LISTPACKS_4
+    metadata_lengths = 8 if v2 else 3  # length, last id (and first id, max deleted, added)
+    group_lengths = 3 if v2 else 2  # last delivered id (and entries read)
+    consumer_times = 16 if v3 else 8  # seen time (and active time)
+
+    def skip(buf: bytes, pos: int, end: int) -> int:
+        # Inline steps as in the element loops of `types.common`: most lengths and counts
+        # are short.
+        try:
+            for _ in range(metadata_lengths):
+                pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+            b = buf[pos]
+            groups, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+            for _ in range(groups):
+                b = buf[pos]
+                pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                for _ in range(group_lengths):
+                    pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                b = buf[pos]
+                pel, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+                for _ in range(pel):
+                    pos += 24  # raw id, delivery time, then the delivery count
+                    pos += LENGTH_SIZE[buf[pos]] or _bad_length(buf, pos, end)
+                b = buf[pos]
+                consumers, pos = (b, pos + 1) if b < 0x40 else read_length(buf, pos, end)
+                for _ in range(consumers):
+                    b = buf[pos]
+                    pos = pos + 1 + b if b < 0x40 else skip_string(buf, pos, end)
+                    pos += consumer_times
+                    owned, pos = read_length(buf, pos, end)
+                    pos += 16 * owned
+        except IndexError:
+            raise Incomplete() from None
+        if pos > end:
+            raise Incomplete()
+        if v4:  # idempotent producers: settings, then per producer its recent ids
+            pos = skip_length(buf, skip_length(buf, pos, end), end)
+            producers, pos = read_length(buf, pos, end)
+            for _ in range(producers):
+                pos = skip_string(buf, pos, end)
+                iids, pos = read_length(buf, pos, end)
+                for _ in range(iids):
+                    pos = skip_string(buf, pos, end)
+                    pos = skip_length(buf, skip_length(buf, pos, end), end)
+            pos = skip_length(buf, skip_length(buf, pos, end), end)
+        return pos
+
+    return skip
+
+
+def _encoding(t: int) -> Encoding[StreamValue]:
+    tail = tail_skipper(t)
+
+    def skip(buf: bytes, pos: int, end: int) -> int:
+        # The nodes: a master ID (16 bytes) and a listpack each, then the tail.
+        return tail(buf, skip_string_pairs(buf, pos, end), end)
+
+    def decode(c: Cursor) -> StreamValue:
+        return decode_stream(t, c)
+
+    return Encoding("stream", skip, decode, Layout(count_head, strings(2), tail))
+
+
+ENCODINGS = {t: _encoding(t) for t in T.STREAM_TYPES}

@@ -11,17 +11,16 @@ time has already passed is still written, and the server drops it on load. Value
 module types have no command form (only the module's RDB loader reads them), so they
 stop the writer with a `FormatError`: such a backup must be kept as an RDB.
 
-It uses the value commands of `commands.py`
-and the one RESP encoder of `resp.py`, as the importer's rewrite does.
+It uses the value commands of `formats.rewrite` and the one RESP encoder of
+`formats.resp`, as the importer's rewrite does.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
-from dcs_migration.client.capabilities import Capabilities
-from dcs_migration.client.resp import encode_command
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.records import (
     AofCommand,
@@ -31,7 +30,17 @@ from dcs_migration.formats.records import (
     ModuleAux,
     Record,
 )
-from dcs_migration.writer.commands import Rewrite
+from dcs_migration.formats.resp import encode_command
+from dcs_migration.formats.rewrite import CommandFeatures, Rewrite
+
+
+class AofFeatures(CommandFeatures, Protocol):
+    """What the server that will load the AOF supports (`client.Capabilities` is one)."""
+
+    @property
+    def functions(self) -> bool:
+        """FUNCTION LOAD (7.0+)."""
+        ...
 
 
 class AofWriter:
@@ -45,7 +54,7 @@ class AofWriter:
     """
 
     def __init__(
-        self, caps: Capabilities, *, chunk_bytes: int = 1 << 20, now_ms: int | None = None
+        self, caps: AofFeatures, *, chunk_bytes: int = 1 << 20, now_ms: int | None = None
     ) -> None:
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be at least 1")
