@@ -74,7 +74,7 @@ class Service:
 
     def start(self) -> None:
         waiting = self.store.requeue_interrupted()
-        interrupted = self.store.fail_interrupted()
+        interrupted = self.store.fail_interrupted(DCS_JOB_FAILED)
         if interrupted:
             log.warning("%d task(s) were running when the service stopped: FAILED", interrupted)
         self.backups.recover()

@@ -58,7 +58,7 @@ class BackupRunner:
     def recover(self) -> None:
         """At service start: what a stopped service left running is failed, and the files
         it had stored for those backups are removed."""
-        for backup in self.store.fail_interrupted_backups():
+        for backup in self.store.fail_interrupted_backups(JOB_FAILED):
             try:
                 self.files.discard_prefix(
                     _prefix(backup.project_id, backup.instance_id, backup.backup_id)
