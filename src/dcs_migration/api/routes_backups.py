@@ -11,16 +11,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dcs_migration.api import links
-from dcs_migration.api.app import (
+from dcs_migration.api.deps import (
+    ExecutorDep,
     Signed,
     body_of,
-    iso,
-    json_model,
     public_base,
     request_body_model,
     service_of,
 )
 from dcs_migration.api.errors import (
+    APIGW_NOT_AUTHORIZED,
     DCS_BACKUP_NOT_SUCCEEDED,
     DCS_INSTANCE_BACKING_UP,
     DCS_INSTANCE_NOT_FOUND,
@@ -28,6 +28,7 @@ from dcs_migration.api.errors import (
     DcsError,
     invalid_parameter,
 )
+from dcs_migration.api.render import iso, json_model
 from dcs_migration.api.schemas import (
     MAX_OFFSET,
     BackupInstanceBody,
@@ -43,11 +44,12 @@ from dcs_migration.api.schemas import (
     RestoreRecord,
     parse_body,
 )
-from dcs_migration.sources.backup_store import BackupStoreError
 from dcs_migration.store import BackupRecord as StoredBackup
 from dcs_migration.store import BackupStatus, BackupUnusable, InstanceBusy
 from dcs_migration.store import RestoreRecord as StoredRestore
 from dcs_migration.store.records import InstanceRecord
+from dcs_migration.tasks.backups import BackupFileGone
+from dcs_migration.tasks.executor import Work
 
 router = APIRouter(prefix="/v2/{project_id}")
 TIME_FORMAT = "%Y%m%d%H%M%S"  # the DCS query form, e.g. 20170718235959 (UTC)
@@ -240,7 +242,7 @@ def download_backup_file(
             service.store.signing_key(links.LINK_PURPOSE), path, expires, signature, time.time()
         )
     except links.LinkRefused as exc:
-        raise DcsError(403, "APIGW.0302", str(exc)) from None
+        raise DcsError(403, APIGW_NOT_AUTHORIZED, str(exc)) from None
     backup = service.store.get_backup(project_id, backup_id)
     wanted = (
         None
@@ -250,8 +252,8 @@ def download_backup_file(
     if backup is None or backup.status is not BackupStatus.SUCCEED or wanted is None:
         raise DcsError(404, DCS_BACKUP_NOT_SUCCEEDED, f"backup file {file_name} does not exist")
     try:
-        stream = service.files.open(wanted.object_key)
-    except BackupStoreError as exc:
+        stream = service.backups.open_file(wanted.object_key)
+    except BackupFileGone as exc:
         raise DcsError(404, DCS_BACKUP_NOT_SUCCEEDED, str(exc)) from None
 
     def chunks() -> Iterator[bytes]:
@@ -277,7 +279,7 @@ def download_backup_file(
 @router.post("/instances/{instance_id}/restores", response_model=RestoreInstanceResponse)
 @request_body_model(RestoreInstanceBody)
 def restore_instance(
-    project_id: str, instance_id: str, request: Request, auth: Signed
+    project_id: str, instance_id: str, request: Request, auth: Signed, executor: ExecutorDep
 ) -> dict[str, Any]:
     """Restore the instance from one of its backups: it is flushed, then loaded whole."""
     body = parse_body(RestoreInstanceBody, body_of(request))
@@ -291,7 +293,7 @@ def restore_instance(
         raise _busy(exc) from None
     except BackupUnusable as exc:
         raise DcsError(400, DCS_BACKUP_NOT_SUCCEEDED, f"backup_id: {exc}") from None
-    service.backups.submit_restore(project_id, restore.restore_id)
+    executor.submit(Work.restore(project_id, restore.restore_id))
     return {"restore_id": restore.restore_id}
 
 

@@ -1,0 +1,80 @@
+"""One running service: its settings, its store, the executor its work runs in, and the
+use-cases the routers call. Built once per process by `app.create_app`."""
+
+from __future__ import annotations
+
+import logging
+
+from dcs_migration.config import Settings
+from dcs_migration.sources.backup_store import BackupStore, make_backup_store
+from dcs_migration.store import Store, open_store
+from dcs_migration.tasks.backups import BackupRunner
+from dcs_migration.tasks.buckets import Buckets
+from dcs_migration.tasks.executor import Executor
+from dcs_migration.tasks.runner import InlineExecutor
+from dcs_migration.tasks.service import TaskInputs, TaskService
+from dcs_migration.tasks.worker import make_jobs
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """What the routes use: the store, the executor and the use-cases of one service."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.store: Store = open_store(settings.database_url, settings.data_dir)
+        self.files: BackupStore = make_backup_store(settings.data_dir)
+        buckets = Buckets(
+            self.store, settings.data_dir, object_store=settings.obs_endpoint is not None
+        )
+        self.executor: Executor = InlineExecutor(
+            make_jobs(self.store, settings),
+            settings.data_dir,
+            networks=settings.allowed_networks,
+            workers=settings.workers,
+            database_url=settings.database_url,
+        )
+        self.tasks = TaskService(
+            self.store,
+            TaskInputs(self.store, buckets, self.files),
+            self.executor,
+            max_tasks_per_project=settings.max_tasks_per_project,
+        )
+        self.backups = BackupRunner(
+            self.store, self.files, settings.allowed_networks, workers=settings.workers
+        )
+        self.bodies = BodyBudget(settings.body_budget)
+
+    def start(self) -> None:
+        self.tasks.recover()
+        self.backups.recover()
+        self.executor.start()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.backups.shutdown()
+        self.store.close()
+
+
+class BodyBudget:
+    """The bytes of request bodies being read or held, all requests of the process together.
+
+    A body takes its declared Content-Length (a chunked one, what has come so far) before
+    it is read, and gives it back once its request is answered; a body that does not fit
+    is refused with a 503 instead of read. Only the event loop touches it.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
