@@ -22,7 +22,7 @@ from dcs_migration.sources.bucket import (
     bucket_name_problem,
 )
 from dcs_migration.sources.s3 import RetryPolicy, S3Client, bucket_exists, make_s3_client, s3_url
-from dcs_migration.store.db import Store
+from dcs_migration.store import Store
 
 log = logging.getLogger(__name__)
 
