@@ -177,23 +177,27 @@ def body_of(request: Request) -> bytes:
     return body
 
 
-def store_of(request: Request) -> Store:
+# The parts of the service, as dependencies (coroutines: taken on the event loop, with no
+# trip to the thread pool).
+
+
+async def store_of(request: Request) -> Store:
     return service_of(request).store
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     return service_of(request).settings
 
 
-def executor_of(request: Request) -> Executor:
+async def executor_of(request: Request) -> Executor:
     return service_of(request).executor
 
 
-def tasks_of(request: Request) -> TaskService:
+async def tasks_of(request: Request) -> TaskService:
     return service_of(request).tasks
 
 
-def backups_of(request: Request) -> BackupRunner:
+async def backups_of(request: Request) -> BackupRunner:
     return service_of(request).backups
 
 

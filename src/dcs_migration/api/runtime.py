@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 
 from dcs_migration.config import Settings
-from dcs_migration.sources.backup_store import BackupStore, make_backup_store
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.backups import BackupRunner
-from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import Executor
 from dcs_migration.tasks.runner import InlineExecutor
-from dcs_migration.tasks.service import TaskInputs, TaskService
-from dcs_migration.tasks.worker import make_jobs
+from dcs_migration.tasks.service import TaskService
+from dcs_migration.tasks.worker import make_jobs, task_inputs
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +23,9 @@ class Service:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.store: Store = open_store(settings.database_url, settings.data_dir)
-        self.files: BackupStore = make_backup_store(settings.data_dir)
-        buckets = Buckets(
-            self.store, settings.data_dir, object_store=settings.obs_endpoint is not None
-        )
+        inputs = task_inputs(self.store, settings)
         self.executor: Executor = InlineExecutor(
-            make_jobs(self.store, settings),
+            make_jobs(self.store, inputs, settings),
             settings.data_dir,
             networks=settings.allowed_networks,
             workers=settings.workers,
@@ -38,12 +33,12 @@ class Service:
         )
         self.tasks = TaskService(
             self.store,
-            TaskInputs(self.store, buckets, self.files),
+            inputs,
             self.executor,
             max_tasks_per_project=settings.max_tasks_per_project,
         )
         self.backups = BackupRunner(
-            self.store, self.files, settings.allowed_networks, workers=settings.workers
+            self.store, inputs.files, settings.allowed_networks, workers=settings.workers
         )
         self.bodies = BodyBudget(settings.body_budget)
 

@@ -83,6 +83,16 @@ class BackupRunner:
         except BackupStoreError as exc:
             raise BackupFileGone(str(exc)) from None
 
+    def download_url(self, object_key: str, expires_in: int) -> str | None:
+        """A URL of the object store to download a backup file from (None: the backup
+        store is a folder, and this service hands out its own links)."""
+        return self.files.presigned_url(object_key, expires_in)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name the backups are reported in."""
+        return self.files.bucket
+
     def shutdown(self) -> None:
         for _ in range(self._workers):
             self._jobs.put(None)

@@ -1,8 +1,8 @@
 """The executor seam: what the service hands its work to, and stops it through.
 
 A unit of work (`Work`) is plain data: its kind, its project and the id of its row (a
-migration task or a restore), so that it can be handed to a process of this machine or
-to another machine as JSON. Everything a run needs is read from the store by the run
+migration task or a restore), so that it can be handed to a process of this machine (as
+its arguments) or to another machine. Everything a run needs is read from the store by the run
 itself. The service and the API see only `Executor`; `runner.InlineExecutor` (one
 process per unit, on this machine) is the first implementation, and a distributed
 engine is another class with the same five methods.
@@ -36,13 +36,6 @@ class Work:
     def restore(cls, project_id: str, restore_id: str) -> Work:
         return cls(WorkKind.RESTORE, project_id, restore_id)
 
-    def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind.value, "project_id": self.project_id, "work_id": self.work_id}
-
-    @classmethod
-    def from_json(cls, data: dict[str, str]) -> Work:
-        return cls(WorkKind(data["kind"]), data["project_id"], data["work_id"])
-
 
 class Executor(Protocol):
     """Runs units of work away from the API, at most some number at once.
@@ -50,8 +43,9 @@ class Executor(Protocol):
     `submit` never waits for the work (it is queued; its row already says MIGRATING or
     waiting); `stop` asks a migration task to end TERMINATED and returns at once;
     `running` is what was submitted here and has not ended yet (waiting or running);
-    `shutdown` asks the running work to leave so that the next start takes it up again
-    (a migration task keeps its checkpoint), and leaves queued work queued.
+    `shutdown` asks the running work to leave, and leaves queued work queued: the next
+    start takes a migration task up again from its checkpoint (or fails it), and fails a
+    restore as interrupted.
     """
 
     def start(self) -> None:

@@ -58,18 +58,21 @@ BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
 }
 
 
-def make_jobs(store: Store, settings: Settings) -> dict[WorkKind, TaskJob | RestoreJob]:
-    """The job of each kind of work, for a process with these settings."""
-    files = make_backup_store(settings.data_dir)
+def task_inputs(store: Store, settings: Settings) -> TaskInputs:
+    """Where the tasks of a process with these settings find their files."""
     buckets = Buckets(store, settings.data_dir, object_store=settings.obs_endpoint is not None)
+    return TaskInputs(store, buckets, make_backup_store(settings.data_dir))
+
+
+def make_jobs(
+    store: Store, inputs: TaskInputs, settings: Settings
+) -> dict[WorkKind, TaskJob | RestoreJob]:
+    """The job of each kind of work, for a process with these settings."""
     return {
         WorkKind.MIGRATION_TASK: TaskJob(
-            store,
-            TaskInputs(store, buckets, files),
-            settings.allowed_networks,
-            reply_timeout=settings.reply_timeout,
+            store, inputs, settings.allowed_networks, reply_timeout=settings.reply_timeout
         ),
-        WorkKind.RESTORE: RestoreJob(store, files, settings.allowed_networks),
+        WorkKind.RESTORE: RestoreJob(store, inputs.files, settings.allowed_networks),
     }
 
 
@@ -111,7 +114,7 @@ def main(argv: list[str]) -> int:
     settings = Settings.from_env()
     store = open_store(settings.database_url, settings.data_dir)
     try:
-        job: WorkerJob = make_jobs(store, settings)[kind]
+        job: WorkerJob = make_jobs(store, task_inputs(store, settings), settings)[kind]
         job.run(project_id, work_id, stop, leaving)
     except Exception as exc:  # a bug: the unit still ends, saying so, and the log has it
         log.exception("%s %s: the process failed", kind.value, work_id)
