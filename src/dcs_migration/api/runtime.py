@@ -48,7 +48,10 @@ class Service:
         self.executor.start()
 
     def close(self) -> None:
+        left = self.executor.running()
         self.executor.shutdown()
+        if left:
+            log.info("%d unit(s) of work left to the next start", len(left))
         self.backups.shutdown()
         self.store.close()
 

@@ -2,7 +2,8 @@
 the resume check.
 
 The API calls `TaskService`; the job, in its own process, calls `TaskInputs` (the files
-of a task, and where it goes on from), so that each rule exists once. A use-case the
+of a task) and `resume_point` (the resume check) as the service does, so that each rule
+exists once. A use-case the
 rules refuse raises `Refused`, whose `Refusal` the API turns into its DCS error code:
 nothing here speaks HTTP.
 """
