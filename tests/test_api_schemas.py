@@ -432,7 +432,8 @@ RESPONSE_PAIRS: list[tuple[type[BaseModel], type]] = [
     (schemas.MigrationTaskListItem, sdk.MigrationTaskList),
     (schemas.ListMigrationTasksResponse, sdk.ListMigrationTaskResponse),
     (schemas.MigrationTaskDetail, sdk.ShowMigrationTaskResponse),
-    (schemas.StopMigrationTaskResponse, sdk.StopMigrationTaskResponse),
+    # the stop answers the detail (status TERMINATING or TERMINATED)
+    (schemas.MigrationTaskDetail, sdk.StopMigrationTaskResponse),
     (schemas.BackupFilesInfo, sdk.BackupFilesBody),
     (schemas.FilesInfo, sdk.Files),
     (schemas.SourceInstanceInfo, sdk.SourceInstanceBody),

@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, text
 
+from dcs_migration.api.errors import DCS_JOB_FAILED
 from dcs_migration.config import SECRET_KEY_ENV, Settings
 from dcs_migration.store import (
     SQLITE_FILE_NAME,
@@ -562,7 +563,7 @@ def test_fail_interrupted(store: Store) -> None:
     requeued = store.requeue_interrupted()
     assert [t.task_id for t in requeued] == [waiting, auto]  # oldest first
     assert all(t.status == TaskStatus.MIGRATING and t.started_at is None for t in requeued)
-    assert store.fail_interrupted() == 2
+    assert store.fail_interrupted(DCS_JOB_FAILED) == 2
     task = store.get_task(PROJECT, running)
     assert task is not None and task.status == TaskStatus.FAILED
     assert task.error_message.startswith(
@@ -572,14 +573,14 @@ def test_fail_interrupted(store: Store) -> None:
     assert task.finished_at is not None and task.bytes_read == 1234
     count, logs = store.list_logs(running, level="ERROR")
     assert count == 1 and logs[0].message == task.error_message
-    assert logs[0].keyword == "interrupted"
+    assert logs[0].keyword == "interrupted" and logs[0].log_code == DCS_JOB_FAILED
     other = store.get_task(PROJECT, stopping)
     assert other is not None and other.status == TaskStatus.FAILED
     assert other.error_message.startswith("interrupted: ")
     assert store.list_logs(auto, level="WARNING")[1][0].keyword == "resumed"
     finished = store.get_task(PROJECT, done)
     assert finished is not None and finished.status == TaskStatus.SUCCESS
-    assert store.fail_interrupted() == 0
+    assert store.fail_interrupted(DCS_JOB_FAILED) == 0
 
 
 def test_next_waiting_hands_each_task_to_one_worker(store: Store) -> None:
@@ -685,7 +686,7 @@ def test_backups_left_running_by_a_stopped_service_end_failed(store: Store) -> N
     finished = store.begin_backup(PROJECT, second, "rdb")
     store.finish_backup(finished.backup_id, BackupStatus.SUCCEED)
     restore = store.begin_restore(PROJECT, second, finished.backup_id)
-    interrupted = store.fail_interrupted_backups()
+    interrupted = store.fail_interrupted_backups(DCS_JOB_FAILED)
     assert [b.backup_id for b in interrupted] == [running.backup_id]
     after = store.get_backup(PROJECT, running.backup_id)
     assert after is not None and after.status is BackupStatus.FAILED

@@ -36,6 +36,7 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
+from dcs_migration.client.addresses import AllowedNetworks
 from dcs_migration.client.connection import Interrupter, TargetHung
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
@@ -43,7 +44,8 @@ from dcs_migration.client.resp import encode_command
 from dcs_migration.config import REPLY_TIMEOUT_ENV, Settings
 from dcs_migration.importer import Progress, run_import
 from dcs_migration.store import open_store
-from dcs_migration.tasks.runner import FairQueue, Job
+from dcs_migration.tasks.executor import Work, WorkKind
+from dcs_migration.tasks.runner import FairQueue, InlineExecutor
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
@@ -287,19 +289,19 @@ def test_an_interrupter_ends_an_import_waiting_on_a_hung_target_at_once(
 
 def test_a_free_slot_goes_to_the_waiting_project_that_runs_the_fewest() -> None:
     queue = FairQueue()
-    hogs = [Job("p2", f"p2-{n}") for n in range(6)]
+    hogs = [Work.migration_task("p2", f"p2-{n}") for n in range(6)]
     for job in hogs:
         queue.put(job)
     held = [queue.take() for _ in range(4)]  # alone, p2 takes every slot
     assert held == hogs[:4]
-    queue.put(Job("p1", "p1-0"))
-    queue.put(Job("p1", "p1-1"))
+    queue.put(Work.migration_task("p1", "p1-0"))
+    queue.put(Work.migration_task("p1", "p1-1"))
     assert held[0] is not None
     queue.done(held[0])
-    assert queue.take() == Job("p1", "p1-0")  # p1 runs none: the freed slot is its
+    assert queue.take() == Work.migration_task("p1", "p1-0")  # p1 runs none: the freed slot is its
     assert held[1] is not None
     queue.done(held[1])
-    assert queue.take() == Job("p1", "p1-1")  # p1 runs 1, p2 runs 2
+    assert queue.take() == Work.migration_task("p1", "p1-1")  # p1 runs 1, p2 runs 2
     assert held[2] is not None
     queue.done(held[2])
     assert queue.take() == hogs[4]  # 2 and 1: p2 is next, in the order submitted
@@ -309,15 +311,56 @@ def test_a_free_slot_goes_to_the_waiting_project_that_runs_the_fewest() -> None:
 
 def test_a_tie_goes_to_the_project_that_started_a_task_least_recently() -> None:
     queue = FairQueue()
-    first, second = Job("p2", "a"), Job("p2", "b")
+    first, second = Work.migration_task("p2", "a"), Work.migration_task("p2", "b")
     queue.put(first)
     queue.put(second)
     taken = queue.take()
     assert taken == first
-    queue.put(Job("p1", "c"))  # submitted after p2's second task
+    queue.put(Work.migration_task("p1", "c"))  # submitted after p2's second task
     queue.done(first)  # both run none now; p2 had the last turn
-    assert queue.take() == Job("p1", "c")
+    assert queue.take() == Work.migration_task("p1", "c")
     assert queue.take() == second
+
+
+class _StoppedBeforeStart:
+    """A job that records the units the executor ended in its own process."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def run(
+        self,
+        project_id: str,
+        work_id: str,
+        stop: threading.Event,
+        leaving: threading.Event | None = None,
+    ) -> None:
+        assert stop.is_set()
+        self.ran.append(work_id)
+
+    def ended_without_outcome(
+        self, project_id: str, work_id: str, exit_status: int, *, stopped: bool
+    ) -> None:
+        raise AssertionError("no process was started")
+
+
+def test_the_inline_executor_holds_each_unit_until_it_ends(tmp_path: Path) -> None:
+    job = _StoppedBeforeStart()
+    executor = InlineExecutor(
+        {WorkKind.MIGRATION_TASK: job}, tmp_path, networks=AllowedNetworks.default(), workers=1
+    )
+    first, second = Work.migration_task("p1", "a"), Work.migration_task("p1", "b")
+    executor.submit(first)
+    executor.submit(second)
+    assert executor.running() == {first, second}  # waiting for the slot that has not started
+    executor.stop(first)
+    executor.stop(second)  # stopped while they wait: ended without a process
+    executor.start()
+    try:
+        until(lambda: not executor.running(), "the units to end", 10)
+    finally:
+        executor.shutdown()
+    assert job.ran == ["a", "b"]
 
 
 # -- the service: stops and shares (real service, real task processes) ---------------------

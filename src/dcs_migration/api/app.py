@@ -1,4 +1,4 @@
-"""The HTTP service: the DCS migration-task API over the store and the task runner.
+"""The HTTP service: the DCS migration-task API over the store and the executor.
 
 Every answer that is not a success has the DCS shape `{error_code, error_msg,
 error_ext_msg}`: validation is done here from the raw body (never FastAPI's 422), and
@@ -8,77 +8,38 @@ Every route but the health check is signed with SDK-HMAC-SHA256 (`auth.py`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import exc as db_errors
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dcs_migration.api.auth import MAX_CLOCK_SKEW, AuthResult, verify_body, verify_head
+from dcs_migration.api import routes_backups, routes_instances, routes_tasks
+from dcs_migration.api.deps import REQUEST_BODIES
 from dcs_migration.api.errors import (
+    APIGW_AUTH_FAILED,
+    APIGW_NOT_AUTHORIZED,
     DCS_INVALID_PARAMETER,
     DCS_JOB_FAILED,
     DcsError,
     error_body,
     invalid_parameter,
-    replayed,
+    refused,
 )
-from dcs_migration.config import MAX_BODY_BYTES, Settings
-from dcs_migration.sources.backup_store import BackupStore, make_backup_store
-from dcs_migration.store import Store, open_store
-from dcs_migration.tasks.backups import BackupRunner
-from dcs_migration.tasks.buckets import Buckets
-from dcs_migration.tasks.runner import TaskRunner
+from dcs_migration.api.runtime import Service
+from dcs_migration.config import Settings
+from dcs_migration.tasks.refusals import Refused
 
 log = logging.getLogger(__name__)
-
-
-class Service:
-    """What the routes use: the store and the runner of one running service."""
-
-    def __init__(self, settings: Settings) -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings = settings
-        self.store: Store = open_store(
-            settings.database_url,
-            settings.data_dir,
-            secret_keys=settings.secret_keys,
-            sqlite_busy_seconds=settings.sqlite_busy_timeout,
-        )
-        self.files: BackupStore = make_backup_store(settings)
-        self.buckets = Buckets(self.store, settings.data_dir, object_store=settings.object_store)
-        self.runner = TaskRunner(self.store, settings, self.files, self.buckets)
-        self.backups = BackupRunner(self.store, self.files, settings, workers=settings.workers)
-        self.bodies = BodyBudget(settings.body_budget)
-
-    def start(self) -> None:
-        waiting = self.store.requeue_interrupted()
-        interrupted = self.store.fail_interrupted()
-        if interrupted:
-            log.warning("%d task(s) were running when the service stopped: FAILED", interrupted)
-        self.backups.recover()
-        self.runner.start()
-        for task in waiting:
-            self.runner.submit(task.project_id, task.task_id)
-
-    def close(self) -> None:
-        self.runner.shutdown()
-        self.backups.shutdown()
-        self.store.close()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -106,6 +67,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def dcs_error(request: Request, exc: DcsError) -> JSONResponse:
         return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(Refused)
+    async def refused_use_case(request: Request, exc: Refused) -> JSONResponse:
+        err = refused(exc)
+        return JSONResponse(err.to_body(), status_code=err.status)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -115,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "DCS.4800" if exc.status_code < 500 else DCS_JOB_FAILED
+        code = DCS_INVALID_PARAMETER if exc.status_code < 500 else DCS_JOB_FAILED
         message = "no such API" if exc.status_code == 404 else str(exc.detail)
         return JSONResponse(
             error_body(code, message), status_code=exc.status_code, headers=exc.headers
@@ -147,8 +113,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    from dcs_migration.api import routes_backups, routes_instances, routes_tasks
-
     app.include_router(routes_tasks.router)
     app.include_router(routes_instances.router)
     app.include_router(routes_backups.router)
@@ -173,23 +137,6 @@ def _database_trouble(exc: Exception) -> str | None:
     if "i/o error" in text:
         return "its disk cannot be written"
     return "it cannot be reached"
-
-
-# Request bodies are validated from the raw body (to answer in the DCS form), so the
-# document is told about them here: route name -> body model.
-REQUEST_BODIES: dict[str, type[BaseModel]] = {}
-
-
-def request_body_model(
-    model: type[BaseModel],
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a route as taking `model` as its JSON body (for /openapi.json)."""
-
-    def mark(route: Callable[..., Any]) -> Callable[..., Any]:
-        REQUEST_BODIES[route.__name__] = model
-        return route
-
-    return mark
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -221,15 +168,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/DcsError"}}}
     statuses = {
         "400": "Invalid request: error_msg names the parameter at fault",
-        "401": "Authentication failed: a missing, wrong or stale signature (APIGW.0301)",
-        "403": "Request rejected: the access key belongs to another project (APIGW.0302)",
+        "401": f"Authentication failed: a missing, wrong or stale signature ({APIGW_AUTH_FAILED})",
+        "403": "Request rejected: the access key belongs to another project "
+        f"({APIGW_NOT_AUTHORIZED})",
         "404": "The requested resource does not exist in this project",
         "408": "The request body was not received in time",
         "500": "Internal service error",
         "503": "The service's database is unavailable, or it is receiving too many request "
         "bodies at once: retry (Retry-After)",
     }
-    # A task id is one this service hands out (anything else is a 400, DCS.4070).
+    # A task id is one this service hands out (anything else is a 400: the id's format).
     task_id = {
         "type": "string",
         "title": "Task Id",
@@ -262,19 +210,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def service_of(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
-def public_base(request: Request) -> str:
-    """The base URL of what the service hands out (download links), without a final
-    ``/``: `DCS_MIGRATION_PUBLIC_URL`, else the request's own (its Host header, and the
-    scheme a proxy on this host says in X-Forwarded-Proto)."""
-    configured = service_of(request).settings.public_url
-    return configured or str(request.base_url).rstrip("/")
-
-
 class PublicRedirects:
     """ASGI middleware: a redirect (the router's, to the path with or without its final
     ``/``) points at `public_url` rather than at the host the request named."""
@@ -304,153 +239,3 @@ class PublicRedirects:
                 value = (self.public_url + where).encode("latin-1")
             out.append((name, value))
         return out
-
-
-class BodyBudget:
-    """The bytes of request bodies being read or held, all requests of the process together.
-
-    A body takes its declared Content-Length (a chunked one, what has come so far) before
-    it is read, and gives it back once its request is answered; a body that does not fit
-    is refused with a 503 instead of read. Only the event loop touches it.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def take(self, size: int) -> bool:
-        if self.held + size > self.limit:
-            return False
-        self.held += size
-        return True
-
-    def give(self, size: int) -> None:
-        self.held -= size
-
-
-def _too_busy() -> DcsError:
-    return DcsError(
-        503,
-        DCS_JOB_FAILED,
-        "the service is receiving too many request bodies at once: retry",
-        headers={"Retry-After": "1"},
-    )
-
-
-@asynccontextmanager
-async def request_body(request: Request) -> AsyncIterator[bytes]:
-    """The raw body, within the process' body budget, refused over 12 MB before it is read
-    whole, and all in within a time limit.
-
-    A client that sends its headers and then stops, or trickles the body, gets a 408
-    rather than holding its request open: the whole body must come within
-    `DCS_MIGRATION_BODY_TIMEOUT` seconds (default 30) of its start, however it is cut.
-    A client that leaves before its body is all in is a 400 that nobody reads, not an
-    internal error with its traceback logged. The body's share of the budget is held
-    until the block ends.
-    """
-    service = service_of(request)
-    budget, timeout = service.bodies, service.settings.body_timeout
-    held = 0
-    try:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isascii() and declared.isdigit():
-            if int(declared) > MAX_BODY_BYTES:  # h11 allows 20 digits at most
-                raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
-            if not budget.take(int(declared)):
-                raise _too_busy()
-            held = int(declared)
-        chunks = []
-        size = 0
-        stream = request.stream()
-        try:
-            async with asyncio.timeout(timeout):
-                async for chunk in stream:
-                    size += len(chunk)
-                    if size > MAX_BODY_BYTES:
-                        raise invalid_parameter(f"request body: larger than {MAX_BODY_BYTES} bytes")
-                    if size > held:  # chunked: take what came
-                        if not budget.take(size - held):
-                            raise _too_busy()
-                        held = size
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise DcsError(
-                408,
-                DCS_INVALID_PARAMETER,
-                f"Invalid parameter: request body: not received within {timeout:g} seconds",
-            ) from None
-        except ClientDisconnect:  # nobody to answer: an error, but not the service's
-            raise invalid_parameter("request body: the client left before sending it all") from None
-        finally:
-            await stream.aclose()
-        yield b"".join(chunks)
-    finally:
-        budget.give(held)
-
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-async def signed(request: Request) -> AsyncIterator[AuthResult]:
-    """The signer of the request (project and AK), or a 401/403 DCS error.
-
-    Everything of the signature that needs no body is checked before the body is read
-    (an unsigned or badly signed request is refused with its body unread); the body's
-    hash after. A signature of a call that changes something (POST, PUT, DELETE) is
-    accepted once: the store remembers it for as long as its date can be accepted.
-    """
-    service = service_of(request)
-    store = service.store
-    raw_path = request.scope.get("raw_path") or request.url.path.encode()
-    head = await run_in_threadpool(
-        verify_head,
-        request.method,
-        raw_path.decode("latin-1"),
-        request.scope.get("query_string", b"").decode("latin-1"),
-        request.headers.items(),  # every value of a repeated header
-        lambda ak: _key(store, ak),
-        datetime.now(UTC),
-    )
-    async with request_body(request) as body:
-        request.state.body = body
-        result = verify_body(head, body)
-        if request.method not in IDEMPOTENT_METHODS:
-            await run_in_threadpool(_first_use, store, result)
-        yield result
-
-
-def _first_use(store: Store, result: AuthResult) -> None:
-    """Remember the signature of a call that changes something; refuse it if it was seen."""
-    assert result.signed_at is not None
-    # Kept past the end of its date window by that window again, for API processes whose
-    # clocks differ (several may share one database).
-    keep_until = result.signed_at + 2 * MAX_CLOCK_SKEW
-    if not store.remember_signature(result.signature, keep_until):
-        raise replayed()
-
-
-def _key(store: Store, ak: str) -> tuple[str, str] | None:
-    found = store.secret_for(ak)
-    return None if found is None else (found.project_id, found.sk)
-
-
-Signed = Annotated[AuthResult, Depends(signed)]
-
-
-def body_of(request: Request) -> bytes:
-    body: bytes = request.state.body
-    return body
-
-
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def json_model(model: Any) -> dict[str, Any]:
-    data: dict[str, Any] = model.model_dump(mode="json", exclude_none=False)
-    return data

@@ -13,10 +13,13 @@ says what is wrong with it, without echoing the submitted value (it may be a pas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pydantic import ValidationError
-from pydantic_core import PydanticCustomError
+from dcs_migration.tasks.refusals import Refusal, Refused
+
+if TYPE_CHECKING:  # the codes are imported by task processes, which need no pydantic
+    from pydantic import ValidationError
+    from pydantic_core import PydanticCustomError
 
 # -- codes of the managed service, reused with the same meaning -----------------------
 DCS_INVALID_PARAMETER: Final = "DCS.4800"
@@ -102,6 +105,26 @@ class DcsError(Exception):
         return f"{type(self).__name__}({self.status}, {self.error_code!r}, {self.error_msg!r})"
 
 
+REFUSALS: Final[dict[Refusal, tuple[int, str]]] = {
+    Refusal.INVALID_PARAMETER: (400, DCS_INVALID_PARAMETER),
+    Refusal.INVALID_TASK_ID: (400, DCS_INVALID_TASK_ID_FORMAT),
+    Refusal.TASK_NOT_FOUND: (404, DCS_TASK_NOT_FOUND),
+    Refusal.INSTANCE_NOT_FOUND: (404, DCS_INSTANCE_NOT_FOUND),
+    Refusal.BACKUP_NOT_SUCCEEDED: (400, DCS_BACKUP_NOT_SUCCEEDED),
+    Refusal.TASK_RUNNING: (400, DCS_TASK_RUNNING),
+    Refusal.STATE_NOT_ALLOWED: (400, DCS_STATE_NOT_ALLOWED),
+}
+"""The HTTP status and code each refusal of a task use-case is answered with."""
+
+
+def refused(exc: Refused) -> DcsError:
+    """The error answer of a refused task use-case."""
+    if exc.refusal is Refusal.INVALID_PARAMETER:
+        return invalid_parameter(exc.message)
+    status, code = REFUSALS[exc.refusal]
+    return DcsError(status, code, exc.message)
+
+
 def invalid_parameter(message: str) -> DcsError:
     """A DCS.4800 (400) error; `message` should name the parameter."""
     return DcsError(400, DCS_INVALID_PARAMETER, f"Invalid parameter: {message}")
@@ -138,6 +161,8 @@ def rule_error(reason: str, field: str | None = None) -> PydanticCustomError:
     ``"must not ..."``). Raised from a model validator, `field` names the sub-field the
     rule is about, so the message points at it rather than at the enclosing object.
     """
+    from pydantic_core import PydanticCustomError
+
     ctx: dict[str, Any] = {"reason": reason}
     if field is not None:
         ctx["field"] = field

@@ -11,16 +11,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dcs_migration.api import links
-from dcs_migration.api.app import (
+from dcs_migration.api.deps import (
+    BackupsDep,
+    ExecutorDep,
     Signed,
+    StoreDep,
     body_of,
-    iso,
-    json_model,
     public_base,
     request_body_model,
-    service_of,
 )
 from dcs_migration.api.errors import (
+    APIGW_NOT_AUTHORIZED,
     DCS_BACKUP_NOT_SUCCEEDED,
     DCS_INSTANCE_BACKING_UP,
     DCS_INSTANCE_NOT_FOUND,
@@ -28,6 +29,7 @@ from dcs_migration.api.errors import (
     DcsError,
     invalid_parameter,
 )
+from dcs_migration.api.render import iso, json_model
 from dcs_migration.api.schemas import (
     MAX_OFFSET,
     BackupInstanceBody,
@@ -43,19 +45,20 @@ from dcs_migration.api.schemas import (
     RestoreRecord,
     parse_body,
 )
-from dcs_migration.sources.backup_store import BackupStoreError
 from dcs_migration.store import BackupRecord as StoredBackup
-from dcs_migration.store import BackupStatus, BackupUnusable, InstanceBusy
+from dcs_migration.store import BackupStatus, BackupUnusable, InstanceBusy, Store
 from dcs_migration.store import RestoreRecord as StoredRestore
 from dcs_migration.store.records import InstanceRecord
+from dcs_migration.tasks.backups import BackupFileGone
+from dcs_migration.tasks.executor import Work
 
 router = APIRouter(prefix="/v2/{project_id}")
 TIME_FORMAT = "%Y%m%d%H%M%S"  # the DCS query form, e.g. 20170718235959 (UTC)
 STREAM_CHUNK = 1 << 20
 
 
-def _instance(request: Request, project_id: str, instance_id: str) -> InstanceRecord:
-    found = service_of(request).store.get_instance(project_id, instance_id)
+def _instance(store: Store, project_id: str, instance_id: str) -> InstanceRecord:
+    found = store.get_instance(project_id, instance_id)
     if found is None:
         raise DcsError(404, DCS_INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     return found
@@ -101,8 +104,8 @@ def record_window(
     return Window(_time(begin_time, "begin_time"), _time(end_time, "end_time"), offset, limit)
 
 
-def _backup(request: Request, project_id: str, instance_id: str, backup_id: str) -> StoredBackup:
-    found = service_of(request).store.get_backup(project_id, backup_id)
+def _backup(store: Store, project_id: str, instance_id: str, backup_id: str) -> StoredBackup:
+    found = store.get_backup(project_id, backup_id)
     if found is None or found.instance_id != instance_id:
         raise DcsError(
             404,
@@ -118,20 +121,22 @@ def _backup(request: Request, project_id: str, instance_id: str, backup_id: str)
 @router.post("/instances/{instance_id}/backups", response_model=BackupInstanceResponse)
 @request_body_model(BackupInstanceBody)
 def backup_instance(
-    project_id: str, instance_id: str, request: Request, auth: Signed
+    project_id: str,
+    instance_id: str,
+    request: Request,
+    auth: Signed,
+    store: StoreDep,
+    backups: BackupsDep,
 ) -> dict[str, Any]:
     """Back up the instance (the SDK's copy_instance): answered at once, taken in the
     background; one file per master."""
     body = parse_body(BackupInstanceBody, body_of(request))
-    service = service_of(request)
-    _instance(request, project_id, instance_id)
+    _instance(store, project_id, instance_id)
     try:
-        backup = service.store.begin_backup(
-            project_id, instance_id, body.backup_format, body.remark or ""
-        )
+        backup = store.begin_backup(project_id, instance_id, body.backup_format, body.remark or "")
     except InstanceBusy as exc:
         raise _busy(exc) from None
-    service.backups.submit_backup(project_id, backup.backup_id)
+    backups.submit_backup(project_id, backup.backup_id)
     return {"backup_id": backup.backup_id}
 
 
@@ -139,12 +144,12 @@ def backup_instance(
 def list_backup_records(
     project_id: str,
     instance_id: str,
-    request: Request,
     auth: Signed,
+    store: StoreDep,
     window: Annotated[Window, Depends(record_window)],
 ) -> dict[str, Any]:
-    _instance(request, project_id, instance_id)
-    count, found = service_of(request).store.list_backups(project_id, instance_id, *window)
+    _instance(store, project_id, instance_id)
+    count, found = store.list_backups(project_id, instance_id, *window)
     return {"total_num": count, "backup_record_response": [_backup_view(b) for b in found]}
 
 
@@ -171,20 +176,24 @@ def _backup_view(b: StoredBackup) -> dict[str, Any]:
 
 @router.delete("/instances/{instance_id}/backups/{backup_id}", status_code=204)
 def delete_backup_file(
-    project_id: str, instance_id: str, backup_id: str, request: Request, auth: Signed
+    project_id: str,
+    instance_id: str,
+    backup_id: str,
+    auth: Signed,
+    store: StoreDep,
+    backups: BackupsDep,
 ) -> Response:
     """Delete a backup's files; its record stays, `deleted`."""
-    service = service_of(request)
-    _instance(request, project_id, instance_id)
+    _instance(store, project_id, instance_id)
     try:
-        before = service.store.delete_backup(project_id, instance_id, backup_id)
+        before = store.delete_backup(project_id, instance_id, backup_id)
     except BackupUnusable as exc:
         raise DcsError(404, DCS_BACKUP_NOT_SUCCEEDED, str(exc)) from None
     except InstanceBusy:
         raise DcsError(
             400, DCS_INSTANCE_BACKING_UP, f"backup {backup_id} is still being taken"
         ) from None
-    service.backups.delete_files(before)
+    backups.delete_files(before)
     return Response(status_code=204)
 
 
@@ -194,31 +203,36 @@ def delete_backup_file(
 )
 @request_body_model(DownloadBackupFilesBody)
 def list_backup_file_links(
-    project_id: str, instance_id: str, backup_id: str, request: Request, auth: Signed
+    project_id: str,
+    instance_id: str,
+    backup_id: str,
+    request: Request,
+    auth: Signed,
+    store: StoreDep,
+    backups: BackupsDep,
 ) -> dict[str, Any]:
     """Links to download a backup's files, valid for `expiration` seconds: presigned URLs
     of the object store, or signed URLs of this service for the embedded store."""
     body = parse_body(DownloadBackupFilesBody, body_of(request))
-    service = service_of(request)
-    _instance(request, project_id, instance_id)
-    backup = _backup(request, project_id, instance_id, backup_id)
+    _instance(store, project_id, instance_id)
+    backup = _backup(store, project_id, instance_id, backup_id)
     if backup.status is not BackupStatus.SUCCEED:
         raise DcsError(
             400, DCS_BACKUP_NOT_SUCCEEDED, f"backup {backup_id} is {backup.status.value}"
         )
     expires = int(time.time()) + body.expiration
-    key = service.store.signing_key(links.LINK_PURPOSE)
+    key = store.signing_key(links.LINK_PURPOSE)
     base = public_base(request)
     items = []
     for f in backup.files:
-        url = service.files.presigned_url(f.object_key, body.expiration)
+        url = backups.download_url(f.object_key, body.expiration)
         if url is None:
             path = links.download_path(project_id, backup_id, f.file_name)
             url = f"{base}{path}?{links.signed_query(key, path, expires)}"
         items.append(LinksItem(file_name=f.file_name, link=url))
     prefix = backup.files[0].object_key.rpartition("/")[0] + "/" if backup.files else ""
     return json_model(
-        ListBackupFileLinksResponse(file_path=prefix, bucket_name=service.files.bucket, links=items)
+        ListBackupFileLinksResponse(file_path=prefix, bucket_name=backups.bucket, links=items)
     )
 
 
@@ -227,21 +241,19 @@ def download_backup_file(
     project_id: str,
     backup_id: str,
     file_name: str,
-    request: Request,
+    store: StoreDep,
+    backups: BackupsDep,
     expires: str = "",
     signature: str = "",
 ) -> StreamingResponse:
     """A backup file, streamed, for whoever holds an unexpired link (no AK/SK: the link's
     signature is the credential)."""
-    service = service_of(request)
     path = links.download_path(project_id, backup_id, file_name)
     try:
-        links.verify(
-            service.store.signing_key(links.LINK_PURPOSE), path, expires, signature, time.time()
-        )
+        links.verify(store.signing_key(links.LINK_PURPOSE), path, expires, signature, time.time())
     except links.LinkRefused as exc:
-        raise DcsError(403, "APIGW.0302", str(exc)) from None
-    backup = service.store.get_backup(project_id, backup_id)
+        raise DcsError(403, APIGW_NOT_AUTHORIZED, str(exc)) from None
+    backup = store.get_backup(project_id, backup_id)
     wanted = (
         None
         if backup is None
@@ -250,8 +262,8 @@ def download_backup_file(
     if backup is None or backup.status is not BackupStatus.SUCCEED or wanted is None:
         raise DcsError(404, DCS_BACKUP_NOT_SUCCEEDED, f"backup file {file_name} does not exist")
     try:
-        stream = service.files.open(wanted.object_key)
-    except BackupStoreError as exc:
+        stream = backups.open_file(wanted.object_key)
+    except BackupFileGone as exc:
         raise DcsError(404, DCS_BACKUP_NOT_SUCCEEDED, str(exc)) from None
 
     def chunks() -> Iterator[bytes]:
@@ -277,21 +289,23 @@ def download_backup_file(
 @router.post("/instances/{instance_id}/restores", response_model=RestoreInstanceResponse)
 @request_body_model(RestoreInstanceBody)
 def restore_instance(
-    project_id: str, instance_id: str, request: Request, auth: Signed
+    project_id: str,
+    instance_id: str,
+    request: Request,
+    auth: Signed,
+    store: StoreDep,
+    executor: ExecutorDep,
 ) -> dict[str, Any]:
     """Restore the instance from one of its backups: it is flushed, then loaded whole."""
     body = parse_body(RestoreInstanceBody, body_of(request))
-    service = service_of(request)
-    _instance(request, project_id, instance_id)
+    _instance(store, project_id, instance_id)
     try:
-        restore = service.store.begin_restore(
-            project_id, instance_id, body.backup_id, body.remark or ""
-        )
+        restore = store.begin_restore(project_id, instance_id, body.backup_id, body.remark or "")
     except InstanceBusy as exc:
         raise _busy(exc) from None
     except BackupUnusable as exc:
         raise DcsError(400, DCS_BACKUP_NOT_SUCCEEDED, f"backup_id: {exc}") from None
-    service.backups.submit_restore(project_id, restore.restore_id)
+    executor.submit(Work.restore(project_id, restore.restore_id))
     return {"restore_id": restore.restore_id}
 
 
@@ -299,21 +313,20 @@ def restore_instance(
 def list_restore_records(
     project_id: str,
     instance_id: str,
-    request: Request,
     auth: Signed,
+    store: StoreDep,
     window: Annotated[Window, Depends(record_window)],
 ) -> dict[str, Any]:
-    service = service_of(request)
-    _instance(request, project_id, instance_id)
-    count, found = service.store.list_restores(project_id, instance_id, *window)
+    _instance(store, project_id, instance_id)
+    count, found = store.list_restores(project_id, instance_id, *window)
     return {
         "total_num": count,
-        "restore_record_response": [_restore_view(service, project_id, r) for r in found],
+        "restore_record_response": [_restore_view(store, project_id, r) for r in found],
     }
 
 
-def _restore_view(service: Any, project_id: str, r: StoredRestore) -> dict[str, Any]:
-    backup = service.store.get_backup(project_id, r.backup_id)
+def _restore_view(store: Store, project_id: str, r: StoredRestore) -> dict[str, Any]:
+    backup = store.get_backup(project_id, r.backup_id)
     return json_model(
         RestoreRecord(
             restore_id=r.restore_id,

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from dcs_migration.api.app import Signed, body_of, iso, json_model, request_body_model, service_of
+from dcs_migration.api.deps import SettingsDep, Signed, StoreDep, body_of, request_body_model
 from dcs_migration.api.errors import DCS_INSTANCE_NOT_FOUND, DcsError, invalid_parameter
+from dcs_migration.api.render import iso, json_model
 from dcs_migration.api.schemas import (
     MAX_OFFSET,
     InstanceDetail,
@@ -54,13 +55,13 @@ def _common(i: InstanceRecord) -> dict[str, Any]:
 @router.get("/instances", response_model=ListInstancesResponse)
 def list_instances(
     project_id: str,
-    request: Request,
     auth: Signed,
+    store: StoreDep,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     name: str | None = None,
 ) -> dict[str, Any]:
-    count, found = service_of(request).store.list_instances(project_id, offset, limit, name)
+    count, found = store.list_instances(project_id, offset, limit, name)
     return {
         "instance_num": count,
         "instances": [json_model(InstanceListInfo(**_common(i))) for i in found],
@@ -69,9 +70,9 @@ def list_instances(
 
 @router.get("/instances/{instance_id}", response_model=InstanceDetail)
 def show_instance(
-    project_id: str, instance_id: str, request: Request, auth: Signed
+    project_id: str, instance_id: str, auth: Signed, store: StoreDep
 ) -> dict[str, Any]:
-    i = service_of(request).store.get_instance(project_id, instance_id)
+    i = store.get_instance(project_id, instance_id)
     if i is None:
         raise DcsError(404, DCS_INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     return json_model(InstanceDetail(**_common(i), backend_addrs=i.addrs))
@@ -79,21 +80,22 @@ def show_instance(
 
 @router.post("/instances", response_model=RegisterInstanceResponse)
 @request_body_model(RegisterInstanceBody)
-def register_instance(project_id: str, request: Request, auth: Signed) -> dict[str, Any]:
+def register_instance(
+    project_id: str, request: Request, auth: Signed, store: StoreDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Register an existing Redis (this service's extension); it must answer as Redis."""
     body = parse_body(RegisterInstanceBody, body_of(request))
-    service = service_of(request)
     addresses = body.addresses()
     password = body.password.get_secret_value() if body.password else None
     spelt = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses]
     try:
         probed = probe_instance(
             addresses,
-            service.settings.allowed_networks,
+            settings.allowed_networks,
             password=password,
             cluster=body.instance_type == "cluster",
         )
-        instance = service.store.add_instance(
+        instance = store.add_instance(
             project_id,
             body.name,
             spelt,

@@ -49,9 +49,6 @@ InstanceType = Literal["single", "cluster"]
 BackupFormat = Literal["rdb", "aof"]
 ResumeMode = Literal["auto", "manual"]
 
-TASK_STATUSES: Final = ("MIGRATING", "SUCCESS", "FAILED", "TERMINATING", "TERMINATED")
-"""The statuses a task reports; TERMINATING only between a stop call and the writer stopping."""
-
 ONLINE_MIGRATION_API: Final = "CreateOnlineMigrationTask (POST /v2/{project_id}/migration/instance)"
 
 MAX_FILES: Final = 10_000
@@ -380,7 +377,8 @@ class ListMigrationTasksResponse(_Response):
 
 
 class MigrationTaskDetail(_Response):
-    """``GET /v2/{project_id}/migration-task/{task_id}`` (the SDK's ShowMigrationTaskResponse).
+    """``GET /v2/{project_id}/migration-task/{task_id}`` (the SDK's ShowMigrationTaskResponse),
+    also the answer of ``POST .../stop`` (status TERMINATING or TERMINATED).
 
     ``error_message`` is this service's addition (the SDK ignores it): for a FAILED task,
     what failed and where (file, byte offset, key).
@@ -409,10 +407,6 @@ class MigrationTaskDetail(_Response):
     bandwidth_limit_mb: str | None = None
     task_status: str | None = None
     error_message: str | None = None
-
-
-class StopMigrationTaskResponse(MigrationTaskDetail):
-    """``POST .../migration-task/{task_id}/stop``: the detail, status TERMINATING or TERMINATED."""
 
 
 class MigrationTaskStats(_Response):

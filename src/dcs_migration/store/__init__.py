@@ -13,6 +13,8 @@ from dcs_migration.store.backups import BackupUnusable, InstanceBusy
 from dcs_migration.store.crypto import SecretBox, SecretKeyError, load_secret_box
 from dcs_migration.store.db import SQLITE_FILE_NAME, open_store
 from dcs_migration.store.records import (
+    BACKUP_RUNNING,
+    RESTORE_RUNNING,
     BackupFileRecord,
     BackupRecord,
     BackupStatus,
@@ -34,6 +36,8 @@ from dcs_migration.store.records import (
 from dcs_migration.store.repository import AddressHeld, NotFoundError, Store
 
 __all__ = [
+    "BACKUP_RUNNING",
+    "RESTORE_RUNNING",
     "SQLITE_FILE_NAME",
     "AddressHeld",
     "BackupFileRecord",

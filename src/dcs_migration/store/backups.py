@@ -1,6 +1,6 @@
 """Backup and restore records: what the service backed up, where the files are, what it restored.
 
-A mixin of `Store`, kept apart because it is its own resource. The one rule that needs the
+A repository of `Store`. The one rule that needs the
 database is enforced here, in the transaction that creates a record: an instance runs at
 most one backup or restore at a time (the instance row is locked while that is checked).
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from dcs_migration.store.base import Repository
 from dcs_migration.store.models import Backup, BackupFile, Instance, Restore, utcnow
 from dcs_migration.store.records import (
     BACKUP_RUNNING,
@@ -44,14 +44,8 @@ class BackupUnusable(Exception):
     """The backup is not there, not this instance's, or not `succeed`."""
 
 
-class BackupRecords:
-    """Store methods for backups and restores (needs `_read` and `_write` of `Store`)."""
-
-    def _read(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
+class BackupRecords(Repository):
+    """Backups of an instance and restores from them: their records and their files."""
 
     # -- backups ----------------------------------------------------------------------------
 
@@ -188,9 +182,10 @@ class BackupRecords:
             row.updated_at = now
             return before
 
-    def fail_interrupted_backups(self) -> list[BackupRecord]:
+    def fail_interrupted_backups(self, error_code: str) -> list[BackupRecord]:
         """At service start: backups and restores left running by a service that stopped
-        end `failed`. Returns the backups, with the files they had stored, to remove."""
+        end `failed` with `error_code`. Returns the backups, with the files they had
+        stored, to remove."""
         now = utcnow()
         running = [st.value for st in BACKUP_RUNNING]
         with self._write() as s:
@@ -203,7 +198,7 @@ class BackupRecords:
                 .where(Backup.status.in_(running))
                 .values(
                     status=BackupStatus.FAILED.value,
-                    error_code="DCS.4842",
+                    error_code=error_code,
                     error_message=INTERRUPTED,
                     finished_at=now,
                     updated_at=now,
@@ -214,7 +209,7 @@ class BackupRecords:
                 .where(Restore.status.in_([st.value for st in RESTORE_RUNNING]))
                 .values(
                     status=RestoreStatus.FAILED.value,
-                    error_code="DCS.4842",
+                    error_code=error_code,
                     error_message=INTERRUPTED,
                     finished_at=now,
                     updated_at=now,

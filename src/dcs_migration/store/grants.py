@@ -1,30 +1,22 @@
 """Bucket grants: which buckets each project's tasks may read.
 
-A mixin of `Store`, kept apart because it is its own resource. Only the operator
+A repository of `Store`. Only the operator
 changes grants (`dcs-migration buckets grant | revoke`); the service only asks whether a
 project holds one, when a task is created and again when it runs.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from dcs_migration.store.base import Repository
 from dcs_migration.store.models import BucketGrant, utcnow
 from dcs_migration.store.records import BucketGrantRecord
 
 
-class BucketGrants:
-    """Store methods for bucket grants (needs `_read` and `_write` of `Store`)."""
-
-    def _read(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
-
-    def _write(self) -> AbstractContextManager[Session]:
-        raise NotImplementedError
+class BucketGrants(Repository):
+    """Grant, revoke and check the buckets a project's tasks may read."""
 
     def grant_bucket(self, project_id: str, bucket_name: str) -> bool:
         """Let the project's tasks read the bucket; False when it already could."""

@@ -28,6 +28,14 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+def log_level(level: LogLevel | str) -> LogLevel:
+    """The level a caller names, in any case; ValueError for one that is not a level."""
+    try:
+        return LogLevel(level.upper())
+    except ValueError:
+        raise ValueError(f"log level must be one of {[x.value for x in LogLevel]}") from None
+
+
 INSTANCE_TYPES = frozenset({"single", "cluster"})
 FILE_SOURCES = frozenset({"self_build_obs", "backup_record"})
 

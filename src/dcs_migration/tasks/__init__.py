@@ -1,1 +1,3 @@
-"""Migration tasks: what runs an import for the service, and tracks it."""
+"""Migration tasks and restores: the task use-cases (`service`), the executor seam
+(`executor`) and its process-per-unit implementation (`runner`, `worker`), and the jobs
+that run in it (`job`, `restore`); backups, taken in threads of the service (`backups`)."""

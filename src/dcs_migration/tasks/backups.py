@@ -1,10 +1,10 @@
-"""Backups and restores, run in the background by worker threads of the service.
+"""Backups, run in the background by worker threads of the service.
 
 A backup connects to each master of the instance as a replica would and streams the RDB
 snapshot it sends straight into the backup store, checked on the way (structure, CRC64):
 nothing touches the Redis host's disk. `aof` backups turn the same snapshot into RESP
-commands as it arrives. A failed backup leaves no file behind. A restore imports a backup
-into the instance it was taken from, after flushing it.
+commands as it arrives. A failed backup leaves no file behind. (A restore is a unit of
+work of the executor: `restore.py`.)
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
-from dcs_migration.client.addresses import AddressPolicy
+from dcs_migration.api.errors import DCS_JOB_FAILED
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.cluster import slot_masters
 from dcs_migration.client.connection import Connection, ConnectionLost, info, keyspace
@@ -26,22 +26,25 @@ from dcs_migration.config import Settings
 from dcs_migration.formats.aof_writer import AofWriter
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
-from dcs_migration.importer import Progress, run_import
 from dcs_migration.reading import BigValues
 from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, BackupWriter
 from dcs_migration.sources.replication import take_snapshot
-from dcs_migration.store import BackupRecord, BackupStatus, RestoreStatus, Store
+from dcs_migration.store import BackupRecord, BackupStatus, Store
 from dcs_migration.store.records import InstanceRecord
-from dcs_migration.writer.options import WriteOptions
+from dcs_migration.tasks.endpoints import instance_endpoint
 
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0
-JOB_FAILED = "DCS.4842"
+
+
+class BackupFileGone(Exception):
+    """A file of a backup that the backup store no longer holds."""
 
 
 class BackupRunner:
-    """Runs backups and restores, at most `workers` at once."""
+    """Takes backups, at most `workers` at once, in threads of the service (restores run
+    in the executor, as imports do); hands out the files of the backups taken."""
 
     def __init__(
         self, store: Store, files: BackupStore, settings: Settings, *, workers: int = 2
@@ -52,15 +55,15 @@ class BackupRunner:
         self.networks = settings.allowed_networks
         # Daemon threads: a service that is stopped does not wait for a backup to end
         # (the next start fails what was left running, and removes its files).
-        self._jobs: queue.Queue[tuple[Callable[[str, str], None], str, str] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
         for n in range(workers):
             threading.Thread(target=self._work, name=f"backup-worker-{n}", daemon=True).start()
         self._workers = workers
 
     def recover(self) -> None:
-        """At service start: what a stopped service left running is failed, and the files
-        it had stored for those backups are removed."""
-        for backup in self.store.fail_interrupted_backups():
+        """At service start: what a stopped service left running (backups and restores)
+        is failed, and the files it had stored for those backups are removed."""
+        for backup in self.store.fail_interrupted_backups(DCS_JOB_FAILED):
             try:
                 self.files.discard_prefix(
                     _prefix(backup.project_id, backup.instance_id, backup.backup_id)
@@ -69,13 +72,27 @@ class BackupRunner:
                 log.error("the files of backup %s could not be removed: %s", backup.backup_id, exc)
 
     def submit_backup(self, project_id: str, backup_id: str) -> None:
-        self._jobs.put((self._backup, project_id, backup_id))
-
-    def submit_restore(self, project_id: str, restore_id: str) -> None:
-        self._jobs.put((self._restore, project_id, restore_id))
+        self._jobs.put((project_id, backup_id))
 
     def delete_files(self, backup: BackupRecord) -> None:
         self._discard(backup.project_id, backup.instance_id, backup.backup_id)
+
+    def open_file(self, object_key: str) -> BinaryIO:
+        """A backup file to read; BackupFileGone when the backup store no longer has it."""
+        try:
+            return self.files.open(object_key)
+        except BackupStoreError as exc:
+            raise BackupFileGone(str(exc)) from None
+
+    def download_url(self, object_key: str, expires_in: int) -> str | None:
+        """A URL of the object store to download a backup file from (None: the backup
+        store is a folder, and this service hands out its own links)."""
+        return self.files.presigned_url(object_key, expires_in)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket name the backups are reported in."""
+        return self.files.bucket
 
     def shutdown(self) -> None:
         for _ in range(self._workers):
@@ -87,17 +104,14 @@ class BackupRunner:
 
     # -- backups -----------------------------------------------------------------------
 
-    def _guarded(self, job: Callable[[str, str], None], project_id: str, job_id: str) -> None:
+    def _guarded(self, project_id: str, backup_id: str) -> None:
         try:
-            job(project_id, job_id)
+            self._backup(project_id, backup_id)
         except Exception:  # a bug must not leave a record running forever
-            log.exception("%s %s failed unexpectedly", job.__name__.strip("_"), job_id)
-            if job == self._backup:
-                self.store.finish_backup(job_id, BackupStatus.FAILED, JOB_FAILED, "internal error")
-            else:
-                self.store.finish_restore(
-                    job_id, RestoreStatus.FAILED, JOB_FAILED, "internal error"
-                )
+            log.exception("backup %s failed unexpectedly", backup_id)
+            self.store.finish_backup(
+                backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, "internal error"
+            )
 
     def _backup(self, project_id: str, backup_id: str) -> None:
         store = self.store
@@ -107,7 +121,7 @@ class BackupRunner:
         instance = store.get_instance(project_id, backup.instance_id)
         if instance is None:
             store.finish_backup(
-                backup_id, BackupStatus.FAILED, JOB_FAILED, "the instance no longer exists"
+                backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, "the instance no longer exists"
             )
             return
         prefix = _prefix(project_id, instance.instance_id, backup_id)
@@ -133,7 +147,7 @@ class BackupRunner:
             self._discard(project_id, instance.instance_id, backup_id)
             if isinstance(exc, _MasterFailed) and not _expected(exc.cause):
                 raise exc.cause from None
-            store.finish_backup(backup_id, BackupStatus.FAILED, JOB_FAILED, str(exc))
+            store.finish_backup(backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, str(exc))
             log.warning("backup %s failed: %s", backup_id, exc)
             return
         except BaseException:
@@ -169,62 +183,9 @@ class BackupRunner:
         except BackupStoreError as exc:
             log.error("the files of backup %s could not all be removed: %s", backup_id, exc)
 
-    # -- restores ----------------------------------------------------------------------
-
-    def _restore(self, project_id: str, restore_id: str) -> None:
-        store = self.store
-        restore = store.get_restore(project_id, restore_id)
-        if restore is None or not store.restore_started(restore_id):
-            return
-        backup = store.get_backup(project_id, restore.backup_id)
-        instance = store.get_instance(project_id, restore.instance_id)
-        if backup is None or backup.status is not BackupStatus.SUCCEED or instance is None:
-            store.finish_restore(
-                restore_id,
-                RestoreStatus.FAILED,
-                JOB_FAILED,
-                "the backup or the instance is no longer there",
-            )
-            return
-        last = 0.0
-
-        def on_progress(p: Progress) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= PROGRESS_SECONDS and p.bytes_total:
-                last = now
-                store.restore_progress(restore_id, 100.0 * p.bytes_read / p.bytes_total)
-
-        # As the managed service does: the instance is emptied, then loaded whole.
-        result = run_import(
-            [self.files.source(f.object_key) for f in backup.files],
-            self._endpoint(instance),
-            WriteOptions(
-                flush=True,
-                handoff_addr=self.settings.handoff_addr,
-                handoff_bind=self.settings.handoff_bind,
-            ),
-            cluster=instance.instance_type == "cluster",
-            on_progress=on_progress,
-            settings=self.settings,
-        )
-        if result.status == "SUCCESS":
-            store.finish_restore(restore_id, RestoreStatus.SUCCEED)
-        else:
-            store.finish_restore(
-                restore_id, RestoreStatus.FAILED, JOB_FAILED, result.error or result.status
-            )
-
     def _endpoint(self, instance: InstanceRecord) -> Endpoint:
-        return Endpoint(
-            host=instance.ip,
-            port=instance.port,
-            username=instance.username,
-            password=self.store.instance_password(instance.project_id, instance.instance_id),
-            policy=AddressPolicy(
-                self.networks, self.store.addresses_held_elsewhere(instance.project_id)
-            ),
-        )
+        password = self.store.instance_password(instance.project_id, instance.instance_id)
+        return instance_endpoint(self.store, instance, self.networks, password=password)
 
 
 class _Progress:

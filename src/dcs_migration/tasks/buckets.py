@@ -18,7 +18,7 @@ from dcs_migration.config import S3Settings
 from dcs_migration.sources.bucket import BucketNotFound, bucket_dir, bucket_name_problem
 from dcs_migration.sources.s3 import RetryPolicy, S3Client, bucket_exists, make_s3_client
 from dcs_migration.sources.specs import LocalObject, S3Object
-from dcs_migration.store.db import Store
+from dcs_migration.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,24 +17,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
-from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.connection import Interrupter
-from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_import
-from dcs_migration.sources import Input, SourceError, SourceSpec, find_all
-from dcs_migration.sources.backup_store import BackupStore
+from dcs_migration.sources import Input, SourceError, find_all
 from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
-from dcs_migration.sources.fingerprint import describe_change, fingerprint, inputs_fingerprint
 from dcs_migration.sources.s3 import S3SourceError
-from dcs_migration.store import BackupStatus, TaskRecord
-from dcs_migration.store.db import Store
-from dcs_migration.tasks.buckets import Buckets
+from dcs_migration.sources.specs import SourceSpec
+from dcs_migration.store import LogLevel, Store, TaskRecord, TaskStatus
+from dcs_migration.tasks.endpoints import instance_endpoint
+from dcs_migration.tasks.service import (
+    InputsChanged,
+    TaskInputs,
+    checkpoint_of,
+    resume_point,
+)
 from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)
@@ -45,16 +54,16 @@ LEAVING_POLL_SECONDS = 0.25  # how often the stop watcher looks whether the serv
 
 
 class TaskJob:
+    """Runs migration tasks (`WorkKind.MIGRATION_TASK`), one per call of `run`."""
+
     def __init__(
         self,
         store: Store,
-        buckets: Buckets,
-        files: BackupStore,
+        inputs: TaskInputs,
         settings: Settings,
     ) -> None:
         self.store = store
-        self.buckets = buckets
-        self.files = files
+        self.inputs = inputs
         self.settings = settings
         self.networks = settings.allowed_networks
         self.reply_timeout = settings.reply_timeout
@@ -73,31 +82,32 @@ class TaskJob:
         if task is None:
             return
         if task.stop_requested or stop.is_set():
-            store.set_status(task.task_id, "TERMINATED", "stopped before it started", finished=True)
-            store.add_log(task.task_id, "INFO", "the task was stopped before it started")
+            store.set_status(
+                task.task_id, TaskStatus.TERMINATED, "stopped before it started", finished=True
+            )
+            store.add_log(task.task_id, LogLevel.INFO, "the task was stopped before it started")
             return
         instance = store.get_instance(project_id, task.target_instance_id)
         if instance is None:
             store.set_status(
-                task.task_id, "FAILED", "the target instance no longer exists", finished=True
+                task.task_id,
+                TaskStatus.FAILED,
+                "the target instance no longer exists",
+                finished=True,
             )
             return
-        endpoint = Endpoint(
-            host=instance.ip,
-            port=instance.port,
-            username=instance.username,
-            password=store.task_password(task.task_id),
-            policy=AddressPolicy(self.networks, store.addresses_held_elsewhere(project_id)),
+        endpoint = instance_endpoint(
+            store, instance, self.networks, password=store.task_password(task.task_id)
         )
         try:
-            sources = self.sources_of(task)
+            sources = self.inputs.sources_of(task)
         except (BucketNotFound, BadObjectKey, S3SourceError) as exc:
             sources, message = None, str(exc)
         else:
             message = f"backup {task.backup_id} is no longer a succeed backup of this project"
         if sources is None:
-            store.set_status(task.task_id, "FAILED", message, finished=True)
-            store.add_log(task.task_id, "ERROR", message)
+            store.set_status(task.task_id, TaskStatus.FAILED, message, finished=True)
+            store.add_log(task.task_id, LogLevel.ERROR, message)
             return
         if not store.mark_started(task.task_id):
             return  # stopped (or removed) while it waited
@@ -106,22 +116,22 @@ class TaskJob:
         except (FormatError, SourceError):
             inputs = None  # the import finds them again, and fails saying why
         try:
-            resume_from = self._resume_point(task, sources, inputs)
-        except _InputsChanged as exc:
+            resume_from = self._resume_from(task, sources, inputs)
+        except InputsChanged as exc:
             message = f"the task cannot resume: {exc} since it ran"
-            store.set_status(task.task_id, "FAILED", message, finished=True)
-            store.add_log(task.task_id, "ERROR", message)
+            store.set_status(task.task_id, TaskStatus.FAILED, message, finished=True)
+            store.add_log(task.task_id, LogLevel.ERROR, message)
             return
         if resume_from is None:
             store.add_log(
                 task.task_id,
-                "INFO",
+                LogLevel.INFO,
                 f"import started: {len(sources)} file(s) into {instance.name}",
             )
         else:
             store.add_log(
                 task.task_id,
-                "INFO",
+                LogLevel.INFO,
                 f"import resumed from its checkpoint: file {resume_from.input_index + 1} of "
                 f"{len(sources)}, {resume_from.keys_written} keys already written",
             )
@@ -136,7 +146,9 @@ class TaskJob:
             nonlocal last, current_file
             if p.current_input != current_file:
                 current_file = p.current_input
-                _best_effort(lambda: store.add_log(task.task_id, "INFO", f"reading {current_file}"))
+                _best_effort(
+                    lambda: store.add_log(task.task_id, LogLevel.INFO, f"reading {current_file}")
+                )
             now = time.monotonic()
             if now - last < PROGRESS_SECONDS:
                 return
@@ -208,51 +220,47 @@ class TaskJob:
             f"ending task {task.task_id}", lambda: self._finish(task.task_id, result, checkpoint)
         )
 
-    def _resume_point(
-        self, task: TaskRecord, sources: list[SourceSpec], inputs: list[Input] | None
+    def _resume_from(
+        self, task: TaskRecord, sources: Sequence[SourceSpec], inputs: list[Input] | None
     ) -> Checkpoint | None:
-        """Where the task starts: None from the beginning (its inputs' fingerprint is kept
-        then), or its checkpoint; _InputsChanged when its inputs changed since. The
-        fingerprint is the one its inputs were found with; when they could not be found,
-        a fresh look at the sources (what is gone is then named)."""
-        store = self.store
+        """Where the task starts (None: from the beginning, its inputs' fingerprint kept
+        then); InputsChanged when its inputs changed since its checkpoint."""
         try:
-            if inputs is not None and all(i.fingerprint for i in inputs):
-                now = inputs_fingerprint(inputs)
-            else:
-                now = fingerprint(sources, self.settings)
+            point = resume_point(task, sources, self.settings, inputs)
+        except InputsChanged:
+            raise
         except Exception as exc:  # the import itself will say what is wrong with them
             log.warning("task %s: inputs not fingerprinted: %s", task.task_id, exc)
-            return None if task.checkpoint is None else _checkpoint(task.checkpoint)
-        if task.checkpoint is None or task.inputs_fingerprint is None:
-            store.set_fingerprint(task.task_id, now)
-            return None
-        change = describe_change(task.inputs_fingerprint, now)
-        if change is not None:
-            raise _InputsChanged(change)
-        return _checkpoint(task.checkpoint)
+            return checkpoint_of(task)
+        if point.checkpoint is None:
+            self.store.set_fingerprint(task.task_id, point.fingerprint)
+        return point.checkpoint
 
-    def sources_of(self, task: TaskRecord) -> list[SourceSpec] | None:
-        """What the task reads: objects of its bucket, or the files of its backup (None
-        when that backup is gone). BucketNotFound when the project may no longer read the
-        bucket or it is gone; BadObjectKey for an object that now leaves it (a link);
-        S3SourceError when the object store cannot say."""
-        if task.file_source == "backup_record":
-            backup = self.store.get_backup(task.project_id, task.backup_id or "")
-            if backup is None or backup.status is not BackupStatus.SUCCEED:
-                return None
-            return [self.files.source(f.object_key) for f in backup.files]
-        bucket = self.buckets.open(task.project_id, task.bucket_name or "")
-        return [bucket.source(f.file_name) for f in task.files]
+    def ended_without_outcome(
+        self, project_id: str, task_id: str, exit_status: int, *, stopped: bool
+    ) -> None:
+        """The task's process ended without writing the outcome: a signal that came before
+        it could handle one, or a crash. A stopped task ends TERMINATED, any other FAILED."""
+        store = self.store
+        task = store.get_task(project_id, task_id)
+        if task is None or not task.is_running:
+            return
+        if stopped:
+            store.set_status(task_id, TaskStatus.TERMINATED, "stopped", finished=True)
+            return
+        message = f"the import process ended without a result (exit status {exit_status})"
+        log.error("task %s: %s", task_id, message)
+        store.set_status(task_id, TaskStatus.FAILED, message, finished=True)
+        store.add_log(task_id, LogLevel.ERROR, message)
 
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
         """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
-        logs = [("WARNING", line) for line in [*result.warnings, *result.skipped_commands]]
+        logs = [(LogLevel.WARNING, line) for line in [*result.warnings, *result.skipped_commands]]
         if result.keys_skipped_expired:
             logs.append(
                 (
-                    "WARNING",
+                    LogLevel.WARNING,
                     f"{result.keys_skipped_expired} keys had already expired and were skipped",
                 )
             )
@@ -260,15 +268,15 @@ class TaskJob:
             f"{result.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
             f"bytes read in {result.seconds:.1f} s"
         )
-        if result.status == "SUCCESS":
+        if result.status == TaskStatus.SUCCESS:
             error = None
-            logs.append(("INFO", f"import finished: {summary}"))
-        elif result.status == "TERMINATED":
+            logs.append((LogLevel.INFO, f"import finished: {summary}"))
+        elif result.status == TaskStatus.TERMINATED:
             error = None
-            logs.append(("INFO", f"import stopped: {summary}"))
+            logs.append((LogLevel.INFO, f"import stopped: {summary}"))
         else:
             error = result.error
-            logs.append(("ERROR", f"import failed: {result.error} ({summary})"))
+            logs.append((LogLevel.ERROR, f"import failed: {result.error} ({summary})"))
         self.store.finish_task(
             task_id,
             result.status,
@@ -289,6 +297,22 @@ class TaskJob:
         )
 
 
+def fail_broken_task(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
+    """End a task whose run broke off on an unexpected error: FAILED, naming the error's
+    kind only (its text may hold a path of this machine; the service's log has it all)."""
+    message = (
+        f"the import stopped on an internal error ({type(exc).__name__}); "
+        "the service's log has the details"
+    )
+    try:
+        task = store.get_task(project_id, task_id)
+        if task is not None and task.is_running:
+            store.set_status(task_id, TaskStatus.FAILED, message, finished=True)
+            store.add_log(task_id, LogLevel.ERROR, message)
+    except Exception:  # the database too: the service fails the task when the process ends
+        log.exception("task %s: its failure could not be written", task_id)
+
+
 def _interrupt_when_stopped(
     stop: threading.Event,
     leaving: threading.Event | None,
@@ -303,15 +327,6 @@ def _interrupt_when_stopped(
             if not done.wait(STOP_GRACE_SECONDS):
                 interrupter.fire()
             return
-
-
-class _InputsChanged(Exception):
-    """A task's inputs are not the bytes its checkpoint counts (the message says how)."""
-
-
-def _checkpoint(saved: tuple[int, int, int]) -> Checkpoint:
-    input_index, records_done, keys_written = saved
-    return Checkpoint(input_index, records_done, keys_written)
 
 
 def _checkpoint_fields(point: Checkpoint | None) -> dict[str, int]:
@@ -337,13 +352,21 @@ FINISH_ATTEMPTS = 60
 def _durably(what: str, write: Callable[[], object]) -> None:
     """A write the task's outcome depends on, tried again while the database is
     unavailable (about two minutes); then logged, and the next service start ends it."""
-    for attempt in range(FINISH_ATTEMPTS):
-        try:
-            write()
-            return
-        except SQLAlchemyError as exc:
-            if attempt == FINISH_ATTEMPTS - 1:
-                log.error("%s: the database refused it for good: %s", what, exc)
-                return
-            log.warning("%s: the database refused it, trying again: %s", what, exc)
-            time.sleep(min(0.1 * 2**attempt, 2.0))
+
+    def refused_again(attempt: RetryCallState) -> None:
+        assert attempt.outcome is not None
+        log.warning(
+            "%s: the database refused it, trying again: %s", what, attempt.outcome.exception()
+        )
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(SQLAlchemyError),
+        stop=stop_after_attempt(FINISH_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        before_sleep=refused_again,
+        reraise=True,
+    )
+    try:
+        retrying(write)
+    except SQLAlchemyError as exc:
+        log.error("%s: the database refused it for good: %s", what, exc)

@@ -1,11 +1,13 @@
-"""The process one migration task runs in: `python -m dcs_migration.tasks.worker PROJECT TASK`.
+"""The process one unit of work runs in: `python -m dcs_migration.tasks.worker KIND PROJECT ID`
+(KIND `migration_task` or `restore`, ID the task's or the restore's).
 
-Started by the service's runner, which writes the service's settings to its stdin as JSON
-(`Settings.to_json`): the process runs with exactly the service's settings, whatever of
-them came from the command line rather than the environment. SIGTERM is the user's stop
-(the task ends TERMINATED); SIGUSR1 is the service stopping (the task is left MIGRATING
-with its checkpoint, for the next start to resume or fail). The process dies with the
-service (PR_SET_PDEATHSIG), as a thread of it would.
+Started by the service's inline executor, which writes the service's settings to its
+stdin as JSON (`Settings.to_json`): the process runs with exactly the service's settings,
+whatever of them came from the command line rather than the environment. SIGTERM is the
+user's stop (the task ends TERMINATED); SIGUSR1 is the service stopping (a task is left
+MIGRATING with its checkpoint, for the next start to resume or fail; a restore ends at
+once, and the next start fails it). The process dies with the service
+(PR_SET_PDEATHSIG), as a thread of it would.
 """
 
 from __future__ import annotations
@@ -16,19 +18,60 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 from dcs_migration.config import SERVICE_PID_ENV, Settings
 from dcs_migration.sources.backup_store import make_backup_store
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.buckets import Buckets
-from dcs_migration.tasks.job import TaskJob
+from dcs_migration.tasks.executor import WorkKind
+from dcs_migration.tasks.job import TaskJob, fail_broken_task
+from dcs_migration.tasks.restore import RestoreJob, fail_broken_restore
+from dcs_migration.tasks.service import TaskInputs
 
 USER_STOP = signal.SIGTERM
 SERVICE_STOP = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1
+USAGE = "usage: python -m dcs_migration.tasks.worker migration_task|restore PROJECT_ID ID"
 
 log = logging.getLogger(__name__)
+
+
+class WorkerJob(Protocol):
+    """What a job does in its unit's process."""
+
+    def run(
+        self,
+        project_id: str,
+        work_id: str,
+        stop: threading.Event,
+        leaving: threading.Event | None = None,
+    ) -> None: ...
+
+
+# How a unit whose run broke off on an unexpected error (a bug) ends, whatever broke.
+BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
+    WorkKind.MIGRATION_TASK: fail_broken_task,
+    WorkKind.RESTORE: fail_broken_restore,
+}
+
+
+def task_inputs(store: Store, settings: Settings) -> TaskInputs:
+    """Where the tasks of a process with these settings find their files."""
+    buckets = Buckets(store, settings.data_dir, object_store=settings.object_store)
+    return TaskInputs(store, buckets, make_backup_store(settings), settings)
+
+
+def make_jobs(
+    store: Store, inputs: TaskInputs, settings: Settings
+) -> dict[WorkKind, TaskJob | RestoreJob]:
+    """The job of each kind of work, for a process with these settings."""
+    return {
+        WorkKind.MIGRATION_TASK: TaskJob(store, inputs, settings),
+        WorkKind.RESTORE: RestoreJob(store, inputs.files, settings),
+    }
 
 
 def die_with_parent() -> None:
@@ -45,10 +88,12 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m dcs_migration.tasks.worker PROJECT_ID TASK_ID", file=sys.stderr)
+    try:
+        kind_name, project_id, work_id = argv
+        kind = WorkKind(kind_name)
+    except ValueError:
+        print(USAGE, file=sys.stderr)
         return 2
-    project_id, task_id = argv
     die_with_parent()
     # Below the service and its targets: the API and a stop stay quick whatever runs.
     os.nice(5)
@@ -59,8 +104,11 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         (stop if signum == USER_STOP else leaving).set()
 
-    signal.signal(USER_STOP, on_signal)
-    signal.signal(SERVICE_STOP, on_signal)
+    if kind is WorkKind.MIGRATION_TASK:
+        signal.signal(USER_STOP, on_signal)
+        signal.signal(SERVICE_STOP, on_signal)
+    # A restore keeps the signals' default: it ends at once, as its thread ended with
+    # the service before restores ran in processes.
     settings = Settings.from_json(sys.stdin.read())
     store = open_store(
         settings.database_url,
@@ -69,32 +117,15 @@ def main(argv: list[str]) -> int:
         sqlite_busy_seconds=settings.sqlite_busy_timeout,
     )
     try:
-        buckets = Buckets(store, settings.data_dir, object_store=settings.object_store)
-        job = TaskJob(store, buckets, make_backup_store(settings), settings)
-        job.run(project_id, task_id, stop, leaving)
-    except Exception as exc:  # a bug: the task still ends, saying so, and the log has it
-        log.exception("task %s: the import process failed", task_id)
-        _fail(store, project_id, task_id, exc)
+        job: WorkerJob = make_jobs(store, task_inputs(store, settings), settings)[kind]
+        job.run(project_id, work_id, stop, leaving)
+    except Exception as exc:  # a bug: the unit still ends, saying so, and the log has it
+        log.exception("%s %s: the process failed", kind.value, work_id)
+        BROKEN[kind](store, project_id, work_id, exc)
         return 1
     finally:
         store.close()
     return 0
-
-
-def _fail(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
-    """End a task whose run broke off on an unexpected error: FAILED, naming the error's
-    kind only (its text may hold a path of this machine; the service's log has it all)."""
-    message = (
-        f"the import stopped on an internal error ({type(exc).__name__}); "
-        "the service's log has the details"
-    )
-    try:
-        task = store.get_task(project_id, task_id)
-        if task is not None and task.is_running:
-            store.set_status(task_id, "FAILED", message, finished=True)
-            store.add_log(task_id, "ERROR", message)
-    except Exception:  # the database too: the service fails the task when the process ends
-        log.exception("task %s: its failure could not be written", task_id)
 
 
 if __name__ == "__main__":
