@@ -16,6 +16,7 @@ Every paused server is continued (SIGCONT) before the test ends, whatever happen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import signal
@@ -36,7 +37,6 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
-from dcs_migration.client.addresses import AllowedNetworks
 from dcs_migration.client.connection import Interrupter, TargetHung
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
@@ -346,9 +346,8 @@ class _StoppedBeforeStart:
 
 def test_the_inline_executor_holds_each_unit_until_it_ends(tmp_path: Path) -> None:
     job = _StoppedBeforeStart()
-    executor = InlineExecutor(
-        {WorkKind.MIGRATION_TASK: job}, tmp_path, networks=AllowedNetworks.default(), workers=1
-    )
+    settings = dataclasses.replace(Settings.from_env({}, data_dir=tmp_path), workers=1)
+    executor = InlineExecutor({WorkKind.MIGRATION_TASK: job}, settings)
     first, second = Work.migration_task("p1", "a"), Work.migration_task("p1", "b")
     executor.submit(first)
     executor.submit(second)
