@@ -27,12 +27,11 @@ from tests.support.aofgen import aof
 from tests.support.cluster import RedisCluster, emptied
 from tests.support.corpus import (
     CORPUS,
-    KNOWN_FAILURES,
     comparable,
     flavour_case_params,
     load_oracle,
 )
-from tests.support.expected_outcomes import expected_failure
+from tests.support.expected_outcomes import KNOWN_FAILURES, expected_failure
 from tests.support.flavours import RedisServerFactory, every_flavour
 from tests.support.live import dump_cluster_oracle
 

@@ -14,13 +14,12 @@ from dcs_migration.importer import run_import
 from dcs_migration.writer.options import WriteOptions
 from tests.support.corpus import (
     CORPUS,
-    KNOWN_FAILURES,
     cases,
     comparable,
     flavour_case_params,
     load_oracle,
 )
-from tests.support.expected_outcomes import expected_failure
+from tests.support.expected_outcomes import KNOWN_FAILURES, expected_failure
 from tests.support.flavours import every_flavour
 from tests.support.live import dump_oracle
 from tests.support.servers import RedisServer, ServerFlavour

@@ -235,6 +235,6 @@ def emptied(cluster: RedisCluster) -> RedisCluster:
         client = cluster.node_client(port)
         client.flushall()
         if cluster.flavour.version >= (7,):
-            client.execute_command("FUNCTION", "FLUSH")
+            _command(client, "FUNCTION", "FLUSH")
         client.close()
     return cluster

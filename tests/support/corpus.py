@@ -48,11 +48,6 @@ def loadable_by_target(case: dict[str, Any]) -> bool:
     return readable_by_target(case) and not refused
 
 
-# (flavour id, case id) -> why: cases that fail for a reason known and not yet fixed, each
-# a strict xfail, so that it fails as XPASS the day it is fixed and its entry goes then.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
-
-
 def flavour_case_params(
     *formats: str,
     where: Callable[[dict[str, Any]], bool] | None = None,
