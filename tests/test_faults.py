@@ -67,7 +67,8 @@ from tests.support.sdk import create_body, create_task, task_status
 from tests.support.servers import RedisServer, restart
 from tests.support.service import Service, import_task_json, signed
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.service]
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+FIXTURE_MARKERS = {"service_dir": "service", "small_disk": "service", "postgres": "postgres"}
 
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
 # A target that persists every write before it answers, and whose digest can be read.
