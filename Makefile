@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck unit bench soak system-deps clean
+# Extra pytest arguments, e.g. `make unit PYTEST_ARGS="-k rdb"`; CI passes --require-all.
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck unit integration bench soak system-deps clean
 
 $(BIN)/dcs-migration: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,fuzz]'
+	$(BIN)/pip install --quiet --upgrade -e '.[test]'
 	touch $@
 
 # redis-server, redis-cli and PostgreSQL (for the store's tests) from Debian's packages,
@@ -33,10 +36,16 @@ lint: $(BIN)/dcs-migration
 typecheck: $(BIN)/dcs-migration
 	$(BIN)/mypy
 
-unit: $(BIN)/dcs-migration system-deps
-	$(BIN)/pytest -q
+# The tiers (markers in pyproject.toml): `unit` runs the tests that start no process and
+# need no server (under a minute); `integration` runs the rest: redis-server flavours and
+# clusters, S3, PostgreSQL, the service and the CLI, faults, fuzzing. `test` runs both.
+unit: $(BIN)/dcs-migration
+	$(BIN)/pytest -q -m process_free $(PYTEST_ARGS)
 
-test: lint typecheck unit
+integration: $(BIN)/dcs-migration system-deps
+	$(BIN)/pytest -q -m "not process_free" $(PYTEST_ARGS)
+
+test: lint typecheck unit integration
 
 # Whole-process import timings beside redis-cli --pipe and redis-server's own load, with
 # peak memory (BENCH_ROUNDS=3 interleaved rounds: about 10 minutes on 2 cores).

@@ -1,48 +1,83 @@
-"""Fixtures starting real redis-server processes (skipped when the machine has none).
+"""Fixtures starting real servers, the markers that sort tests into tiers, and the rule
+that a run requiring everything fails where others skip.
 
 Every server fixture runs the flavour that the `flavour` fixture gives: the system's
 redis-server unless a test parametrizes it (indirectly) with flavour ids, e.g.
 `@pytest.mark.parametrize("flavour", every_flavour(), indirect=True)` or
-`@pytest.mark.parametrize("flavour", ["redis-6.2"], indirect=True)`.
+`@pytest.mark.parametrize("flavour", ["redis-6.2"], indirect=True)`
+(`every_flavour` and the other helpers are in `tests.support`).
+
+Tiers: a test is marked `redis`, `s3`, `postgres`, `service` or `slow` by what it needs
+(by hand, or below by the fixtures it uses); a test with none of them is `process_free`,
+the tier `make unit` runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
-from tests.support.servers import (
-    FLAVOUR_IDS,
-    FlavourMissing,
-    RedisServer,
-    ServerFlavour,
-    server_flavour,
-)
+from tests.support.flavours import RedisServerFactory, flavour_or_skip
+from tests.support.required import REQUIRE_ALL_OPTION, requires_all, unavailable
+from tests.support.servers import FLAVOUR_IDS, RedisServer, ServerFlavour
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.support.cluster import RedisCluster
 
+# What a test needs when it uses one of these fixtures (directly or through another). A
+# test module adds its own fixtures in a `FIXTURE_MARKERS` dict of the same form; a module
+# whose every test needs a thing says so in `pytestmark`.
+MARKER_OF_FIXTURE = {
+    "flavour": "redis",
+    "postgres_url": "postgres",
+}
+# The markers of tests that start processes or take long; a test with none is process-free.
+TIER_MARKERS = ("redis", "s3", "postgres", "service", "slow")
 
-class RedisServerFactory(Protocol):
-    def __call__(
-        self, *args: str, rdb: Path | None = None, dbfilename: str = "dump.rdb"
-    ) -> RedisServer: ...
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        REQUIRE_ALL_OPTION,
+        action="store_true",
+        dest="require_all",
+        help="fail, rather than skip, tests whose corpus, server or package is missing "
+        "(also when the CI environment variable is set)",
+    )
 
 
-def every_flavour(*ids: str) -> list[Any]:
-    """Parameters for an indirect `flavour`: the given flavour ids, or all of them."""
-    return [pytest.param(i, id=i) for i in ids or FLAVOUR_IDS]
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the fixtures it uses, then mark the rest `process_free` (before
+    `-m` selects)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        markers = {**MARKER_OF_FIXTURE, **getattr(module, "FIXTURE_MARKERS", {})}
+        for name in getattr(item, "fixturenames", ()):
+            marker = markers.get(name)
+            if marker is not None:
+                item.add_marker(marker)
+        if not any(item.get_closest_marker(m) for m in TIER_MARKERS):
+            item.add_marker("process_free")
 
 
-def flavour_or_skip(flavour_id: str = FLAVOUR_IDS[0]) -> ServerFlavour:
-    try:
-        return server_flavour(flavour_id)
-    except FlavourMissing as exc:
-        pytest.skip(str(exc))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under `--require-all` (or CI) a skip for something missing is a failure."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and requires_all(item.config):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        if unavailable(reason):
+            report.outcome = "failed"
+            report.longrepr = f"required in this run ({REQUIRE_ALL_OPTION} or CI): {reason}"
+    return report
 
 
 @pytest.fixture
@@ -140,16 +175,6 @@ def shared_server(flavour: ServerFlavour, _shared: SharedServers) -> RedisServer
     finally:
         client.close()
     return server
-
-
-def emptied(cluster: RedisCluster) -> RedisCluster:
-    for _, port in cluster.nodes:
-        client = cluster.node_client(port)
-        client.flushall()
-        if cluster.flavour.version >= (7,):
-            client.execute_command("FUNCTION", "FLUSH")
-        client.close()
-    return cluster
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,8 @@ from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, signed
 from tests.support.waiting import finished_backup, until
 
+FIXTURE_MARKERS = {"service": "service", "narrow": "service", "redis": "redis"}
+
 P1 = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
 P2 = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"
 NO_REDIS = "Invalid parameter: addrs: no Redis answered at that address with those credentials"
@@ -363,6 +365,7 @@ def test_a_bad_networks_setting_names_the_entry() -> None:
         AllowedNetworks.parse("nowhere")
 
 
+@pytest.mark.service
 def test_a_bad_networks_setting_stops_the_service_at_start(tmp_path: Path) -> None:
     service = Service(tmp_path, env={"DCS_MIGRATION_ALLOWED_NETWORKS": "10.0.0.0/33"})
     done = cli(service, "serve", "--port", str(free_port()))
@@ -396,6 +399,7 @@ def test_a_connection_sends_the_password_only_after_redis_answered(kind: str) ->
             server.close()
 
 
+@pytest.mark.redis
 def test_a_redis_asking_for_a_password_gets_it_after_ping() -> None:
     with RedisServer("--requirepass", "pw-1") as locked:
         conn = Connection(Endpoint("127.0.0.1", locked.port, password="pw-1"))

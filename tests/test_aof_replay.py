@@ -18,26 +18,13 @@ from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import ImportResult, run_import
 from dcs_migration.writer.options import WriteOptions
 from dcs_migration.writer.writer import NO_FUNCTIONS
-from tests.conftest import RedisServerFactory, every_flavour
+from tests.support.aofgen import Command, aof
 from tests.support.corpus import CORPUS
+from tests.support.flavours import RedisServerFactory, every_flavour
 from tests.support.live import dump_oracle
 from tests.support.servers import RedisServer
 
-Command = tuple[bytes, ...]
 LIBRARY = b"#!lua name=mylib\nredis.register_function('one', function() return 1 end)"
-
-
-def resp(args: Command) -> bytes:
-    return b"".join([b"*%d\r\n" % len(args), *(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)])
-
-
-def aof(*commands: Command) -> tuple[bytes, list[int]]:
-    """The bytes of an AOF of these commands, and the offset of each."""
-    offsets, data = [], b""
-    for c in commands:
-        offsets.append(len(data))
-        data += resp(c)
-    return data, offsets
 
 
 def as_aof_folder(folder: Path, data: bytes, layout: str) -> Path:

@@ -14,12 +14,13 @@ from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.aof import AofReader
 from dcs_migration.formats.aof_writer import AofWriter
 from dcs_migration.formats.resp import RespReader
-from tests.conftest import flavour_or_skip
 from tests.support import rdbgen as g
-from tests.support.corpus import CORPUS, case_params
+from tests.support.corpus import CORPUS, case_params, loadable_by_target
+from tests.support.flavours import flavour_or_skip
 from tests.support.live import assert_holds_oracle
 from tests.support.servers import RedisServer
-from tests.test_handoff import loadable_by_target
+
+pytestmark = pytest.mark.redis  # each written AOF is loaded by redis-server
 
 FUTURE = 4_102_444_800_000
 MANIFEST = b"file base.aof seq 1 type b\n"

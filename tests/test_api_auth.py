@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -444,23 +444,33 @@ def test_a_raw_plus_in_a_query_is_a_space() -> None:
 # -- the Authorization header itself -------------------------------------------------------
 
 
-def test_missing_or_malformed_authorization_is_refused(create_call: Captured) -> None:
-    value = create_call.header_dict()["Authorization"]
-    for bad in (
-        None,
-        "",
-        value.replace("SDK-HMAC-SHA256", "SDK-HMAC-SM3"),
-        value.replace("SDK-HMAC-SHA256 ", "SDK-HMAC-SHA256"),
-        value.replace("Access=", "Acces="),
-        value.replace(", Signature=", ", Signature=zz"),
-        value + ", Extra=1",
-        value.replace("SignedHeaders=", "SignedHeaders=Host;"),
-        "Bearer abc",
-    ):
-        err = refused(
-            create_call, headers=create_call.with_header("Authorization", bad).header_dict()
-        )
-        assert err.message.startswith("Incorrect IAM authentication information")
+# How a good Authorization header is spoilt: name -> the spoilt header (None: no header).
+MALFORMED_AUTHORIZATION: dict[str, Callable[[str], str | None]] = {
+    "missing": lambda value: None,
+    "empty": lambda value: "",
+    "another algorithm": lambda value: value.replace("SDK-HMAC-SHA256", "SDK-HMAC-SM3"),
+    "no space after the algorithm": lambda value: value.replace(
+        "SDK-HMAC-SHA256 ", "SDK-HMAC-SHA256"
+    ),
+    "a misspelt field": lambda value: value.replace("Access=", "Acces="),
+    "a signature not in hex": lambda value: value.replace(", Signature=", ", Signature=zz"),
+    "an extra field": lambda value: value + ", Extra=1",
+    "a header signed that was not": lambda value: value.replace(
+        "SignedHeaders=", "SignedHeaders=Host;"
+    ),
+    "another scheme": lambda value: "Bearer abc",
+}
+
+
+@pytest.mark.parametrize(
+    "spoil", MALFORMED_AUTHORIZATION.values(), ids=list(MALFORMED_AUTHORIZATION)
+)
+def test_missing_or_malformed_authorization_is_refused(
+    create_call: Captured, spoil: Callable[[str], str | None]
+) -> None:
+    bad = spoil(create_call.header_dict()["Authorization"])
+    err = refused(create_call, headers=create_call.with_header("Authorization", bad).header_dict())
+    assert err.message.startswith("Incorrect IAM authentication information")
 
 
 def test_an_uppercase_signature_is_the_same_signature(create_call: Captured) -> None:

@@ -42,6 +42,8 @@ from tests.support.servers import RedisServer
 from tests.support.service import Service, import_task_json
 from tests.support.waiting import finished_backup
 
+pytestmark = [pytest.mark.service, pytest.mark.redis]
+
 PROJECT = "7c0ffee5e1a04d2f8e7b1c0de0000612"
 OTHER_PROJECT = "7c0ffee5e1a04d2f8e7b1c0de0000613"
 BODY_TIMEOUT = 2.0

@@ -36,6 +36,8 @@ import requests
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+pytestmark = [pytest.mark.service, pytest.mark.redis, pytest.mark.slow]
+
 schemathesis = pytest.importorskip("schemathesis")
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials  # noqa: E402

@@ -33,6 +33,8 @@ from dcs_migration.sources.s3 import RetryPolicy, S3Settings, make_s3_client
 from dcs_migration.sources.specs import BackupObject, LocalObject, S3Object
 from tests.support.s3server import DroppingProxy, MotoServer
 
+FIXTURE_MARKERS = {"moto": "s3", "client": "s3", "bucket": "s3", "s3store": "s3"}
+
 MIB = 1 << 20
 PART = 5 * MIB  # S3's smallest part
 KEY = "proj/inst/backup-1/127.0.0.1_6379.rdb"

@@ -31,13 +31,15 @@ from huaweicloudsdkdcs.v2 import (
 
 from dcs_migration.api import links
 from dcs_migration.store import load_secret_box
-from tests.conftest import RedisServerFactory, emptied
-from tests.support.cluster import RedisCluster
+from tests.support.cluster import RedisCluster, emptied
 from tests.support.corpus import CORPUS, manifest
+from tests.support.flavours import RedisServerFactory
 from tests.support.live import dump_cluster_oracle, dump_oracle
+from tests.support.sdk import PROJECT, minted, wait_for
 from tests.support.service import Service
 from tests.support.waiting import backup_record, finished_backup, finished_restore, until
-from tests.test_service import PROJECT, minted, wait_for
+
+pytestmark = [pytest.mark.service, pytest.mark.redis]
 
 OTHER_PROJECT = "1f0b2e7c9d4a4c55a1e2b3c4d5e6f708"
 
@@ -353,7 +355,7 @@ def test_backups_in_the_s3_endpoint_with_presigned_links(
 ) -> None:
     from dcs_migration.sources.s3 import S3Settings, make_s3_client
     from tests.support.s3server import MotoServer
-    from tests.test_service import create
+    from tests.support.sdk import create
 
     with MotoServer() as moto:
         env = {

@@ -36,10 +36,12 @@ from dcs_migration.oracle import oracle_from_records
 from dcs_migration.reading import BigValues, read_input
 from dcs_migration.sources import find_inputs
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
 from tests.support.corpus import CORPUS, case_params
+from tests.support.flavours import RedisServerFactory
 from tests.support.live import assert_holds_oracle
+
+FIXTURE_MARKERS = {"big_rdb": "redis", "native_digests": "redis"}
 
 FUTURE = 4_102_444_800_000
 STRATEGIES = [Strategy.RESTORE, Strategy.REWRITE, Strategy.HANDOFF]
@@ -347,6 +349,7 @@ def test_importing_values_bigger_than_the_memory_bound_stays_under_it(
     assert rss < 150, f"{strategy}: peak RSS {rss:.0f} MB for a 160 MB string"
 
 
+@pytest.mark.service
 def test_inspecting_values_bigger_than_the_memory_bound_stays_under_it(tmp_path: Path) -> None:
     path = g.huge_rdb(tmp_path / "huge.rdb", 160 << 20, 48 << 20)
     rss, _ = run_measured(["inspect", str(path)])

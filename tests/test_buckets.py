@@ -24,10 +24,12 @@ from dcs_migration.sources.bucket import (
     LocalObject,
     bucket_dir,
 )
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
+from tests.support.flavours import RedisServerFactory
 from tests.support.servers import RedisServer
 from tests.support.service import Service, signed
+
+pytestmark = [pytest.mark.service, pytest.mark.redis]
 
 P1 = "b0c1d2e3f4a5469788796a5b4c3d2e1f"
 P2 = "0f1e2d3c4b5a49687786950a1b2c3d4e"

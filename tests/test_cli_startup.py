@@ -9,6 +9,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.service  # each check starts a Python process
+
 # The service's stack: none of it may load for a command that touches no database.
 SERVICE_STACK = (
     "sqlalchemy",

@@ -16,9 +16,9 @@ from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.slots import key_slot
 from dcs_migration.importer import ImportResult, run_import
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import emptied, every_flavour
 from tests.support import rdbgen as g
-from tests.support.cluster import HOST, RedisCluster
+from tests.support.cluster import HOST, RedisCluster, emptied
+from tests.support.flavours import every_flavour
 from tests.support.servers import FLAVOUR_IDS
 
 MOVING_TAG = b"{moving}"

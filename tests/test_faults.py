@@ -47,31 +47,30 @@ from huaweicloudsdkcore.exceptions.exceptions import (
 )
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkdcs.v2 import (
-    BackupFilesBody,
     BatchStopMigrationTasksBody,
     BatchStopMigrationTasksRequest,
-    CreateMigrationTaskBody,
     CreateMigrationTaskRequest,
     DcsClient,
-    Files,
     ListMigrationTaskRequest,
-    ShowMigrationTaskRequest,
     ShowMigrationTaskStatsRequest,
-    TargetInstanceBody,
 )
 
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import Progress, run_import
 from dcs_migration.store.db import SQLITE_FILE_NAME
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
+from tests.support.backups import strings_rdb
+from tests.support.flavours import RedisServerFactory
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
-from tests.support.servers import RedisServer
+from tests.support.sdk import create_body, create_task, task_status
+from tests.support.servers import RedisServer, restart
 from tests.support.service import Service, import_task_json, signed
 
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+FIXTURE_MARKERS = {"service_dir": "service", "small_disk": "service", "postgres": "postgres"}
+
 PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
-FUTURE_MS = 4_102_444_800_000  # 2100-01-01
 # A target that persists every write before it answers, and whose digest can be read.
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always", "--enable-debug-command", "local")
 DEBUG = ("--enable-debug-command", "local")
@@ -81,16 +80,6 @@ SLOW_LOAD = ("--key-load-delay", "1")
 
 
 # -- backups and servers -----------------------------------------------------------------
-
-
-def strings_rdb(path: Path, count: int) -> Path:
-    """`count` string keys, one in ten with a TTL far ahead (about 29 bytes a key)."""
-    parts = [b"\xfe\x00"]
-    for i in range(count):
-        expire = FUTURE_MS if i % 10 == 0 else None
-        parts.append(g.key(b"k:%07d" % i, g.string(b"v%015d" % i), expire_ms=expire))
-    path.write_bytes(g.rdb(*parts, version=9))
-    return path
 
 
 def lists_rdb(path: Path, count: int, items: int) -> Path:
@@ -117,11 +106,6 @@ def crash(server: RedisServer) -> None:
     assert server.process is not None
     server.process.kill()
     server.process.wait()
-
-
-def restart(server: RedisServer, *extra: str) -> None:
-    """Start the server again on its port and folder, without waiting for it."""
-    server.process = subprocess.Popen([*server.args, *extra], stdout=subprocess.DEVNULL)
 
 
 def endpoint(server: RedisServer) -> Endpoint:
@@ -299,24 +283,6 @@ def register(
     return instance_id
 
 
-def create_body(instance_id: str, file_name: str, task_name: str = "import") -> Any:
-    return CreateMigrationTaskBody(
-        task_name=task_name,
-        migration_type="backupfile_import",
-        migration_method="full_amount_migration",
-        backup_files=BackupFilesBody(
-            file_source="self_build_obs", bucket_name="bucket", files=[Files(file_name=file_name)]
-        ),
-        target_instance=TargetInstanceBody(id=instance_id),
-    )
-
-
-def create(client: Any, instance_id: str, file_name: str, task_name: str = "import") -> str:
-    body = create_body(instance_id, file_name, task_name)
-    task_id: str = client.create_migration_task(CreateMigrationTaskRequest(body=body)).id
-    return task_id
-
-
 def wait_for_keys(server: RedisServer, count: int, seconds: float = 30) -> None:
     """Wait until the import into `server` has written `count` keys."""
     watcher = redis.Redis(port=server.port, socket_timeout=5)
@@ -330,15 +296,10 @@ def wait_for_keys(server: RedisServer, count: int, seconds: float = 30) -> None:
         watcher.close()
 
 
-def status(client: Any, task_id: str) -> str:
-    found: str = client.show_migration_task(ShowMigrationTaskRequest(task_id=task_id)).status
-    return found
-
-
 def wait_for(client: Any, task_id: str, statuses: tuple[str, ...], seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while True:
-        now = status(client, task_id)
+        now = task_status(client, task_id)
         if now in statuses:
             return now
         assert time.monotonic() < deadline, f"task {task_id} stayed {now}"
@@ -373,7 +334,7 @@ def test_the_service_imports_exactly_through_a_target_restart(
         client, key = minted(service)
         instance_id = register(service, key, server)
         shutil.copy(rdb, service.bucket("bucket", PROJECT) / "dump.rdb")
-        task_id = create(client, instance_id, "dump.rdb")
+        task_id = create_task(client, instance_id, "dump.rdb")
         wait_for_keys(server, 50_000)
         crash(server)
         killed_at = time.monotonic()
@@ -430,7 +391,9 @@ def test_twenty_running_tasks_stop_within_two_seconds(
         # The tasks wait for their paused targets while all twenty are created, then
         # run at once.
         with paused(targets):
-            task_ids = [create(client, instances[n % 4], "dump.rdb", f"t{n}") for n in range(20)]
+            task_ids = [
+                create_task(client, instances[n % 4], "dump.rdb", f"t{n}") for n in range(20)
+            ]
             time.sleep(0.5)  # every worker has taken its task, and waits for its target
         deadline = time.monotonic() + 15
         while True:  # every target is being written to, and no task has ended
@@ -519,7 +482,7 @@ def test_requests_answer_503_while_the_database_is_locked(
             assert raised.value.status_code == 503
             assert raised.value.error_code == "DCS.4842"
             assert health(service) == 200
-        task_id = create(client, instance_id, "small.rdb")
+        task_id = create_task(client, instance_id, "small.rdb")
         assert wait_for(client, task_id, ("SUCCESS", "FAILED"), 30) == "SUCCESS"
         assert client.list_migration_task(ListMigrationTaskRequest()).count == 1
     with sqlite3.connect(service_dir / SQLITE_FILE_NAME) as db:
@@ -539,14 +502,14 @@ def test_a_running_task_outlives_a_locked_database(
         (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
-        task_id = create(client, instance_id, "dump.rdb")
+        task_id = create_task(client, instance_id, "dump.rdb")
         wait_for_keys(target, 10_000)
         with sqlite_locked(service_dir / SQLITE_FILE_NAME):
             time.sleep(2)  # the task's progress writes (once a second) find it locked
         # The task ends (its progress writes are best effort), and its worker lives on.
         assert wait_for(client, task_id, ("SUCCESS", "FAILED"), 4) == "SUCCESS"
         assert target.cli("DEBUG", "DIGEST") == native_digest(redis_server, rdb)
-        after = create(client, instance_id, "small.rdb")
+        after = create_task(client, instance_id, "small.rdb")
         assert wait_for(client, after, ("SUCCESS", "FAILED"), 8) == "SUCCESS"
 
 
@@ -629,7 +592,7 @@ def test_a_full_disk_answers_503_and_recovers(
         filler.unlink()  # space comes back
         again = register_calls(service, key, target, 1)
         assert again[0][0] == 200, again
-        task_id = create(client, instance_id, "small.rdb")
+        task_id = create_task(client, instance_id, "small.rdb")
         assert wait_for(client, task_id, ("SUCCESS", "FAILED"), 30) == "SUCCESS"
     with sqlite3.connect(data_dir / SQLITE_FILE_NAME) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -687,7 +650,7 @@ def test_a_postgres_restart_costs_only_the_calls_made_while_it_was_down(
         (service.bucket("bucket", PROJECT) / "small.rdb").write_bytes(
             g.rdb(g.key(b"a", g.string(b"1")), version=9)
         )
-        first = create(client, instance_id, "small.rdb")
+        first = create_task(client, instance_id, "small.rdb")
         assert wait_for(client, first, ("SUCCESS", "FAILED"), 30) == "SUCCESS"
         postgres.stop_server()
         try:
@@ -695,7 +658,7 @@ def test_a_postgres_restart_costs_only_the_calls_made_while_it_was_down(
             assert_unavailable(answer, "cannot be reached")
             assert answer[2] < 10
             with pytest.raises(ServiceResponseException) as raised:
-                create(client, instance_id, "small.rdb")
+                create_task(client, instance_id, "small.rdb")
             assert raised.value.status_code == 503
             assert health(service) == 200
         finally:
@@ -703,5 +666,5 @@ def test_a_postgres_restart_costs_only_the_calls_made_while_it_was_down(
         # Connections of before the restart are found dead before use, and replaced.
         listed = client.list_migration_task(ListMigrationTaskRequest())
         assert listed.count == 1
-        second = create(client, instance_id, "small.rdb")
+        second = create_task(client, instance_id, "small.rdb")
         assert wait_for(client, second, ("SUCCESS", "FAILED"), 30) == "SUCCESS"

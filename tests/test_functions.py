@@ -32,11 +32,16 @@ def test_both_registration_forms_are_read() -> None:
         (b"#!lua\nredis.register_function('f', function() end)", "does not name itself"),
         (b"#!js name=x\nfoo()", "only Lua"),
         (b"#!lua name=x\n", "registers no function"),
-        (b"#!lua name=x\nwhile true do end", "runs too long"),
+        # Those marked slow wait out the script time budget: seconds each.
+        pytest.param(b"#!lua name=x\nwhile true do end", "runs too long", marks=pytest.mark.slow),
         (b"#!lua name=x\nos.execute('touch /tmp/pwned')", "does not load"),
         (b"#!lua name=x\nio.open('/etc/passwd')", "does not load"),
         (b"#!lua name=x\nrequire('socket')", "does not load"),
-        (b"#!lua name=x\nfor i = 1, 1e9 do local s = ('x'):rep(1e6) end", "runs too long"),
+        pytest.param(
+            b"#!lua name=x\nfor i = 1, 1e9 do local s = ('x'):rep(1e6) end",
+            "runs too long",
+            marks=pytest.mark.slow,
+        ),
         (
             b"#!lua name=x\nlocal t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1e6) .. i end",
             "not load",

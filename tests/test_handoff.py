@@ -22,9 +22,15 @@ from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import run_import
 from dcs_migration.writer import handoff
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import RedisServerFactory, every_flavour
 from tests.support import rdbgen as g
-from tests.support.corpus import CORPUS, case_params, flavour_case_params
+from tests.support.corpus import (
+    CORPUS,
+    case_params,
+    flavour_case_params,
+    loadable_by_target,
+    readable_by_target,
+)
+from tests.support.flavours import RedisServerFactory, every_flavour
 from tests.support.live import assert_holds_oracle
 
 FUTURE = 4_102_444_800_000
@@ -38,18 +44,6 @@ def target_of(server: Any) -> Endpoint:
 
 def role(server: Any) -> str:
     return redis.Redis(port=server.port).info("replication")["role"]
-
-
-def readable_by_target(case: dict[str, Any]) -> bool:
-    return (
-        bool(case["oracle"]) and (case.get("rdb_version") or 99) <= 10 and not case.get("rdb_magic")
-    )
-
-
-def loadable_by_target(case: dict[str, Any]) -> bool:
-    """Cases the local redis-server (7.0) loads itself (the corpus records its refusals)."""
-    refused = any(s.endswith(" 7.0.15") for s in case.get("load_errors") or {})
-    return readable_by_target(case) and not refused
 
 
 @pytest.mark.parametrize(

@@ -22,19 +22,18 @@ from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.importer import run_import
 from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
 from dcs_migration.writer.writer import Writer
-from tests.conftest import RedisServerFactory, emptied, every_flavour
 from tests.support import rdbgen as g
-from tests.support.cluster import RedisCluster
+from tests.support.aofgen import aof
+from tests.support.cluster import RedisCluster, emptied
 from tests.support.corpus import (
     CORPUS,
-    KNOWN_FAILURES,
     comparable,
     flavour_case_params,
     load_oracle,
-    target_refuses,
 )
+from tests.support.expected_outcomes import KNOWN_FAILURES, expected_failure
+from tests.support.flavours import RedisServerFactory, every_flavour
 from tests.support.live import dump_cluster_oracle
-from tests.test_aof_replay import aof
 
 FUTURE = 4_102_444_800_000
 
@@ -461,9 +460,10 @@ def corpus_case_into_a_cluster(
     client = redis_cluster.node_client(port)
     redis_version = client.info("server")["redis_version"]
     version = tuple(int(p) for p in redis_version.split("."))
-    refusal = target_refuses(case, redis_cluster.flavour, redis_version, result.error)
-    if refusal is not None and result.status != "SUCCESS":
-        assert "refused" in (result.error or ""), f"the target refuses this case: {refusal}"
+    failure = expected_failure(redis_cluster.flavour.id, case["id"])
+    if failure is not None:
+        assert result.status == "FAILED", f"expected to fail with {failure!r}"
+        assert failure in (result.error or ""), result.error
         return
     assert result.status == "SUCCESS", result.error
     oracle = load_oracle(case)

@@ -12,16 +12,15 @@ from dcs_migration.client.capabilities import parse_version
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import run_import
 from dcs_migration.writer.options import WriteOptions
-from tests.conftest import every_flavour
 from tests.support.corpus import (
     CORPUS,
-    KNOWN_FAILURES,
     cases,
     comparable,
     flavour_case_params,
     load_oracle,
-    target_refuses,
 )
+from tests.support.expected_outcomes import KNOWN_FAILURES, expected_failure
+from tests.support.flavours import every_flavour
 from tests.support.live import dump_oracle
 from tests.support.servers import RedisServer, ServerFlavour
 
@@ -43,9 +42,10 @@ def test_import_equals_oracle(
     client = redis.Redis(port=shared_server.port)
     version = client.info("server")["redis_version"]
     result = _import(case, shared_server.port)
-    refusal = target_refuses(case, flavour, version, result.error)
-    if refusal is not None and result.status != "SUCCESS":
-        assert "refused" in (result.error or ""), f"the target refuses this case: {refusal}"
+    failure = expected_failure(flavour.id, case["id"])
+    if failure is not None:
+        assert result.status == "FAILED", f"expected to fail with {failure!r}"
+        assert failure in (result.error or ""), result.error
         return
     assert result.status == "SUCCESS", result.error
     got, oracle = comparable(

@@ -19,8 +19,10 @@ from tests.support.corpus import CORPUS, case_params, comparable, load_oracle
 from tests.support.live import dump_cluster_oracle, dump_oracle
 from tests.support.servers import FlavourMissing, server_flavour
 
+pytestmark = pytest.mark.redis
+
 if TYPE_CHECKING:
-    from tests.conftest import RedisServerFactory
+    from tests.support.flavours import RedisServerFactory
 
 
 def local_server_version() -> tuple[int, ...] | None:

@@ -15,6 +15,8 @@ from dcs_migration.formats import FormatError, RdbReader
 from dcs_migration.oracle import oracle_from_records
 from tests.support.corpus import CORPUS, case_params
 
+pytestmark = pytest.mark.slow  # thousands of damaged files per corpus case
+
 NOW_MS = 1_800_000_000_000
 
 

@@ -32,9 +32,9 @@ from dcs_migration.formats.types.streams import StreamValue
 from dcs_migration.formats.values import decode_value
 from dcs_migration.importer import run_import
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
 from tests.support.corpus import CORPUS, comparable
+from tests.support.flavours import RedisServerFactory
 from tests.support.live import dump_oracle
 from tests.support.servers import RedisServer
 

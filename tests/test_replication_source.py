@@ -12,8 +12,8 @@ import redis
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.formats import FormatError
 from dcs_migration.sources.replication import take_snapshot
-from tests.conftest import RedisServerFactory
 from tests.support.corpus import CORPUS, comparable, manifest
+from tests.support.flavours import RedisServerFactory
 from tests.support.live import dump_oracle
 
 

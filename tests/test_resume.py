@@ -23,11 +23,13 @@ from dcs_migration import importer
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.importer import Checkpoint, run_import
 from dcs_migration.writer.options import WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
+from tests.support.backups import big_rdb as big_dump
+from tests.support.flavours import RedisServerFactory
+from tests.support.sdk import PROJECT, create, minted, register, wait_for
 from tests.support.service import Service
-from tests.test_service import PROJECT, create, minted, register, wait_for
-from tests.test_service import big_rdb as big_dump
+
+pytestmark = [pytest.mark.service, pytest.mark.redis]
 
 KEYS = 120_000
 

@@ -35,10 +35,12 @@ from dcs_migration.sources import (
     s3,
 )
 from dcs_migration.writer.options import WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support.corpus import CORPUS
+from tests.support.flavours import RedisServerFactory
 from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, DroppingProxy, MotoServer
 from tests.support.servers import RedisServer
+
+FIXTURE_MARKERS = {"moto": "s3", "client": "s3", "bucket": "s3"}
 
 pytest.importorskip("moto")
 pytest.importorskip("boto3")

@@ -68,6 +68,8 @@ from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, import_task_json
 from tests.support.waiting import finished_backup, finished_restore, until
 
+pytestmark = [pytest.mark.service, pytest.mark.redis]
+
 PROJECT_A = "5e1a0c3d9b7f4e2a8c6d0b1f2e3a4c5d"
 PROJECT_B = "9f8e7d6c5b4a49382716f5e4d3c2b1a0"
 # Secrets: random, so that finding one anywhere can only mean it leaked.
@@ -467,27 +469,42 @@ def test_every_route_answers_for_another_projects_object_as_for_none(world: Worl
     assert b.list_migration_task(ListMigrationTaskRequest()).count == 0
 
 
-def test_refused_signatures_say_nothing_of_what_exists(world: World) -> None:
+# Requests for one of project A's objects: (method, path under /v2/{project}, body), with
+# TASK, INSTANCE and BACKUP standing for the object's id.
+REQUESTS_FOR_AN_OBJECT: list[tuple[str, str, Any]] = [
+    ("GET", "/migration-task/TASK", None),
+    ("GET", "/migration-task/TASK/logs", None),
+    ("POST", "/migration-task/TASK/stop", None),
+    ("DELETE", "/migration-tasks/delete", {"task_id_list": ["TASK"]}),
+    ("GET", "/instances/INSTANCE", None),
+    ("GET", "/instances/INSTANCE/restores", None),
+    ("POST", "/instances/INSTANCE/backups/BACKUP/links", {"expiration": 600}),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "route_body"),
+    REQUESTS_FOR_AN_OBJECT,
+    ids=[f"{method} {route}" for method, route, _ in REQUESTS_FOR_AN_OBJECT],
+)
+def test_refused_signatures_say_nothing_of_what_exists(
+    world: World, method: str, route: str, route_body: Any
+) -> None:
     """Unsigned, badly signed, unknown-key and other-project requests get the same answer
     (status and whole body) for an existing object as for one that does not exist."""
     service = world.service
     ghost_task, ghost_inst, ghost_backup = (str(uuid.uuid4()) for _ in range(3))
     wrong_sk = Key(world.key_a.ak, "not-" + world.key_a.sk, PROJECT_A)
     unknown = Key("UNKNOWNAK" + secrets.token_hex(4).upper(), "whatever", PROJECT_A)
-    base = f"/v2/{PROJECT_A}"
-    requests: list[tuple[str, str, Any]] = [
-        ("GET", f"{base}/migration-task/{world.task_a}", None),
-        ("GET", f"{base}/migration-task/{world.task_a}/logs", None),
-        ("POST", f"{base}/migration-task/{world.task_a}/stop", None),
-        ("DELETE", f"{base}/migration-tasks/delete", {"task_id_list": [world.task_a]}),
-        ("GET", f"{base}/instances/{world.instance_a}", None),
-        ("GET", f"{base}/instances/{world.instance_a}/restores", None),
-        (
-            "POST",
-            f"{base}/instances/{world.instance_a}/backups/{world.backup_a}/links",
-            {"expiration": 600},
-        ),
-    ]
+    ids = {"TASK": world.task_a, "INSTANCE": world.instance_a, "BACKUP": world.backup_a}
+
+    def with_ids(text: str) -> str:
+        for placeholder, real in ids.items():
+            text = text.replace(placeholder, real)
+        return text
+
+    path = with_ids(f"/v2/{PROJECT_A}{route}")
+    body = None if route_body is None else json.loads(with_ids(json.dumps(route_body)))
     ghosts = {
         world.task_a: ghost_task,
         world.instance_a: ghost_inst,
@@ -499,17 +516,16 @@ def test_refused_signatures_say_nothing_of_what_exists(world: World) -> None:
             text = text.replace(real, ghost)
         return text
 
-    for method, path, body in requests:
-        ghost_path = ghostly(path)
-        ghost_body = None if body is None else json.loads(ghostly(json.dumps(body)))
-        for key, status in ((None, 401), (wrong_sk, 401), (unknown, 401), (world.key_b, 403)):
-            real = raw(service, method, path, body, key=key)
-            fake = raw(service, method, ghost_path, ghost_body, key=key)
-            assert real.status == status, (method, path, key, real)
-            assert (real.status, real.body) == (fake.status, fake.body), (method, path, key)
-        # Signed by A, the same requests find A's objects (the ids are real).
-        if method != "DELETE":
-            assert raw(service, method, path, body, key=world.key_a).status in (200, 400)
+    ghost_path = ghostly(path)
+    ghost_body = None if body is None else json.loads(ghostly(json.dumps(body)))
+    for key, status in ((None, 401), (wrong_sk, 401), (unknown, 401), (world.key_b, 403)):
+        real = raw(service, method, path, body, key=key)
+        fake = raw(service, method, ghost_path, ghost_body, key=key)
+        assert real.status == status, (method, path, key, real)
+        assert (real.status, real.body) == (fake.status, fake.body), (method, path, key)
+    # Signed by A, the same requests find A's objects (the ids are real).
+    if method != "DELETE":
+        assert raw(service, method, path, body, key=world.key_a).status in (200, 400)
 
 
 # -- 4. the service only talks to registered Redis servers --------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,70 +27,21 @@ from huaweicloudsdkdcs.v2 import (
 )
 from huaweicloudsdkdcs.v2.model.delete_migrate_task_request import DeleteMigrateTaskRequest
 
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
+from tests.support.aofgen import aof
+from tests.support.backups import big_rdb
 from tests.support.corpus import CORPUS
+from tests.support.flavours import RedisServerFactory
+from tests.support.sdk import PROJECT, create, minted, register, wait_for
 from tests.support.service import Service, import_task_json, signed
-from tests.test_aof_replay import aof
 
-PROJECT = "0605767e3800d5762fb5c0110a0e3c7d"
+pytestmark = [pytest.mark.service, pytest.mark.redis]
 
 
 @pytest.fixture
 def service() -> Iterator[Service]:
     with Service() as running:
         yield running
-
-
-def minted(service: Service, project: str = PROJECT) -> Any:
-    key = service.cli("keys", "create", "--project-id", project)
-    return service.client(key["ak"], key["sk"], project)
-
-
-def register(service: Service, server: Any, project: str = PROJECT) -> str:
-    out = service.cli(
-        "instances",
-        "add",
-        "--project-id",
-        project,
-        "--name",
-        "target",
-        "--addrs",
-        f"127.0.0.1:{server.port}",
-    )
-    instance_id: str = out["instance_id"]
-    return instance_id
-
-
-def create(
-    client: Any, instance_id: str, files: list[str], bucket: str = "bucket", name: str = "import"
-) -> Any:
-    """Create a task. Two identical creates within one second have one signature, and the
-    service accepts it once: calls made back to back differ by `name`."""
-    body = CreateMigrationTaskBody(
-        task_name=name,
-        migration_type="backupfile_import",
-        migration_method="full_amount_migration",
-        backup_files=BackupFilesBody(
-            file_source="self_build_obs",
-            bucket_name=bucket,
-            files=[
-                Files(file_name=f, size="754.0MB", update_at="2026-11-28 10:00:00") for f in files
-            ],
-        ),
-        target_instance=TargetInstanceBody(id=instance_id),
-    )
-    return client.create_migration_task(CreateMigrationTaskRequest(body=body))
-
-
-def wait_for(client: Any, task_id: str, statuses: tuple[str, ...], seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        task = client.show_migration_task(ShowMigrationTaskRequest(task_id=task_id))
-        if task.status in statuses:
-            return task
-        assert time.monotonic() < deadline, f"task stayed {task.status}"
-        time.sleep(0.1)
 
 
 def test_the_seed_request_imports_a_backup(
@@ -234,14 +184,6 @@ def test_signatures_and_projects(service: Service, redis_server: RedisServerFact
 
 def stats(client: Any, task_id: str) -> Any:
     return client.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
-
-
-def big_rdb(path: Path, redis_server: RedisServerFactory, keys: int = 1_500_000) -> None:
-    """A backup whose import takes a few seconds (small keys cost the most per byte)."""
-    source = redis_server("--enable-debug-command", "yes")
-    source.cli("DEBUG", "POPULATE", str(keys), "key", "24")
-    source.cli("SAVE")
-    path.write_bytes((source.dir / "dump.rdb").read_bytes())
 
 
 def test_stop_batch_stop_and_delete(service: Service, redis_server: RedisServerFactory) -> None:

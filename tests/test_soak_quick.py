@@ -14,6 +14,8 @@ import pytest
 
 from tests.support.corpus import manifest
 
+pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.redis]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

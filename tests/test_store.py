@@ -43,7 +43,7 @@ PASSWORD = "instance-pa55word-Zq81"
 OVERRIDE = "task-override-pa55-Wx72"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str | None:
     """None for SQLite in the data dir; else a new empty PostgreSQL database per test."""
     if request.param == "sqlite":

@@ -47,12 +47,13 @@ from dcs_migration.store import open_store
 from dcs_migration.tasks.executor import Work, WorkKind
 from dcs_migration.tasks.runner import FairQueue, InlineExecutor
 from dcs_migration.writer.options import Strategy, WriteOptions
-from tests.conftest import RedisServerFactory
 from tests.support import rdbgen as g
-from tests.support.servers import RedisServer
+from tests.support.backups import strings_rdb
+from tests.support.flavours import RedisServerFactory
+from tests.support.sdk import create_task, task_status
+from tests.support.servers import RedisServer, restart
 from tests.support.service import Service, signed
 from tests.support.waiting import until
-from tests.test_faults import create, restart, status, strings_rdb
 
 ATTACKER = "a77ac4e2000000000000000000000002"
 VICTIM = "f1c71a00000000000000000000000001"
@@ -389,7 +390,7 @@ def time_to(client: Any, task_ids: list[str], wanted: str, seconds: float) -> fl
     """Seconds until every task is `wanted`, asked every 20 ms; fails past `seconds`."""
     began = time.monotonic()
     while True:
-        statuses = {t: status(client, t) for t in task_ids}
+        statuses = {t: task_status(client, t) for t in task_ids}
         took = time.monotonic() - began
         if set(statuses.values()) == {wanted}:
             return took
@@ -411,12 +412,12 @@ def test_stopped_tasks_into_a_hung_target_are_terminated_within_two_seconds(
         client, key = mint(service, VICTIM)
         instance = register(service, key, VICTIM, target)
         shutil.copy(rdb, service.bucket("bucket", VICTIM) / "dump.rdb")
-        tasks = [create(client, instance, "dump.rdb", f"t{n}") for n in range(3)]
+        tasks = [create_task(client, instance, "dump.rdb", f"t{n}") for n in range(3)]
         for task_id in tasks:  # each has had writes acknowledged (its progress says so)
             until(lambda t=task_id: written(client, t) > 0, f"{task_id} to write", 30)
         pause(target)
         time.sleep(1.5)  # every task now waits for replies
-        assert {status(client, t) for t in tasks} == {"MIGRATING"}
+        assert {task_status(client, t) for t in tasks} == {"MIGRATING"}
 
         asked = time.monotonic()
         client.stop_migration_task(StopMigrationTaskRequest(task_id=tasks[0]))
@@ -476,9 +477,9 @@ def test_a_project_with_tasks_into_hung_targets_does_not_keep_another_waiting(
         healthy_instance = register(service, victim_key, VICTIM, healthy)
         shutil.copy(small, service.bucket("bucket", ATTACKER, VICTIM) / "small.rdb")
         pause(hung)
-        hogs = [create(attacker, hung_instance, "small.rdb", f"hog{n}") for n in range(4)]
+        hogs = [create_task(attacker, hung_instance, "small.rdb", f"hog{n}") for n in range(4)]
         time.sleep(0.5)  # both workers have taken one
-        task = create(victim, healthy_instance, "small.rdb", "victim")
+        task = create_task(victim, healthy_instance, "small.rdb", "victim")
         # Within a bound: one reply timeout, and process starts on a loaded machine.
         time_to(victim, [task], "SUCCESS", 3 + 15)
         time_to(attacker, hogs, "FAILED", 3 * 3 + 15)

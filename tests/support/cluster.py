@@ -227,3 +227,14 @@ def _connected_masters(client: redis.Redis) -> int:
 
 def _command(client: redis.Redis, *args: str | int) -> Any:
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def emptied(cluster: RedisCluster) -> RedisCluster:
+    """`cluster` with every master flushed (keys, and functions where the flavour has them)."""
+    for _, port in cluster.nodes:
+        client = cluster.node_client(port)
+        client.flushall()
+        if cluster.flavour.version >= (7,):
+            _command(client, "FUNCTION", "FLUSH")
+        client.close()
+    return cluster

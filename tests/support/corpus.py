@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from dcs_migration.client.capabilities import parse_version
-from tests.support.servers import FLAVOUR_IDS, ServerFlavour
+from tests.support.servers import FLAVOUR_IDS
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
@@ -36,32 +35,17 @@ def case_params(*formats: str, where: Callable[[dict[str, Any]], bool] | None = 
     return [pytest.param(c, id=c["id"]) for c in found]
 
 
-# (flavour id, case id) -> why: cases that fail for a reason known and not yet fixed, each
-# a strict xfail, so that it fails as XPASS the day it is fixed and its entry goes then.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+def readable_by_target(case: dict[str, Any]) -> bool:
+    """Cases with an oracle in an RDB layout Redis 7.0 reads (RDB 10 at most, no Valkey magic)."""
+    return (
+        bool(case["oracle"]) and (case.get("rdb_version") or 99) <= 10 and not case.get("rdb_magic")
+    )
 
 
-def target_refuses(
-    case: dict[str, Any], flavour: ServerFlavour, redis_version: str, error: str | None
-) -> str | None:
-    """Why the target server cannot hold this case, if it cannot: the load error that a
-    server of its name and major version recorded in the corpus, or a command that a
-    server older than the case's producer does not know (`redis_version`: the Redis
-    release the target answers as; Valkey 8 answers 7.2). FUNCTION is no such command:
-    a target without functions skips the libraries."""
-    for server, message in (case.get("load_errors") or {}).items():
-        name, _, version = server.partition(" ")
-        if name == f"{flavour.name}-server" and parse_version(version)[0] == flavour.version[0]:
-            return str(message)
-    producer = parse_version((case.get("producer") or "0").split()[-1])
-    if (
-        error
-        and "unknown command" in error
-        and "command FUNCTION " not in error
-        and producer > parse_version(redis_version)
-    ):
-        return error
-    return None
+def loadable_by_target(case: dict[str, Any]) -> bool:
+    """Cases the local redis-server (7.0) loads itself (the corpus records its refusals)."""
+    refused = any(s.endswith(" 7.0.15") for s in case.get("load_errors") or {})
+    return readable_by_target(case) and not refused
 
 
 def flavour_case_params(
