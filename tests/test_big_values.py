@@ -21,6 +21,7 @@ import lzf
 import pytest
 import redis
 
+from dcs_migration.client.acks import KeyAck
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
@@ -288,7 +289,7 @@ def test_a_big_restore_is_sent_again_after_a_dropped_connection(
     pipe.open()
     from dcs_migration.writer.commands import restore_pieces
 
-    pipe.push_pieces(lambda: restore_pieces(record, True), ("big",), resendable=True)
+    pipe.push_pieces(lambda: restore_pieces(record, True), KeyAck(b"big"), resendable=True)
     pipe.flush()
     pipe.close()
     assert pipe.reconnects == 1 and len(calls) == 2

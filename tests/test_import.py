@@ -559,7 +559,7 @@ def test_moved_and_ask_are_followed(tmp_path: Path, redis_cluster: RedisCluster)
     records = [r for r in reader.feed(rdb.read_bytes()) + reader.close() if type(r) is KeyRecord]
 
     writer = Writer(WriteOptions(strategy=Strategy.RESTORE))
-    router = ClusterRouter(Endpoint(host, port), writer.on_reply, writer.options)
+    router = ClusterRouter(Endpoint(host, port), writer.on_reply, writer.options.limits)
     try:
         writer.attach(router)
         # The first slot moves for good; the second is left migrating.

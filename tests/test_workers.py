@@ -36,6 +36,7 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
+from dcs_migration.client.acks import KeyAck
 from dcs_migration.client.connection import Interrupter, TargetHung
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
@@ -225,7 +226,7 @@ def test_a_big_command_in_flight_lengthens_the_deadline(redis_server: RedisServe
         big = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         big.open()
         try:
-            big.push_pieces(command, ("big",), resendable=True)
+            big.push_pieces(command, KeyAck(b"big"), resendable=True)
             big.flush()
         finally:
             big.close()
@@ -235,7 +236,7 @@ def test_a_big_command_in_flight_lengthens_the_deadline(redis_server: RedisServe
         small = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         small.open()
         try:
-            small.push(encode_command([b"SET", b"small", b"v"]), ("small",))
+            small.push(encode_command([b"SET", b"small", b"v"]), KeyAck(b"small"))
             pause(server)
             with pytest.raises(TargetHung, match="did not answer within 1 s"):
                 small.flush()

@@ -222,9 +222,9 @@ def _import(
                 result.strategy = "handoff"
                 handed_off, batches = outcome
         if cluster:
-            router = ClusterRouter(target, writer.on_reply, options)
+            router = ClusterRouter(target, writer.on_reply, options.limits)
         else:
-            router = StandaloneRouter(target, writer.on_reply, options)
+            router = StandaloneRouter(target, writer.on_reply, options.limits)
         if options.db is None and router.dbs == 1:
             _refuse_other_dbs(inputs)
         if result.strategy == "handoff":

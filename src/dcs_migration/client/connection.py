@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import hiredis
@@ -35,6 +35,12 @@ from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.client.resp import encode_command
 
 RECV_SIZE = 1 << 20
+# Seconds a server may leave a connection without an answer, and without taking bytes,
+# before it is taken for hung and the import fails. Long enough for the pauses of a
+# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
+# short enough that a stopped server costs a task half a minute, not minutes. The work
+# of a big command in flight adds to it (see client/pipeline.py).
+REPLY_TIMEOUT = 30.0
 # The errors a Redis answers PING with before a login (or while it cannot serve yet).
 REDIS_PING_REFUSALS = frozenset({"NOAUTH", "LOADING", "BUSY", "MASTERDOWN"})
 
@@ -101,7 +107,7 @@ def interruptible(interrupter: Interrupter | None) -> Iterator[None]:
 
 
 class Connection:
-    def __init__(self, endpoint: Endpoint, *, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = REPLY_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout  # the reply deadline: see the module's docstring
         self._allowance = 0.0  # extra seconds for the reply now awaited (`allow`)
@@ -409,6 +415,3 @@ def keyspace(section: dict[str, str]) -> dict[int, int]:
             out[int(name[2:])] = int(fields["keys"])
     return out
 
-
-def as_args(values: Sequence[bytes | str | int]) -> list[bytes]:
-    return [_arg(v) for v in values]

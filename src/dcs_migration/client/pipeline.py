@@ -4,8 +4,8 @@ What waits for replies is a queue of entries. An entry is one tagged command, or
 of plain key writes (`push_batch`) whose only good reply is +OK: those are counted in
 `acknowledged` without a Python call per reply, and when a received chunk is nothing but
 +OK lines they are counted in one step. Any other reply, and every reply to a tagged
-command, goes to `on_reply(tag, reply, command)`; an error reply inside a batch comes with
-the tag `(KEY, key)` of the command that caused it.
+command, goes to `on_reply(ack, reply, command)` (see client/acks.py); an error reply
+inside a batch comes with the ack `BatchedWrite(key)` of the command that caused it.
 
 At most `window_bytes` of commands wait for replies; past that, pushing reads replies
 first, which bounds memory and keeps a copy of every unacknowledged command. When the
@@ -46,21 +46,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 
-from dcs_migration.client.connection import Connection, ConnectionLost
+from dcs_migration.client.acks import Ack, BatchedWrite, KeyAck, Select
+from dcs_migration.client.connection import REPLY_TIMEOUT, Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.resp import command_key, skip_commands
-from dcs_migration.writer.options import REPLY_TIMEOUT
+from dcs_migration.client.resp import command_key, encode_command, skip_commands
 
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"
-SELECT_TAG = ("select",)
-KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 
-ReplyHandler = Callable[[Any, Any, bytes], None]
+# A reply, with the ack its command was pushed with (None: a plain key write whose
+# reply was not +OK) and the command's bytes (to send it again elsewhere).
+ReplyHandler = Callable[[Ack | None, Any, bytes], None]
 _ENTRY_BYTES = 200  # an entry's own memory (object, tag, the bytes object's header)
 LOADING_POLL_SECONDS = 0.05
 LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the timeout is)
@@ -69,12 +70,21 @@ LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the 
 SLOW_BYTES_PER_SECOND = 32 << 20
 
 
+@dataclass(frozen=True)
+class PipelineLimits:
+    """What each connection to a target is held to."""
+
+    window_bytes: int = 8 << 20  # commands awaiting replies
+    retries: int = 5  # reconnect attempts after a dropped connection
+    reply_timeout: float = REPLY_TIMEOUT  # a server silent this long is hung
+
+
 class TargetRestarted(TargetError):
     """The target restarted during the import and may have lost what it acknowledged."""
 
 
 class _Entry:
-    """Commands awaiting replies: one tagged command, or a batch of plain key writes.
+    """Commands awaiting replies: one acknowledged command, or a batch of plain key writes.
 
     A batch keeps only its bytes and its count: where each command ends, and its key,
     are read back from the bytes on the rare paths that need them (a refusal, a resend,
@@ -96,7 +106,7 @@ class _Entry:
         "work",
     )
 
-    def __init__(self, tag: Any, data: bytes, count: int | None, work: int = 0) -> None:
+    def __init__(self, tag: Ack | None, data: bytes, count: int | None, work: int = 0) -> None:
         self.tag = tag
         self.data = data
         self.batch = count is not None
@@ -188,7 +198,9 @@ class Pipeline:
                     raise TargetError(str(exc)) from exc
                 self.conn.pause(min(0.2 * 2**attempt, 5.0))
 
-    def push(self, command: bytes, tag: Any = None, *, hold: bool = False, work: int = 0) -> None:
+    def push(
+        self, command: bytes, tag: Ack | None = None, *, hold: bool = False, work: int = 0
+    ) -> None:
         """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
         (tag None). With `hold`, nothing is sent or read now (for a command pushed while
         replies are being handled): it goes with the next batch or flush. `work`: bytes
@@ -200,7 +212,7 @@ class Pipeline:
         self._queue(_Entry(None, data, count))
 
     def push_pieces(
-        self, pieces: Callable[[], Iterator[bytes]], tag: Any, *, resendable: bool
+        self, pieces: Callable[[], Iterator[bytes]], tag: Ack, *, resendable: bool
     ) -> None:
         """Send one command too big to hold, as `pieces()` yields it, after everything
         queued before it. Nothing of it is kept; `resendable` says whether it may run
@@ -235,9 +247,7 @@ class Pipeline:
         """Make `db` current for the commands pushed after this."""
         if db != self._db:
             self._db = db
-            self.push(
-                b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(str(db)), db), (*SELECT_TAG, db)
-            )
+            self.push(encode_command([b"SELECT", b"%d" % db]), Select(db))
 
     @property
     def db(self) -> int:
@@ -334,17 +344,17 @@ class Pipeline:
                 self.acknowledged += 1
             else:
                 command = entry.command_at(index)
-                self.on_reply((KEY, command_key(command)), reply, command)
+                self.on_reply(BatchedWrite(command_key(command)), reply, command)
             return
         self._inflight.popleft()
         self._inflight_bytes -= entry.cost
         self._inflight_work -= entry.work
         if tag is None and reply == OK:
             self.acknowledged += 1
-        elif tag is not None and tag[:1] == SELECT_TAG:
+        elif type(tag) is Select:
             if reply != OK:
-                raise TargetError(f"SELECT {tag[1]} refused: {reply}")
-            self._acked_db = tag[1]
+                raise TargetError(f"SELECT {tag.db} refused: {reply}")
+            self._acked_db = tag.db
         else:
             self.on_reply(tag, reply, entry.data)
 
@@ -400,13 +410,12 @@ class Pipeline:
         unsafe = [
             e.tag
             for e in self._inflight
-            if not e.batch and e.tag is not None and e.tag[:1] != SELECT_TAG and not e.resendable
+            if not e.batch and e.tag is not None and type(e.tag) is not Select and not e.resendable
         ]
         if not unsafe:
             return
         first = unsafe[0]
-        key = first[1] if isinstance(first, tuple) and len(first) > 1 else None
-        where = f" (the first for key {key!r})" if isinstance(key, bytes) else ""
+        where = f" (the first for key {first.key!r})" if isinstance(first, KeyAck) else ""
         raise TargetError(
             f"{exc}; {len(unsafe)} command(s) awaiting replies{where} may or may not have "
             "run, and running them again could change the result (they are not plain key "

@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Seconds a target may leave a connection without an answer, and without taking bytes,
-# before it is taken for hung and the import fails. Long enough for the pauses of a
-# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
-# short enough that a stopped server costs a task half a minute, not minutes. The work
-# of a big command in flight adds to it (see client/pipeline.py).
-REPLY_TIMEOUT = 30.0
+from dcs_migration.client.connection import REPLY_TIMEOUT as REPLY_TIMEOUT
+from dcs_migration.client.pipeline import PipelineLimits
 
 
 class Conflict(StrEnum):
@@ -40,3 +36,8 @@ class WriteOptions:
     window_bytes: int = 8 << 20  # commands awaiting replies, per connection
     retries: int = 5  # reconnect attempts after a dropped connection
     reply_timeout: float = REPLY_TIMEOUT  # a target silent this long is hung: the import fails
+
+    @property
+    def limits(self) -> PipelineLimits:
+        """What each connection to the target is held to."""
+        return PipelineLimits(self.window_bytes, self.retries, self.reply_timeout)
