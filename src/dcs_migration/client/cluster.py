@@ -21,7 +21,8 @@ from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import Connection, ConnectionLost, info
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.pipeline import Pipeline, PipelineLimits, ReplyHandler
+from dcs_migration.client.limits import PipelineLimits
+from dcs_migration.client.pipeline import Pipeline, ReplyHandler
 from dcs_migration.client.resp import command_key, encode_command
 from dcs_migration.client.slots import SLOTS, key_slot
 

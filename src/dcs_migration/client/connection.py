@@ -32,15 +32,10 @@ import hiredis
 
 from dcs_migration.client.addresses import Resolved, resolve
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.limits import REPLY_TIMEOUT
 from dcs_migration.client.resp import encode_command
 
 RECV_SIZE = 1 << 20
-# Seconds a server may leave a connection without an answer, and without taking bytes,
-# before it is taken for hung and the import fails. Long enough for the pauses of a
-# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
-# short enough that a stopped server costs a task half a minute, not minutes. The work
-# of a big command in flight adds to it (see client/pipeline.py).
-REPLY_TIMEOUT = 30.0
 # The errors a Redis answers PING with before a login (or while it cannot serve yet).
 REDIS_PING_REFUSALS = frozenset({"NOAUTH", "LOADING", "BUSY", "MASTERDOWN"})
 
@@ -414,4 +409,3 @@ def keyspace(section: dict[str, str]) -> dict[int, int]:
             fields = dict(p.split("=", 1) for p in value.split(","))
             out[int(name[2:])] = int(fields["keys"])
     return out
-

@@ -46,14 +46,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 
 from dcs_migration.client.acks import Ack, BatchedWrite, KeyAck, Select
-from dcs_migration.client.connection import REPLY_TIMEOUT, Connection, ConnectionLost
+from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.limits import REPLY_TIMEOUT
 from dcs_migration.client.resp import command_key, encode_command, skip_commands
 
 OK = b"OK"
@@ -68,15 +68,6 @@ LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the 
 # The slowest a server is taken to work through what it was sent: building the value of
 # a RESTORE (a sorted set's skiplist, a hash's table) or freeing a FLUSHALL's dataset.
 SLOW_BYTES_PER_SECOND = 32 << 20
-
-
-@dataclass(frozen=True)
-class PipelineLimits:
-    """What each connection to a target is held to."""
-
-    window_bytes: int = 8 << 20  # commands awaiting replies
-    retries: int = 5  # reconnect attempts after a dropped connection
-    reply_timeout: float = REPLY_TIMEOUT  # a server silent this long is hung
 
 
 class TargetRestarted(TargetError):

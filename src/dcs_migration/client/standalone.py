@@ -7,7 +7,8 @@ from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import info
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.pipeline import Pipeline, PipelineLimits, ReplyHandler
+from dcs_migration.client.limits import PipelineLimits
+from dcs_migration.client.pipeline import Pipeline, ReplyHandler
 
 
 class StandaloneRouter:

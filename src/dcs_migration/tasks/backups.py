@@ -24,7 +24,7 @@ from dcs_migration.client.connection import Connection, ConnectionLost, info, ke
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
-from dcs_migration.importer import Progress, run_import
+from dcs_migration.importer import ImportHooks, Progress, resolve_inputs, run_import
 from dcs_migration.reading import BigValues
 from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, BackupWriter
 from dcs_migration.sources.replication import take_snapshot
@@ -194,12 +194,13 @@ class BackupRunner:
                 store.restore_progress(restore_id, 100.0 * p.bytes_read / p.bytes_total)
 
         # As the managed service does: the instance is emptied, then loaded whole.
+        sources = [self.files.source(f.object_key) for f in backup.files]
         result = run_import(
-            [self.files.source(f.object_key) for f in backup.files],
+            lambda: resolve_inputs(sources),
             self._endpoint(instance),
             WriteOptions(flush=True),
+            ImportHooks(on_progress=on_progress),
             cluster=instance.instance_type == "cluster",
-            on_progress=on_progress,
         )
         if result.status == "SUCCESS":
             store.finish_restore(restore_id, RestoreStatus.SUCCEED)
