@@ -12,9 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
 class Ack:
-    """A command whose reply the one who pushed it checks."""
+    """A command whose reply the one who pushed it checks. Its kinds are small frozen
+    dataclasses; this base holds no field, so that a kind may also be a plain one."""
+
+    __slots__ = ()
+
+    def named_key(self, command: bytes) -> bytes | None:
+        """The key to name when `command` (pushed with this ack) goes wrong; None when
+        it writes no key of its own."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +29,9 @@ class KeyAck(Ack):
     """A command that writes `key` (named when its reply is a refusal or a redirect)."""
 
     key: bytes
+
+    def named_key(self, command: bytes) -> bytes | None:
+        return self.key
 
 
 @dataclass(frozen=True, slots=True)

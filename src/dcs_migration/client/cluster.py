@@ -16,7 +16,7 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.client.acks import Ack, Asking, KeyAck
+from dcs_migration.client.acks import Ack, Asking
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import Connection, ConnectionLost, info
@@ -162,7 +162,8 @@ class ClusterRouter:
         if not self._following:
             if self._unfollowed is None:
                 # The key an ack names: a rewritten value's parts go to a temporary key.
-                named = ack.key if isinstance(ack, KeyAck) else command_key(command)
+                key = ack.named_key(command) if ack is not None else None
+                named = key if key is not None else command_key(command)
                 self._unfollowed = (named, node, text)
             return True
         # Held until the next round of the flush (or the next batch sent there): sending

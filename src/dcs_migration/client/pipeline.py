@@ -50,7 +50,7 @@ from typing import Any
 
 import hiredis
 
-from dcs_migration.client.acks import Ack, BatchedWrite, KeyAck, Select
+from dcs_migration.client.acks import Ack, BatchedWrite, Select
 from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.client.limits import REPLY_TIMEOUT
@@ -399,14 +399,15 @@ class Pipeline:
     def _refuse_unsafe_resend(self, exc: ConnectionLost) -> None:
         """Raise TargetError when a command awaiting its reply may not run twice."""
         unsafe = [
-            e.tag
+            e
             for e in self._inflight
             if not e.batch and e.tag is not None and type(e.tag) is not Select and not e.resendable
         ]
         if not unsafe:
             return
         first = unsafe[0]
-        where = f" (the first for key {first.key!r})" if isinstance(first, KeyAck) else ""
+        key = first.tag.named_key(first.data) if first.tag is not None else None
+        where = f" (the first for key {key!r})" if key is not None else ""
         raise TargetError(
             f"{exc}; {len(unsafe)} command(s) awaiting replies{where} may or may not have "
             "run, and running them again could change the result (they are not plain key "

@@ -65,6 +65,7 @@ from dcs_migration.formats.records import (
     Record,
 )
 from dcs_migration.writer.acks import (
+    RESTORE_NX,
     AofCopied,
     AofExec,
     AofQueued,
@@ -409,7 +410,7 @@ class Writer:
             if self.options.conflict is Conflict.REPLACE:
                 pipe.push(restore_command(record, True))
             else:
-                pipe.push(restore_command(record, False), RestoreNx(record.key))
+                pipe.push(restore_command(record, False), RESTORE_NX)
         else:
             self._write_rewritten(record, pipe)
 
@@ -768,9 +769,18 @@ class Writer:
         assert router is not None
         error = isinstance(reply, hiredis.ReplyError)
         match ack:
-            case AofReplayed(file, offset, name):  # first: an AOF's every reply comes here
+            case AofReplayed():  # first: an AOF's every reply comes here
                 if error and not router.redirect(reply, command, ack):
-                    self._aof_error(file, offset, name, reply)
+                    self._aof_error(ack.file, ack.offset, ack.name, reply)
+            case RestoreNx():  # next: every key's, when existing keys are kept
+                if not error:
+                    self.stats.keys_written += 1
+                elif not router.redirect(reply, command, ack):
+                    key = command_key(command)
+                    if str(reply).startswith(_BUSYKEY):
+                        self._exists(key)
+                    else:
+                        raise Refused(f"the target refused key {key!r}: {reply}")
             case BatchedWrite(key):  # one write of a batch: sent again alone if redirected
                 if not (error and router.redirect(reply, command, None)):
                     raise Refused(f"the target refused key {key!r}: {reply}")
@@ -806,11 +816,8 @@ class Writer:
                     )
                 else:
                     self.stats.keys_written += 1
-            case RestoreNx(key) | RenameNx(key):
-                exists = (error and str(reply).startswith(_BUSYKEY)) or (
-                    type(ack) is RenameNx and reply == 0
-                )
-                if exists:
+            case RenameNx(key):
+                if reply == 0 or (error and str(reply).startswith(_BUSYKEY)):  # it exists
                     self._exists(key)
                 elif error:
                     raise Refused(f"the target refused key {key!r}: {reply}")
