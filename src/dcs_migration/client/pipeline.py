@@ -9,7 +9,8 @@ inside a batch comes with the ack `BatchedWrite(key)` of the command that caused
 
 At most `window_bytes` of commands wait for replies; past that, pushing reads replies
 first, which bounds memory and keeps a copy of every unacknowledged command. When the
-connection drops, the pipeline reconnects (up to `retries` times, with backoff), selects
+connection drops, the pipeline reconnects (up to `retries` times, with backoff: tenacity
+drives the attempts, the connection's interruptible pause waits between them), selects
 the db that the acknowledged commands left current, and resends exactly the commands not
 yet acknowledged, in order.
 
@@ -49,6 +50,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from dcs_migration.client.acks import Ack, BatchedWrite, Select
 from dcs_migration.client.connection import Connection, ConnectionLost
@@ -68,6 +70,13 @@ LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the 
 # The slowest a server is taken to work through what it was sent: building the value of
 # a RESTORE (a sorted set's skiplist, a hash's table) or freeing a FLUSHALL's dataset.
 SLOW_BYTES_PER_SECOND = 32 << 20
+BACKOFF_SECONDS = 0.2  # before the first new attempt at connecting, doubling up to
+BACKOFF_MAX_SECONDS = 5.0
+
+
+def _backoff(attempt: int) -> float:
+    """The pause before attempt `attempt` (1 for the first after a failure)."""
+    return min(BACKOFF_SECONDS * 2.0 ** (attempt - 1), BACKOFF_MAX_SECONDS)
 
 
 class TargetRestarted(TargetError):
@@ -178,16 +187,31 @@ class Pipeline:
         self._acked_db = endpoint.db  # the db after the last acknowledged command
 
     def open(self) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                self.conn.connect()
-                self._wait_loaded()
-                self._server_id = self._run_id()
-                return
-            except ConnectionLost as exc:
-                if attempt == self.retries:
-                    raise TargetError(str(exc)) from exc
-                self.conn.pause(min(0.2 * 2**attempt, 5.0))
+        """Connect, trying again `retries` times when the connection cannot be had."""
+        try:
+            for attempt in self._attempts(self.retries + 1, after=0):
+                with attempt:
+                    self.conn.connect()
+                    self._wait_loaded()
+                    self._server_id = self._run_id()
+        except ConnectionLost as exc:
+            raise TargetError(str(exc)) from exc
+
+    def _attempts(self, most: int, *, after: int) -> Retrying:
+        """At most `most` attempts at what only a dropped connection makes fail again,
+        with backoff between them (`after`: attempts whose pause was taken before). The
+        pauses are the connection's: a stopped import ends one at once."""
+
+        def pause(state: RetryCallState) -> float:
+            return _backoff(state.attempt_number + after)
+
+        return Retrying(
+            stop=stop_after_attempt(most),
+            wait=pause,
+            retry=retry_if_exception_type(ConnectionLost),
+            sleep=self.conn.pause,
+            reraise=True,
+        )
 
     def push(
         self, command: bytes, tag: Ack | None = None, *, hold: bool = False, work: int = 0
@@ -351,35 +375,42 @@ class Pipeline:
 
     def _recover(self, exc: ConnectionLost) -> None:
         """Reconnect and resend what was not acknowledged, or give up after `retries`."""
-        last: Exception = exc
         self._unsent = []
         self._unsent_bytes = 0
         self._refuse_unsafe_resend(exc)
-        for attempt in range(1, self.retries + 1):
-            self.conn.pause(min(0.2 * 2 ** (attempt - 1), 5.0))
-            try:
-                self.conn.connect()
-                self._wait_loaded()
-                self._check_same_server()
-                if self._acked_db != self.endpoint.db:
-                    self.conn.select(self._acked_db)
-                self._allow()
-                self._resend()
-            except ConnectionLost as again:
-                last = again
-                continue
-            for entry in self._inflight:  # what is resent is what is left of each
-                entry.drop_acknowledged()
-            self._inflight_bytes = sum(e.cost for e in self._inflight)
-            self._inflight_work = sum(e.work for e in self._inflight)
-            self.reconnects += 1
-            if self.on_reconnect is not None:
-                self.on_reconnect(attempt, str(exc))
-            return
-        raise TargetError(
-            f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could not "
-            f"reconnect after {self.retries} attempts: {last}"
-        ) from last
+        attempts = 0
+        try:
+            if self.retries:
+                self.conn.pause(_backoff(1))  # the server may be restarting: not at once
+                for attempt in self._attempts(self.retries, after=1):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        self._reconnect()
+            else:
+                raise exc
+        except ConnectionLost as last:
+            raise TargetError(
+                f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could "
+                f"not reconnect after {self.retries} attempts: {last}"
+            ) from last
+        for entry in self._inflight:  # what is resent is what is left of each
+            entry.drop_acknowledged()
+        self._inflight_bytes = sum(e.cost for e in self._inflight)
+        self._inflight_work = sum(e.work for e in self._inflight)
+        self.reconnects += 1
+        if self.on_reconnect is not None:
+            self.on_reconnect(attempts, str(exc))
+
+    def _reconnect(self) -> None:
+        """Connect again to the same server, in the db the acknowledged commands left
+        current, and send again what awaits replies."""
+        self.conn.connect()
+        self._wait_loaded()
+        self._check_same_server()
+        if self._acked_db != self.endpoint.db:
+            self.conn.select(self._acked_db)
+        self._allow()
+        self._resend()
 
     def _resend(self) -> None:
         """Send again what awaits a reply, in order (commands sent in pieces anew)."""
