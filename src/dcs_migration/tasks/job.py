@@ -182,7 +182,12 @@ class TaskJob:
                 lambda: resolve_inputs(sources),
                 endpoint,
                 options,
-                ImportHooks(on_progress, should_stop, on_checkpoint, interrupter),
+                ImportHooks(
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                    on_checkpoint=on_checkpoint,
+                    interrupter=interrupter,
+                ),
                 cluster=instance.instance_type == "cluster",
                 resume_from=resume_from,
             )
