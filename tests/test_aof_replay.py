@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from dcs_migration.client.endpoint import Endpoint
-from dcs_migration.importer import ImportResult, run_import
+from dcs_migration.importer import ImportResult, resolve_inputs, run_import
 from dcs_migration.writer.options import WriteOptions
 from dcs_migration.writer.writer import NO_FUNCTIONS
 from tests.support.aofgen import Command, aof
@@ -65,7 +65,9 @@ def imported(
     redis_server: RedisServerFactory, source: Path, **options: Any
 ) -> tuple[ImportResult, RedisServer]:
     server = redis_server()
-    result = run_import([str(source)], Endpoint("127.0.0.1", server.port), WriteOptions(**options))
+    result = run_import(
+        resolve_inputs([str(source)]), Endpoint("127.0.0.1", server.port), WriteOptions(**options)
+    )
     return result, server
 
 
@@ -107,12 +109,14 @@ def test_errors_redis_skips_while_loading_are_skipped_counted_and_logged(
     assert sorted(want["databases"]["3"]) == ["end"]
     refused = [(o, w) for o, (_, w) in zip(offsets, REFUSED_BY_REDIS, strict=True) if w]
     file = "appendonly.aof" if layout == "single" else "appendonly.aof.1.incr.aof"
-    assert result.commands_refused == len(refused)
-    assert len(result.skipped_commands) == len(refused)
+    assert result.stats.commands_refused == len(refused)
+    assert len(result.stats.skipped_command_log()) == len(refused)
     for offset, why in refused:
-        line = next(x for x in result.skipped_commands if f" at offset {offset} of {file} " in x)
+        line = next(
+            x for x in result.stats.skipped_command_log() if f" at offset {offset} of {file} " in x
+        )
         assert why in line
-    assert result.commands_skipped_unknown == 0
+    assert result.stats.commands_skipped_unknown == 0
 
 
 def test_a_pre_release_function_load_lands_and_the_restore_after_it_is_skipped(
@@ -136,8 +140,8 @@ def test_a_pre_release_function_load_lands_and_the_restore_after_it_is_skipped(
     (tmp_path / "pre-ga.aof").write_bytes(data)
     result, server = imported(redis_server, tmp_path / "pre-ga.aof")
     assert result.status == "SUCCESS", result.error
-    assert result.commands_refused == 1
-    assert f" at offset {offsets[1]} " in result.skipped_commands[0]
+    assert result.stats.commands_refused == 1
+    assert f" at offset {offsets[1]} " in result.stats.skipped_command_log()[0]
     got = contents(server.port)
     # The same library, its code under the header 7.0 gives a converted library.
     assert got["functions"][0]["code"] == "#!LUA name=mylib\n" + code.decode()
@@ -179,12 +183,12 @@ def test_unknown_commands_are_skipped_and_counted_when_told(
     (tmp_path / "unknown.aof").write_bytes(data)
     result, server = imported(redis_server, tmp_path / "unknown.aof", skip_unknown_commands=True)
     assert result.status == "SUCCESS", result.error
-    assert result.commands_skipped_unknown == 2 and result.commands_refused == 0
+    assert result.stats.commands_skipped_unknown == 2 and result.stats.commands_refused == 0
     assert [server.cli("GET", k) for k in ("a", "b", "c")] == ["1", "2", "3"]
     for offset in (offsets[1], offsets[4]):
         assert any(
             f"NOSUCHCOMMAND at offset {offset} of unknown.aof skipped, unknown command" in line
-            for line in result.skipped_commands
+            for line in result.stats.skipped_command_log()
         )
 
 
@@ -230,9 +234,15 @@ def test_a_block_loses_only_what_a_transaction_refuses_while_queuing(
     assert result.status == "SUCCESS", result.error
     assert contents(server.port) == want
     assert sorted(want["databases"]["0"]) == ["a", "b", "c", "end"]
-    assert result.commands_refused == 2
-    assert f"MULTI at offset {offsets[3]} of nested.aof skipped" in result.skipped_commands[0]
-    assert f"WATCH at offset {offsets[4]} of nested.aof skipped" in result.skipped_commands[1]
+    assert result.stats.commands_refused == 2
+    assert (
+        f"MULTI at offset {offsets[3]} of nested.aof skipped"
+        in result.stats.skipped_command_log()[0]
+    )
+    assert (
+        f"WATCH at offset {offsets[4]} of nested.aof skipped"
+        in result.stats.skipped_command_log()[1]
+    )
 
 
 def test_a_wrong_argument_count_inside_a_block_leaves_the_rest_of_it(
@@ -245,8 +255,10 @@ def test_a_wrong_argument_count_inside_a_block_leaves_the_rest_of_it(
     result, server = imported(redis_server, tmp_path / "arity.aof")
     assert result.status == "SUCCESS", result.error
     assert server.cli("MGET", "b", "c") == "1\n1"
-    assert result.commands_refused == 1
-    assert f"GET at offset {offsets[2]} of arity.aof skipped" in result.skipped_commands[0]
+    assert result.stats.commands_refused == 1
+    assert (
+        f"GET at offset {offsets[2]} of arity.aof skipped" in result.stats.skipped_command_log()[0]
+    )
 
 
 def test_skipped_commands_are_logged_up_to_a_hundred_lines_then_counted(
@@ -256,10 +268,13 @@ def test_skipped_commands_are_logged_up_to_a_hundred_lines_then_counted(
     (tmp_path / "many.aof").write_bytes(data)
     result, _ = imported(redis_server, tmp_path / "many.aof")
     assert result.status == "SUCCESS", result.error
-    assert result.commands_refused == 150
-    assert len(result.skipped_commands) == 101
-    assert f"at offset {offsets[100]} of many.aof " in result.skipped_commands[99]
-    assert result.skipped_commands[100] == "50 more skipped AOF commands (not logged one by one)"
+    assert result.stats.commands_refused == 150
+    assert len(result.stats.skipped_command_log()) == 101
+    assert f"at offset {offsets[100]} of many.aof " in result.stats.skipped_command_log()[99]
+    assert (
+        result.stats.skipped_command_log()[100]
+        == "50 more skipped AOF commands (not logged one by one)"
+    )
 
 
 def test_an_error_about_the_targets_state_stops_the_import(
@@ -270,11 +285,13 @@ def test_an_error_about_the_targets_state_stops_the_import(
     (tmp_path / "oom.aof").write_bytes(data)
     server = redis_server("--maxmemory", "1", "--maxmemory-policy", "noeviction")
     result = run_import(
-        [str(tmp_path / "oom.aof")], Endpoint("127.0.0.1", server.port), WriteOptions()
+        resolve_inputs([str(tmp_path / "oom.aof")]),
+        Endpoint("127.0.0.1", server.port),
+        WriteOptions(),
     )
     assert result.status == "FAILED"
     assert f"AOF command SET at offset {offsets[0]} of oom.aof: OOM" in (result.error or "")
-    assert result.commands_refused == 0
+    assert result.stats.commands_refused == 0
 
 
 # -- a target without functions (Redis 6.2) ------------------------------------------------
@@ -307,13 +324,15 @@ def test_functions_of_an_aof_or_an_rdb_are_skipped_by_a_target_without_functions
     results = []
     for source in (tmp_path / "functions.aof", rdb):
         server = redis_62()
-        result = run_import([str(source)], Endpoint("127.0.0.1", server.port), WriteOptions())
+        result = run_import(
+            resolve_inputs([str(source)]), Endpoint("127.0.0.1", server.port), WriteOptions()
+        )
         assert result.status == "SUCCESS", result.error
-        assert NO_FUNCTIONS in result.warnings
-        assert result.functions_loaded == 0 and result.functions_skipped > 0
+        assert NO_FUNCTIONS in result.stats.warnings
+        assert result.stats.functions_loaded == 0 and result.stats.functions_skipped > 0
         results.append(result)
-    assert results[0].functions_skipped == 2  # FUNCTION LOAD and RESTORE carry libraries
-    assert results[0].commands_refused == 0 and results[0].commands_replayed == 1
+    assert results[0].stats.functions_skipped == 2  # FUNCTION LOAD and RESTORE carry libraries
+    assert results[0].stats.commands_refused == 0 and results[0].stats.commands_replayed == 1
 
 
 @REDIS_62
@@ -325,7 +344,9 @@ def test_fcall_into_a_target_without_functions_is_an_unknown_command(
     (tmp_path / "fcall.aof").write_bytes(data)
     server = redis_62()
     result = run_import(
-        [str(tmp_path / "fcall.aof")], Endpoint("127.0.0.1", server.port), WriteOptions()
+        resolve_inputs([str(tmp_path / "fcall.aof")]),
+        Endpoint("127.0.0.1", server.port),
+        WriteOptions(),
     )
     assert result.status == "FAILED"
     assert f"FCALL at offset {offsets[0]} of fcall.aof: unknown command" in (result.error or "")
@@ -337,9 +358,11 @@ def test_a_redis_7_aof_with_functions_imports_into_redis_6(redis_62: Any) -> Non
     if not case.exists():
         pytest.skip("corpus not found")
     server = redis_62()
-    result = run_import([str(case)], Endpoint("127.0.0.1", server.port), WriteOptions())
+    result = run_import(
+        resolve_inputs([str(case)]), Endpoint("127.0.0.1", server.port), WriteOptions()
+    )
     assert result.status == "SUCCESS", result.error
-    assert NO_FUNCTIONS in result.warnings and result.functions_skipped > 0
+    assert NO_FUNCTIONS in result.stats.warnings and result.stats.functions_skipped > 0
 
 
 @REDIS_62
@@ -360,10 +383,12 @@ def test_a_redis_7_aof_keeps_its_stream_groups_in_redis_6(redis_62: Any, tmp_pat
     (tmp_path / "streams.aof").write_bytes(data)
     server = redis_62()
     result = run_import(
-        [str(tmp_path / "streams.aof")], Endpoint("127.0.0.1", server.port), WriteOptions()
+        resolve_inputs([str(tmp_path / "streams.aof")]),
+        Endpoint("127.0.0.1", server.port),
+        WriteOptions(),
     )
     assert result.status == "SUCCESS", result.error
-    assert result.commands_refused == 0
+    assert result.stats.commands_refused == 0
     client = redis.Redis(port=server.port)
     groups = {g["name"]: g["last-delivered-id"] for g in client.xinfo_groups(b"s")}
     assert groups == {b"readers": b"2-1", b"late": b"0-0"}

@@ -21,6 +21,7 @@ import lzf
 import pytest
 import redis
 
+from dcs_migration.client.acks import KeyAck
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
@@ -31,7 +32,7 @@ from dcs_migration.formats.lzf import LzfStream
 from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import encode_length
 from dcs_migration.formats.records import BigKeyRecord, BigValueStart, KeyRecord
-from dcs_migration.importer import run_import
+from dcs_migration.importer import resolve_inputs, run_import
 from dcs_migration.oracle import oracle_from_records
 from dcs_migration.reading import BigValues, read_input
 from dcs_migration.sources import find_inputs
@@ -104,7 +105,9 @@ def test_corpus_imported_in_pieces_equals_its_oracle(
 ) -> None:
     server = redis_server()
     options = WriteOptions(strategy=strategy, flush=strategy is Strategy.HANDOFF)
-    result = run_import([str(CORPUS / case["path"])], Endpoint("127.0.0.1", server.port), options)
+    result = run_import(
+        resolve_inputs([str(CORPUS / case["path"])]), Endpoint("127.0.0.1", server.port), options
+    )
     assert result.status == "SUCCESS", result.error
     assert result.strategy == ("handoff" if strategy is Strategy.HANDOFF else "restore")
     assert_holds_oracle(redis.Redis(port=server.port), case)
@@ -180,7 +183,7 @@ def test_big_values_import_exactly(
     monkeypatch.setattr(rdb_pieces, "PIECE_BYTES", 16 << 10)
     server = redis_server("--enable-debug-command", "yes")
     options = WriteOptions(strategy=strategy, flush=True, chunk_bytes=32 << 10)
-    result = run_import([str(big_rdb)], Endpoint("127.0.0.1", server.port), options)
+    result = run_import(resolve_inputs([str(big_rdb)]), Endpoint("127.0.0.1", server.port), options)
     assert result.status == "SUCCESS", result.error
     got = digests(server.port)
     info = redis.Redis(port=server.port).xinfo_stream("stream", full=True)
@@ -290,7 +293,7 @@ def test_a_big_restore_is_sent_again_after_a_dropped_connection(
     pipe.open()
     from dcs_migration.writer.commands import restore_pieces
 
-    pipe.push_pieces(lambda: restore_pieces(record, True), ("big",), resendable=True)
+    pipe.push_pieces(lambda: restore_pieces(record, True), KeyAck(b"big"), resendable=True)
     pipe.flush()
     pipe.close()
     assert pipe.reconnects == 1 and len(calls) == 2

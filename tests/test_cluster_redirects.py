@@ -14,7 +14,7 @@ import redis
 
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.slots import key_slot
-from dcs_migration.importer import ImportResult, run_import
+from dcs_migration.importer import ImportResult, resolve_inputs, run_import
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.support import rdbgen as g
 from tests.support.cluster import HOST, RedisCluster, emptied
@@ -39,7 +39,10 @@ def _rdb(tmp_path: Path, moving: int, still: int) -> tuple[Path, dict[bytes, byt
 def _import(path: Path, cluster: RedisCluster, strategy: Strategy) -> ImportResult:
     host, port = cluster.nodes[0]
     return run_import(
-        [str(path)], Endpoint(host, port), WriteOptions(strategy=strategy), cluster=True
+        resolve_inputs([str(path)]),
+        Endpoint(host, port),
+        WriteOptions(strategy=strategy),
+        cluster=True,
     )
 
 
@@ -180,7 +183,7 @@ def test_a_slot_moving_back_and_forth_never_ends_success_with_a_key_missing(
     held = _held(redis_cluster)
     if result.status == "SUCCESS":
         assert held == data
-        assert result.keys_written == len(data)
+        assert result.stats.keys_written == len(data)
     else:
         assert result.status == "FAILED"
         error = result.error or ""
@@ -188,7 +191,7 @@ def test_a_slot_moving_back_and_forth_never_ends_success_with_a_key_missing(
         # Every key acknowledged is there, equal, and counted; besides them, at most the
         # temporary keys of values being rewritten (they expire by themselves).
         imported = {k: v for k, v in held.items() if k in data}
-        assert result.keys_written == len(imported)
+        assert result.stats.keys_written == len(imported)
         assert all(data[k] == v for k, v in imported.items())
         assert all(b"dcs-migration:tmp:" in k for k in held.keys() - data.keys())
 
@@ -219,4 +222,4 @@ def test_a_redirect_loop_fails_naming_the_key_and_the_node(
     held = _held(redis_cluster)
     assert not any(k.startswith(MOVING_TAG) for k in held)
     assert held == {k: v for k, v in data.items() if not k.startswith(MOVING_TAG)}
-    assert result.keys_written == len(held)
+    assert result.stats.keys_written == len(held)

@@ -56,7 +56,7 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from dcs_migration.client.endpoint import Endpoint
-from dcs_migration.importer import Progress, run_import
+from dcs_migration.importer import ImportHooks, Progress, resolve_inputs, run_import
 from dcs_migration.store.db import SQLITE_FILE_NAME
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.support import rdbgen as g
@@ -158,12 +158,17 @@ def test_a_durable_target_restarted_mid_import_ends_exact(
 
     on_progress, seen = killer_at(server, 0.5, restart_slowly)
     options = WriteOptions(strategy=Strategy.RESTORE, window_bytes=1 << 20)
-    result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+    result = run_import(
+        resolve_inputs([str(rdb)]),
+        endpoint(server),
+        options,
+        hooks=ImportHooks(on_progress=on_progress),
+    )
     recovered = time.monotonic() - seen["killed_at"]
     prober.join()
     assert result.status == "SUCCESS", result.error
-    assert result.reconnects == 1
-    assert result.keys_written == 100_000
+    assert result.stats.reconnects == 1
+    assert result.stats.keys_written == 100_000
     assert result.bytes_read == result.bytes_total
     assert probed and probed[0].startswith("LOADING"), probed
     assert server.cli("DBSIZE") == "100000"
@@ -182,12 +187,17 @@ def test_a_target_restarted_without_persistence_fails_the_import(
     started = time.monotonic()
     # A small window: replies are taken (and their commands let go) as the import goes.
     options = WriteOptions(strategy=Strategy.RESTORE, window_bytes=1 << 20)
-    result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+    result = run_import(
+        resolve_inputs([str(rdb)]),
+        endpoint(server),
+        options,
+        hooks=ImportHooks(on_progress=on_progress),
+    )
     assert result.status == "FAILED"
     assert "restarted during the import" in (result.error or "")
     assert "appendonly no" in (result.error or "")
     assert str(rdb) in (result.error or "")
-    assert 0 < result.keys_written < 200_000
+    assert 0 < result.stats.keys_written < 200_000
     assert seen["bytes_read"] <= result.bytes_read < result.bytes_total
     assert time.monotonic() - started < 20
     assert int(server.cli("DBSIZE")) < 200_000  # the target holds less: hence FAILED
@@ -205,10 +215,15 @@ def test_a_restart_before_any_reply_was_taken_loses_nothing(
     on_progress, _ = killer_at(server, 0.5, lambda: restart(server))
     options = WriteOptions(strategy=Strategy.RESTORE)
     assert rdb.stat().st_size < options.window_bytes
-    result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+    result = run_import(
+        resolve_inputs([str(rdb)]),
+        endpoint(server),
+        options,
+        hooks=ImportHooks(on_progress=on_progress),
+    )
     assert result.status == "SUCCESS", result.error
-    assert result.reconnects == 1
-    assert result.keys_written == 100_000
+    assert result.stats.reconnects == 1
+    assert result.stats.keys_written == 100_000
     assert server.cli("DEBUG", "DIGEST") == native_digest(redis_server, rdb)
 
 
@@ -219,13 +234,18 @@ def test_a_target_killed_for_good_fails_within_the_retry_budget(
     server = redis_server()
     on_progress, seen = killer_at(server, 0.5)
     options = WriteOptions(strategy=Strategy.RESTORE, retries=3, window_bytes=1 << 20)
-    result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+    result = run_import(
+        resolve_inputs([str(rdb)]),
+        endpoint(server),
+        options,
+        hooks=ImportHooks(on_progress=on_progress),
+    )
     gave_up = time.monotonic() - seen["killed_at"]
     assert result.status == "FAILED"
     assert "could not reconnect after 3 attempts" in (result.error or "")
     assert str(rdb) in (result.error or "")
     # How far it got: what the target acknowledged, and how much was read.
-    assert 0 < result.keys_written < 200_000
+    assert 0 < result.stats.keys_written < 200_000
     assert 0 < result.bytes_read < result.bytes_total
     assert gave_up < 0.2 + 0.4 + 0.8 + 5  # the backoff of three attempts, and some slack
 
@@ -243,11 +263,16 @@ def test_rewritten_keys_in_flight_at_a_restart_fail_rather_than_half_written(
     options = WriteOptions(
         strategy=Strategy.RESTORE, big_key_bytes=10_000, chunk_bytes=4_096, window_bytes=1 << 20
     )
-    result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+    result = run_import(
+        resolve_inputs([str(rdb)]),
+        endpoint(server),
+        options,
+        hooks=ImportHooks(on_progress=on_progress),
+    )
     assert result.status == "FAILED", "a non-repeatable command was sent again"
     assert "may or may not have run" in (result.error or "")
     assert "list:" in (result.error or "")
-    assert 0 < result.keys_written < 150
+    assert 0 < result.stats.keys_written < 150
     client = redis.Redis(port=server.port)
     try:
         for i in range(150):

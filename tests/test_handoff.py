@@ -19,7 +19,7 @@ from dcs_migration.client.connection import Connection
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
-from dcs_migration.importer import run_import
+from dcs_migration.importer import resolve_inputs, run_import
 from dcs_migration.writer import handoff
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.support import rdbgen as g
@@ -61,13 +61,13 @@ def test_corpus_case_through_the_handoff_equals_its_oracle(
     server.cli("SET", "stale", "replaced")
     client = redis.Redis(port=server.port)
     readable = Capabilities.from_info(client.info("server")).rdb_version
-    result = run_import([str(CORPUS / case["path"])], target_of(server), AUTO_FLUSH)
+    result = run_import(resolve_inputs([str(CORPUS / case["path"])]), target_of(server), AUTO_FLUSH)
     assert result.status == "SUCCESS", result.error
     if (case.get("rdb_version") or 0) < handoff.MIN_RDB_VERSION:
         assert result.strategy == "restore"  # files older than Redis 3.2 are restored
     elif case["rdb_version"] > readable:
         assert result.strategy == "restore"
-        assert any(f"reads RDB up to version {readable}" in w for w in result.warnings)
+        assert any(f"reads RDB up to version {readable}" in w for w in result.stats.warnings)
     else:
         assert result.strategy == "handoff"
     assert client.info("replication")["role"] == "master"
@@ -108,10 +108,10 @@ def test_several_files_merge_into_one_stream_with_db_mapping_and_expiry(
     two.write_bytes(g.rdb(g.key(b"b", g.string(b"2"), expire_ms=FUTURE), version=9))
     server = redis_server()
     options = WriteOptions(strategy=Strategy.HANDOFF, flush=True, db=5)
-    result = run_import([str(one), str(two)], target_of(server), options)
+    result = run_import(resolve_inputs([str(one), str(two)]), target_of(server), options)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "handoff"
-    assert (result.keys_written, result.keys_skipped_expired) == (2, 1)
+    assert (result.stats.keys_written, result.stats.keys_skipped_expired) == (2, 1)
     client = redis.Redis(port=server.port, db=5)
     assert sorted(client.keys()) == [b"a", b"b"]
     assert client.pexpiretime(b"b") == FUTURE
@@ -128,9 +128,9 @@ def test_a_single_image_keeps_expired_keys_invisible(
         )
     )
     server = redis_server()
-    result = run_import([str(path)], target_of(server), HANDOFF)
+    result = run_import(resolve_inputs([str(path)]), target_of(server), HANDOFF)
     assert result.status == "SUCCESS", result.error
-    assert (result.keys_written, result.keys_skipped_expired) == (1, 1)
+    assert (result.stats.keys_written, result.stats.keys_skipped_expired) == (1, 1)
     client = redis.Redis(port=server.port)
     assert client.get(b"gone") is None and client.get(b"k") == b"v"
 
@@ -145,7 +145,7 @@ def test_an_aof_tail_after_a_big_last_value_is_not_lost(
     tail = b"*3\r\n$3\r\nSET\r\n$4\r\ntail\r\n$2\r\nok\r\n"
     path.write_bytes(g.rdb(g.key(b"big", g.string(big)), version=9) + tail)
     server = redis_server()
-    result = run_import([str(path)], target_of(server), HANDOFF)
+    result = run_import(resolve_inputs([str(path)]), target_of(server), HANDOFF)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "handoff"
     client = redis.Redis(port=server.port)
@@ -161,12 +161,14 @@ def test_auto_needs_flush_and_says_why_it_did_not_hand_off(
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     server = redis_server()
     server.cli("SET", "kept", "1")
-    result = run_import([str(path)], target_of(server), WriteOptions())
+    result = run_import(resolve_inputs([str(path)]), target_of(server), WriteOptions())
     assert result.status == "SUCCESS" and result.strategy == "restore"
     assert redis.Redis(port=server.port).get(b"kept") == b"1"
-    auto = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    auto = run_import(resolve_inputs([str(path)]), target_of(server), WriteOptions(flush=True))
     assert auto.strategy == "handoff"
-    refused = run_import([str(path)], target_of(server), WriteOptions(strategy=Strategy.HANDOFF))
+    refused = run_import(
+        resolve_inputs([str(path)]), target_of(server), WriteOptions(strategy=Strategy.HANDOFF)
+    )
     assert refused.status == "FAILED" and "--flush" in (refused.error or "")
 
 
@@ -182,15 +184,15 @@ def test_a_backup_newer_than_the_target_is_restored_and_never_handed_off(
     readable = Capabilities.from_info(client.info("server")).rdb_version
     path = tmp_path / "dump.rdb"
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=readable + 1))
-    refused = run_import([str(path)], target_of(server), HANDOFF)
+    refused = run_import(resolve_inputs([str(path)]), target_of(server), HANDOFF)
     assert refused.status == "FAILED"
     assert f"reads RDB up to version {readable}, the backup is {readable + 1}" in (
         refused.error or ""
     )
     assert client.get(b"kept") == b"1" and role(server) == "master"
-    auto = run_import([str(path)], target_of(server), AUTO_FLUSH)
+    auto = run_import(resolve_inputs([str(path)]), target_of(server), AUTO_FLUSH)
     assert auto.status == "SUCCESS" and auto.strategy == "restore", auto.error
-    assert any(f"reads RDB up to version {readable}" in w for w in auto.warnings)
+    assert any(f"reads RDB up to version {readable}" in w for w in auto.stats.warnings)
     assert client.keys() == [b"k"]
 
 
@@ -200,9 +202,9 @@ def test_falls_back_when_replicaof_is_renamed(
     path = tmp_path / "dump.rdb"
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     server = redis_server("--rename-command", "REPLICAOF", "", "--rename-command", "SLAVEOF", "")
-    result = run_import([str(path)], target_of(server), WriteOptions(flush=True))
+    result = run_import(resolve_inputs([str(path)]), target_of(server), WriteOptions(flush=True))
     assert result.status == "SUCCESS" and result.strategy == "restore"
-    assert any("REPLICAOF" in w for w in result.warnings)
+    assert any("REPLICAOF" in w for w in result.stats.warnings)
     assert redis.Redis(port=server.port).get(b"k") == b"v"
 
 
@@ -215,10 +217,10 @@ def test_falls_back_when_the_target_cannot_connect_back(
     # The target is told an address where nothing listens; the listener is elsewhere.
     options = WriteOptions(flush=True, handoff_addr="127.0.0.3", handoff_bind="127.0.0.1")
     started = time.monotonic()
-    result = run_import([str(path)], target_of(server), options)
+    result = run_import(resolve_inputs([str(path)]), target_of(server), options)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
-    assert any("did not connect back" in w for w in result.warnings)
+    assert any("did not connect back" in w for w in result.stats.warnings)
     assert "Connecting to MASTER 127.0.0.3" in server.log()
     assert time.monotonic() - started < 20
     assert role(server) == "master"
@@ -235,10 +237,10 @@ def test_a_hand_off_address_outside_the_allowed_networks_is_never_handed_out(
     target = Endpoint(
         "127.0.0.1", server.port, policy=AddressPolicy(AllowedNetworks.parse("127.0.0.1/32"))
     )
-    result = run_import([str(path)], target, options)
+    result = run_import(resolve_inputs([str(path)]), target, options)
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
-    assert any("127.0.0.3 does not lie in the allowed networks" in w for w in result.warnings)
+    assert any("127.0.0.3 does not lie in the allowed networks" in w for w in result.stats.warnings)
     assert "MASTER" not in server.log()  # never told REPLICAOF
     assert redis.Redis(port=server.port).get(b"k") == b"v"
 
@@ -248,7 +250,7 @@ def test_a_replica_target_is_refused(tmp_path: Path, redis_server: RedisServerFa
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     primary = redis_server()
     replica = redis_server("--replicaof", "127.0.0.1", str(primary.port))
-    result = run_import([str(path)], target_of(replica), HANDOFF)
+    result = run_import(resolve_inputs([str(path)]), target_of(replica), HANDOFF)
     assert result.status == "FAILED" and "replicates from" in (result.error or "")
     assert role(replica) == "slave"
 
@@ -258,11 +260,14 @@ def test_a_cluster_node_is_not_handed_off(shared_cluster: Any, tmp_path: Path) -
     path.write_bytes(g.rdb(g.key(b"k", g.string(b"v")), version=9))
     host, port = shared_cluster.nodes[0]
     result = run_import(
-        [str(path)], Endpoint(host, port), WriteOptions(flush=True, db=0), cluster=True
+        resolve_inputs([str(path)]),
+        Endpoint(host, port),
+        WriteOptions(flush=True, db=0),
+        cluster=True,
     )
     assert result.status == "SUCCESS", result.error
     assert result.strategy == "restore"
-    refused = run_import([str(path)], Endpoint(host, port), HANDOFF)
+    refused = run_import(resolve_inputs([str(path)]), Endpoint(host, port), HANDOFF)
     assert refused.status == "FAILED" and "Cluster" in (refused.error or "")
 
 

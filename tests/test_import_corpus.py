@@ -10,7 +10,7 @@ import redis
 
 from dcs_migration.client.capabilities import parse_version
 from dcs_migration.client.endpoint import Endpoint
-from dcs_migration.importer import run_import
+from dcs_migration.importer import resolve_inputs, run_import
 from dcs_migration.writer.options import WriteOptions
 from tests.support.corpus import (
     CORPUS,
@@ -27,7 +27,9 @@ from tests.support.servers import RedisServer, ServerFlavour
 
 def _import(case: dict[str, Any], port: int, **options: Any) -> Any:
     return run_import(
-        [str(CORPUS / case["path"])], Endpoint("127.0.0.1", port), WriteOptions(**options)
+        resolve_inputs([str(CORPUS / case["path"])]),
+        Endpoint("127.0.0.1", port),
+        WriteOptions(**options),
     )
 
 

@@ -114,3 +114,10 @@ def test_a_layer_asks_the_one_below_it(layer: str) -> None:
             if any(name == other or name.startswith(f"{other}.") for other in NOT_DIRECTLY[layer]):
                 broken.append(f"{module} -> {imported}")
     assert broken == [], f"{layer} imports past the layer below it"
+
+
+def test_the_importer_reaches_the_writer_through_its_facade() -> None:
+    imported = graph().find_modules_directly_imported_by(f"{PACKAGE}.importer")
+    assert sorted(m for m in imported if m.startswith(f"{PACKAGE}.writer")) == [
+        f"{PACKAGE}.writer.facade"
+    ]

@@ -30,7 +30,7 @@ from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.formats.rdb_writer import encode_length, encode_string
 from dcs_migration.formats.types.streams import StreamValue
 from dcs_migration.formats.values import decode_value
-from dcs_migration.importer import run_import
+from dcs_migration.importer import resolve_inputs, run_import
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.support import rdbgen as g
 from tests.support.corpus import CORPUS, comparable
@@ -124,7 +124,9 @@ def test_a_stream_whose_length_disagrees_loads_inspects_and_imports_as_in_redis(
 
     target = redis_server()
     result = run_import(
-        [str(path)], Endpoint("127.0.0.1", target.port), WriteOptions(strategy=Strategy.RESTORE)
+        resolve_inputs([str(path)]),
+        Endpoint("127.0.0.1", target.port),
+        WriteOptions(strategy=Strategy.RESTORE),
     )
     assert result.status == "SUCCESS", result.error
     assert dump_oracle(redis.Redis(port=target.port)) == oracle
@@ -140,13 +142,16 @@ def test_a_rewritten_stream_holds_its_entries_and_says_its_length_changed(
     target = redis_server()
     client = redis.Redis(port=target.port)
     result = run_import(
-        [str(path)], Endpoint("127.0.0.1", target.port), WriteOptions(strategy=Strategy.REWRITE)
+        resolve_inputs([str(path)]),
+        Endpoint("127.0.0.1", target.port),
+        WriteOptions(strategy=Strategy.REWRITE),
     )
     assert result.status == "SUCCESS", result.error
     assert client.xrange(key) == native.xrange(key)
     assert client.xlen(key) == entries
     assert any(
-        f"records a length of {recorded} but holds {entries} entries" in w for w in result.warnings
+        f"records a length of {recorded} but holds {entries} entries" in w
+        for w in result.stats.warnings
     )
 
 
@@ -211,7 +216,7 @@ def test_a_pre_ga_rdb_loads_inspects_and_imports_as_redis_7_0_loads_it(
     for strategy in (Strategy.RESTORE, Strategy.HANDOFF):
         target = redis_server()
         result = run_import(
-            [str(path)],
+            resolve_inputs([str(path)]),
             Endpoint("127.0.0.1", target.port),
             WriteOptions(strategy=strategy, flush=strategy is Strategy.HANDOFF),
         )
@@ -259,9 +264,11 @@ def test_an_aof_with_pre_ga_functions_imports_them_in_the_ga_form(
     path.write_bytes(pre_ga_aof())
     target = redis_server()
     client = redis.Redis(port=target.port)
-    result = run_import([str(path)], Endpoint("127.0.0.1", target.port), WriteOptions())
+    result = run_import(
+        resolve_inputs([str(path)]), Endpoint("127.0.0.1", target.port), WriteOptions()
+    )
     assert result.status == "SUCCESS", result.error
-    assert any("pre-release 7.0" in w for w in result.warnings)
+    assert any("pre-release 7.0" in w for w in result.stats.warnings)
     libraries = {
         lib[b"library_name"]: lib[b"library_code"]
         for lib in client.execute_command("FUNCTION", "LIST", "WITHCODE")
@@ -347,9 +354,11 @@ def test_a_truncated_aof_loads_and_imports_as_redis_loads_it(
     assert truncated["offset"] + truncated["bytes_left_out"] == len(cut)
 
     target = redis_server()
-    result = run_import([str(path)], Endpoint("127.0.0.1", target.port), WriteOptions())
+    result = run_import(
+        resolve_inputs([str(path)]), Endpoint("127.0.0.1", target.port), WriteOptions()
+    )
     assert result.status == "SUCCESS", result.error
-    assert any("ends inside a command" in w for w in result.warnings)
+    assert any("ends inside a command" in w for w in result.stats.warnings)
     assert dump_oracle(redis.Redis(port=target.port)) == oracle
 
 

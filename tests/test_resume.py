@@ -21,7 +21,7 @@ from huaweicloudsdkdcs.v2 import (
 
 from dcs_migration import importer
 from dcs_migration.client.endpoint import Endpoint
-from dcs_migration.importer import Checkpoint, run_import
+from dcs_migration.importer import Checkpoint, ImportHooks, resolve_inputs, run_import
 from dcs_migration.writer.options import WriteOptions
 from tests.support import rdbgen as g
 from tests.support.backups import big_rdb as big_dump
@@ -56,14 +56,13 @@ def stopped_import(source: Path, target: Endpoint, chunks: int) -> list[Checkpoi
         return calls > chunks
 
     result = run_import(
-        [str(source)],
+        resolve_inputs([str(source)]),
         target,
         WriteOptions(),
-        should_stop=should_stop,
-        on_checkpoint=checkpoints.append,
+        hooks=ImportHooks(should_stop=should_stop, on_checkpoint=checkpoints.append),
     )
     assert result.status == "TERMINATED"
-    assert checkpoints[-1].keys_written == result.keys_written
+    assert checkpoints[-1].keys_written == result.stats.keys_written
     return checkpoints
 
 
@@ -78,9 +77,9 @@ def test_a_stopped_import_resumes_where_the_target_acknowledged(
     client = redis.Redis(port=server.port)
     assert client.dbsize() == last.keys_written
     client.flushall()  # what the resume writes again shows here
-    resumed = run_import([str(source)], target, WriteOptions(), resume_from=last)
+    resumed = run_import(resolve_inputs([str(source)]), target, WriteOptions(), resume_from=last)
     assert resumed.status == "SUCCESS", resumed.error
-    assert resumed.keys_written == KEYS
+    assert resumed.stats.keys_written == KEYS
     assert client.dbsize() == KEYS - last.keys_written
     assert client.get(b"key:%06d" % (KEYS - 1)) == b"value-%d" % (KEYS - 1)
     assert client.get(b"key:000000") is None  # before the checkpoint: not written again
@@ -99,7 +98,9 @@ def test_a_resumed_aof_applies_each_command_once(
     checkpoints = stopped_import(path, target, chunks=1)
     client = redis.Redis(port=server.port)
     assert 0 < int(client.get(b"counter") or 0) < commands
-    resumed = run_import([str(path)], target, WriteOptions(), resume_from=checkpoints[-1])
+    resumed = run_import(
+        resolve_inputs([str(path)]), target, WriteOptions(), resume_from=checkpoints[-1]
+    )
     assert resumed.status == "SUCCESS", resumed.error
     assert int(client.get(b"counter") or 0) == commands
     assert client.lrange(b"list", 0, -1) == [b"%d" % n for n in range(commands)]
@@ -114,13 +115,13 @@ def test_inputs_before_the_checkpoint_are_not_read_again(
     two.write_bytes(g.rdb(g.key(b"b", g.string(b"2")), version=9))
     server = redis_server()
     resumed = run_import(
-        [str(one), str(two)],
+        resolve_inputs([str(one), str(two)]),
         Endpoint("127.0.0.1", server.port),
         WriteOptions(flush=True),
         resume_from=Checkpoint(input_index=1, records_done=0, keys_written=1),
     )
     assert resumed.status == "SUCCESS", resumed.error
-    assert resumed.keys_written == 2
+    assert resumed.stats.keys_written == 2
     client = redis.Redis(port=server.port)
     assert client.keys() == [b"b"]  # no flush on a resume, and input one was done
 

@@ -450,30 +450,35 @@ def test_import_from_s3_into_redis(
 
     from_s3 = redis_server("--enable-debug-command", "yes")
     result = run_import(
-        [f"s3://{bucket}/dump.rdb"],
+        resolve_inputs([f"s3://{bucket}/dump.rdb"], with_s3),
         Endpoint("127.0.0.1", from_s3.port),
         WriteOptions(),
-        settings=with_s3,
     )
     assert result.status == "SUCCESS", result.error
     assert result.inputs == [f"s3://{bucket}/dump.rdb"]
     assert result.bytes_read == result.bytes_total == RDB.stat().st_size
-    assert result.keys_written > 0
-    assert result.keys_written + result.keys_skipped_expired + result.keys_skipped_module == keys
+    assert result.stats.keys_written > 0
+    assert (
+        result.stats.keys_written
+        + result.stats.keys_skipped_expired
+        + result.stats.keys_skipped_module
+        == keys
+    )
 
     from_disk = redis_server("--enable-debug-command", "yes")
-    expected = run_import([str(RDB)], Endpoint("127.0.0.1", from_disk.port), WriteOptions())
+    expected = run_import(
+        resolve_inputs([str(RDB)]), Endpoint("127.0.0.1", from_disk.port), WriteOptions()
+    )
     assert expected.status == "SUCCESS", expected.error
-    assert result.keys_written == expected.keys_written
+    assert result.stats.keys_written == expected.stats.keys_written
     assert keyspace(from_s3) == keyspace(from_disk)
-    assert sum(keyspace(from_s3).values()) == result.keys_written
+    assert sum(keyspace(from_s3).values()) == result.stats.keys_written
     assert from_s3.cli("DEBUG", "DIGEST") == from_disk.cli("DEBUG", "DIGEST")
 
     missing = run_import(
-        [f"s3://{bucket}/nope.rdb"],
+        lambda: resolve_inputs([f"s3://{bucket}/nope.rdb"], with_s3),
         Endpoint("127.0.0.1", from_s3.port),
         WriteOptions(),
-        settings=with_s3,
     )
     assert missing.status == "FAILED"
     assert missing.error is not None and f"s3://{bucket}/nope.rdb" in missing.error

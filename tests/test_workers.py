@@ -37,12 +37,13 @@ from huaweicloudsdkdcs.v2 import (
     StopMigrationTaskRequest,
 )
 
+from dcs_migration.client.acks import KeyAck
 from dcs_migration.client.connection import Interrupter, TargetHung
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.client.pipeline import Pipeline
 from dcs_migration.client.resp import encode_command
 from dcs_migration.config import REPLY_TIMEOUT_ENV, Settings
-from dcs_migration.importer import Progress, run_import
+from dcs_migration.importer import ImportHooks, Progress, resolve_inputs, run_import
 from dcs_migration.store import open_store
 from dcs_migration.tasks.executor import Work, WorkKind
 from dcs_migration.tasks.runner import FairQueue, InlineExecutor
@@ -111,14 +112,19 @@ def test_a_target_hung_mid_import_fails_it_within_the_reply_timeout(
     on_progress, seen = pauser_at(server, 0.5)
     options = WriteOptions(strategy=Strategy.RESTORE, window_bytes=1 << 20, reply_timeout=2)
     with continued_at_the_end(server):
-        result = run_import([str(rdb)], endpoint(server), options, on_progress=on_progress)
+        result = run_import(
+            resolve_inputs([str(rdb)]),
+            endpoint(server),
+            options,
+            hooks=ImportHooks(on_progress=on_progress),
+        )
         failed_after = time.monotonic() - seen["paused_at"]
     assert result.status == "FAILED"
     error = result.error or ""
     assert f"127.0.0.1:{server.port} did not answer within 2 s" in error, error
     assert "hung" in error and str(rdb) in error, error
-    assert result.reconnects == 0
-    assert 0 < result.keys_written < 200_000
+    assert result.stats.reconnects == 0
+    assert 0 < result.stats.keys_written < 200_000
     assert 0 < result.bytes_read < result.bytes_total
     assert failed_after < 2 + 5  # the timeout, and slack for a loaded machine
 
@@ -133,11 +139,11 @@ def test_a_target_hung_before_the_import_fails_it_naming_the_target(
     with continued_at_the_end(server):
         pause(server)
         began = time.monotonic()
-        result = run_import([str(rdb)], endpoint(server), options)
+        result = run_import(resolve_inputs([str(rdb)]), endpoint(server), options)
         took = time.monotonic() - began
     assert result.status == "FAILED"
     assert f"127.0.0.1:{server.port} did not answer within 1 s" in (result.error or "")
-    assert result.keys_written == 0
+    assert result.stats.keys_written == 0
     assert took < 1 + 5  # one timeout, not one per reconnect
 
 
@@ -187,10 +193,10 @@ def test_a_loading_target_is_waited_for_beyond_the_reply_timeout(
     restart(server, "--key-load-delay", "50", "--loading-process-events-interval-bytes", "1024")
     until(lambda: _answers_loading(server), "the server to load", 10)
     began = time.monotonic()
-    result = run_import([str(rdb)], endpoint(server), WriteOptions(reply_timeout=1))
+    result = run_import(resolve_inputs([str(rdb)]), endpoint(server), WriteOptions(reply_timeout=1))
     took = time.monotonic() - began
     assert result.status == "SUCCESS", result.error
-    assert result.keys_written == 1000
+    assert result.stats.keys_written == 1000
     assert server.cli("DBSIZE") == "20000"  # its own keys (the import's are among them)
     assert took > 1  # it waited through the load, longer than the reply timeout
 
@@ -226,7 +232,7 @@ def test_a_big_command_in_flight_lengthens_the_deadline(redis_server: RedisServe
         big = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         big.open()
         try:
-            big.push_pieces(command, ("big",), resendable=True)
+            big.push_pieces(command, KeyAck(b"big"), resendable=True)
             big.flush()
         finally:
             big.close()
@@ -236,7 +242,7 @@ def test_a_big_command_in_flight_lengthens_the_deadline(redis_server: RedisServe
         small = Pipeline(endpoint(server), lambda tag, reply, _: replies.append(reply), timeout=1)
         small.open()
         try:
-            small.push(encode_command([b"SET", b"small", b"v"]), ("small",))
+            small.push(encode_command([b"SET", b"small", b"v"]), KeyAck(b"small"))
             pause(server)
             with pytest.raises(TargetHung, match="did not answer within 1 s"):
                 small.flush()
@@ -260,11 +266,10 @@ def test_an_interrupter_ends_an_import_waiting_on_a_hung_target_at_once(
     def run() -> None:
         results.append(
             run_import(
-                [str(rdb)],
+                resolve_inputs([str(rdb)]),
                 endpoint(server),
                 options,
-                on_progress=on_progress,
-                interrupter=interrupter,
+                hooks=ImportHooks(on_progress=on_progress, interrupter=interrupter),
             )
         )
 
@@ -281,7 +286,7 @@ def test_an_interrupter_ends_an_import_waiting_on_a_hung_target_at_once(
         assert not importer.is_alive(), "the import did not end when interrupted"
     (result,) = results
     assert result.status == "TERMINATED"
-    assert 0 < result.keys_written < 200_000
+    assert 0 < result.stats.keys_written < 200_000
     assert 0 < result.bytes_read < result.bytes_total
 
 

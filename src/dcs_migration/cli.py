@@ -235,7 +235,7 @@ def import_(
     from dcs_migration.client.addresses import AddressPolicy
     from dcs_migration.client.endpoint import TargetError, parse_target_url
     from dcs_migration.config import Settings
-    from dcs_migration.importer import run_import
+    from dcs_migration.importer import ImportHooks, resolve_inputs, run_import
 
     try:
         settings = Settings.from_env()
@@ -257,20 +257,18 @@ def import_(
         handoff_addr=settings.handoff_addr,
         handoff_bind=settings.handoff_bind,
     )
+
+    def found() -> list[Input]:
+        return resolve_inputs(sources, settings)
+
     if sys.stderr.isatty() and not as_json:
         from dcs_migration.progress import ImportProgress
 
         with ImportProgress(enabled=True) as bar:
-            result = run_import(
-                sources,
-                endpoint,
-                options,
-                cluster=cluster,
-                on_progress=bar.update,
-                settings=settings,
-            )
+            hooks = ImportHooks(on_progress=bar.update)
+            result = run_import(found, endpoint, options, hooks, cluster=cluster)
     else:
-        result = run_import(sources, endpoint, options, cluster=cluster, settings=settings)
+        result = run_import(found, endpoint, options, cluster=cluster)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
     else:
@@ -283,21 +281,28 @@ def _print_result(result: ImportResult) -> None:
 
     out = _console()
     color = "green" if result.status == "SUCCESS" else "red"
-    aof = f"{result.commands_replayed} AOF commands"
-    if result.commands_refused or result.commands_skipped_unknown:
+    stats = result.stats
+    aof = f"{stats.commands_replayed} AOF commands"
+    if stats.commands_refused or stats.commands_skipped_unknown:
         aof += (
-            f" ({result.commands_refused} refused, "
-            f"{result.commands_skipped_unknown} unknown: skipped)"
+            f" ({stats.commands_refused} refused, "
+            f"{stats.commands_skipped_unknown} unknown: skipped)"
         )
     out.print(
-        f"[{color}]{result.status}[/{color}]: {result.keys_written} keys written, "
-        f"{result.keys_skipped_expired} already expired, "
-        f"{result.keys_skipped_existing} kept (existing), {aof}, "
-        f"{result.functions_loaded} function libraries, "
+        f"[{color}]{result.status}[/{color}]: {stats.keys_written} keys written, "
+        f"{stats.keys_skipped_expired} already expired, "
+        f"{stats.keys_skipped_existing} kept (existing), {aof}, "
+        f"{stats.functions_loaded} function libraries, "
         f"{result.bytes_read} of {result.bytes_total} bytes in {result.seconds:.2f} s",
         highlight=False,
     )
-    for warning in [*result.warnings, *result.skipped_commands]:
+    if result.empty_keys_dropped:
+        out.print(
+            f"{result.empty_keys_dropped} empty keys in the backup left out, "
+            "as Redis leaves them out when it loads it",
+            highlight=False,
+        )
+    for warning in [*stats.warnings, *stats.skipped_command_log()]:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if result.error:
         out.print(f"[red]error:[/red] {escape(result.error)}", soft_wrap=True)

@@ -1,45 +1,28 @@
-"""An import, from sources to a target: the one path the CLI and the service both run.
+"""An import, from inputs to a target: the one path the CLI and the service both run.
 
 Data walks one way: inputs -> readers -> records -> writer -> target, with progress
-(bytes read, keys written) reported through a callback. Whatever happens, the result
-says how far the import got.
+(bytes read, keys written) told to the caller's hooks. Whatever happens, the result says
+how far the import got. How the records reach the target (the native hand-off, RESTORE,
+rewrites, AOF replay) is the writer's business (writer/facade.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from dcs_migration.client.cluster import ClusterRouter
-from dcs_migration.client.connection import Connection, Interrupted, Interrupter, interruptible
+from dcs_migration.client.connection import Interrupted, Interrupter, interruptible
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.client.pipeline import TargetRestarted
-from dcs_migration.client.router import Router
-from dcs_migration.client.standalone import StandaloneRouter
+from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.formats.rdb import RdbReader
-from dcs_migration.formats.rdb_header import HEADER_BYTES, redis_rdb_version
-from dcs_migration.formats.rdb_writer import RdbWriter
-from dcs_migration.formats.records import (
-    AofCommand,
-    BigKeyRecord,
-    FunctionLibrary,
-    KeyRecord,
-    ModuleAux,
-    Record,
-)
-from dcs_migration.reading import CHUNK_SIZE, read_batches, read_input
+from dcs_migration.formats.records import AofCommand, BigKeyRecord, KeyRecord, Record
+from dcs_migration.reading import read_batches, read_input
 from dcs_migration.sources import Input, Source, SourceError, find_all
-from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
-from dcs_migration.writer.writer import Refused, Writer, WriteStats
-
-if TYPE_CHECKING:
-    from dcs_migration.config import Settings
-    from dcs_migration.writer import handoff
+from dcs_migration.statuses import TaskStatus
+from dcs_migration.writer.facade import Refused, WriteOptions, WriteStats, open_writer
 
 
 class ImportStopped(Exception):
@@ -71,207 +54,197 @@ class Progress:
     current_part: str = ""  # the file of the input being read (a multi-part AOF has several)
 
 
+@dataclass(frozen=True)
+class ImportHooks:
+    """What the caller hears of a running import, and how it stops one.
+
+    `on_progress` hears after every chunk read (about a megabyte). `should_stop` is asked
+    as often: when it answers True, the import ends TERMINATED, with what the target
+    acknowledged counted (the replies still due are waited for). When `interrupter`
+    fires, every connection to the target is shut down at once, whatever it waits for (a
+    hung target's replies), and the import ends TERMINATED with what was acknowledged
+    until then. `on_checkpoint` hears, about once a second, how far the target has
+    acknowledged (the writer waits for its replies then)."""
+
+    on_progress: Callable[[Progress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    on_checkpoint: Callable[[Checkpoint], None] | None = None
+    interrupter: Interrupter | None = None
+
+
+NO_HOOKS = ImportHooks()
+
+
 @dataclass
 class ImportResult:
-    status: str  # "SUCCESS", "FAILED" or "TERMINATED" (stopped)
+    status: TaskStatus  # SUCCESS, FAILED or TERMINATED (stopped)
     strategy: str = ""  # "handoff" or "restore" (with rewrites where needed)
-    keys_written: int = 0
-    keys_skipped_expired: int = 0
-    keys_skipped_existing: int = 0
-    keys_skipped_module: int = 0
-    keys_rewritten: int = 0
-    field_ttls_dropped: int = 0
-    functions_loaded: int = 0
-    functions_skipped: int = 0
-    commands_replayed: int = 0
-    commands_refused: int = 0  # AOF commands the target answered with an error: skipped
-    commands_skipped_unknown: int = 0  # AOF commands the target does not know (when told)
-    reconnects: int = 0
+    stats: WriteStats = field(default_factory=WriteStats)  # what the writer did, in all
+    empty_keys_dropped: int = 0  # keys the backup holds empty, left out as Redis does
     bytes_read: int = 0
     bytes_total: int = 0
     seconds: float = 0.0
     inputs: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    # The skipped AOF commands, one line each (offset, name, the target's reply), at
-    # most 100, then how many more.
-    skipped_commands: list[str] = field(default_factory=list)
     # The target restarted and lost writes it had acknowledged: its checkpoints are void.
     target_lost_writes: bool = False
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The summary (`import --json`, a task's outcome): the keys are a contract."""
+        stats = self.stats
+        return {
+            "status": str(self.status),
+            "strategy": self.strategy,
+            "keys_written": stats.keys_written,
+            "keys_skipped_expired": stats.keys_skipped_expired,
+            "keys_skipped_existing": stats.keys_skipped_existing,
+            "keys_skipped_module": stats.keys_skipped_module,
+            "keys_rewritten": stats.keys_rewritten,
+            "field_ttls_dropped": stats.field_ttls_dropped,
+            "functions_loaded": stats.functions_loaded,
+            "functions_skipped": stats.functions_skipped,
+            "commands_replayed": stats.commands_replayed,
+            "commands_refused": stats.commands_refused,
+            "commands_skipped_unknown": stats.commands_skipped_unknown,
+            "reconnects": stats.reconnects,
+            "bytes_read": self.bytes_read,
+            "bytes_total": self.bytes_total,
+            "seconds": self.seconds,
+            "inputs": list(self.inputs),
+            "warnings": list(stats.warnings),
+            # The skipped AOF commands, one line each (offset, name, the target's
+            # reply), at most 100, then how many more.
+            "skipped_commands": stats.skipped_command_log(),
+            "target_lost_writes": self.target_lost_writes,
+            "error": self.error,
+            "empty_keys_dropped": self.empty_keys_dropped,
+        }
 
 
-ProgressCallback = Callable[[Progress], None]
+# The inputs of an import, or how to find them: a source that cannot be read then ends
+# the import FAILED, saying why, as a bad input does.
+Inputs = Sequence[Input] | Callable[[], Sequence[Input]]
 
 
 def resolve_inputs(sources: Sequence[Source], settings: Settings | None = None) -> list[Input]:
     """The inputs of every source: a spec, a local file or folder, or `s3://bucket/key`
     (an object) or `s3://bucket/prefix/` (every backup under it), read from the store
     that `settings` name (default: the settings of an empty environment)."""
-    from dcs_migration.config import Settings
-
     return find_all(sources, settings if settings is not None else Settings.from_env({}))
 
 
 def run_import(
-    sources: Sequence[Source],
+    inputs: Inputs,
     target: Endpoint,
     options: WriteOptions,
+    hooks: ImportHooks = NO_HOOKS,
     *,
     cluster: bool = False,
-    on_progress: ProgressCallback | None = None,
-    inputs: list[Input] | None = None,
-    should_stop: Callable[[], bool] | None = None,
     resume_from: Checkpoint | None = None,
-    on_checkpoint: Callable[[Checkpoint], None] | None = None,
-    interrupter: Interrupter | None = None,
-    settings: Settings | None = None,
 ) -> ImportResult:
-    """Import every backup found at `sources` into `target`; never raises for bad input
-    or a refusing target: the result says FAILED, why, and what was written. `settings`
-    say where S3 objects and this service's backups are (see `resolve_inputs`).
-
-    `should_stop` is asked after every chunk read (about a megabyte): when it answers
-    True, the import ends TERMINATED, with what the target acknowledged counted (the
-    replies still due are waited for). When `interrupter` fires, every connection to the
-    target is shut down at once, whatever it waits for (a hung target's replies), and the
-    import ends TERMINATED with what was acknowledged until then.
-    `on_checkpoint` hears, about once a second, how far the target has acknowledged
-    (the writer waits for its replies then); an import given `resume_from` writes
-    nothing before that point, does not flush, and counts the keys it had written."""
+    """Import every input into `target` (a Redis Cluster when `cluster`); never raises
+    for bad input or a refusing target: the result says FAILED, why, and what was
+    written. An import given `resume_from` writes nothing before that point, does not
+    flush, and counts the keys it had written (see ImportHooks for the rest)."""
+    interrupter = hooks.interrupter
     with interruptible(interrupter):
         return _import(
-            sources,
+            inputs,
             target,
             options,
+            hooks,
             cluster=cluster,
-            on_progress=on_progress,
-            inputs=inputs,
-            should_stop=should_stop,
             resume_from=resume_from,
-            on_checkpoint=on_checkpoint,
             interrupted=lambda: interrupter is not None and interrupter.fired,
-            settings=settings,
         )
 
 
 def _import(
-    sources: Sequence[Source],
+    found: Inputs,
     target: Endpoint,
     options: WriteOptions,
+    hooks: ImportHooks,
     *,
     cluster: bool,
-    on_progress: ProgressCallback | None,
-    inputs: list[Input] | None,
-    should_stop: Callable[[], bool] | None,
     resume_from: Checkpoint | None,
-    on_checkpoint: Callable[[Checkpoint], None] | None,
     interrupted: Callable[[], bool],
-    settings: Settings | None,
 ) -> ImportResult:
     started = time.monotonic()
-    result = ImportResult(status="FAILED")
-    writer = Writer(options)
-    router: Router | None = None
+    result = ImportResult(status=TaskStatus.FAILED)
+    should_stop, on_progress, on_checkpoint = (
+        hooks.should_stop,
+        hooks.on_progress,
+        hooks.on_checkpoint,
+    )
+    writer = open_writer(target, options, cluster=cluster, resumed=resume_from is not None)
+    written_before = resume_from.keys_written if resume_from is not None else 0
     progress = Progress(bytes_total=0)
-    handed_off = resume_from.keys_written if resume_from is not None else 0
     position = _Position(resume_from)
-    if resume_from is not None:
-        # What was written stays: no flush, and no hand-off (which replaces everything).
-        options = dataclasses.replace(options, flush=False, strategy=_resumed(options.strategy))
 
     def read_bytes(n: int) -> None:
         if should_stop is not None and should_stop():
             raise ImportStopped("stopped by the user")
         progress.bytes_read += n
         if on_progress is not None:
-            progress.keys_written = handed_off + writer.keys_written
+            progress.keys_written = written_before + writer.keys_written
             on_progress(progress)
 
+    def read_again() -> Iterator[Sequence[Record]]:
+        progress.bytes_read = 0
+        return position.batches(inputs, progress, read_bytes)
+
     try:
-        if inputs is None:
-            inputs = resolve_inputs(sources, settings)
+        inputs = list(found() if callable(found) else found)
         result.inputs = [i.name for i in inputs]
         progress.bytes_total = result.bytes_total = sum(i.size for i in inputs)
-        batches: Iterator[Sequence[Record]] = position.batches(inputs, progress, read_bytes)
-        result.strategy = "restore"
-        plan = _plan_handoff(inputs, target, options, cluster)
-        if isinstance(plan, str):
-            if options.strategy is Strategy.HANDOFF:
-                raise TargetError(f"the hand-off cannot run: {plan}")
-            if options.strategy is Strategy.AUTO and options.flush and not cluster:
-                writer.stats.warnings.append(f"hand-off not used: {plan}")
-        else:
-            outcome = _handoff(plan, inputs, target, options, batches, writer.stats, read_bytes)
-            if isinstance(outcome, str):  # refused before anything was streamed
-                if options.strategy is Strategy.HANDOFF:
-                    raise TargetError(f"the hand-off cannot run: {outcome}")
-                writer.stats.warnings.append(f"hand-off not used: {outcome}")
-                progress.bytes_read = 0
-                batches = position.batches(inputs, progress, read_bytes)
-            else:
-                result.strategy = "handoff"
-                handed_off, batches = outcome
-        if cluster:
-            router = ClusterRouter(target, writer.on_reply, options)
-        else:
-            router = StandaloneRouter(target, writer.on_reply, options)
-        if options.db is None and router.dbs == 1:
+        result.strategy = writer.strategy
+        batches = writer.hand_off(
+            inputs, position.batches(inputs, progress, read_bytes), read_bytes, read_again
+        )
+        result.strategy = writer.strategy
+        writer.connect()
+        if writer.options.db is None and writer.dbs == 1:
             _refuse_other_dbs(inputs)
-        if result.strategy == "handoff":
-            options_after = dataclasses.replace(options, flush=False)
-            writer.options = options_after
-        writer.attach(router)
+        writer.start()
         last_checkpoint = time.monotonic()
         for batch in batches:
-            writer.aof_file = _file_name(progress.current_part or progress.current_input)
-            writer.write_records(batch)
+            writer.write(batch, _file_name(progress.current_part or progress.current_input))
             del batch  # a big value is not held while the next one is read
             # Asked after the write: the position then names what was handed out.
             if should_stop is not None and should_stop():
                 raise ImportStopped("stopped by the user")
-            if on_checkpoint is not None and not writer.in_transaction:
+            if on_checkpoint is not None and writer.resumable:
                 now = time.monotonic()
-                if now - last_checkpoint >= CHECKPOINT_SECONDS and result.strategy == "restore":
-                    router.flush()  # everything queued so far is acknowledged
-                    on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
+                if now - last_checkpoint >= CHECKPOINT_SECONDS:
+                    writer.acknowledge()  # everything queued so far is acknowledged
+                    on_checkpoint(position.checkpoint(written_before + writer.keys_written))
                     last_checkpoint = now
         writer.finish()
-        result.status = "SUCCESS"
+        result.status = TaskStatus.SUCCESS
     except (ImportStopped, Interrupted) as exc:
-        result.status = "TERMINATED"
+        result.status = TaskStatus.TERMINATED
         result.error = "stopped by the user" if isinstance(exc, Interrupted) else str(exc)
-        settled = router is not None and _settle(router)
+        settled = writer.settle()
         # An open MULTI block was never sent: the last checkpoint stands then.
-        resumable = result.strategy == "restore" and not writer.in_transaction
-        if settled and on_checkpoint is not None and resumable:
-            on_checkpoint(position.checkpoint(handed_off + writer.keys_written))
+        if settled and on_checkpoint is not None and writer.resumable:
+            on_checkpoint(position.checkpoint(written_before + writer.keys_written))
     except (FormatError, SourceError, TargetError, OSError) as exc:
         if interrupted() and not isinstance(exc, (FormatError, SourceError)):
             # A connection shut down by the stop, reported as a failure on the way up.
-            result.status, result.error = "TERMINATED", "stopped by the user"
+            result.status, result.error = TaskStatus.TERMINATED, "stopped by the user"
             return result
         result.error = _error_text(exc)
         result.target_lost_writes = isinstance(exc, TargetRestarted)
         if not isinstance(exc, (FormatError, SourceError)) and progress.current_input:
             result.error = f"{result.error} (while importing {progress.current_input})"
-        if router is not None and isinstance(exc, Refused):
-            _settle(router)
+        if isinstance(exc, Refused):
+            writer.settle()
     finally:
         result.seconds = time.monotonic() - started
         result.bytes_read = progress.bytes_read
-        stats = writer.stats
-        for name, value in asdict(stats).items():
-            if name not in ("keys_written", "reconnects", "warnings", "skipped_commands"):
-                setattr(result, name, value)
-        result.keys_written = handed_off + writer.keys_written
-        if router is not None:
-            result.reconnects = sum(p.reconnects for p in router.masters())
-            router.close()
-        result.warnings = list(stats.warnings)
-        result.skipped_commands = stats.skipped_command_log()
+        result.empty_keys_dropped = position.empty_keys_dropped
+        result.stats = writer.close()
+        result.stats.keys_written += written_before
     return result
 
 
@@ -288,10 +261,6 @@ def _file_name(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _resumed(strategy: Strategy) -> Strategy:
-    return Strategy.RESTORE if strategy in (Strategy.AUTO, Strategy.HANDOFF) else strategy
-
-
 class _Position:
     """Which input, and how many of its records, the batches handed out so far reach;
     skips what a checkpoint says is written."""
@@ -300,6 +269,10 @@ class _Position:
         self.start = start
         self.input_index = start.input_index if start is not None else 0
         self.records_done = start.records_done if start is not None else 0
+        self.empty_keys_dropped = 0  # in the inputs read so far
+
+    def _dropped(self, n: int) -> None:
+        self.empty_keys_dropped += n
 
     def checkpoint(self, keys_written: int) -> Checkpoint:
         return Checkpoint(self.input_index, self.records_done, keys_written)
@@ -308,6 +281,7 @@ class _Position:
         self, inputs: list[Input], progress: Progress, on_bytes: Callable[[int], None]
     ) -> Iterator[Sequence[Record]]:
         start = self.start
+        self.empty_keys_dropped = 0  # the inputs are read from their start again
         for index, source in enumerate(inputs):
             if start is not None and index < start.input_index:
                 progress.bytes_read += source.size  # written whole before
@@ -320,7 +294,9 @@ class _Position:
             def on_part(name: str) -> None:
                 progress.current_part = name
 
-            for batch in read_batches(source, on_bytes=on_bytes, on_part=on_part):
+            for batch in read_batches(
+                source, on_bytes=on_bytes, on_part=on_part, on_empty_keys=self._dropped
+            ):
                 seen = self.records_done
                 if seen + len(batch) <= skip:
                     self.records_done = seen + len(batch)
@@ -333,219 +309,6 @@ class _Position:
                     at += len(piece)
                     self.records_done = seen + at
                     yield piece
-
-
-# -- the hand-off -------------------------------------------------------------------------
-
-
-@dataclass
-class _HandoffPlan:
-    rdb_version: int
-    conn: Connection
-    listen_host: str
-
-
-def _plan_handoff(
-    inputs: list[Input], target: Endpoint, options: WriteOptions, cluster: bool
-) -> _HandoffPlan | str:
-    """The hand-off's plan, or why it cannot run (a reason, for a log line)."""
-    if options.strategy not in (Strategy.AUTO, Strategy.HANDOFF):
-        return "another strategy was asked for"
-    if not options.flush:
-        return "it replaces the target's whole dataset, which needs --flush"
-    if cluster:
-        return "the target is a Redis Cluster"
-    if options.conflict is not Conflict.REPLACE:
-        return "the conflict policy keeps existing keys, and the hand-off replaces them all"
-    versions = []
-    for source in inputs:
-        version = _rdb_version_of(source)
-        if version is None:
-            return f"{source.name} does not start with an RDB image"
-        versions.append(version)
-    if not versions:
-        return "there is no input"
-    # Imported here: an import that cannot hand off does not pay for its modules.
-    from dcs_migration.writer import handoff
-
-    if min(versions) < handoff.MIN_RDB_VERSION:
-        return (
-            f"RDB version {min(versions)} predates version {handoff.MIN_RDB_VERSION}: "
-            "such files are restored key by key"
-        )
-    conn = Connection(target, timeout=options.reply_timeout)
-    try:
-        conn.connect()
-        pre = handoff.check(conn, target, max(versions), options.handoff_addr)
-    except handoff.HandoffUnavailable as exc:
-        conn.close()
-        return str(exc)
-    except BaseException:
-        conn.close()
-        raise
-    return _HandoffPlan(max(versions), conn, pre.listen_host)
-
-
-def _rdb_version_of(source: Input) -> int | None:
-    with source.parts[0].open() as stream:
-        return redis_rdb_version(stream.read(HEADER_BYTES))
-
-
-def _refuse_module_aux(records: Sequence[Record]) -> None:
-    for r in records:
-        if type(r) is ModuleAux:
-            raise TargetError(
-                f"the backup holds AUX data of module {r.module_name!r}, which the "
-                "hand-off cannot carry (--skip-module-keys leaves it out)"
-            )
-
-
-def _forward_image(
-    session: handoff.Handoff,
-    source: Input,
-    on_bytes: Callable[[int], None],
-    stats: WriteStats,
-) -> tuple[int, Iterator[Sequence[Record]]] | None:
-    """Send one input's RDB image as it is, checked by a reader that only counts keys:
-    the fastest hand-off, for an input that needs no change on the way (the target
-    verifies the image's own checksum as it loads it). None when the input is not one
-    file, before anything is sent."""
-    if len(source.parts) != 1:
-        return None
-    reader = RdbReader(count_keys_only=True, expired_before_ms=int(time.time() * 1000))
-    sent = 0
-    # The last chunk read is held back: a reader waiting for a big value's end may only
-    # find where the image ends at close(), and what follows it must not be sent.
-    held = b""
-    with source.parts[0].open() as stream:
-        while chunk := stream.read(CHUNK_SIZE):
-            on_bytes(len(chunk))
-            _refuse_module_aux(reader.feed(chunk))
-            if held:
-                session.send(held)
-                sent += len(held)
-            held = chunk
-            if reader.done:
-                break
-        if not reader.done:
-            _refuse_module_aux(reader.close())
-        image_end = reader.offset - sent
-        session.send(held[:image_end])
-        has_tail = image_end < len(held) or bool(stream.read(1))
-    session.finish(reader.key_counts)
-    # Keys that had expired travel with the image; the target drops them as it would
-    # any expired key. They are counted as skipped, not written.
-    stats.keys_skipped_expired += reader.expired_keys
-    handed = sum(reader.key_counts.values()) - reader.expired_keys
-    if not has_tail:
-        return handed, iter(())
-    # What follows the image (the commands of an AOF with an RDB preamble) goes through
-    # the ordinary writer: read again, from the first command on.
-    return handed, ([r for r in batch if type(r) is AofCommand] for batch in read_batches(source))
-
-
-def _handoff(
-    plan: _HandoffPlan,
-    inputs: list[Input],
-    target: Endpoint,
-    options: WriteOptions,
-    batches: Iterator[Sequence[Record]],
-    stats: WriteStats,
-    on_bytes: Callable[[int], None],
-) -> tuple[int, Iterator[Sequence[Record]]] | str:
-    """Stream the inputs to the target as its master, up to the first AOF command (the
-    tail of an AOF with an RDB preamble). Returns the keys handed off and the records
-    still to write, through the ordinary writer, or, when the target refused before
-    anything was streamed, the reason."""
-    from dcs_migration.writer import handoff
-
-    session = handoff.Handoff(target, plan.conn, plan.listen_host, options.handoff_bind)
-    try:
-        try:
-            session.start()
-        except handoff.HandoffUnavailable as exc:
-            session.release()
-            plan.conn.close()
-            return str(exc)
-        if len(inputs) == 1 and options.db is None and not options.skip_module_keys:
-            forwarded = _forward_image(session, inputs[0], on_bytes, stats)
-            if forwarded is not None:
-                plan.conn.close()
-                return forwarded
-        rdb = RdbWriter(plan.rdb_version)
-        session.send(rdb.header())
-        now_ms = int(time.time() * 1000)
-        tail: list[Record] = []
-        for batch in batches:
-            keys: list[KeyRecord] = []
-            for r in batch:
-                if tail or type(r) is AofCommand:  # from here on, the ordinary writer
-                    tail.append(r)
-                elif type(r) is KeyRecord:
-                    if r.expire_at_ms is not None and r.expire_at_ms <= now_ms:
-                        stats.keys_skipped_expired += 1
-                    elif options.skip_module_keys and r.type_name == "module":
-                        stats.keys_skipped_module += 1
-                    else:
-                        keys.append(r)
-                elif type(r) is BigKeyRecord:
-                    assert isinstance(r, BigKeyRecord)
-                    session.send(rdb.keys(keys, options.db))
-                    keys = []
-                    if r.expire_at_ms is not None and r.expire_at_ms <= now_ms:
-                        stats.keys_skipped_expired += 1
-                    else:
-                        for data in rdb.big_key(r, options.db):
-                            session.send(data)
-                elif type(r) is FunctionLibrary:
-                    session.send(rdb.keys(keys, options.db))
-                    keys = []
-                    session.send(rdb.function(r.code))
-                    stats.functions_loaded += 1
-                elif type(r) is ModuleAux and not options.skip_module_keys:
-                    raise TargetError(
-                        f"the backup holds AUX data of module {r.module_name!r}, which the "
-                        "hand-off cannot carry (--skip-module-keys leaves it out)"
-                    )
-            session.send(rdb.keys(keys, options.db))
-            if tail:
-                break
-        session.send(rdb.end())
-        session.finish(rdb.keys_by_db)
-    except handoff.TargetLoadFailed as exc:
-        session.release()
-        plan.conn.close()
-        stats.keys_skipped_expired = stats.keys_skipped_module = stats.functions_loaded = 0
-        return str(exc)
-    except BaseException:
-        session.release()
-        plan.conn.close()
-        raise
-    plan.conn.close()
-    return sum(rdb.keys_by_db.values()), itertools.chain([tail], batches)
-
-
-SETTLE_ATTEMPTS = 1000
-SETTLE_SECONDS = 30.0
-
-
-def _settle(router: Router) -> bool:
-    """After the target refused a command, or a stop, collect the replies still on their
-    way, so that the counts are exact; False when they could not all be had. Further
-    refusals (a cluster whose slot moved refuses many at once) end one attempt each:
-    every reply read before one is counted, and the next attempt reads on."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    for _ in range(SETTLE_ATTEMPTS):
-        if time.monotonic() > deadline:
-            break
-        try:
-            router.flush()
-        except Refused:
-            continue
-        except (TargetError, OSError, Interrupted):
-            return False
-        return True
-    return False
 
 
 def _refuse_other_dbs(inputs: list[Input]) -> None:

@@ -61,12 +61,14 @@ def read_batches(
     on_bytes: Callable[[int], None] | None = None,
     keep_big_values: bool = True,
     on_part: Callable[[str], None] | None = None,
+    on_empty_keys: Callable[[int], None] | None = None,
 ) -> Iterator[Sequence[Record]]:
     """The records of `source` in the batches each chunk completes (what a writer that
     works a batch at a time wants); `on_part(name)` hears of each part as it starts (the
-    offsets of records count from the start of their part). With `keep_big_values`
-    False, a big value's record keeps only its size, for callers that never look inside
-    it."""
+    offsets of records count from the start of their part), `on_empty_keys(n)` of the
+    empty keys its RDB image held once it is read (left out, as Redis leaves them out).
+    With `keep_big_values` False, a big value's record keeps only its size, for callers
+    that never look inside it."""
     parts = source.parts
     for part in parts:
         if on_part is not None:
@@ -92,6 +94,8 @@ def read_batches(
                 last = reader.close()
                 if reader.big_records != seen:
                     last = big.join(last)
+            if on_empty_keys is not None and reader.rdb is not None:
+                on_empty_keys(reader.rdb.empty_keys_dropped)
             cut = reader.truncated_at
             if cut is not None:
                 last = [*last, AofTruncated(cut, size - cut, part.name)]

@@ -16,18 +16,18 @@ from typing import Any
 
 import hiredis
 
+from dcs_migration.client.acks import Ack, Asking
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import Connection, ConnectionLost, info
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.limits import PipelineLimits
 from dcs_migration.client.pipeline import Pipeline, ReplyHandler
-from dcs_migration.client.resp import command_key
+from dcs_migration.client.resp import command_key, encode_command
 from dcs_migration.client.slots import SLOTS, key_slot
-from dcs_migration.writer.options import WriteOptions
 
 Node = tuple[str, int]
-ASKING = b"*1\r\n$6\r\nASKING\r\n"
-ASKING_TAG = ("asking",)
+ASKING = encode_command([b"ASKING"])
 REDIRECT_ROUNDS = 10  # rounds of a flush; redirects are followed in all but the last
 REDIRECT_PAUSE_SECONDS = 0.01  # before the third round, doubling up to 0.5 s (1.6 s in all)
 
@@ -37,13 +37,13 @@ class Unacknowledged(TargetError):
 
 
 class ClusterRouter:
-    def __init__(self, seed: Endpoint, on_reply: ReplyHandler, options: WriteOptions) -> None:
+    def __init__(self, seed: Endpoint, on_reply: ReplyHandler, limits: PipelineLimits) -> None:
         self.seed = seed
         self.on_reply = on_reply
-        self.options = options
+        self.limits = limits
         self.dbs = 1
         self._pipelines: dict[Node, Pipeline] = {}
-        conn = Connection(seed, timeout=options.reply_timeout)
+        conn = Connection(seed, timeout=limits.reply_timeout)
         try:
             conn.connect()
         except (ConnectionLost, TargetError) as exc:  # not Interrupted: a stop is no failure
@@ -72,9 +72,9 @@ class ClusterRouter:
             pipe = Pipeline(
                 self.seed.at(*node),
                 self._reply_at(node),
-                window_bytes=self.options.window_bytes,
-                retries=self.options.retries,
-                timeout=self.options.reply_timeout,
+                window_bytes=self.limits.window_bytes,
+                retries=self.limits.retries,
+                timeout=self.limits.reply_timeout,
             )
             pipe.open()
             self._pipelines[node] = pipe
@@ -84,9 +84,9 @@ class ClusterRouter:
         """`on_reply` for the pipeline to `node`: a refusal names the node that refused."""
         on_reply = self.on_reply
 
-        def handle(tag: Any, reply: Any, command: bytes) -> None:
+        def handle(ack: Ack | None, reply: Any, command: bytes) -> None:
             try:
-                on_reply(tag, reply, command)
+                on_reply(ack, reply, command)
             except TargetError as exc:
                 exc.args = (f"{exc} (node {node[0]}:{node[1]})", *exc.args[1:])
                 raise
@@ -94,6 +94,11 @@ class ClusterRouter:
         return handle
 
     # -- routing -----------------------------------------------------------------------
+
+    @property
+    def only_pipeline(self) -> None:
+        """Every key goes to the master of its slot (`pipeline_for`)."""
+        return None
 
     def pipeline_for(self, key: bytes, db: int) -> Pipeline:
         if db != 0:
@@ -139,7 +144,7 @@ class ClusterRouter:
     def masters(self) -> list[Pipeline]:
         return [self._pipeline(node) for node in sorted(set(self._slots))]
 
-    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+    def redirect(self, reply: object, command: bytes, ack: Ack | None) -> bool:
         if not isinstance(reply, hiredis.ReplyError):
             return False
         text = str(reply)
@@ -156,16 +161,16 @@ class ClusterRouter:
             self._slots[int(slot_text)] = node
         if not self._following:
             if self._unfollowed is None:
-                # The key a tag names: a rewritten value's parts go to a temporary key.
-                key = tag[1] if isinstance(tag, tuple) and len(tag) > 1 else None
-                named = key if isinstance(key, bytes) else command_key(command)
+                # The key an ack names: a rewritten value's parts go to a temporary key.
+                key = ack.named_key(command) if ack is not None else None
+                named = key if key is not None else command_key(command)
                 self._unfollowed = (named, node, text)
             return True
         # Held until the next round of the flush (or the next batch sent there): sending
         # from inside another pipeline's reply handling would nest one drain in another.
         if kind == "ASK":
-            pipe.push(ASKING, ASKING_TAG, hold=True)
-        pipe.push(command, tag, hold=True)
+            pipe.push(ASKING, Asking(), hold=True)
+        pipe.push(command, ack, hold=True)
         return True
 
     def flush(self) -> None:

@@ -25,13 +25,14 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import hiredis
 
 from dcs_migration.client.addresses import Resolved, resolve
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.limits import REPLY_TIMEOUT
 from dcs_migration.client.resp import encode_command
 
 RECV_SIZE = 1 << 20
@@ -101,7 +102,7 @@ def interruptible(interrupter: Interrupter | None) -> Iterator[None]:
 
 
 class Connection:
-    def __init__(self, endpoint: Endpoint, *, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, timeout: float = REPLY_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout  # the reply deadline: see the module's docstring
         self._allowance = 0.0  # extra seconds for the reply now awaited (`allow`)
@@ -408,7 +409,3 @@ def keyspace(section: dict[str, str]) -> dict[int, int]:
             fields = dict(p.split("=", 1) for p in value.split(","))
             out[int(name[2:])] = int(fields["keys"])
     return out
-
-
-def as_args(values: Sequence[bytes | str | int]) -> list[bytes]:
-    return [_arg(v) for v in values]

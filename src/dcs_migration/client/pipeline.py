@@ -4,12 +4,13 @@ What waits for replies is a queue of entries. An entry is one tagged command, or
 of plain key writes (`push_batch`) whose only good reply is +OK: those are counted in
 `acknowledged` without a Python call per reply, and when a received chunk is nothing but
 +OK lines they are counted in one step. Any other reply, and every reply to a tagged
-command, goes to `on_reply(tag, reply, command)`; an error reply inside a batch comes with
-the tag `(KEY, key)` of the command that caused it.
+command, goes to `on_reply(ack, reply, command)` (see client/acks.py); an error reply
+inside a batch comes with the ack `BatchedWrite(key)` of the command that caused it.
 
 At most `window_bytes` of commands wait for replies; past that, pushing reads replies
 first, which bounds memory and keeps a copy of every unacknowledged command. When the
-connection drops, the pipeline reconnects (up to `retries` times, with backoff), selects
+connection drops, the pipeline reconnects (up to `retries` times, with backoff: tenacity
+drives the attempts, the connection's interruptible pause waits between them), selects
 the db that the acknowledged commands left current, and resends exactly the commands not
 yet acknowledged, in order.
 
@@ -49,24 +50,33 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import hiredis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from dcs_migration.client.acks import Ack, BatchedWrite, Select
 from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.resp import command_key, skip_commands
-from dcs_migration.writer.options import REPLY_TIMEOUT
+from dcs_migration.client.limits import REPLY_TIMEOUT
+from dcs_migration.client.resp import command_key, encode_command, skip_commands
 
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"
-SELECT_TAG = ("select",)
-KEY = "key"  # tag of an error reply to one write of a batch: (KEY, key)
 
-ReplyHandler = Callable[[Any, Any, bytes], None]
+# A reply, with the ack its command was pushed with (None: a plain key write whose
+# reply was not +OK) and the command's bytes (to send it again elsewhere).
+ReplyHandler = Callable[[Ack | None, Any, bytes], None]
 _ENTRY_BYTES = 200  # an entry's own memory (object, tag, the bytes object's header)
 LOADING_POLL_SECONDS = 0.05
 LOADING_SECONDS = 60.0  # the least a loading server is waited for (more if the timeout is)
 # The slowest a server is taken to work through what it was sent: building the value of
 # a RESTORE (a sorted set's skiplist, a hash's table) or freeing a FLUSHALL's dataset.
 SLOW_BYTES_PER_SECOND = 32 << 20
+BACKOFF_SECONDS = 0.2  # before the first new attempt at connecting, doubling up to
+BACKOFF_MAX_SECONDS = 5.0
+
+
+def _backoff(attempt: int) -> float:
+    """The pause before attempt `attempt` (1 for the first after a failure)."""
+    return min(BACKOFF_SECONDS * 2.0 ** (attempt - 1), BACKOFF_MAX_SECONDS)
 
 
 class TargetRestarted(TargetError):
@@ -74,7 +84,7 @@ class TargetRestarted(TargetError):
 
 
 class _Entry:
-    """Commands awaiting replies: one tagged command, or a batch of plain key writes.
+    """Commands awaiting replies: one acknowledged command, or a batch of plain key writes.
 
     A batch keeps only its bytes and its count: where each command ends, and its key,
     are read back from the bytes on the rare paths that need them (a refusal, a resend,
@@ -96,7 +106,7 @@ class _Entry:
         "work",
     )
 
-    def __init__(self, tag: Any, data: bytes, count: int | None, work: int = 0) -> None:
+    def __init__(self, tag: Ack | None, data: bytes, count: int | None, work: int = 0) -> None:
         self.tag = tag
         self.data = data
         self.batch = count is not None
@@ -177,18 +187,35 @@ class Pipeline:
         self._acked_db = endpoint.db  # the db after the last acknowledged command
 
     def open(self) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                self.conn.connect()
-                self._wait_loaded()
-                self._server_id = self._run_id()
-                return
-            except ConnectionLost as exc:
-                if attempt == self.retries:
-                    raise TargetError(str(exc)) from exc
-                self.conn.pause(min(0.2 * 2**attempt, 5.0))
+        """Connect, trying again `retries` times when the connection cannot be had."""
+        try:
+            for attempt in self._attempts(self.retries + 1, after=0):
+                with attempt:
+                    self.conn.connect()
+                    self._wait_loaded()
+                    self._server_id = self._run_id()
+        except ConnectionLost as exc:
+            raise TargetError(str(exc)) from exc
 
-    def push(self, command: bytes, tag: Any = None, *, hold: bool = False, work: int = 0) -> None:
+    def _attempts(self, most: int, *, after: int) -> Retrying:
+        """At most `most` attempts at what only a dropped connection makes fail again,
+        with backoff between them (`after`: attempts whose pause was taken before). The
+        pauses are the connection's: a stopped import ends one at once."""
+
+        def pause(state: RetryCallState) -> float:
+            return _backoff(state.attempt_number + after)
+
+        return Retrying(
+            stop=stop_after_attempt(most),
+            wait=pause,
+            retry=retry_if_exception_type(ConnectionLost),
+            sleep=self.conn.pause,
+            reraise=True,
+        )
+
+    def push(
+        self, command: bytes, tag: Ack | None = None, *, hold: bool = False, work: int = 0
+    ) -> None:
         """Queue one command; its reply goes to `on_reply` unless it is a plain +OK write
         (tag None). With `hold`, nothing is sent or read now (for a command pushed while
         replies are being handled): it goes with the next batch or flush. `work`: bytes
@@ -200,7 +227,7 @@ class Pipeline:
         self._queue(_Entry(None, data, count))
 
     def push_pieces(
-        self, pieces: Callable[[], Iterator[bytes]], tag: Any, *, resendable: bool
+        self, pieces: Callable[[], Iterator[bytes]], tag: Ack, *, resendable: bool
     ) -> None:
         """Send one command too big to hold, as `pieces()` yields it, after everything
         queued before it. Nothing of it is kept; `resendable` says whether it may run
@@ -235,9 +262,7 @@ class Pipeline:
         """Make `db` current for the commands pushed after this."""
         if db != self._db:
             self._db = db
-            self.push(
-                b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(str(db)), db), (*SELECT_TAG, db)
-            )
+            self.push(encode_command([b"SELECT", b"%d" % db]), Select(db))
 
     @property
     def db(self) -> int:
@@ -334,51 +359,58 @@ class Pipeline:
                 self.acknowledged += 1
             else:
                 command = entry.command_at(index)
-                self.on_reply((KEY, command_key(command)), reply, command)
+                self.on_reply(BatchedWrite(command_key(command)), reply, command)
             return
         self._inflight.popleft()
         self._inflight_bytes -= entry.cost
         self._inflight_work -= entry.work
         if tag is None and reply == OK:
             self.acknowledged += 1
-        elif tag is not None and tag[:1] == SELECT_TAG:
+        elif type(tag) is Select:
             if reply != OK:
-                raise TargetError(f"SELECT {tag[1]} refused: {reply}")
-            self._acked_db = tag[1]
+                raise TargetError(f"SELECT {tag.db} refused: {reply}")
+            self._acked_db = tag.db
         else:
             self.on_reply(tag, reply, entry.data)
 
     def _recover(self, exc: ConnectionLost) -> None:
         """Reconnect and resend what was not acknowledged, or give up after `retries`."""
-        last: Exception = exc
         self._unsent = []
         self._unsent_bytes = 0
         self._refuse_unsafe_resend(exc)
-        for attempt in range(1, self.retries + 1):
-            self.conn.pause(min(0.2 * 2 ** (attempt - 1), 5.0))
-            try:
-                self.conn.connect()
-                self._wait_loaded()
-                self._check_same_server()
-                if self._acked_db != self.endpoint.db:
-                    self.conn.select(self._acked_db)
-                self._allow()
-                self._resend()
-            except ConnectionLost as again:
-                last = again
-                continue
-            for entry in self._inflight:  # what is resent is what is left of each
-                entry.drop_acknowledged()
-            self._inflight_bytes = sum(e.cost for e in self._inflight)
-            self._inflight_work = sum(e.work for e in self._inflight)
-            self.reconnects += 1
-            if self.on_reconnect is not None:
-                self.on_reconnect(attempt, str(exc))
-            return
-        raise TargetError(
-            f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could not "
-            f"reconnect after {self.retries} attempts: {last}"
-        ) from last
+        attempts = 0
+        try:
+            if self.retries:
+                self.conn.pause(_backoff(1))  # the server may be restarting: not at once
+                for attempt in self._attempts(self.retries, after=1):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        self._reconnect()
+            else:
+                raise exc
+        except ConnectionLost as last:
+            raise TargetError(
+                f"lost the connection to {self.endpoint.host}:{self.endpoint.port} and could "
+                f"not reconnect after {self.retries} attempts: {last}"
+            ) from last
+        for entry in self._inflight:  # what is resent is what is left of each
+            entry.drop_acknowledged()
+        self._inflight_bytes = sum(e.cost for e in self._inflight)
+        self._inflight_work = sum(e.work for e in self._inflight)
+        self.reconnects += 1
+        if self.on_reconnect is not None:
+            self.on_reconnect(attempts, str(exc))
+
+    def _reconnect(self) -> None:
+        """Connect again to the same server, in the db the acknowledged commands left
+        current, and send again what awaits replies."""
+        self.conn.connect()
+        self._wait_loaded()
+        self._check_same_server()
+        if self._acked_db != self.endpoint.db:
+            self.conn.select(self._acked_db)
+        self._allow()
+        self._resend()
 
     def _resend(self) -> None:
         """Send again what awaits a reply, in order (commands sent in pieces anew)."""
@@ -398,15 +430,15 @@ class Pipeline:
     def _refuse_unsafe_resend(self, exc: ConnectionLost) -> None:
         """Raise TargetError when a command awaiting its reply may not run twice."""
         unsafe = [
-            e.tag
+            e
             for e in self._inflight
-            if not e.batch and e.tag is not None and e.tag[:1] != SELECT_TAG and not e.resendable
+            if not e.batch and e.tag is not None and type(e.tag) is not Select and not e.resendable
         ]
         if not unsafe:
             return
         first = unsafe[0]
-        key = first[1] if isinstance(first, tuple) and len(first) > 1 else None
-        where = f" (the first for key {key!r})" if isinstance(key, bytes) else ""
+        key = first.tag.named_key(first.data) if first.tag is not None else None
+        where = f" (the first for key {key!r})" if key is not None else ""
         raise TargetError(
             f"{exc}; {len(unsafe)} command(s) awaiting replies{where} may or may not have "
             "run, and running them again could change the result (they are not plain key "

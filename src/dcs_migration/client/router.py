@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from dcs_migration.client.acks import Ack
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.pipeline import Pipeline
@@ -12,6 +13,13 @@ from dcs_migration.client.pipeline import Pipeline
 class Router(Protocol):
     caps: Capabilities  # what every node can take (the oldest node decides)
     dbs: int  # how many databases a key may go to (1 for a cluster)
+
+    @property
+    def only_pipeline(self) -> Pipeline | None:
+        """The one pipeline every key goes to, whatever the key (a standalone server: a
+        writer may gather keys into one batch without asking per key, and SELECTs the db
+        on it itself); None when the pipeline depends on the key (`pipeline_for`)."""
+        ...
 
     def pipeline_for(self, key: bytes, db: int) -> Pipeline:
         """The pipeline to push `key`'s commands to, with `db` current on it."""
@@ -34,7 +42,7 @@ class Router(Protocol):
         """One pipeline per master, for what every master must run (functions, flush)."""
         ...
 
-    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+    def redirect(self, reply: object, command: bytes, ack: Ack | None) -> bool:
         """Resend a command a node answered with MOVED/ASK; False if it was no redirect."""
         ...
 

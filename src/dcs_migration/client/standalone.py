@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from dcs_migration.client.acks import Ack
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import info
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.limits import PipelineLimits
 from dcs_migration.client.pipeline import Pipeline, ReplyHandler
-from dcs_migration.writer.options import WriteOptions
 
 
 class StandaloneRouter:
-    def __init__(self, endpoint: Endpoint, on_reply: ReplyHandler, options: WriteOptions) -> None:
+    def __init__(self, endpoint: Endpoint, on_reply: ReplyHandler, limits: PipelineLimits) -> None:
         self.pipeline = Pipeline(
             endpoint,
             on_reply,
-            window_bytes=options.window_bytes,
-            retries=options.retries,
-            timeout=options.reply_timeout,
+            window_bytes=limits.window_bytes,
+            retries=limits.retries,
+            timeout=limits.reply_timeout,
         )
         self.pipeline.open()
         server = info(self.pipeline.conn, "server")
@@ -39,6 +40,11 @@ class StandaloneRouter:
             except ValueError:
                 pass
         return 16  # CONFIG may be refused (e.g. renamed by a managed service)
+
+    @property
+    def only_pipeline(self) -> Pipeline:
+        """Every key goes to the one server: a writer gathers them without asking."""
+        return self.pipeline
 
     def pipeline_for(self, key: bytes, db: int) -> Pipeline:
         self.pipeline.select(db)
@@ -66,7 +72,7 @@ class StandaloneRouter:
     def masters(self) -> list[Pipeline]:
         return [self.pipeline]
 
-    def redirect(self, reply: object, command: bytes, tag: object) -> bool:
+    def redirect(self, reply: object, command: bytes, ack: Ack | None) -> bool:
         return False
 
     def flush(self) -> None:

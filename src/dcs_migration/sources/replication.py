@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.client.resp import encode_command
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.formats.rdb import RdbReader
 
@@ -52,7 +53,7 @@ def take_snapshot(
         conn.call_checked(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2")
         conn.call(b"REPLCONF", b"rdb-only", b"1")  # 7.0+; older servers ignore it
         sock = conn.raw_socket()
-        sock.sendall(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")
+        sock.sendall(encode_command([b"PSYNC", b"?", b"-1"]))
         stream = _SocketLines(sock, conn.take_buffered())
         line = stream.line()
         while line == b"":  # newlines keep the link alive while the server gets ready

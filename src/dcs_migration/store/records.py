@@ -10,14 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-
-class TaskStatus(StrEnum):
-    MIGRATING = "MIGRATING"
-    SUCCESS = "SUCCESS"
-    FAILED = "FAILED"
-    TERMINATING = "TERMINATING"
-    TERMINATED = "TERMINATED"
-
+from dcs_migration.statuses import TaskStatus as TaskStatus
 
 RUNNING_STATUSES = frozenset({TaskStatus.MIGRATING, TaskStatus.TERMINATING})
 

@@ -31,7 +31,14 @@ from tenacity import (
 from dcs_migration.client.connection import Interrupter
 from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
-from dcs_migration.importer import Checkpoint, ImportResult, Progress, run_import
+from dcs_migration.importer import (
+    Checkpoint,
+    ImportHooks,
+    ImportResult,
+    Progress,
+    resolve_inputs,
+    run_import,
+)
 from dcs_migration.sources import Input, SourceError, find_all
 from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
 from dcs_migration.sources.s3 import S3SourceError
@@ -192,17 +199,17 @@ class TaskJob:
         ).start()
         try:
             result = run_import(
-                sources,
+                inputs if inputs is not None else lambda: resolve_inputs(sources, self.settings),
                 endpoint,
                 options,
+                ImportHooks(
+                    on_progress=on_progress,
+                    should_stop=should_stop,
+                    on_checkpoint=on_checkpoint,
+                    interrupter=interrupter,
+                ),
                 cluster=instance.instance_type == "cluster",
-                on_progress=on_progress,
-                should_stop=should_stop,
                 resume_from=resume_from,
-                on_checkpoint=on_checkpoint,
-                interrupter=interrupter,
-                inputs=inputs,
-                settings=self.settings,
             )
         finally:
             done.set()
@@ -256,16 +263,27 @@ class TaskJob:
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
         """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
-        logs = [(LogLevel.WARNING, line) for line in [*result.warnings, *result.skipped_commands]]
-        if result.keys_skipped_expired:
+        stats = result.stats
+        logs = [
+            (LogLevel.WARNING, line) for line in [*stats.warnings, *stats.skipped_command_log()]
+        ]
+        if stats.keys_skipped_expired:
             logs.append(
                 (
                     LogLevel.WARNING,
-                    f"{result.keys_skipped_expired} keys had already expired and were skipped",
+                    f"{stats.keys_skipped_expired} keys had already expired and were skipped",
+                )
+            )
+        if result.empty_keys_dropped:
+            logs.append(
+                (
+                    LogLevel.INFO,
+                    f"{result.empty_keys_dropped} empty keys in the backup were left out, "
+                    "as Redis leaves them out when it loads it",
                 )
             )
         summary = (
-            f"{result.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
+            f"{stats.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
             f"bytes read in {result.seconds:.1f} s"
         )
         if result.status == TaskStatus.SUCCESS:
@@ -285,14 +303,14 @@ class TaskJob:
             **_checkpoint_fields(checkpoint),
             bytes_total=result.bytes_total,
             bytes_read=result.bytes_read,
-            keys_written=result.keys_written,
-            keys_skipped_expired=result.keys_skipped_expired,
-            keys_skipped_existing=result.keys_skipped_existing,
-            keys_skipped_module=result.keys_skipped_module,
-            commands_replayed=result.commands_replayed,
-            commands_refused=result.commands_refused,
-            commands_skipped_unknown=result.commands_skipped_unknown,
-            ops_per_second=result.keys_written / elapsed,
+            keys_written=stats.keys_written,
+            keys_skipped_expired=stats.keys_skipped_expired,
+            keys_skipped_existing=stats.keys_skipped_existing,
+            keys_skipped_module=stats.keys_skipped_module,
+            commands_replayed=stats.commands_replayed,
+            commands_refused=stats.commands_refused,
+            commands_skipped_unknown=stats.commands_skipped_unknown,
+            ops_per_second=stats.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
 

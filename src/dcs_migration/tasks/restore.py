@@ -14,7 +14,7 @@ import time
 
 from dcs_migration.api.errors import DCS_JOB_FAILED
 from dcs_migration.config import Settings
-from dcs_migration.importer import Progress, run_import
+from dcs_migration.importer import ImportHooks, Progress, resolve_inputs, run_import
 from dcs_migration.sources.backup_store import BackupStore
 from dcs_migration.store import RESTORE_RUNNING, BackupStatus, RestoreStatus, Store, TaskStatus
 from dcs_migration.tasks.endpoints import instance_endpoint
@@ -67,17 +67,17 @@ class RestoreJob:
 
         password = store.instance_password(instance.project_id, instance.instance_id)
         # As the managed service does: the instance is emptied, then loaded whole.
+        sources = [self.files.source(f.object_key) for f in backup.files]
         result = run_import(
-            [self.files.source(f.object_key) for f in backup.files],
+            lambda: resolve_inputs(sources, self.settings),
             instance_endpoint(store, instance, self.settings.allowed_networks, password=password),
             WriteOptions(
                 flush=True,
                 handoff_addr=self.settings.handoff_addr,
                 handoff_bind=self.settings.handoff_bind,
             ),
+            ImportHooks(on_progress=on_progress),
             cluster=instance.instance_type == "cluster",
-            on_progress=on_progress,
-            settings=self.settings,
         )
         if result.status == TaskStatus.SUCCESS:
             store.finish_restore(restore_id, RestoreStatus.SUCCEED)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 from dcs_migration.client.capabilities import restore_version
+from dcs_migration.client.resp import restore_frame
 from dcs_migration.client.slots import slot_tag
 from dcs_migration.formats.crc64 import crc64
 from dcs_migration.formats.dump import dump_payload
@@ -50,31 +51,14 @@ def _restore_frame(
     record: KeyRecord | BigKeyRecord, replace: bool, payload_len: int
 ) -> tuple[bytes, bytes]:
     """What goes before and after a RESTORE's payload."""
-    key = record.key
-    expire = record.expire_at_ms
-    ttl = b"0" if expire is None else b"%d" % expire
-    n = 4 + replace + (expire is not None)
-    tail = b"\r\n"
-    if replace:
-        tail += b"$7\r\nREPLACE\r\n"
-    if expire is not None:
-        tail += b"$6\r\nABSTTL\r\n"
-    if record.lru_idle is not None:
-        n += 2
-        idle = b"%d" % record.lru_idle
-        tail += b"$8\r\nIDLETIME\r\n$%d\r\n%s\r\n" % (len(idle), idle)
-    elif record.lfu_freq is not None:
-        n += 2
-        freq = b"%d" % record.lfu_freq
-        tail += b"$4\r\nFREQ\r\n$%d\r\n%s\r\n" % (len(freq), freq)
-    head = b"".join(
-        (
-            b"*%d\r\n$7\r\nRESTORE\r\n$%d\r\n" % (n, len(key)),
-            key,
-            b"\r\n$%d\r\n%s\r\n$%d\r\n" % (len(ttl), ttl, payload_len),
-        )
+    return restore_frame(
+        record.key,
+        record.expire_at_ms,
+        payload_len,
+        replace=replace,
+        idle=record.lru_idle,
+        freq=record.lfu_freq,
     )
-    return head, tail
 
 
 # Stream options of Redis 7.0 (XSETID, XGROUP CREATE / SETID): where a command's options

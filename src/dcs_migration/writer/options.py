@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Seconds a target may leave a connection without an answer, and without taking bytes,
-# before it is taken for hung and the import fails. Long enough for the pauses of a
-# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
-# short enough that a stopped server costs a task half a minute, not minutes. The work
-# of a big command in flight adds to it (see client/pipeline.py).
-REPLY_TIMEOUT = 30.0
+from dcs_migration.client.limits import REPLY_TIMEOUT as REPLY_TIMEOUT
+from dcs_migration.client.limits import PipelineLimits
 
 
 class Conflict(StrEnum):
@@ -44,3 +40,8 @@ class WriteOptions:
     # for a target on this host only), and where to listen when that differs (NAT).
     handoff_addr: str | None = None
     handoff_bind: str | None = None
+
+    @property
+    def limits(self) -> PipelineLimits:
+        """What each connection to the target is held to."""
+        return PipelineLimits(self.window_bytes, self.retries, self.reply_timeout)

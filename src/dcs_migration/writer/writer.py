@@ -27,15 +27,29 @@ from typing import Any
 
 import hiredis
 
+from dcs_migration.client.acks import Ack, Asking, BatchedWrite
 from dcs_migration.client.capabilities import restore_version
-from dcs_migration.client.cluster import ClusterRouter, CrossSlot
+from dcs_migration.client.cluster import CrossSlot
 from dcs_migration.client.command_table import CommandTable
 from dcs_migration.client.connection import TargetHung, info
 from dcs_migration.client.endpoint import TargetError
-from dcs_migration.client.pipeline import KEY, Pipeline
-from dcs_migration.client.resp import command_key, encode_command
+from dcs_migration.client.pipeline import Pipeline
+from dcs_migration.client.resp import (
+    BULK_LENGTHS,
+    CRLF,
+    NO_TTL,
+    PXAT_TAIL,
+    REPLACE_ABSTTL_TAIL,
+    REPLACE_TAIL,
+    RESTORE_HEAD,
+    RESTORE_TTL_HEAD,
+    SET_HEAD,
+    SET_PXAT_HEAD,
+    TTL,
+    command_key,
+    encode_command,
+)
 from dcs_migration.client.router import Router
-from dcs_migration.client.standalone import StandaloneRouter
 from dcs_migration.formats import rdb_types as T
 from dcs_migration.formats.crc64 import CRC64_CONTINUE, SHORT_CRC_BYTES, crc64_short
 from dcs_migration.formats.functions import describe_library
@@ -49,6 +63,23 @@ from dcs_migration.formats.records import (
     KeyRecord,
     ModuleAux,
     Record,
+)
+from dcs_migration.writer.acks import (
+    RESTORE_NX,
+    AofCopied,
+    AofExec,
+    AofQueued,
+    AofReplayed,
+    BigRestore,
+    Flushed,
+    FunctionLoaded,
+    ModuleRestore,
+    Part,
+    Rename,
+    RenameNx,
+    RestoreNx,
+    TxExec,
+    TxQueued,
 )
 from dcs_migration.writer.commands import (
     Rewrite,
@@ -66,44 +97,15 @@ _BUSYKEY = "BUSYKEY"
 _ALWAYS_REWRITTEN = (T.RDB_TYPE_HASH_ZIPMAP,)
 
 _BATCH_BYTES = 256 << 10
-_REPLACE_TAIL = b"\r\n$7\r\nREPLACE\r\n"
-_REPLACE_ABSTTL_TAIL = b"\r\n$7\r\nREPLACE\r\n$6\r\nABSTTL\r\n"
 _TYPE_BYTE = [bytes((t,)) for t in range(256)]
-_TABLE = 4096
-_BULK_LEN = [b"$%d\r\n" % n for n in range(_TABLE)]
-_RESTORE_NO_TTL_HEAD = b"*5\r\n$7\r\nRESTORE\r\n"
-_SET_HEAD = b"*3\r\n$3\r\nSET\r\n"
-_SET_PX_HEAD = b"*5\r\n$3\r\nSET\r\n"
-_CRLF = b"\r\n"
+_TABLE = len(BULK_LENGTHS)
 _SET_BYTES = 1 << 16  # strings up to this size go as SET, copied once (no checksum)
-_PXAT = b"\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
-_TTL = b"\r\n$%d\r\n%b\r\n"  # RESTORE's TTL argument, between the key and the value
 _FRAMING = 64  # what a batch counts for a fast-path command's framing and key
 # Values up to this size are copied once into their DUMP body (one checksum call and one
 # part to join); a bigger one is checksummed in place.
 _COPIED_BYTES = 1 << 16
-_RESTORE_TTL_HEAD = b"*6\r\n$7\r\nRESTORE\r\n"
-_ZERO_TTL = b"\r\n$1\r\n0\r\n"
 _VERSION_SUFFIX = [restore_version(t).to_bytes(2, "little") for t in range(256)]
 _TYPE_CRC = [CRC64_CONTINUE(bytes((t,)), 0) for t in range(256)]  # the type byte's CRC
-
-# Reply tags (see Pipeline): what a reply acknowledges.
-RESTORE_NX = "restore-nx"  # RESTORE without REPLACE: BUSYKEY means the key exists
-BIG_RESTORE = "big-restore"  # the RESTORE of a big value, sent in pieces
-MODULE = "module"  # RESTORE of a module value
-PART = "part"  # one command of a rewritten key
-RENAME = "rename"  # the last command of a rewritten key
-RENAMENX = "renamenx"  # the same, keeping an existing key
-TX = "tx"  # a command queued in the MULTI of a rewritten key: QUEUED, or refused
-TX_EXEC = "tx-exec"  # the EXEC of a rewritten key: its parts' replies, RENAME last
-FUNCTION = "function"
-# AOF commands are tagged with where they are: (kind, file, offset, name).
-AOF = "aof"  # an AOF command
-AOF_COPY = "aof-copy"  # the same command sent to another master of a cluster
-AOF_TX = "aof-tx"  # MULTI, or a command queued in it: +OK / QUEUED, or the block is lost
-AOF_EXEC = "aof-exec"  # the EXEC of a block: (AOF_EXEC, file, offset, ((offset, name), ...))
-IGNORE = "asking"
-
 
 _MAX_KEY_WARNINGS = 20  # warnings naming a key stop there: a summary stays short
 
@@ -218,7 +220,7 @@ class Writer:
                 # Freeing a big dataset takes the server a while: its reply deadline grows
                 # with the memory it holds.
                 work = _used_memory(pipe)
-                pipe.push(encode_command([b"FLUSHALL"]), (PART, b"FLUSHALL"), work=work)
+                pipe.push(encode_command([b"FLUSHALL"]), Flushed(), work=work)
             router.flush()
 
     # -- records -------------------------------------------------------------------------
@@ -227,19 +229,20 @@ class Writer:
         """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE (or a
         SET) take a fast path: built in one loop and queued in batches, one per server."""
         router = self.router
-        if self.options.conflict is not Conflict.REPLACE or not isinstance(
-            router, (StandaloneRouter, ClusterRouter)
-        ):
+        assert router is not None
+        if self.options.conflict is not Conflict.REPLACE:
             for record in records:
                 self.write(record)
             return
-        # A cluster's keys go to the master of their slot, each with a batch of its own
-        # (`pending`); a standalone server's gather in `data`, without a lookup per key.
-        # A cluster has db 0 only, so the SELECT logic below is a standalone server's.
-        route = router.pipeline_for if isinstance(router, ClusterRouter) else None
+        # Keys that all go to one server gather in `data`, without a lookup per key (the
+        # SELECT logic below is for them); where the server depends on the key (a
+        # cluster: the master of its slot, db 0 only), each has a batch of its own
+        # (`pending`).
+        only = router.only_pipeline
+        route = router.pipeline_for if only is None else None
         pending: dict[Pipeline, list[bytes]] = {}
         pending_bytes: dict[Pipeline, int] = {}
-        pipe = router.pipeline if isinstance(router, StandaloneRouter) else router.masters()[0]
+        pipe = only if only is not None else router.masters()[0]
         fast = self._restore_types
         big = self.options.big_key_bytes
         mapped_db = self.options.db
@@ -252,7 +255,7 @@ class Writer:
         type_byte = _TYPE_BYTE
         string_header = LENGTH_SIZE  # a plain string's length prefix (0: not plain)
         pxat = router.caps.set_pxat
-        bulk_len = _BULK_LEN
+        bulk_len = BULK_LENGTHS
         current_db = pipe.db
         # A standalone server's commands gather as their parts in `data`, joined once per
         # batch (a command is never joined on its own); `count` commands, about `size`
@@ -287,18 +290,18 @@ class Writer:
                         n = len(value)
                         vlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
                         if expire is None:
-                            parts = (_SET_HEAD, klen, key, _CRLF, vlen, value, _CRLF)
+                            parts = (SET_HEAD, klen, key, CRLF, vlen, value, CRLF)
                         else:
                             ms = b"%d" % expire
-                            pxat_ms = _PXAT % (len(ms), ms)
-                            parts = (_SET_PX_HEAD, klen, key, _CRLF, vlen, value, pxat_ms)
+                            pxat_ms = PXAT_TAIL % (len(ms), ms)
+                            parts = (SET_PXAT_HEAD, klen, key, CRLF, vlen, value, pxat_ms)
                     else:
                         if expire is None:
-                            head, ttl, tail = _RESTORE_NO_TTL_HEAD, _ZERO_TTL, _REPLACE_TAIL
+                            head, ttl, tail = RESTORE_HEAD, NO_TTL, REPLACE_TAIL
                         else:
                             ms = b"%d" % expire
-                            head, tail = _RESTORE_TTL_HEAD, _REPLACE_ABSTTL_TAIL
-                            ttl = _TTL % (len(ms), ms)
+                            head, tail = RESTORE_TTL_HEAD, REPLACE_ABSTTL_TAIL
+                            ttl = TTL % (len(ms), ms)
                         n = len(payload) + 11
                         nlen = bulk_len[n] if n < _TABLE else b"$%d\r\n" % n
                         if n < _COPIED_BYTES:
@@ -401,12 +404,13 @@ class Writer:
         if record.rdb_type in _MODULE_TYPES:
             # Only RESTORE carries a module value; a target without the module refuses it.
             replace = self.options.conflict is Conflict.REPLACE
-            pipe.push(restore_command(record, replace), (MODULE, record.key, record.module_name))
+            module = ModuleRestore(record.key, record.module_name)
+            pipe.push(restore_command(record, replace), module)
         elif self._restorable(record):
             if self.options.conflict is Conflict.REPLACE:
                 pipe.push(restore_command(record, True))
             else:
-                pipe.push(restore_command(record, False), (RESTORE_NX, record.key))
+                pipe.push(restore_command(record, False), RESTORE_NX)
         else:
             self._write_rewritten(record, pipe)
 
@@ -426,7 +430,7 @@ class Writer:
         replace = self.options.conflict is Conflict.REPLACE
         pipe.push_pieces(
             lambda: restore_pieces(record, replace),
-            (BIG_RESTORE, record.key, record.size),
+            BigRestore(record.key, record.size),
             resendable=replace,
         )
 
@@ -463,14 +467,15 @@ class Writer:
                 self._note_field_ttls(dropped)
                 self._note_stream_length(key)
                 return
-        pipe.push(encode_command([b"DEL", tmp]), (PART, key))
+        part = Part(key)
+        pipe.push(encode_command([b"DEL", tmp]), part)
         parts = 0
         for args in itertools.chain(head, commands):
-            pipe.push(encode_command(args), (PART, key))
+            pipe.push(encode_command(args), part)
             if not parts:
                 # An import that fails half-way must not leave the half-built value
                 # behind for good: it expires unless it is renamed into place.
-                pipe.push(encode_command([b"PEXPIRE", tmp, ABANDONED_TMP_MS]), (PART, key))
+                pipe.push(encode_command([b"PEXPIRE", tmp, ABANDONED_TMP_MS]), part)
             parts += 1
         self._note_field_ttls(dropped)
         self._note_stream_length(key)
@@ -478,12 +483,12 @@ class Writer:
             pipe.flush()  # a refused part raises here, before the RENAME is sent
         # The expiry right before the RENAME: the safety TTL stays until the value is placed.
         for args in self._finishing(record, tmp):
-            pipe.push(encode_command(args), (PART, key))
+            pipe.push(encode_command(args), part)
         if self.options.conflict is Conflict.REPLACE:
-            pipe.push(encode_command([b"RENAME", tmp, key]), (RENAME, key))
+            pipe.push(encode_command([b"RENAME", tmp, key]), Rename(key))
         else:
-            pipe.push(encode_command([b"RENAMENX", tmp, key]), (RENAMENX, key))
-            pipe.push(encode_command([b"DEL", tmp]), (PART, key))
+            pipe.push(encode_command([b"RENAMENX", tmp, key]), RenameNx(key))
+            pipe.push(encode_command([b"DEL", tmp]), part)
         self.stats.keys_rewritten += 1
 
     def _write_transaction(
@@ -495,10 +500,11 @@ class Writer:
         queued.append([b"RENAMENX" if keep else b"RENAME", tmp, key])
         if keep:
             queued.append([b"DEL", tmp])
-        pipe.push(encode_command([b"MULTI"]), (TX, key))
+        in_multi = TxQueued(key)
+        pipe.push(encode_command([b"MULTI"]), in_multi)
         for args in queued:
-            pipe.push(encode_command(args), (TX, key))
-        pipe.push(encode_command([b"EXEC"]), (TX_EXEC, key, keep))
+            pipe.push(encode_command(args), in_multi)
+        pipe.push(encode_command([b"EXEC"]), TxExec(key, keep))
         self.stats.keys_rewritten += 1
 
     @staticmethod
@@ -536,8 +542,9 @@ class Writer:
         if self.options.conflict is Conflict.REPLACE:
             args.append(b"REPLACE")
         command = encode_command([*args, record.code])
+        loaded = FunctionLoaded(library.name)
         for pipe in self.router.masters():
-            pipe.push(command, (FUNCTION, library.name))
+            pipe.push(command, loaded)
 
     def write_command(self, record: AofCommand) -> None:
         """Replay one AOF command. SELECT is carried by each command's db; a MULTI block
@@ -645,11 +652,11 @@ class Writer:
         pipe = self.router.command_pipeline(queued[0].args, db)
         assert pipe is not None
         file = self.aof_file
-        pipe.push(encode_command([b"MULTI"]), (AOF_TX, file, exec_record.offset, b"MULTI"))
+        pipe.push(encode_command([b"MULTI"]), AofQueued(file, exec_record.offset, b"MULTI"))
         for c in queued:
-            pipe.push(encode_command(self._target_args(c)), (AOF_TX, file, c.offset, c.name))
+            pipe.push(encode_command(self._target_args(c)), AofQueued(file, c.offset, c.name))
         where = tuple((c.offset, c.name) for c in queued)
-        pipe.push(encode_command([b"EXEC"]), (AOF_EXEC, file, exec_record.offset, where))
+        pipe.push(encode_command([b"EXEC"]), AofExec(file, exec_record.offset, where))
         self.stats.commands_replayed += len(queued)
 
     def _replay(self, record: AofCommand, name: bytes) -> None:
@@ -670,14 +677,15 @@ class Writer:
                 "slots, which a Redis Cluster cannot run"
             ) from None
         command = encode_command(self._target_args(record))
-        tag = (AOF, self.aof_file, record.offset, name)
+        ack = AofReplayed(self.aof_file, record.offset, name)
         if pipe is not None:
-            pipe.push(command, tag)
+            pipe.push(command, ack)
         else:  # a command without keys runs on every master; a refusal counts once
             first, *others = self.router.masters()
-            first.push(command, tag)
+            first.push(command, ack)
+            copy = AofCopied(self.aof_file, record.offset, name)
             for other in others:
-                other.push(command, (AOF_COPY, *tag[1:]))
+                other.push(command, copy)
         self.stats.commands_replayed += 1
 
     def _target_args(self, record: AofCommand) -> list[bytes]:
@@ -752,89 +760,105 @@ class Writer:
 
     # -- replies -------------------------------------------------------------------------
 
-    def on_reply(self, tag: Any, reply: Any, command: bytes) -> None:
-        assert self.router is not None
+    def on_reply(self, ack: Ack | None, reply: Any, command: bytes) -> None:
+        """A reply the pipeline did not count itself, with the ack its command was pushed
+        with. A command a cluster node redirected (MOVED/ASK) is sent again there, except
+        the ones that must not run apart from their neighbours (a MULTI's) or cannot be
+        sent again (a big value's pieces)."""
+        router = self.router
+        assert router is not None
         error = isinstance(reply, hiredis.ReplyError)
-        kind = tag[0] if tag is not None else None
-        if kind in (TX, TX_EXEC):
-            # Not redirected: a command moved out of its MULTI would run on its own.
-            self._transaction_reply(tag, reply, error)
-            return
-        if kind == BIG_RESTORE:
-            self._big_restore_reply(tag, reply, error)
-            return
-        if kind == KEY:  # one write of a batch: sent again alone if it was redirected
-            if error and self.router.redirect(reply, command, None):
-                return
-            raise Refused(f"the target refused key {tag[1]!r}: {reply}")
-        if error and self.router.redirect(reply, command, tag):
-            return
-        if kind is None:  # RESTORE ... REPLACE of a plain key write
-            raise Refused(f"the target refused key {command_key(command)!r}: {reply}")
-        if kind in (PART, IGNORE):
-            if error:
-                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
-        elif kind == MODULE:
-            if error and str(reply).startswith(_BUSYKEY):
-                self._exists(tag[1])
-            elif error:
-                raise Refused(
-                    f"the target refused key {tag[1]!r}, a value of module type {tag[2]!r} "
-                    f"(is the module loaded there? --skip-module-keys leaves such keys out): "
-                    f"{reply}"
-                )
-            else:
+        match ack:
+            case AofReplayed():  # first: an AOF's every reply comes here
+                if error and not router.redirect(reply, command, ack):
+                    self._aof_error(ack.file, ack.offset, ack.name, reply)
+            case RestoreNx():  # next: every key's, when existing keys are kept
+                if not error:
+                    self.stats.keys_written += 1
+                elif not router.redirect(reply, command, ack):
+                    key = command_key(command)
+                    if str(reply).startswith(_BUSYKEY):
+                        self._exists(key)
+                    else:
+                        raise Refused(f"the target refused key {key!r}: {reply}")
+            case BatchedWrite(key):  # one write of a batch: sent again alone if redirected
+                if not (error and router.redirect(reply, command, None)):
+                    raise Refused(f"the target refused key {key!r}: {reply}")
+            case None:  # a plain key write (RESTORE ... REPLACE) not answered +OK
+                if not (error and router.redirect(reply, command, None)):
+                    raise Refused(f"the target refused key {command_key(command)!r}: {reply}")
+            case TxQueued(key):  # not redirected: moved out of its MULTI it would run alone
+                if error:
+                    raise Refused(f"the target refused key {key!r}: {reply}")
+            case TxExec(key, keep):
+                self._transaction_reply(key, keep, reply, error)
+            case BigRestore(key, size):
+                self._big_restore_reply(key, size, reply, error)
+            case _ if error and router.redirect(reply, command, ack):
+                pass
+            case Part(key):
+                if error:
+                    raise Refused(f"the target refused key {key!r}: {reply}")
+            case Asking():
+                if error:
+                    raise Refused(f"the target refused ASKING: {reply}")
+            case Flushed():
+                if error:
+                    raise Refused(f"the target refused FLUSHALL: {reply}")
+            case ModuleRestore(key, module):
+                if error and str(reply).startswith(_BUSYKEY):
+                    self._exists(key)
+                elif error:
+                    raise Refused(
+                        f"the target refused key {key!r}, a value of module type {module!r} "
+                        f"(is the module loaded there? --skip-module-keys leaves such keys "
+                        f"out): {reply}"
+                    )
+                else:
+                    self.stats.keys_written += 1
+            case RenameNx(key):
+                if reply == 0 or (error and str(reply).startswith(_BUSYKEY)):  # it exists
+                    self._exists(key)
+                elif error:
+                    raise Refused(f"the target refused key {key!r}: {reply}")
+                else:
+                    self.stats.keys_written += 1
+            case Rename(key):
+                if error:
+                    raise Refused(f"the target refused key {key!r}: {reply}")
                 self.stats.keys_written += 1
-        elif kind in (RESTORE_NX, RENAMENX):
-            exists = (error and str(reply).startswith(_BUSYKEY)) or (
-                kind == RENAMENX and reply == 0
-            )
-            if exists:
-                self._exists(tag[1])
-            elif error:
-                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
-            else:
-                self.stats.keys_written += 1
-        elif kind == RENAME:
-            if error:
-                raise Refused(f"the target refused key {tag[1]!r}: {reply}")
-            self.stats.keys_written += 1
-        elif kind == FUNCTION:
-            if error and "already exists" in str(reply):
-                if self.options.conflict is Conflict.FAIL:
-                    raise Refused(f"function library {tag[1]!r} already exists on the target")
-                self.stats.functions_skipped += 1
-            elif error:
-                raise Refused(f"the target refused function library {tag[1]!r}: {reply}")
-            else:
-                self.stats.functions_loaded += 1
-        elif kind == AOF:
-            if error:
-                self._aof_error(tag[1], tag[2], tag[3], reply)
-        elif kind == AOF_COPY:
-            if error:
-                self._aof_error(tag[1], tag[2], tag[3], reply, counted=False)
-        elif kind == AOF_TX:
-            if error:  # refused while queued: the target now discards the whole block
-                raise Refused(
-                    f"the target refused AOF command {tag[3].decode(errors='replace')} at "
-                    f"{_where(tag[1], tag[2])} inside MULTI, and so discards its whole block "
-                    f"(Redis' own loader would run the rest): {reply}"
-                )
-        elif kind == AOF_EXEC:
-            if not isinstance(reply, list):
-                raise Refused(
-                    f"the target did not run the MULTI block ending at "
-                    f"{_where(tag[1], tag[2])}: {reply}"
-                )
-            for (offset, name), item in zip(tag[3], reply, strict=False):
-                if isinstance(item, hiredis.ReplyError):
-                    self._aof_error(tag[1], offset, name, item)
-        else:
-            raise AssertionError(f"a reply for an unknown tag {tag!r}")
+            case FunctionLoaded(library):
+                if error and "already exists" in str(reply):
+                    if self.options.conflict is Conflict.FAIL:
+                        raise Refused(f"function library {library!r} already exists on the target")
+                    self.stats.functions_skipped += 1
+                elif error:
+                    raise Refused(f"the target refused function library {library!r}: {reply}")
+                else:
+                    self.stats.functions_loaded += 1
+            case AofCopied(file, offset, name):
+                if error:
+                    self._aof_error(file, offset, name, reply, counted=False)
+            case AofQueued(file, offset, name):
+                if error:  # refused while queued: the target now discards the whole block
+                    raise Refused(
+                        f"the target refused AOF command {name.decode(errors='replace')} at "
+                        f"{_where(file, offset)} inside MULTI, and so discards its whole "
+                        f"block (Redis' own loader would run the rest): {reply}"
+                    )
+            case AofExec(file, offset, commands):
+                if not isinstance(reply, list):
+                    raise Refused(
+                        f"the target did not run the MULTI block ending at "
+                        f"{_where(file, offset)}: {reply}"
+                    )
+                for (at, name), item in zip(commands, reply, strict=False):
+                    if isinstance(item, hiredis.ReplyError):
+                        self._aof_error(file, at, name, item)
+            case _:
+                raise AssertionError(f"a reply for an unknown ack {ack!r}")
 
-    def _big_restore_reply(self, tag: Any, reply: Any, error: bool) -> None:
-        key, size = tag[1], tag[2]
+    def _big_restore_reply(self, key: bytes, size: int, reply: Any, error: bool) -> None:
         if not error:
             self.stats.keys_written += 1
         elif str(reply).startswith(_BUSYKEY):
@@ -849,18 +873,16 @@ class Writer:
         else:
             raise Refused(f"the target refused key {key!r} ({size} bytes): {reply}")
 
-    def _transaction_reply(self, tag: Any, reply: Any, error: bool) -> None:
-        key = tag[1]
+    def _transaction_reply(self, key: bytes, keep: bool, reply: Any, error: bool) -> None:
+        """The EXEC of a rewritten key."""
         if error:
             raise Refused(f"the target refused key {key!r}: {reply}")
-        if tag[0] == TX:
-            return
         if not isinstance(reply, list):  # EXEC answers an array (nil only after WATCH)
             raise Refused(f"the target did not run the commands of key {key!r}: {reply!r}")
         bad = _first_error(reply)
         if bad is not None:
             raise Refused(f"the target refused key {key!r}: {bad}")
-        if tag[2] and reply[-2] == 0:  # RENAMENX found the key there
+        if keep and reply[-2] == 0:  # RENAMENX found the key there
             self._exists(key)
         else:
             self.stats.keys_written += 1
