@@ -40,15 +40,10 @@ from huaweicloudsdkdcs.v2 import (
     TargetInstanceBody,
 )
 
-from dcs_migration.client.addresses import (
-    AddressPolicy,
-    AddressRefused,
-    AllowedNetworks,
-    address_key,
-    resolve,
-)
+from dcs_migration.client.addresses import AddressPolicy, AddressRefused, resolve
 from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.networks import AllowedNetworks, address_key
 from tests.support import rdbgen as g
 from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, signed

@@ -10,8 +10,8 @@ import pytest
 
 import dcs_migration
 from dcs_migration import config
-from dcs_migration.client.addresses import AllowedNetworks
 from dcs_migration.config import S3Settings, Settings
+from dcs_migration.networks import AllowedNetworks
 
 EVERY_VARIABLE = {
     config.DATA_DIR_ENV: "/srv/dcs",

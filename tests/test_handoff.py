@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.capabilities import Capabilities
 from dcs_migration.client.connection import Connection
 from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.formats import KeyRecord, RdbReader
 from dcs_migration.formats.rdb_writer import RdbWriter
 from dcs_migration.importer import resolve_inputs, run_import
+from dcs_migration.networks import AllowedNetworks
 from dcs_migration.writer import handoff
 from dcs_migration.writer.options import Strategy, WriteOptions
 from tests.support import rdbgen as g

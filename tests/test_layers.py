@@ -23,7 +23,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "store": ("client", "writer", "sources", "tasks", "api", "importer", "cli"),
     "config": ("client", "writer", "sources", "tasks", "api", "store", "importer", "cli"),
     "client": ("writer", "sources", "tasks", "api", "importer", "cli"),
-    "writer": ("sources", "tasks", "api", "importer", "cli"),
+    "writer": ("tasks", "api", "importer", "cli"),
     "sources": ("writer", "tasks", "api", "importer", "cli"),
     "importer": ("tasks", "api", "cli"),
     "tasks": ("cli",),
@@ -31,14 +31,21 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 # What a layer must not import itself (through the layer between, it may): the API asks
-# the task use-cases, never the sources; the task layer reaches the API only for the
-# DCS error codes, which are defined once, in api/errors.py (a leaf), and which a failed
-# record keeps.
+# the task use-cases, never the sources or the writer; the task layer reaches the API
+# only for the DCS error codes, which are defined once, in api/errors.py (a leaf), and
+# which a failed record keeps.
 NOT_DIRECTLY: dict[str, tuple[str, ...]] = {
-    "api": ("sources", "importer", "writer", "client"),
+    "api": ("sources", "importer", "writer"),
     "tasks": ("api",),
+    "writer": ("sources",),
 }
-ALLOWED_DIRECTLY = {("tasks", "api.errors")}
+ALLOWED_DIRECTLY = {
+    ("tasks", "api.errors"),
+    # The names a request may give a bucket and its objects, defined once for both.
+    ("api", "sources.keys"),
+    # What the hand-off streams as it is: an input's raw bytes.
+    ("writer", "sources.inputs"),
+}
 
 
 @cache

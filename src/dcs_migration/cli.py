@@ -403,7 +403,7 @@ BucketName = Annotated[str, typer.Option("--bucket", help="The bucket's name.")]
 @buckets_app.command("grant")
 def buckets_grant(project_id: ProjectId, bucket: BucketName, data_dir: DataDir = None) -> None:
     """Let the project's tasks read the bucket (it need not exist yet)."""
-    from dcs_migration.sources.bucket import bucket_name_problem
+    from dcs_migration.sources.keys import bucket_name_problem
 
     problem = bucket_name_problem(bucket)
     if problem is not None or not project_id:

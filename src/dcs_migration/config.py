@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dcs_migration.client.addresses import AllowedNetworks
-from dcs_migration.writer.options import REPLY_TIMEOUT
+from dcs_migration.networks import AllowedNetworks
+
+# Seconds a server may leave a connection without an answer, and without taking bytes,
+# before it is taken for hung and the import fails. Long enough for the pauses of a
+# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
+# short enough that a stopped server costs a task half a minute, not minutes. The work
+# of a big command in flight adds to it (see client/pipeline.py).
+REPLY_TIMEOUT = 30.0
+
 
 DATA_DIR_ENV = "DCS_MIGRATION_DATA_DIR"
 DATABASE_URL_ENV = "DCS_MIGRATION_DATABASE_URL"

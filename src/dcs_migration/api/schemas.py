@@ -35,8 +35,7 @@ from pydantic import (
 )
 
 from dcs_migration.sizes import parse_size
-from dcs_migration.sources.bucket import bucket_name_problem
-from dcs_migration.sources.keys import object_key_problem
+from dcs_migration.sources.keys import bucket_name_problem, object_key_problem
 
 from .errors import empty_body, from_validation_error, rule_error
 from .links import MAX_EXPIRATION, MIN_EXPIRATION

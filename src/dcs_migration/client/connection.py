@@ -32,8 +32,8 @@ import hiredis
 
 from dcs_migration.client.addresses import Resolved, resolve
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.limits import REPLY_TIMEOUT
 from dcs_migration.client.resp import encode_command
+from dcs_migration.config import REPLY_TIMEOUT
 
 RECV_SIZE = 1 << 20
 # The errors a Redis answers PING with before a login (or while it cannot serve yet).

@@ -6,17 +6,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from dcs_migration.client.errors import TargetError as TargetError
+
 if TYPE_CHECKING:
     from dcs_migration.client.addresses import AddressPolicy
 
 
-class TargetError(Exception):
-    """The target cannot be used or refused what was sent; the message says which key and why."""
-
-
 def _default_policy() -> AddressPolicy:
     """Loopback and the private ranges, nothing held elsewhere."""
-    from dcs_migration.client.addresses import DEFAULT_POLICY  # it imports TargetError
+    from dcs_migration.client.addresses import DEFAULT_POLICY  # it resolves names: loaded late
 
     return DEFAULT_POLICY
 

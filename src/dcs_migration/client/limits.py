@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Seconds a server may leave a connection without an answer, and without taking bytes,
-# before it is taken for hung and the import fails. Long enough for the pauses of a
-# healthy server (a fork for a snapshot, an fsync, a failover's client pause: seconds),
-# short enough that a stopped server costs a task half a minute, not minutes. The work
-# of a big command in flight adds to it (see client/pipeline.py).
-REPLY_TIMEOUT = 30.0
+from dcs_migration.config import REPLY_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,8 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from dcs_migration.client.acks import Ack, BatchedWrite, Select
 from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.limits import REPLY_TIMEOUT
 from dcs_migration.client.resp import command_key, encode_command, skip_commands
+from dcs_migration.config import REPLY_TIMEOUT
 
 OK = b"OK"
 _OK_LINE = b"+OK\r\n"

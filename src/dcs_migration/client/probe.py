@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks, resolve
+from dcs_migration.client.addresses import AddressPolicy, resolve
 from dcs_migration.client.cluster import cluster_nodes
 from dcs_migration.client.connection import Connection, ConnectionLost, info
 from dcs_migration.client.endpoint import Endpoint, TargetError
+from dcs_migration.networks import AllowedNetworks
 
 
 @dataclass(frozen=True)

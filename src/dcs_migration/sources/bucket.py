@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcs_migration.sources.errors import SourceError
-from dcs_migration.sources.keys import BadObjectKey
+from dcs_migration.sources.keys import MAX_BUCKET_NAME, BadObjectKey, bucket_name_problem
 from dcs_migration.sources.specs import LocalObject, Source
 
 __all__ = [
@@ -29,8 +29,6 @@ __all__ = [
     "bucket_dir",
     "bucket_name_problem",
 ]
-
-MAX_BUCKET_NAME = 255
 
 
 class BadBucketName(ValueError):
@@ -45,17 +43,6 @@ class BucketNotFound(SourceError):
     def __init__(self, bucket: str) -> None:
         super().__init__(f"bucket {bucket} does not exist")
         self.bucket = bucket
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """Why `name` cannot name a bucket (for a message), or None when it can."""
-    if not name:
-        return "must not be empty"
-    if len(name) > MAX_BUCKET_NAME:
-        return f"must be at most {MAX_BUCKET_NAME} characters"
-    if name in (".", "..") or any(ch in name for ch in "/\\") or not name.isprintable():
-        return "must be a bucket name, without '/', '\\' or control characters"
-    return None
 
 
 def bucket_dir(data_dir: Path, bucket: str) -> Path:

@@ -51,3 +51,17 @@ def object_key_problem(key: str) -> KeyProblem | None:
     if ".." in _SEGMENTS.split(key):
         return KeyProblem.PARENT
     return None
+
+
+MAX_BUCKET_NAME = 255
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a bucket (for a message), or None when it can."""
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_BUCKET_NAME:
+        return f"must be at most {MAX_BUCKET_NAME} characters"
+    if name in (".", "..") or any(ch in name for ch in "/\\") or not name.isprintable():
+        return "must be a bucket name, without '/', '\\' or control characters"
+    return None

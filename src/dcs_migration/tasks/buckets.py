@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcs_migration.config import S3Settings
-from dcs_migration.sources.bucket import BucketNotFound, bucket_dir, bucket_name_problem
+from dcs_migration.sources.bucket import BucketNotFound, bucket_dir
+from dcs_migration.sources.keys import bucket_name_problem
 from dcs_migration.sources.s3 import RetryPolicy, S3Client, bucket_exists, make_s3_client
 from dcs_migration.sources.specs import LocalObject, S3Object
 from dcs_migration.store import Store

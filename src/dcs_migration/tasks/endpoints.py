@@ -3,8 +3,9 @@ password to use, and the address rule of its project."""
 
 from __future__ import annotations
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.networks import AllowedNetworks
 from dcs_migration.store import InstanceRecord, Store
 
 

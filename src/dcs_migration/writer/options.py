@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dcs_migration.client.limits import REPLY_TIMEOUT as REPLY_TIMEOUT
 from dcs_migration.client.limits import PipelineLimits
+from dcs_migration.config import REPLY_TIMEOUT as REPLY_TIMEOUT
 
 
 class Conflict(StrEnum):

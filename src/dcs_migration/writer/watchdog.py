@@ -15,9 +15,10 @@ import json
 import sys
 import time
 
-from dcs_migration.client.addresses import AddressPolicy, AllowedNetworks
+from dcs_migration.client.addresses import AddressPolicy
 from dcs_migration.client.connection import Connection
 from dcs_migration.client.endpoint import Endpoint
+from dcs_migration.networks import AllowedNetworks
 
 
 def main() -> None:

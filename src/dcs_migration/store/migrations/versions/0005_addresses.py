@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from dcs_migration.client.addresses import address_key
+from dcs_migration.networks import address_key
 
 revision: str = "0005_addresses"
 down_revision: str | None = "0004_aof_replay"
