@@ -65,6 +65,12 @@ def test_every_variable_is_a_setting() -> None:
     assert names - {config.SERVICE_PID_ENV} == set(EVERY_VARIABLE)
 
 
+def test_the_readme_tells_users_every_variable() -> None:
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert sorted(name for name in EVERY_VARIABLE if f"`{name}`" not in table) == []
+
+
 def test_every_variable_in_the_code_is_named_in_config() -> None:
     """A `DCS_MIGRATION_*` name spelt out anywhere but config.py would be a variable
     that something reads, or a message naming one that nothing does."""

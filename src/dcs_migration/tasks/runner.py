@@ -34,24 +34,17 @@ from typing import Protocol
 
 from dcs_migration.config import SERVICE_PID_ENV, Settings, environ_with
 from dcs_migration.tasks.executor import Work, WorkKind
-from dcs_migration.tasks.worker import SERVICE_STOP, USER_STOP
+from dcs_migration.tasks.worker import SERVICE_STOP, USER_STOP, WorkerJob
 
 log = logging.getLogger(__name__)
 
 WORKER = "dcs_migration.tasks.worker"
 
 
-class ProcessJob(Protocol):
+class ProcessJob(WorkerJob, Protocol):
     """What the executor needs of the job of a kind of work, in the service's process:
-    end a unit stopped before it started, and one whose process ended without its outcome."""
-
-    def run(
-        self,
-        project_id: str,
-        work_id: str,
-        stop: threading.Event,
-        leaving: threading.Event | None = None,
-    ) -> None: ...
+    end a unit stopped before it started (`run`), and one whose process ended without
+    its outcome."""
 
     def ended_without_outcome(
         self, project_id: str, work_id: str, exit_status: int, *, stopped: bool
