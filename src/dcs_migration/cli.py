@@ -463,37 +463,27 @@ def instances_add(
     The operator's way to let a second project use an address that one project holds
     (the API refuses that); the address must still lie in the allowed networks."""
     from dcs_migration.api.schemas import parse_addr
-    from dcs_migration.client.endpoint import TargetError
-    from dcs_migration.client.probe import probe_instance
+    from dcs_migration.tasks.instances import NewInstance, RegistrationRefused, register_instance
 
     try:
         settings = _settings(data_dir)
         addresses = [parse_addr(a) for a in addrs.split(",") if a.strip()]
         if not addresses:
             raise ValueError("--addrs names no host:port")
-        probed = probe_instance(
-            addresses,
-            settings.allowed_networks,
-            username=username,
-            password=password,
-            cluster=cluster,
-        )
-    except (TargetError, ValueError) as exc:
-        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    version = probed.version
-    with _open_store(data_dir, settings) as store:
-        instance = store.add_instance(
+        new = NewInstance(
             project_id,
             name,
-            addrs,
+            addresses,
             password=password,
-            instance_type="cluster" if cluster else "single",
             username=username,
-            engine_version=version,
-            addresses=probed.addresses,
+            instance_type="cluster" if cluster else "single",
             exclusive=False,
         )
+        with _open_store(data_dir, settings) as store:
+            instance, version = register_instance(store, settings.allowed_networks, new)
+    except (RegistrationRefused, ValueError) as exc:
+        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
     sys.stdout.write(
         json.dumps(
             {

@@ -19,10 +19,9 @@ from dcs_migration.api.schemas import (
     RegisterInstanceResponse,
     parse_body,
 )
-from dcs_migration.client.endpoint import TargetError
-from dcs_migration.client.probe import probe_instance
 from dcs_migration.store import AddressHeld
 from dcs_migration.store.records import InstanceRecord
+from dcs_migration.tasks import instances
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +84,17 @@ def register_instance(
 ) -> dict[str, Any]:
     """Register an existing Redis (this service's extension); it must answer as Redis."""
     body = parse_body(RegisterInstanceBody, body_of(request))
-    addresses = body.addresses()
-    password = body.password.get_secret_value() if body.password else None
-    spelt = [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses]
+    new = instances.NewInstance(
+        project_id,
+        body.name,
+        body.addresses(),
+        password=body.password.get_secret_value() if body.password else None,
+        instance_type=body.instance_type,
+    )
     try:
-        probed = probe_instance(
-            addresses,
-            settings.allowed_networks,
-            password=password,
-            cluster=body.instance_type == "cluster",
-        )
-        instance = store.add_instance(
-            project_id,
-            body.name,
-            spelt,
-            password=password,
-            instance_type=body.instance_type,
-            engine_version=probed.version,
-            addresses=probed.addresses,
-        )
-    except (TargetError, AddressHeld) as exc:
-        log.warning("project %s: registering %s refused: %s", project_id, ",".join(spelt), exc)
+        instance, _ = instances.register_instance(store, settings.allowed_networks, new)
+    except (instances.RegistrationRefused, AddressHeld) as exc:
+        spelt = ",".join(new.spelt())
+        log.warning("project %s: registering %s refused: %s", project_id, spelt, exc)
         raise invalid_parameter(NO_REDIS) from None
     return {"instance_id": instance.instance_id}
