@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -71,6 +72,9 @@ def wait_for(client: Any, task_id: str, statuses: tuple[str, ...], seconds: floa
         time.sleep(0.1)
 
 
+_TASK_NUMBERS = itertools.count(1)
+
+
 def create_body(instance_id: str, file_name: str, task_name: str = "import") -> Any:
     """The smallest create body: one file of bucket "bucket", no size or date."""
     return CreateMigrationTaskBody(
@@ -84,9 +88,11 @@ def create_body(instance_id: str, file_name: str, task_name: str = "import") -> 
     )
 
 
-def create_task(client: Any, instance_id: str, file_name: str, task_name: str = "import") -> str:
-    """Create a task of `create_body`; its id."""
-    body = create_body(instance_id, file_name, task_name)
+def create_task(client: Any, instance_id: str, file_name: str, task_name: str | None = None) -> str:
+    """Create a task of `create_body`; its id. Unnamed, each is named afresh: two
+    identical creates signed within one second share a signature, which the service
+    accepts once (a retry after the database came back, for one)."""
+    body = create_body(instance_id, file_name, task_name or f"import-{next(_TASK_NUMBERS)}")
     task_id: str = client.create_migration_task(CreateMigrationTaskRequest(body=body)).id
     return task_id
 
