@@ -16,6 +16,7 @@ import http.client
 import json
 import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from dcs_migration.config import Settings
+from dcs_migration.store import SQLITE_FILE_NAME
 from tests.support import rdbgen as g
 from tests.support.floods import FULL_BODY, unsigned_body_flood
 from tests.support.servers import RedisServer
@@ -430,6 +432,45 @@ def test_a_replayed_create_is_refused_and_makes_no_second_task(edge: Edge) -> No
     time.sleep(1.1)
     fresh = sign(service, edge.key, "POST", f"/v2/{PROJECT}/migration-task", body=body)
     assert send_signed(service, fresh).status == 200
+
+
+def test_a_call_the_service_failed_may_be_sent_again_and_a_refused_one_may_not(
+    edge: Edge,
+) -> None:
+    """A create that failed on the service's side (here its database refuses the task's
+    row: a trigger, as a broken disk would) changed nothing, so the same signed bytes are
+    accepted when sent again, as a 5xx asks; a create the service answered with a 4xx
+    was an answer, and its bytes stay spent."""
+    service = edge.service
+    path = f"/v2/{PROJECT}/migration-task"
+    body = json.dumps({**import_task_json(edge.instance_id), "task_name": "retried"}).encode()
+    create = sign(service, edge.key, "POST", path, body=body)
+    database = sqlite3.connect(service.data_dir / SQLITE_FILE_NAME)
+    try:
+        with database:
+            database.execute(
+                "CREATE TRIGGER refuse_tasks BEFORE INSERT ON migration_tasks "
+                "BEGIN SELECT RAISE(ABORT, 'no room for a task'); END"
+            )
+        failed = send_signed(service, create)
+        assert failed.status == 500, failed
+    finally:
+        with database:
+            database.execute("DROP TRIGGER IF EXISTS refuse_tasks")
+        database.close()
+    again = send_signed(service, create)
+    assert again.status == 200, again
+    listed = sign(service, edge.key, "GET", f"/v2/{PROJECT}/migration-tasks",
+                  query=[("name", "retried")])  # fmt: skip
+    assert send_signed(service, listed).json()["count"] == 1
+
+    wrong = json.dumps(
+        {**import_task_json(edge.instance_id), "task_name": "refused", "migration_type": "x"}
+    ).encode()
+    refused_create = sign(service, edge.key, "POST", path, body=wrong)
+    assert send_signed(service, refused_create).status == 400
+    message = refused(send_signed(service, refused_create), 401, "APIGW.0301")
+    assert "already received" in message, message
 
 
 # -- 5. the settings --------------------------------------------------------------------

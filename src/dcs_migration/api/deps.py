@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from dcs_migration.api.auth import MAX_CLOCK_SKEW, AuthResult, verify_body, verify_head
@@ -23,6 +25,7 @@ from dcs_migration.api.errors import (
     DCS_JOB_FAILED,
     DcsError,
     invalid_parameter,
+    refused,
     replayed,
 )
 from dcs_migration.api.runtime import Service
@@ -30,6 +33,7 @@ from dcs_migration.config import MAX_BODY_BYTES, Settings
 from dcs_migration.store import Store
 from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.executor import Executor
+from dcs_migration.tasks.refusals import Refused
 from dcs_migration.tasks.service import TaskService
 
 # Request bodies are validated from the raw body (to answer in the DCS form), so the
@@ -132,7 +136,10 @@ async def signed(request: Request) -> AsyncIterator[AuthResult]:
     Everything of the signature that needs no body is checked before the body is read
     (an unsigned or badly signed request is refused with its body unread); the body's
     hash after. A signature of a call that changes something (POST, PUT, DELETE) is
-    accepted once: the store remembers it for as long as its date can be accepted.
+    accepted once: the store remembers it for as long as its date can be accepted. A call
+    the service failed to carry out (a 5xx: its database down mid-call, a bug) did
+    nothing, so its signature is forgotten again: the client's retry of the same bytes
+    is the retry a 503 asks for, not a replay.
     """
     service = service_of(request)
     store = service.store
@@ -149,9 +156,15 @@ async def signed(request: Request) -> AsyncIterator[AuthResult]:
     async with request_body(request) as body:
         request.state.body = body
         result = verify_body(head, body)
-        if request.method not in IDEMPOTENT_METHODS:
+        remembered = request.method not in IDEMPOTENT_METHODS
+        if remembered:
             await run_in_threadpool(_first_use, store, result)
-        yield result
+        try:
+            yield result
+        except Exception as exc:
+            if remembered and _failed_here(exc):
+                await run_in_threadpool(store.forget_signature, result.signature)
+            raise
 
 
 def _first_use(store: Store, result: AuthResult) -> None:
@@ -162,6 +175,18 @@ def _first_use(store: Store, result: AuthResult) -> None:
     keep_until = result.signed_at + 2 * MAX_CLOCK_SKEW
     if not store.remember_signature(result.signature, keep_until):
         raise replayed()
+
+
+def _failed_here(exc: Exception) -> bool:
+    """Whether a call ended in an error of the service's own (answered 5xx), not in an
+    answer to what the request asked (4xx), which stands."""
+    if isinstance(exc, Refused):
+        exc = refused(exc)
+    if isinstance(exc, DcsError):
+        return exc.status >= 500
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code >= 500
+    return not isinstance(exc, RequestValidationError)
 
 
 def _key(store: Store, ak: str) -> tuple[str, str] | None:

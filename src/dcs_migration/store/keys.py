@@ -7,17 +7,20 @@ call is accepted once (`remember_signature`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dcs_migration.store.base import Repository, require, rowcount
 from dcs_migration.store.crypto import SecretBox
 from dcs_migration.store.models import AcceptedSignature, AccessKey, utcnow
 from dcs_migration.store.records import CreatedKey, KeyRecord, KeySecret
+
+log = logging.getLogger(__name__)
 
 AK_LENGTH = 20
 SK_LENGTH = 40
@@ -98,3 +101,13 @@ class AccessKeys(Repository):
         if now >= self._next_prune:
             self._next_prune = now + SIGNATURE_PRUNE_EVERY
         return True
+
+    def forget_signature(self, signature: str) -> None:
+        """Let a recorded signature be used again (its call failed on the service's side
+        and changed nothing). Best effort: a database that cannot take it now leaves the
+        record, and the client signs its retry anew."""
+        try:
+            with self._write() as s:
+                s.execute(delete(AcceptedSignature).where(AcceptedSignature.signature == signature))
+        except SQLAlchemyError as exc:
+            log.warning("a failed call's signature stays recorded: %s", exc)
