@@ -242,16 +242,8 @@ class Connection:
             view = memoryview(data)
             while view:
                 view = view[sock.send(view) :]
-        except TimeoutError as exc:
-            self.close()
-            self._check_interrupted()
-            raise self._hung("take more bytes") from exc
         except OSError as exc:
-            self.close()
-            self._check_interrupted()
-            raise ConnectionLost(
-                f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
-            ) from exc
+            raise self._broken(exc, "take more bytes") from exc
 
     def read_reply(self) -> Any:
         """The next reply (a hiredis.ReplyError for an error reply), waiting for it."""
@@ -317,21 +309,25 @@ class Connection:
             raise ConnectionLost("not connected")
         try:
             data = self._sock.recv(RECV_SIZE)
-        except TimeoutError as exc:
-            self.close()
-            self._check_interrupted()
-            raise self._hung("answer") from exc
         except OSError as exc:
-            self.close()
-            self._check_interrupted()
-            raise ConnectionLost(
-                f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
-            ) from exc
+            raise self._broken(exc, "answer") from exc
         if not data:
             self.close()
             self._check_interrupted()
             raise ConnectionLost(f"{self.endpoint.host}:{self.endpoint.port} closed the connection")
         return data
+
+    def _broken(self, exc: OSError, waiting_to: str) -> Exception:
+        """What a send or a receive that failed with `exc` raises, the connection closed:
+        Interrupted when a stop shut it, TargetHung when the server did not `waiting_to`
+        in time, else ConnectionLost."""
+        self.close()
+        self._check_interrupted()
+        if isinstance(exc, TimeoutError):
+            return self._hung(waiting_to)
+        return ConnectionLost(
+            f"connection to {self.endpoint.host}:{self.endpoint.port} lost: {exc}"
+        )
 
     def _check_interrupted(self) -> None:
         if self.interrupted:
