@@ -26,11 +26,19 @@ class FormatError(Exception):
         self.source = source
 
     def __str__(self) -> str:
-        where = []
-        if self.source is not None:
-            where.append(f"file {self.source}")
-        if self.offset is not None:
-            where.append(f"offset {self.offset}")
-        if self.key is not None:
-            where.append(f"key {self.key!r}")
-        return f"{self.message} ({', '.join(where)})" if where else self.message
+        return located(self.message, self.source, self.offset, self.key)
+
+
+def located(
+    message: str, source: str | None, offset: int | None = None, key: bytes | None = None
+) -> str:
+    """`message (file F, offset N, key K)`, naming what is known: how every error that
+    points into a backup reads, whichever layer raised it."""
+    where = []
+    if source is not None:
+        where.append(f"file {source}")
+    if offset is not None:
+        where.append(f"offset {offset}")
+    if key is not None:
+        where.append(f"key {key!r}")
+    return f"{message} ({', '.join(where)})" if where else message

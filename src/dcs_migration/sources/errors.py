@@ -8,6 +8,8 @@ broke off part way), so that a task's error reads the same whichever layer faile
 
 from __future__ import annotations
 
+from dcs_migration.formats.errors import located
+
 
 class SourceError(Exception):
     """A source that cannot be found, reached or read; `source` names it as users know
@@ -22,9 +24,4 @@ class SourceError(Exception):
         self.offset = offset
 
     def __str__(self) -> str:
-        where = []
-        if self.source is not None:
-            where.append(f"file {self.source}")
-        if self.offset is not None:
-            where.append(f"offset {self.offset}")
-        return f"{self.message} ({', '.join(where)})" if where else self.message
+        return located(self.message, self.source, self.offset)
