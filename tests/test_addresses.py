@@ -17,7 +17,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from dcs_migration.client.connection import Connection, ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.networks import AllowedNetworks, address_key
 from tests.support import rdbgen as g
+from tests.support.peers import Peer
 from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, signed
 from tests.support.waiting import finished_backup, until
@@ -58,66 +58,6 @@ SECONDS = 30
 
 
 # -- peers that are not Redis, or pretend to be ------------------------------------------
-
-
-class Peer:
-    """A TCP server that keeps every byte it receives. `greeting` goes out as soon as a
-    client connects (an SSH server speaks first); `answer(data)` is what it sends back
-    after each read (None: nothing, and the connection stays open)."""
-
-    def __init__(
-        self,
-        answer: Callable[[bytes], bytes | None] = lambda data: None,
-        *,
-        greeting: bytes = b"",
-        host: str = "127.0.0.1",
-    ) -> None:
-        self.answer = answer
-        self.greeting = greeting
-        self.received = b""
-        self.accepted = 0
-        self.ended = 0
-        self.listener = socket.create_server((host, 0))
-        self.host = host
-        self.port = int(self.listener.getsockname()[1])
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            if self.greeting:
-                conn.sendall(self.greeting)
-            while data := conn.recv(65536):
-                self.received += data
-                reply = self.reply(data)
-                if reply:
-                    conn.sendall(reply)
-        conn.close()
-        self.ended += 1
-
-    def reply(self, data: bytes) -> bytes | None:
-        return self.answer(data)
-
-    def settled(self) -> bytes:
-        """What it received, once every client that connected has left."""
-        until(lambda: self.ended == self.accepted, "the clients to leave", 10)
-        return self.received
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self._open:
-            with contextlib.suppress(OSError):
-                conn.close()
 
 
 class FakeClusterNode(Peer):

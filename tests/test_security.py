@@ -64,6 +64,7 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from tests.support import rdbgen as g
+from tests.support.peers import Peer
 from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, import_task_json
 from tests.support.waiting import finished_backup, finished_restore, until
@@ -531,55 +532,16 @@ def test_refused_signatures_say_nothing_of_what_exists(
 # -- 4. the service only talks to registered Redis servers --------------------------------
 
 
-class FakeServer:
-    """A TCP server on loopback that counts its connections; `reply` maps what it
-    received to what it sends back (None: send nothing, b"": close)."""
-
-    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
-        self.reply = reply
-        self.accepted = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := conn.recv(65536):
-                answer = self.reply(data)
-                if answer == b"":
-                    break
-                if answer is not None:
-                    conn.sendall(answer)
-        conn.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.open:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-
 @pytest.fixture
-def decoy() -> Iterator[FakeServer]:
-    server = FakeServer(lambda data: b"+PONG\r\n" if b"PING" in data else b"-ERR nothing\r\n")
+def decoy() -> Iterator[Peer]:
+    server = Peer(lambda data: b"+PONG\r\n" if b"PING" in data else b"-ERR nothing\r\n")
     try:
         yield server
     finally:
         server.close()
 
 
-def test_a_task_body_never_redirects_the_connection(world: World, decoy: FakeServer) -> None:
+def test_a_task_body_never_redirects_the_connection(world: World, decoy: Peer) -> None:
     a, inst, real = world.a, world.instance_a, world.redis_a.port
     tasks_before = a.list_migration_task(ListMigrationTaskRequest()).count
     redirects = [
@@ -632,7 +594,7 @@ NOT_REDIS: dict[str, Callable[[bytes], bytes | None]] = {
 
 @pytest.mark.parametrize("behaviour", list(NOT_REDIS))
 def test_registering_a_server_that_is_not_redis_is_refused(world: World, behaviour: str) -> None:
-    server = FakeServer(NOT_REDIS[behaviour])
+    server = Peer(NOT_REDIS[behaviour])
     try:
         path = f"/v2/{PROJECT_A}/instances"
         before = world.a.list_instances(ListInstancesRequest()).instance_num
