@@ -10,7 +10,7 @@ import pytest
 
 import dcs_migration
 from dcs_migration import config
-from dcs_migration.config import S3Settings, Settings
+from dcs_migration.config import ExecutorKind, S3Settings, Settings
 from dcs_migration.networks import AllowedNetworks
 
 EVERY_VARIABLE = {
@@ -33,6 +33,9 @@ EVERY_VARIABLE = {
     config.REPLY_TIMEOUT_ENV: "5",
     config.HANDOFF_ADDR_ENV: "10.1.2.3",
     config.HANDOFF_BIND_ENV: "0.0.0.0",
+    config.EXECUTOR_ENV: "Celery",
+    config.BROKER_URL_ENV: "redis://127.0.0.1:6379/0",
+    config.LEASE_SECONDS_ENV: "20",
 }
 EVERY_SETTING = Settings(
     data_dir=Path("/srv/dcs"),
@@ -51,6 +54,9 @@ EVERY_SETTING = Settings(
     reply_timeout=5.0,
     handoff_addr="10.1.2.3",
     handoff_bind="0.0.0.0",
+    executor=ExecutorKind.CELERY,
+    broker_url="redis://127.0.0.1:6379/0",
+    lease_seconds=20.0,
 )
 
 # Where a process starts, and so may read its environment: the settings' one reader, and
@@ -156,3 +162,36 @@ def test_no_module_below_the_roots_reads_the_environment() -> None:
 def test_the_scan_sees_every_spelling() -> None:
     code = "import os\nfrom os import environ\nos.environ['A']\nos.getenv('B')\nenviron.get('C')\n"
     assert _environment_reads(ast.parse(code)) == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({config.BROKER_URL_ENV: ""}, config.BROKER_URL_ENV),
+        ({config.BROKER_URL_ENV: "http://127.0.0.1:1"}, config.BROKER_URL_ENV),
+        ({config.DATABASE_URL_ENV: ""}, "SQLite"),
+        ({config.DATABASE_URL_ENV: "sqlite:////srv/dcs/db"}, "SQLite"),
+        ({config.OBS_ENDPOINT_ENV: ""}, config.OBS_ENDPOINT_ENV),
+    ],
+)
+def test_the_celery_executor_refuses_what_other_machines_cannot_share(
+    changes: dict[str, str], named: str
+) -> None:
+    assert Settings.from_env(EVERY_VARIABLE).distribution_problem() is None
+    problem = Settings.from_env({**EVERY_VARIABLE, **changes}).distribution_problem()
+    assert problem is not None and named in problem
+    inline = {**EVERY_VARIABLE, **changes, config.EXECUTOR_ENV: "inline"}
+    assert Settings.from_env(inline).distribution_problem() is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (config.EXECUTOR_ENV, "threads"),
+        (config.LEASE_SECONDS_ENV, "1"),
+        (config.LEASE_SECONDS_ENV, "x"),
+    ],
+)
+def test_a_distributed_setting_that_cannot_be_used_is_named(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})

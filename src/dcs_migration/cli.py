@@ -1,4 +1,5 @@
-"""The command line: `dcs-migration inspect`, `import`, `serve`, `keys`, `instances`, `buckets`.
+"""The command line: `dcs-migration inspect`, `import`, `serve`, `worker`, `keys`, `instances`,
+`buckets`.
 
 A command starts in a fresh process each time a user types it, so this module imports
 only what every command shares (typer, and the option types its signatures name); each
@@ -13,10 +14,11 @@ needs down from there.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -320,14 +322,57 @@ def serve(
     """Run the migration-task service (the DCS API) on the embedded default."""
     from dcs_migration.api.app import create_app
     from dcs_migration.api.server import run_server
+
+    settings = _service_settings(data_dir)
+    run_server(create_app(settings), host, port)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, help="Units run at once (default: CPU count)."),
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", help="The worker's name (Celery's -n).")
+    ] = None,
+) -> None:
+    """Run a Celery worker (DCS_MIGRATION_EXECUTOR=celery): it takes the units of imports,
+    restores and backups from the broker, on any machine that shares the database and the
+    object store. SIGTERM lets its running units finish; SIGQUIT leaves at once (its units
+    resume on another worker once their leases expire)."""
+    from dcs_migration.config import ExecutorKind
+
+    settings = _service_settings(None)
+    if settings.executor is not ExecutorKind.CELERY:
+        _fail_setting(
+            "a worker runs with DCS_MIGRATION_EXECUTOR=celery (the inline executor "
+            "runs units in the service's own processes)"
+        )
+    try:
+        from dcs_migration.tasks.distributed import run_worker
+    except ImportError as exc:
+        _fail_setting(f"{exc}: install the distributed extra (dcs-migration[distributed])")
+    run_worker(settings, concurrency or os.cpu_count() or 1, hostname)
+
+
+def _service_settings(data_dir: Path | None) -> Settings:
+    """The settings of a service process, or exit 2 naming what cannot be used."""
     from dcs_migration.config import Settings
 
     try:
         settings = Settings.from_env(data_dir=data_dir)
     except ValueError as exc:  # a setting of the environment that cannot be used
-        _console(stderr=True).print(f"[red]error:[/red] {_escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    run_server(create_app(settings), host, port)
+        _fail_setting(str(exc))
+    problem = settings.distribution_problem()
+    if problem is not None:
+        _fail_setting(problem)
+    return settings
+
+
+def _fail_setting(message: str) -> NoReturn:
+    _console(stderr=True).print(f"[red]error:[/red] {_escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
 
 
 keys_app = typer.Typer(

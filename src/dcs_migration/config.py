@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +48,9 @@ BODY_BUDGET_ENV = "DCS_MIGRATION_BODY_BUDGET_MB"
 REPLY_TIMEOUT_ENV = "DCS_MIGRATION_REPLY_TIMEOUT"
 HANDOFF_ADDR_ENV = "DCS_MIGRATION_HANDOFF_ADDR"
 HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"
+EXECUTOR_ENV = "DCS_MIGRATION_EXECUTOR"
+BROKER_URL_ENV = "DCS_MIGRATION_BROKER_URL"
+LEASE_SECONDS_ENV = "DCS_MIGRATION_LEASE_SECONDS"
 # Not a setting: the service tells each task process its pid this way, for the process
 # to end with it (tasks/worker.py); the worker's entry reads it, as the runner sets it.
 SERVICE_PID_ENV = "DCS_MIGRATION_SERVICE_PID"
@@ -56,6 +60,16 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_BACKUP_BUCKET = "dcs-backups"
 SQLITE_BUSY_SECONDS = 30.0
 MAX_BODY_BYTES = 12 << 20  # one request's body
+# How long a unit of work a distributed worker runs is held for it without a heartbeat
+# (three a lease): a worker that died lets its units go after this, to another worker.
+LEASE_SECONDS = 15.0
+
+
+class ExecutorKind(StrEnum):
+    """Where units of work run."""
+
+    INLINE = "inline"  # processes of the service itself (the embedded default)
+    CELERY = "celery"  # Celery workers on any machine, through a broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +132,11 @@ class Settings:
     # when that differs (behind NAT; None: the same address).
     handoff_addr: str | None = None
     handoff_bind: str | None = None
+    executor: ExecutorKind = ExecutorKind.INLINE
+    # The Celery broker (`redis://...`, `amqp://...`), for the `celery` executor.
+    broker_url: str | None = field(default=None, repr=False)
+    # A distributed unit's lease: a worker silent this long is taken for dead.
+    lease_seconds: float = LEASE_SECONDS
 
     @property
     def object_store(self) -> S3Settings | None:
@@ -159,7 +178,34 @@ class Settings:
             reply_timeout=_reply_timeout(env.get(REPLY_TIMEOUT_ENV)),
             handoff_addr=env.get(HANDOFF_ADDR_ENV) or None,
             handoff_bind=env.get(HANDOFF_BIND_ENV) or None,
+            executor=_executor(env.get(EXECUTOR_ENV)),
+            broker_url=env.get(BROKER_URL_ENV) or None,
+            lease_seconds=_lease_seconds(env.get(LEASE_SECONDS_ENV)),
         )
+
+    def distribution_problem(self) -> str | None:
+        """Why these settings cannot run the `celery` executor (None: they can, or the
+        executor is `inline`). Workers on other machines must see the same database,
+        buckets and backups: nothing of this machine's own."""
+        if self.executor is not ExecutorKind.CELERY:
+            return None
+        if not self.broker_url:
+            return f"{EXECUTOR_ENV}=celery needs {BROKER_URL_ENV} (a redis:// or amqp:// URL)"
+        scheme = urlsplit(self.broker_url).scheme
+        if scheme not in ("redis", "rediss", "amqp", "amqps", "pyamqp"):
+            return f"{BROKER_URL_ENV} must be a redis:// or amqp:// URL, not a {scheme!r} one"
+        if self.database_url is None or not self.database_url.startswith("postgresql"):
+            return (
+                f"{EXECUTOR_ENV}=celery needs a database every machine shares: set "
+                f"{DATABASE_URL_ENV} to a PostgreSQL URL (SQLite is a file of this machine)"
+            )
+        if self.object_store is None:
+            return (
+                f"{EXECUTOR_ENV}=celery needs buckets and backups every machine sees: set "
+                f"{OBS_ENDPOINT_ENV} to an S3/OBS endpoint (folders of the data dir are "
+                "this machine's own)"
+            )
+        return None
 
     def to_json(self) -> str:
         """The settings as JSON text, secrets included: for a process of this service
@@ -186,6 +232,9 @@ class Settings:
             "reply_timeout": self.reply_timeout,
             "handoff_addr": self.handoff_addr,
             "handoff_bind": self.handoff_bind,
+            "executor": self.executor.value,
+            "broker_url": self.broker_url,
+            "lease_seconds": self.lease_seconds,
         }
         return json.dumps(doc)
 
@@ -200,6 +249,7 @@ class Settings:
                 "secret_keys": tuple(doc["secret_keys"]),
                 "allowed_networks": AllowedNetworks.parse(doc["allowed_networks"]),
                 "s3": S3Settings(**doc["s3"]),
+                "executor": ExecutorKind(doc["executor"]),
             }
         )
 
@@ -287,6 +337,27 @@ def _reply_timeout(raw: str | None) -> float:
         value = -1.0
     if not 0 < value < float("inf"):
         raise ValueError(f"{REPLY_TIMEOUT_ENV}={raw!r}: give a number of seconds above 0")
+    return value
+
+
+def _executor(raw: str | None) -> ExecutorKind:
+    try:
+        return ExecutorKind((raw or ExecutorKind.INLINE.value).strip().lower())
+    except ValueError:
+        kinds = " or ".join(k.value for k in ExecutorKind)
+        raise ValueError(f"{EXECUTOR_ENV} must be {kinds}, not {raw!r}") from None
+
+
+def _lease_seconds(raw: str | None) -> float:
+    """DCS_MIGRATION_LEASE_SECONDS: from 3 s (a heartbeat a second) to an hour."""
+    if not raw:
+        return LEASE_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 3 <= value <= 3600:
+        raise ValueError(f"{LEASE_SECONDS_ENV}={raw!r}: give a number of seconds from 3 to 3600")
     return value
 
 

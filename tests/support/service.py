@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,19 +27,26 @@ from huaweicloudsdkdcs.v2 import DcsClient
 from tests.support.servers import free_port
 
 
+def _serve(port: int) -> list[str]:
+    return [sys.executable, "-m", "dcs_migration", "serve", "--port", str(port)]
+
+
 class Service:
     def __init__(
         self,
         data_dir: Path | None = None,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        command: Callable[[int], list[str]] | None = None,
     ) -> None:
         """`log_path`: a file the service's stdout and stderr are appended to (by default
-        they are discarded)."""
+        they are discarded). `command`: how to start it (default `serve --port PORT`), a
+        function of the port it is to listen on."""
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="dcs-service-"))
         self.log_path = log_path
         self.env = dict(os.environ, DCS_MIGRATION_DATA_DIR=str(self.data_dir), **(env or {}))
         self.port = free_port()
+        self.command = (command or _serve)(self.port)
         self.process: subprocess.Popen[bytes] | None = None
         self._granted: set[tuple[str, str]] = set()
 
@@ -62,7 +70,7 @@ class Service:
         log = None if self.log_path is None else open(self.log_path, "ab")  # noqa: SIM115
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "dcs_migration", "serve", "--port", str(self.port)],
+                self.command,
                 env=self.env,
                 stdout=subprocess.DEVNULL if log is None else log,
                 stderr=subprocess.DEVNULL if log is None else subprocess.STDOUT,

@@ -126,17 +126,17 @@ def backup_instance(
     request: Request,
     auth: Signed,
     store: StoreDep,
-    backups: BackupsDep,
+    executor: ExecutorDep,
 ) -> dict[str, Any]:
-    """Back up the instance (the SDK's copy_instance): answered at once, taken in the
-    background; one file per master."""
+    """Back up the instance (the SDK's copy_instance): answered at once, taken by the
+    executor's workers; one file per master."""
     body = parse_body(BackupInstanceBody, body_of(request))
     _instance(store, project_id, instance_id)
     try:
         backup = store.begin_backup(project_id, instance_id, body.backup_format, body.remark or "")
     except InstanceBusy as exc:
         raise _busy(exc) from None
-    backups.submit_backup(project_id, backup.backup_id)
+    executor.submit(Work.backup(project_id, backup.backup_id))
     return {"backup_id": backup.backup_id}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from dcs_migration.config import Settings
+from dcs_migration.config import ExecutorKind, Settings
 from dcs_migration.store import Store, open_store
 from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.executor import Executor
@@ -20,6 +20,9 @@ class Service:
     """What the routes use: the store, the executor and the use-cases of one service."""
 
     def __init__(self, settings: Settings) -> None:
+        problem = settings.distribution_problem()
+        if problem is not None:
+            raise ValueError(problem)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.store: Store = open_store(
@@ -29,19 +32,26 @@ class Service:
             sqlite_busy_seconds=settings.sqlite_busy_timeout,
         )
         inputs = task_inputs(self.store, settings)
-        self.executor: Executor = InlineExecutor(make_jobs(self.store, inputs, settings), settings)
+        self.executor: Executor
+        if settings.executor is ExecutorKind.CELERY:
+            from dcs_migration.tasks.distributed import CeleryExecutor
+
+            self.executor = CeleryExecutor(self.store, settings)
+        else:
+            self.executor = InlineExecutor(make_jobs(self.store, inputs, settings), settings)
         self.tasks = TaskService(
             self.store,
             inputs,
             self.executor,
             max_tasks_per_project=settings.max_tasks_per_project,
         )
-        self.backups = BackupRunner(self.store, inputs.files, settings, workers=settings.workers)
+        self.backups = BackupRunner(self.store, inputs.files, settings)
         self.bodies = BodyBudget(settings.body_budget)
 
     def start(self) -> None:
-        self.tasks.recover()
-        self.backups.recover()
+        if self.executor.local:  # else the workers recover what they were running
+            self.tasks.recover()
+            self.backups.recover()
         self.executor.start()
 
     def close(self) -> None:
@@ -49,7 +59,6 @@ class Service:
         self.executor.shutdown()
         if left:
             log.info("%d unit(s) of work left to the next start", len(left))
-        self.backups.shutdown()
         self.store.close()
 
 

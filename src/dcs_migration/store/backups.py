@@ -79,12 +79,17 @@ class BackupRecords(Repository):
             s.flush()
             return _backup_record(row, [])
 
-    def backup_started(self, backup_id: str) -> bool:
+    def backup_started(self, backup_id: str, *, again: bool = False) -> bool:
+        """The backup is being taken; False unless it waited (or, taken `again` after
+        its first run was cut off, it was being taken)."""
         now = utcnow()
+        states = [BackupStatus.WAITING.value]
+        if again:
+            states.append(BackupStatus.BACKUPING.value)
         with self._write() as s:
             result = s.execute(
                 update(Backup)
-                .where(Backup.backup_id == backup_id, Backup.status == BackupStatus.WAITING.value)
+                .where(Backup.backup_id == backup_id, Backup.status.in_(states))
                 .values(status=BackupStatus.BACKUPING.value, execution_at=now, updated_at=now)
             )
             return bool(getattr(result, "rowcount", 0))
@@ -257,13 +262,18 @@ class BackupRecords(Repository):
             s.flush()
             return _restore_record(row)
 
-    def restore_started(self, restore_id: str) -> bool:
+    def restore_started(self, restore_id: str, *, again: bool = False) -> bool:
+        """The restore runs; False unless it waited (or, run `again` after its first
+        run was cut off, it was running)."""
+        states = [RestoreStatus.WAITING.value]
+        if again:
+            states.append(RestoreStatus.RESTORING.value)
         with self._write() as s:
             result = s.execute(
                 update(Restore)
                 .where(
                     Restore.restore_id == restore_id,
-                    Restore.status == RestoreStatus.WAITING.value,
+                    Restore.status.in_(states),
                 )
                 .values(status=RestoreStatus.RESTORING.value, updated_at=utcnow())
             )

@@ -265,3 +265,57 @@ class Restore(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WorkUnit(Base):
+    """A unit of distributed work: one input of a migration task (unit_index: its place
+    among the task's inputs), or a whole restore or backup (unit_index 0). The lease says
+    which worker runs it, until when; the database, not the broker, is what says what is
+    left to do, so that a lost message or a dead worker costs a lease, not the unit."""
+
+    __tablename__ = "work_units"
+    __table_args__ = (Index("ix_work_units_state", "state", "lease_expires_at"),)
+
+    work_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    work_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    unit_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    input_name: Mapped[str] = mapped_column(Text)
+    input_fingerprint: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    dispatches: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[int] = mapped_column(Integer)
+    checkpoint_records: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_keys: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_total: Mapped[int] = mapped_column(BigInteger)
+    bytes_read: Mapped[int] = mapped_column(BigInteger)
+    keys_written: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_expired: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_existing: Mapped[int] = mapped_column(BigInteger)
+    keys_skipped_module: Mapped[int] = mapped_column(BigInteger)
+    commands_replayed: Mapped[int] = mapped_column(BigInteger)
+    commands_refused: Mapped[int] = mapped_column(BigInteger)
+    commands_skipped_unknown: Mapped[int] = mapped_column(BigInteger)
+    error_message: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UnitRun(Base):
+    """One run of a unit on a worker, from its start to its last heartbeat and its end
+    (none: the worker died): what ran where, and proof that no two overlapped."""
+
+    __tablename__ = "unit_runs"
+    __table_args__ = (Index("ix_unit_runs_work", "work_kind", "work_id", "unit_index"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    work_kind: Mapped[str] = mapped_column(String(16))
+    work_id: Mapped[str] = mapped_column(String(36))
+    unit_index: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    beat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(16))

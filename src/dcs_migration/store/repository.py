@@ -2,7 +2,8 @@
 
 One repository per aggregate, each in its module: access keys and accepted signatures
 (`keys`), instances and their addresses (`instances`), migration tasks (`tasks`) and their
-logs (`task_logs`), backups and restores (`backups`), bucket grants (`grants`). `Store` is
+logs (`task_logs`), backups and restores (`backups`), bucket grants (`grants`), the units
+distributed workers run (`units`). `Store` is
 all of them over one engine, so a caller holds one object. Methods return frozen records
 (`records.py`), never ORM objects, so callers in any thread hold plain values and no session.
 """
@@ -16,11 +17,12 @@ from dcs_migration.store.instances import AddressHeld, Instances
 from dcs_migration.store.keys import AccessKeys
 from dcs_migration.store.task_logs import TaskLogs
 from dcs_migration.store.tasks import NotFoundError, Tasks
+from dcs_migration.store.units import WorkUnits
 
 __all__ = ["WRITE_OPTION", "AddressHeld", "NotFoundError", "Store"]
 
 
-class Store(AccessKeys, Instances, Tasks, TaskLogs, BackupRecords, BucketGrants):
+class Store(AccessKeys, Instances, Tasks, TaskLogs, BackupRecords, BucketGrants, WorkUnits):
     """The store of one database: every repository, and the engine's life."""
 
     def __repr__(self) -> str:

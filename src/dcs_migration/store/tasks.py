@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 from dcs_migration.sizes import parse_size
 from dcs_migration.store.base import Repository, page_limit, page_offset, require, rowcount
 from dcs_migration.store.instances import scoped_instance
-from dcs_migration.store.models import MigrationTask, TaskFile, TaskLog, utcnow
+from dcs_migration.store.models import (
+    MigrationTask,
+    TaskFile,
+    TaskLog,
+    UnitRun,
+    WorkUnit,
+    utcnow,
+)
 from dcs_migration.store.records import (
     FILE_SOURCES,
     PROGRESS_FIELDS,
@@ -434,6 +441,10 @@ class Tasks(Repository):
             if deletable:
                 s.execute(delete(TaskLog).where(TaskLog.task_id.in_(deletable)))
                 s.execute(delete(TaskFile).where(TaskFile.task_id.in_(deletable)))
+                units = (WorkUnit.work_kind == "migration_task", WorkUnit.work_id.in_(deletable))
+                s.execute(delete(WorkUnit).where(*units))
+                runs = (UnitRun.work_kind == "migration_task", UnitRun.work_id.in_(deletable))
+                s.execute(delete(UnitRun).where(*runs))
                 s.execute(
                     delete(MigrationTask).where(
                         MigrationTask.task_id.in_(deletable),

@@ -1,16 +1,17 @@
-"""Backups, run in the background by worker threads of the service.
+"""Backups: taken by a unit of work of the executor (`BackupJob`, in a process of the
+service or on a distributed worker, as imports and restores are), and their files handed
+out (`BackupRunner`).
 
 A backup connects to each master of the instance as a replica would and streams the RDB
 snapshot it sends straight into the backup store, checked on the way (structure, CRC64):
 nothing touches the Redis host's disk. `aof` backups turn the same snapshot into RESP
-commands as it arrives. A failed backup leaves no file behind. (A restore is a unit of
-work of the executor: `restore.py`.)
+commands as it arrives. A failed backup leaves no file behind. A backup taken again (its worker
+died part way) starts over: what the first run stored is removed first.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from dcs_migration.formats.rdb import RdbReader
 from dcs_migration.reading import BigValues
 from dcs_migration.sources.backup_store import BackupStore, BackupStoreError, BackupWriter
 from dcs_migration.sources.replication import take_snapshot
-from dcs_migration.store import BackupRecord, BackupStatus, Store
+from dcs_migration.store import BACKUP_RUNNING, BackupRecord, BackupStatus, Store
 from dcs_migration.store.records import InstanceRecord
 from dcs_migration.tasks.endpoints import instance_endpoint
 
@@ -43,26 +44,18 @@ class BackupFileGone(Exception):
 
 
 class BackupRunner:
-    """Takes backups, at most `workers` at once, in threads of the service (restores run
-    in the executor, as imports do); hands out the files of the backups taken."""
+    """The backups this service made, as the API serves them: their files, their links,
+    and what a stopped service left running."""
 
-    def __init__(
-        self, store: Store, files: BackupStore, settings: Settings, *, workers: int = 2
-    ) -> None:
+    def __init__(self, store: Store, files: BackupStore, settings: Settings) -> None:
         self.store = store
         self.files = files
         self.settings = settings
-        self.networks = settings.allowed_networks
-        # Daemon threads: a service that is stopped does not wait for a backup to end
-        # (the next start fails what was left running, and removes its files).
-        self._jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
-        for n in range(workers):
-            threading.Thread(target=self._work, name=f"backup-worker-{n}", daemon=True).start()
-        self._workers = workers
 
     def recover(self) -> None:
-        """At service start: what a stopped service left running (backups and restores)
-        is failed, and the files it had stored for those backups are removed."""
+        """At service start (an executor whose work runs in the service only): what a
+        stopped service left running (backups and restores) is failed, and the files it
+        had stored for those backups are removed."""
         for backup in self.store.fail_interrupted_backups(DCS_JOB_FAILED):
             try:
                 self.files.discard_prefix(
@@ -71,11 +64,8 @@ class BackupRunner:
             except BackupStoreError as exc:
                 log.error("the files of backup %s could not be removed: %s", backup.backup_id, exc)
 
-    def submit_backup(self, project_id: str, backup_id: str) -> None:
-        self._jobs.put((project_id, backup_id))
-
     def delete_files(self, backup: BackupRecord) -> None:
-        self._discard(backup.project_id, backup.instance_id, backup.backup_id)
+        _discard(self.files, backup.project_id, backup.instance_id, backup.backup_id)
 
     def open_file(self, object_key: str) -> BinaryIO:
         """A backup file to read; BackupFileGone when the backup store no longer has it."""
@@ -94,30 +84,55 @@ class BackupRunner:
         """The bucket name the backups are reported in."""
         return self.files.bucket
 
-    def shutdown(self) -> None:
-        for _ in range(self._workers):
-            self._jobs.put(None)
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            self._guarded(*job)
+class BackupJob:
+    """Takes backups (`WorkKind.BACKUP`), one per call of `run`."""
+
+    def __init__(self, store: Store, files: BackupStore, settings: Settings) -> None:
+        self.store = store
+        self.files = files
+        self.settings = settings
+        self.networks = settings.allowed_networks
+
+    def run(
+        self,
+        project_id: str,
+        backup_id: str,
+        stop: threading.Event,
+        leaving: threading.Event | None = None,
+        *,
+        again: bool = False,
+    ) -> None:
+        """Take the backup to its end (it cannot be stopped: `stop` and `leaving` are not
+        looked at; a service that leaves ends its process, and the next start fails it).
+        `again`: an earlier run of it was cut off (its worker died): it starts over."""
+        try:
+            self._backup(project_id, backup_id, again=again)
+        except Exception as exc:  # a bug must not leave a record running forever
+            log.exception("backup %s failed unexpectedly", backup_id)
+            fail_broken_backup(self.store, project_id, backup_id, exc)
+
+    def ended_without_outcome(
+        self, project_id: str, backup_id: str, exit_status: int, *, stopped: bool
+    ) -> None:
+        """The backup's process ended without writing the outcome (a crash): FAILED."""
+        backup = self.store.get_backup(project_id, backup_id)
+        if backup is None or backup.status not in BACKUP_RUNNING:
+            return
+        message = f"the backup process ended without a result (exit status {exit_status})"
+        log.error("backup %s: %s", backup_id, message)
+        _discard(self.files, project_id, backup.instance_id, backup_id)
+        self.store.finish_backup(backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, message)
 
     # -- backups -----------------------------------------------------------------------
 
-    def _guarded(self, project_id: str, backup_id: str) -> None:
-        try:
-            self._backup(project_id, backup_id)
-        except Exception:  # a bug must not leave a record running forever
-            log.exception("backup %s failed unexpectedly", backup_id)
-            self.store.finish_backup(
-                backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, "internal error"
-            )
-
-    def _backup(self, project_id: str, backup_id: str) -> None:
+    def _backup(self, project_id: str, backup_id: str, *, again: bool) -> None:
         store = self.store
         backup = store.get_backup(project_id, backup_id)
-        if backup is None or not store.backup_started(backup_id):
+        if backup is None or not store.backup_started(backup_id, again=again):
             return
+        if again:
+            self._discard(project_id, backup.instance_id, backup_id)
         instance = store.get_instance(project_id, backup.instance_id)
         if instance is None:
             store.finish_backup(
@@ -177,15 +192,16 @@ class BackupRunner:
             raise
 
     def _discard(self, project_id: str, instance_id: str, backup_id: str) -> None:
-        """Remove whatever a backup stored, partial files included."""
-        try:
-            self.files.discard_prefix(_prefix(project_id, instance_id, backup_id))
-        except BackupStoreError as exc:
-            log.error("the files of backup %s could not all be removed: %s", backup_id, exc)
+        _discard(self.files, project_id, instance_id, backup_id)
 
     def _endpoint(self, instance: InstanceRecord) -> Endpoint:
         password = self.store.instance_password(instance.project_id, instance.instance_id)
         return instance_endpoint(self.store, instance, self.networks, password=password)
+
+
+def fail_broken_backup(store: Store, project_id: str, backup_id: str, exc: Exception) -> None:
+    """A backup whose run broke off on an unexpected error (a bug) ends FAILED."""
+    store.finish_backup(backup_id, BackupStatus.FAILED, DCS_JOB_FAILED, "internal error")
 
 
 class _Progress:
@@ -278,6 +294,14 @@ def _all_at_once(calls: list[Callable[[], T]]) -> list[T | BaseException]:
     for t in threads:
         t.join()
     return outcomes
+
+
+def _discard(files: BackupStore, project_id: str, instance_id: str, backup_id: str) -> None:
+    """Remove whatever a backup stored, partial files included."""
+    try:
+        files.discard_prefix(_prefix(project_id, instance_id, backup_id))
+    except BackupStoreError as exc:
+        log.error("the files of backup %s could not all be removed: %s", backup_id, exc)
 
 
 def _prefix(project_id: str, instance_id: str, backup_id: str) -> str:

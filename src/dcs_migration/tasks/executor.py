@@ -5,7 +5,7 @@ migration task or a restore), so that it can be handed to a process of this mach
 its arguments) or to another machine. Everything a run needs is read from the store by the run
 itself. The service and the API see only `Executor`; `runner.InlineExecutor` (one
 process per unit, on this machine) is the first implementation, and a distributed
-engine is another class with the same five methods.
+engine is another (`distributed.CeleryExecutor`) with the same five methods.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import Protocol
 class WorkKind(StrEnum):
     MIGRATION_TASK = "migration_task"  # an import of backup files into an instance
     RESTORE = "restore"  # an instance flushed and loaded from one of its backups
+    BACKUP = "backup"  # an instance's data streamed into the backup store
 
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """One unit of work: `work_id` is the task id or the restore id."""
+    """One unit of work: `work_id` is the task id, the restore id or the backup id."""
 
     kind: WorkKind
     project_id: str
@@ -36,6 +37,10 @@ class Work:
     def restore(cls, project_id: str, restore_id: str) -> Work:
         return cls(WorkKind.RESTORE, project_id, restore_id)
 
+    @classmethod
+    def backup(cls, project_id: str, backup_id: str) -> Work:
+        return cls(WorkKind.BACKUP, project_id, backup_id)
+
 
 class Executor(Protocol):
     """Runs units of work away from the API, at most some number at once.
@@ -47,6 +52,11 @@ class Executor(Protocol):
     start takes a migration task up again from its checkpoint (or fails it), and fails a
     restore as interrupted.
     """
+
+    # True when work runs only in this service's processes: what a stopped service left
+    # running was interrupted, and its next start recovers it. False when workers
+    # elsewhere may still run it (they recover their own).
+    local: bool
 
     def start(self) -> None:
         """Begin taking work (the service calls it once, after its own recovery)."""

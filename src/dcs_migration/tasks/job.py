@@ -153,7 +153,7 @@ class TaskJob:
             nonlocal last, current_file
             if p.current_input != current_file:
                 current_file = p.current_input
-                _best_effort(
+                best_effort(
                     lambda: store.add_log(task.task_id, LogLevel.INFO, f"reading {current_file}")
                 )
             now = time.monotonic()
@@ -161,7 +161,7 @@ class TaskJob:
                 return
             last = now
             elapsed = max(now - started, 1e-6)
-            _best_effort(
+            best_effort(
                 lambda: store.update_progress(
                     task.task_id,
                     bytes_total=p.bytes_total,
@@ -192,7 +192,7 @@ class TaskJob:
         done = threading.Event()
         # Not joined: it ends at its next look, and a late interruption touches nothing.
         threading.Thread(
-            target=_interrupt_when_stopped,
+            target=interrupt_when_stopped,
             args=(stop, leaving, done, interrupter),
             name="stop-watcher",
             daemon=True,
@@ -215,15 +215,15 @@ class TaskJob:
             done.set()
         if result.target_lost_writes:
             checkpoint = None  # what it counts may be gone: a resume starts over
-            _durably("forgetting a checkpoint", lambda: store.clear_checkpoint(task.task_id))
+            durably("forgetting a checkpoint", lambda: store.clear_checkpoint(task.task_id))
         if leaving is not None and leaving.is_set() and not stop.is_set():
             # The service is stopping, not the user: the task is interrupted, and resumes
             # (or ends FAILED) at the next start, from here.
-            _best_effort(
+            best_effort(
                 lambda: store.update_progress(task.task_id, **_checkpoint_fields(checkpoint))
             )
             return
-        _durably(
+        durably(
             f"ending task {task.task_id}", lambda: self._finish(task.task_id, result, checkpoint)
         )
 
@@ -264,37 +264,7 @@ class TaskJob:
         """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
         stats = result.stats
-        logs = [
-            (LogLevel.WARNING, line) for line in [*stats.warnings, *stats.skipped_command_log()]
-        ]
-        if stats.keys_skipped_expired:
-            logs.append(
-                (
-                    LogLevel.WARNING,
-                    f"{stats.keys_skipped_expired} keys had already expired and were skipped",
-                )
-            )
-        if result.empty_keys_dropped:
-            logs.append(
-                (
-                    LogLevel.INFO,
-                    f"{result.empty_keys_dropped} empty keys in the backup were left out, "
-                    "as Redis leaves them out when it loads it",
-                )
-            )
-        summary = (
-            f"{stats.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
-            f"bytes read in {result.seconds:.1f} s"
-        )
-        if result.status == TaskStatus.SUCCESS:
-            error = None
-            logs.append((LogLevel.INFO, f"import finished: {summary}"))
-        elif result.status == TaskStatus.TERMINATED:
-            error = None
-            logs.append((LogLevel.INFO, f"import stopped: {summary}"))
-        else:
-            error = result.error
-            logs.append((LogLevel.ERROR, f"import failed: {result.error} ({summary})"))
+        error, logs = outcome_logs(result)
         self.store.finish_task(
             task_id,
             result.status,
@@ -315,6 +285,43 @@ class TaskJob:
         )
 
 
+def outcome_logs(
+    result: ImportResult, prefix: str = ""
+) -> tuple[str | None, list[tuple[LogLevel, str]]]:
+    """An import's error message (None unless FAILED) and the log lines of its end:
+    warnings, skipped commands and keys, and a summary (each line after `prefix`)."""
+    stats = result.stats
+    logs = [(LogLevel.WARNING, line) for line in [*stats.warnings, *stats.skipped_command_log()]]
+    if stats.keys_skipped_expired:
+        logs.append(
+            (
+                LogLevel.WARNING,
+                f"{stats.keys_skipped_expired} keys had already expired and were skipped",
+            )
+        )
+    if result.empty_keys_dropped:
+        logs.append(
+            (
+                LogLevel.INFO,
+                f"{result.empty_keys_dropped} empty keys in the backup were left out, "
+                "as Redis leaves them out when it loads it",
+            )
+        )
+    summary = (
+        f"{stats.keys_written} keys written, {result.bytes_read} of {result.bytes_total} "
+        f"bytes read in {result.seconds:.1f} s"
+    )
+    error = None
+    if result.status == TaskStatus.SUCCESS:
+        logs.append((LogLevel.INFO, f"import finished: {summary}"))
+    elif result.status == TaskStatus.TERMINATED:
+        logs.append((LogLevel.INFO, f"import stopped: {summary}"))
+    else:
+        error = result.error
+        logs.append((LogLevel.ERROR, f"import failed: {result.error} ({summary})"))
+    return error, [(level, prefix + line) for level, line in logs]
+
+
 def fail_broken_task(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
     """End a task whose run broke off on an unexpected error: FAILED, naming the error's
     kind only (its text may hold a path of this machine; the service's log has it all)."""
@@ -331,7 +338,7 @@ def fail_broken_task(store: Store, project_id: str, task_id: str, exc: Exception
         log.exception("task %s: its failure could not be written", task_id)
 
 
-def _interrupt_when_stopped(
+def interrupt_when_stopped(
     stop: threading.Event,
     leaving: threading.Event | None,
     done: threading.Event,
@@ -357,7 +364,7 @@ def _checkpoint_fields(point: Checkpoint | None) -> dict[str, int]:
     }
 
 
-def _best_effort(write: Callable[[], object]) -> None:
+def best_effort(write: Callable[[], object]) -> None:
     try:
         write()
     except SQLAlchemyError as exc:
@@ -367,7 +374,7 @@ def _best_effort(write: Callable[[], object]) -> None:
 FINISH_ATTEMPTS = 60
 
 
-def _durably(what: str, write: Callable[[], object]) -> None:
+def durably(what: str, write: Callable[[], object]) -> None:
     """A write the task's outcome depends on, tried again while the database is
     unavailable (about two minutes); then logged, and the next service start ends it."""
 

@@ -39,12 +39,15 @@ class RestoreJob:
         restore_id: str,
         stop: threading.Event,
         leaving: threading.Event | None = None,
+        *,
+        again: bool = False,
     ) -> None:
         """Restore to the end: the user cannot stop a restore, and a service that leaves
-        ends its process (`stop` and `leaving` are not looked at)."""
+        ends its process (`stop` and `leaving` are not looked at). `again`: an earlier
+        run was cut off (its worker died): it runs whole again, the instance flushed."""
         store = self.store
         restore = store.get_restore(project_id, restore_id)
-        if restore is None or not store.restore_started(restore_id):
+        if restore is None or not store.restore_started(restore_id, again=again):
             return
         backup = store.get_backup(project_id, restore.backup_id)
         instance = store.get_instance(project_id, restore.instance_id)

@@ -96,6 +96,8 @@ class FairQueue:
 class InlineExecutor:
     """The `Executor` of one service: `workers` slots, each unit in a process of its own."""
 
+    local = True
+
     def __init__(self, jobs: Mapping[WorkKind, ProcessJob], settings: Settings) -> None:
         """`settings` are the service's: each unit's process is handed them whole."""
         self.jobs = jobs

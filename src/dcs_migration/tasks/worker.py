@@ -1,12 +1,12 @@
 """The process one unit of work runs in: `python -m dcs_migration.tasks.worker KIND PROJECT ID`
-(KIND `migration_task` or `restore`, ID the task's or the restore's).
+(KIND `migration_task`, `restore` or `backup`, ID the task's, the restore's or the backup's).
 
 Started by the service's inline executor, which writes the service's settings to its
 stdin as JSON (`Settings.to_json`): the process runs with exactly the service's settings,
 whatever of them came from the command line rather than the environment. SIGTERM is the
 user's stop (the task ends TERMINATED); SIGUSR1 is the service stopping (a task is left
-MIGRATING with its checkpoint, for the next start to resume or fail; a restore ends at
-once, and the next start fails it). The process dies with the service
+MIGRATING with its checkpoint, for the next start to resume or fail; a restore or a backup
+ends at once, and the next start fails it). The process dies with the service
 (PR_SET_PDEATHSIG), as a thread of it would.
 """
 
@@ -25,6 +25,7 @@ from typing import Protocol
 from dcs_migration.config import SERVICE_PID_ENV, Settings
 from dcs_migration.sources.backup_store import make_backup_store
 from dcs_migration.store import Store, open_store
+from dcs_migration.tasks.backups import BackupJob, fail_broken_backup
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import WorkKind
 from dcs_migration.tasks.job import TaskJob, fail_broken_task
@@ -34,7 +35,7 @@ from dcs_migration.tasks.service import TaskInputs
 USER_STOP = signal.SIGTERM
 SERVICE_STOP = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1
-USAGE = "usage: python -m dcs_migration.tasks.worker migration_task|restore PROJECT_ID ID"
+USAGE = "usage: python -m dcs_migration.tasks.worker migration_task|restore|backup PROJECT_ID ID"
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class WorkerJob(Protocol):
 BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
     WorkKind.MIGRATION_TASK: fail_broken_task,
     WorkKind.RESTORE: fail_broken_restore,
+    WorkKind.BACKUP: fail_broken_backup,
 }
 
 
@@ -66,11 +68,12 @@ def task_inputs(store: Store, settings: Settings) -> TaskInputs:
 
 def make_jobs(
     store: Store, inputs: TaskInputs, settings: Settings
-) -> dict[WorkKind, TaskJob | RestoreJob]:
+) -> dict[WorkKind, TaskJob | RestoreJob | BackupJob]:
     """The job of each kind of work, for a process with these settings."""
     return {
         WorkKind.MIGRATION_TASK: TaskJob(store, inputs, settings),
         WorkKind.RESTORE: RestoreJob(store, inputs.files, settings),
+        WorkKind.BACKUP: BackupJob(store, inputs.files, settings),
     }
 
 
@@ -107,8 +110,8 @@ def main(argv: list[str]) -> int:
     if kind is WorkKind.MIGRATION_TASK:
         signal.signal(USER_STOP, on_signal)
         signal.signal(SERVICE_STOP, on_signal)
-    # A restore keeps the signals' default: it ends at once, as its thread ended with
-    # the service before restores ran in processes.
+    # A restore or a backup keeps the signals' default: it ends at once, and the next
+    # start fails it.
     settings = Settings.from_json(sys.stdin.read())
     store = open_store(
         settings.database_url,

@@ -1,0 +1,187 @@
+"""Running units of work on a distributed worker: under a lease, with a heartbeat, a stop
+heard from the database, and a sweep that sends again what a dead worker or a lost
+message left behind.
+
+The broker only tells a worker to look at a unit; the database (`store/units.py`) says
+whether it is left to do and who holds it. So a message delivered twice, late or to a
+worker that restarted runs nothing twice, and a unit whose message was lost or whose
+worker died is sent again by the sweep of whichever worker is alive (or starts next).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from dcs_migration.config import Settings
+from dcs_migration.store import Store
+from dcs_migration.store.units import Lease, UnitKey, UnitState
+from dcs_migration.tasks.executor import WorkKind
+
+log = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.5  # how often a running unit asks whether its task was stopped
+
+
+class Dispatch(Protocol):
+    """How units reach the workers (a broker's messages)."""
+
+    def __call__(self, key: UnitKey) -> None:
+        """Send the unit, counted as one more message sent for it."""
+
+    def send(self, key: UnitKey, number: int) -> None:
+        """Send the unit's message number `number` (already counted)."""
+
+
+class UnitJob(Protocol):
+    """What runs one kind of unit. `stop`: the task was stopped (by the user, or because
+    a sibling unit failed): end TERMINATED with what was acknowledged. `lost` (which sets
+    `stop` too): the lease was lost (the database was out of reach longer than a lease,
+    and another worker may hold the unit now): end at once and write nothing more."""
+
+    def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None: ...
+
+
+def worker_name() -> str:
+    """This worker as its runs are recorded: host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class UnitRunner:
+    """Runs the units a worker is told about, each only under its lease."""
+
+    def __init__(self, store: Store, settings: Settings, jobs: Mapping[WorkKind, UnitJob]) -> None:
+        self.store = store
+        self.settings = settings
+        self.jobs = jobs
+
+    def run(self, key: UnitKey) -> None:
+        """Run the unit if it is left to do and no live worker holds it; else nothing."""
+        name = worker_name()
+        owner = f"{name}:{uuid.uuid4().hex[:12]}"
+        lease = self.store.take_lease(key, owner, name, self.settings.lease_seconds)
+        if lease is None:
+            log.info("unit %s: ended, or held by a live worker: nothing to do", _named(key))
+            return
+        log.info("unit %s: run %d starts here", _named(key), lease.unit.runs)
+        stop, lost, done = threading.Event(), threading.Event(), threading.Event()
+        keeper = threading.Thread(
+            target=self._keep, args=(lease, stop, lost, done), name="lease-keeper", daemon=True
+        )
+        keeper.start()
+        try:
+            self.jobs[WorkKind(key.work_kind)].run_unit(lease, stop, lost)
+        except Exception as exc:  # a bug: the unit still ends, saying so
+            log.exception("unit %s failed unexpectedly", _named(key))
+            message = (
+                f"the unit stopped on an internal error ({type(exc).__name__}); "
+                "the worker's log has the details"
+            )
+            try:
+                self.store.end_unit(lease, UnitState.FAILED, error=message)
+                if key.work_kind == WorkKind.MIGRATION_TASK.value:
+                    self.store.settle_task(key.work_id)
+            except SQLAlchemyError:
+                log.exception("unit %s: its failure could not be written", _named(key))
+        finally:
+            done.set()
+            keeper.join()
+
+    def _keep(
+        self, lease: Lease, stop: threading.Event, lost: threading.Event, done: threading.Event
+    ) -> None:
+        """Renew the lease (three times a lease) and look for a stop (twice a second),
+        until the unit ends. A lease that cannot be renewed before it runs out is lost."""
+        key = lease.unit.key
+        seconds = self.settings.lease_seconds
+        renewed = time.monotonic()
+        is_task = key.work_kind == WorkKind.MIGRATION_TASK.value
+        while not done.wait(STOP_POLL_SECONDS):
+            now = time.monotonic()
+            try:
+                if now - renewed >= seconds / 3:
+                    if not self.store.renew_lease(lease, seconds):
+                        log.error("unit %s: its lease was lost: it ends here", _named(key))
+                        lost.set()
+                        stop.set()
+                        return
+                    renewed = now
+                if is_task and not stop.is_set() and self.store.is_stop_requested(key.work_id):
+                    stop.set()
+            except SQLAlchemyError as exc:
+                log.warning("unit %s: the database did not answer: %s", _named(key), exc)
+                if time.monotonic() - renewed >= seconds:
+                    log.error("unit %s: its lease ran out: it ends here", _named(key))
+                    lost.set()
+                    stop.set()
+                    return
+
+
+class Sweeper:
+    """What every worker does every third of a lease: send again the units whose worker
+    died (lease expired) or whose message may be lost, and end the stopped tasks whose
+    units no worker runs any more."""
+
+    def __init__(self, store: Store, settings: Settings, dispatch: Dispatch) -> None:
+        self.store = store
+        self.settings = settings
+        self.dispatch = dispatch
+
+    def sweep(self) -> int:
+        """One look; returns how many units were sent again."""
+        due = self.store.due_again(self.settings.lease_seconds)
+        for key, number in due:
+            log.info("unit %s: sent again (its worker died, or its message was lost)", _named(key))
+            self.dispatch.send(key, number)
+        for task_id in self.store.stopped_tasks_with_units():
+            self.store.settle_task(task_id)
+        return len(due)
+
+    def run_forever(self, leaving: threading.Event) -> None:
+        """Sweep at once, then every third of a lease, until `leaving` is set."""
+        while True:
+            try:
+                self.sweep()
+            except Exception:  # the database or the broker away: the next look tries again
+                log.exception("the sweep failed; trying again")
+            if leaving.wait(self.settings.lease_seconds / 3):
+                return
+
+
+class WholeUnit:
+    """A restore or a backup as one unit: its job writes its own record; a run cut off
+    (its worker died) runs whole again."""
+
+    def __init__(self, store: Store, job: WholeJob) -> None:
+        self.store = store
+        self.job = job
+
+    def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None:
+        key = lease.unit.key
+        self.job.run(lease.unit.project_id, key.work_id, stop, lost, again=lease.unit.runs > 1)
+        if not lost.is_set():
+            self.store.end_unit(lease, UnitState.SUCCESS)
+
+
+class WholeJob(Protocol):
+    def run(
+        self,
+        project_id: str,
+        work_id: str,
+        stop: threading.Event,
+        leaving: threading.Event | None = None,
+        *,
+        again: bool = False,
+    ) -> None: ...
+
+
+def _named(key: UnitKey) -> str:
+    return f"{key.work_kind} {key.work_id} #{key.unit_index}"

@@ -1,0 +1,201 @@
+"""The service at scale, with real processes: PostgreSQL, redis-server as the Celery
+broker, moto's S3 server, two `serve` processes and `dcs-migration worker` processes
+started from the Procfile, the official SDK as the client. A task's files fan out over
+the workers; workers, API processes and the broker die and come back; nothing is lost
+and no unit runs twice at once."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from huaweicloudsdkdcs.v2 import (
+    ListMigrationTaskLogsRequest,
+    ShowMigrationTaskStatsRequest,
+    StopMigrationTaskRequest,
+)
+
+from dcs_migration.store import Store, open_store
+from dcs_migration.store.units import RunRecord
+from tests.support.fleet import BUCKET, Fleet
+from tests.support.sdk import PROJECT, create, minted, register, wait_for
+from tests.support.servers import RedisServer
+from tests.support.waiting import until
+
+pytestmark = [pytest.mark.service, pytest.mark.redis, pytest.mark.s3, pytest.mark.postgres]
+
+KEYS_PER_FILE = 300_000
+BIG_FILE_KEYS = 1_500_000
+
+
+# -- the setup ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet(postgres_url: str) -> Iterator[Fleet]:
+    """PostgreSQL, the broker, S3 and two API processes, for the module; workers per test."""
+    with Fleet(postgres_url) as running:
+        running.start_api()
+        running.start_api()
+        running.apis[0].grant(BUCKET, PROJECT)
+        yield running
+
+
+@pytest.fixture
+def workers(fleet: Fleet) -> Iterator[Fleet]:
+    """The fleet, its workers stopped after the test (whatever it started)."""
+    try:
+        yield fleet
+    finally:
+        for worker in fleet.workers:
+            worker.stop()
+        fleet.workers.clear()
+
+
+@pytest.fixture(scope="module")
+def files(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """Backups in the bucket, written by a real redis-server (DEBUG POPULATE, then SAVE):
+    four of KEYS_PER_FILE keys (f1..f4) and two of BIG_FILE_KEYS (b1, b2), each its own
+    keys. Returns each object's key count."""
+    made: dict[str, int] = {}
+    folder = tmp_path_factory.mktemp("fleet-files")
+    with RedisServer("--enable-debug-command", "yes") as maker:
+        client = redis.Redis(port=maker.port)
+        plan = {f"f{n}.rdb": KEYS_PER_FILE for n in range(1, 5)}
+        plan.update({"b1.rdb": BIG_FILE_KEYS, "b2.rdb": BIG_FILE_KEYS})
+        for name, count in plan.items():
+            client.flushall()
+            client.execute_command("DEBUG", "POPULATE", count, name.removesuffix(".rdb") + ":")
+            client.save()
+            path = folder / name
+            path.write_bytes((maker.dir / "dump.rdb").read_bytes())
+            fleet.upload(name, path)
+            made[name] = count
+        client.close()
+    return made
+
+
+@pytest.fixture
+def target() -> Iterator[RedisServer]:
+    with RedisServer("--enable-debug-command", "yes") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(fleet: Fleet) -> Any:
+    return minted(fleet.apis[0])
+
+
+def reference_digest(plan: dict[str, int]) -> str:
+    """DEBUG DIGEST of a server holding exactly the keys of the files in `plan`."""
+    with RedisServer("--enable-debug-command", "yes") as server:
+        c = redis.Redis(port=server.port)
+        for name, count in plan.items():
+            c.execute_command("DEBUG", "POPULATE", count, name.removesuffix(".rdb") + ":")
+        digest = c.execute_command("DEBUG", "DIGEST")
+        c.close()
+    return str(digest)
+
+
+def digest(server: RedisServer) -> str:
+    c = redis.Redis(port=server.port)
+    try:
+        return str(c.execute_command("DEBUG", "DIGEST"))
+    finally:
+        c.close()
+
+
+def store_of(fleet: Fleet) -> Store:
+    return open_store(
+        fleet.database_url, fleet.dir, secret_keys=(fleet.env["DCS_MIGRATION_SECRET_KEY"],)
+    )
+
+
+def runs(fleet: Fleet, task_id: str) -> list[RunRecord]:
+    with store_of(fleet) as store:
+        return [r for r in store.runs_of("migration_task", task_id) if r.unit_index >= 0]
+
+
+def assert_never_twice_at_once(found: list[RunRecord]) -> None:
+    """Each unit's runs one after another: a run starts after the one before it last
+    showed it was alive (its end, or its last heartbeat when its worker died)."""
+    by_unit: dict[int, list[RunRecord]] = {}
+    for run in found:
+        by_unit.setdefault(run.unit_index, []).append(run)
+    for index, unit_runs in by_unit.items():
+        for before, after in itertools.pairwise(unit_runs):
+            last_alive = before.ended_at or before.beat_at
+            assert after.started_at >= last_alive, (index, before, after)
+
+
+def logs(client: Any, task_id: str) -> list[str]:
+    answer = client.list_migration_task_logs(
+        ListMigrationTaskLogsRequest(task_id=task_id, limit=1000)
+    )
+    return [entry.message for entry in answer.migration_logs]
+
+
+def running_units(fleet: Fleet, task_id: str, count: int) -> list[RunRecord]:
+    """Wait until `count` units run, each with keys written."""
+
+    def check() -> list[RunRecord] | None:
+        with store_of(fleet) as store:
+            units = store.units_of("migration_task", task_id)
+        live = [u for u in units if u.state.value == "running" and u.counters["keys_written"] > 0]
+        return runs(fleet, task_id) if len(live) >= count else None
+
+    found: list[RunRecord] = until(check, f"{count} unit(s) writing", 60)
+    return found
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def test_a_four_file_task_spreads_over_both_workers(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    fleet.start_worker()
+    fleet.start_worker()
+    instance = register(fleet.apis[0], target)
+    names = ["f1.rdb", "f2.rdb", "f3.rdb", "f4.rdb"]
+    task_id = create(client, instance, names, bucket=BUCKET, name="four-files").id
+    other = minted(fleet.apis[1])  # the other API process answers for the same task
+    done = wait_for(other, task_id, ("SUCCESS", "FAILED", "TERMINATED"), seconds=120)
+    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert digest(target) == reference_digest({n: files[n] for n in names})
+    found = runs(fleet, task_id)
+    assert sorted(r.unit_index for r in found) == [0, 1, 2, 3]
+    assert len({r.worker.rsplit(":", 1)[0] + r.worker for r in found}) >= 2, found
+    stats = other.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
+    assert stats.full_migration_progress == "100"
+    assert_never_twice_at_once(found)
+    lines = logs(other, task_id)
+    assert any("4 file(s)" in line for line in lines), lines
+    for name in names:
+        finished = f"{name}: import finished: {KEYS_PER_FILE} keys"
+        assert any(finished in line for line in lines), lines
+
+
+def test_no_worker_running_leaves_the_task_waiting_and_a_stop_ends_it(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    instance = register(fleet.apis[0], target)
+    task_id = create(client, instance, ["f1.rdb"], bucket=BUCKET, name="no-worker").id
+    time.sleep(3)
+    assert wait_for(client, task_id, ("MIGRATING",)).status == "MIGRATING"
+    assert redis.Redis(port=target.port).dbsize() == 0  # the API imported nothing itself
+    started = time.monotonic()
+    client.stop_migration_task(StopMigrationTaskRequest(task_id=task_id))
+    wait_for(client, task_id, ("TERMINATED",), seconds=2)
+    assert time.monotonic() - started < 2
+    fleet.start_worker()
+    again = create(client, instance, ["f2.rdb"], bucket=BUCKET, name="a-worker-came").id
+    assert wait_for(client, again, ("SUCCESS", "FAILED"), seconds=60).status == "SUCCESS"
+    assert redis.Redis(port=target.port).dbsize() == KEYS_PER_FILE
+    assert wait_for(client, task_id, ("TERMINATED",)).status == "TERMINATED"  # it stays stopped
