@@ -6,6 +6,7 @@ and no unit runs twice at once."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterator
@@ -14,9 +15,13 @@ from typing import Any
 import pytest
 import redis
 from huaweicloudsdkdcs.v2 import (
+    BatchStopMigrationTasksBody,
+    BatchStopMigrationTasksRequest,
     ListMigrationTaskLogsRequest,
+    MigrationUpdateRequestEntity,
     ShowMigrationTaskStatsRequest,
     StopMigrationTaskRequest,
+    UpdateMigrationTaskRequest,
 )
 
 from dcs_migration.store import Store, open_store
@@ -28,8 +33,8 @@ from tests.support.waiting import until
 
 pytestmark = [pytest.mark.service, pytest.mark.redis, pytest.mark.s3, pytest.mark.postgres]
 
-KEYS_PER_FILE = 300_000
-BIG_FILE_KEYS = 1_500_000
+KEYS_PER_FILE = 200_000
+BIG_FILE_KEYS = 800_000
 
 
 # -- the setup ---------------------------------------------------------------------------
@@ -90,19 +95,24 @@ def client(fleet: Fleet) -> Any:
     return minted(fleet.apis[0])
 
 
-def reference_digest(plan: dict[str, int]) -> str:
-    """DEBUG DIGEST of a server holding exactly the keys of the files in `plan`."""
+@functools.cache
+def _digest_of(plan: tuple[tuple[str, int], ...]) -> str:
     with RedisServer("--enable-debug-command", "yes") as server:
-        c = redis.Redis(port=server.port)
-        for name, count in plan.items():
+        c = redis.Redis(port=server.port, socket_timeout=300)
+        for name, count in plan:
             c.execute_command("DEBUG", "POPULATE", count, name.removesuffix(".rdb") + ":")
         digest = c.execute_command("DEBUG", "DIGEST")
         c.close()
     return str(digest)
 
 
+def reference_digest(plan: dict[str, int]) -> str:
+    """DEBUG DIGEST of a server holding exactly the keys of the files in `plan`."""
+    return _digest_of(tuple(sorted(plan.items())))
+
+
 def digest(server: RedisServer) -> str:
-    c = redis.Redis(port=server.port)
+    c = redis.Redis(port=server.port, socket_timeout=300)
     try:
         return str(c.execute_command("DEBUG", "DIGEST"))
     finally:
@@ -199,3 +209,133 @@ def test_no_worker_running_leaves_the_task_waiting_and_a_stop_ends_it(
     assert wait_for(client, again, ("SUCCESS", "FAILED"), seconds=60).status == "SUCCESS"
     assert redis.Redis(port=target.port).dbsize() == KEYS_PER_FILE
     assert wait_for(client, task_id, ("TERMINATED",)).status == "TERMINATED"  # it stays stopped
+
+
+BIG = ["b1.rdb", "b2.rdb"]
+
+
+def big_task(fleet: Fleet, client: Any, target: RedisServer, name: str) -> str:
+    instance = register(fleet.apis[0], target)
+    task_id: str = create(client, instance, BIG, bucket=BUCKET, name=name).id
+    return task_id
+
+
+def ended(client: Any, task_id: str, seconds: float = 180) -> Any:
+    return wait_for(client, task_id, ("SUCCESS", "FAILED", "TERMINATED"), seconds=seconds)
+
+
+def test_a_worker_killed_mid_unit_leaves_it_to_another_which_resumes_it_exactly(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    doomed, survivor = fleet.start_worker(), fleet.start_worker()
+    task_id = big_task(fleet, client, target, "worker-killed")
+    running_units(fleet, task_id, 2)
+    doomed.kill()
+    done = ended(client, task_id)
+    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert digest(target) == reference_digest({n: files[n] for n in BIG})
+    found = runs(fleet, task_id)
+    assert_never_twice_at_once(found)
+    again = [
+        r
+        for r in found
+        if r.outcome == "success"
+        and r.unit_index in {x.unit_index for x in found if x.ended_at is None}
+    ]
+    assert len(again) == 1, found  # the killed unit, run to its end by the survivor
+    assert any("import resumed on" in line for line in logs(client, task_id))
+    assert "unit migration_task" in survivor.log()
+
+
+def test_every_worker_killed_then_the_first_one_started_finishes_the_task(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    first, second = fleet.start_worker(), fleet.start_worker()
+    task_id = big_task(fleet, client, target, "power-cut")
+    running_units(fleet, task_id, 2)
+    first.kill()
+    second.kill()
+    time.sleep(1)
+    assert wait_for(client, task_id, ("MIGRATING",)).status == "MIGRATING"
+    started = time.monotonic()
+    fleet.start_worker(concurrency=2)
+    done = ended(client, task_id)
+    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    # Within the lease and the import, not a broker's hour-long visibility timeout.
+    assert time.monotonic() - started < 90
+    assert digest(target) == reference_digest({n: files[n] for n in BIG})
+    assert_never_twice_at_once(runs(fleet, task_id))
+
+
+def test_a_stop_reaches_units_on_every_worker_and_a_resume_finishes_what_was_left(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    fleet.start_worker()
+    fleet.start_worker()
+    task_id = big_task(fleet, client, target, "stopped-across")
+    running_units(fleet, task_id, 2)
+    other = minted(fleet.apis[1])
+    started = time.monotonic()
+    body = BatchStopMigrationTasksBody(migration_tasks=[task_id])
+    other.batch_stop_migration_tasks(BatchStopMigrationTasksRequest(body=body))
+    stopped = wait_for(other, task_id, ("TERMINATED", "SUCCESS", "FAILED"), seconds=5)
+    assert stopped.status == "TERMINATED"
+    assert time.monotonic() - started < 2.0
+    lines = logs(other, task_id)
+    for name in BIG:  # how far each unit got
+        assert any(f"{name}: import stopped: " in line for line in lines), lines
+    written = other.show_migration_task_stats(ShowMigrationTaskStatsRequest(task_id=task_id))
+    assert 0 < redis.Redis(port=target.port).dbsize() < sum(files[n] for n in BIG), written
+    other.update_migration_task(
+        UpdateMigrationTaskRequest(
+            task_id=task_id, body=MigrationUpdateRequestEntity(resume_mode="auto")
+        )
+    )
+    done = ended(other, task_id)
+    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert digest(target) == reference_digest({n: files[n] for n in BIG})
+    assert_never_twice_at_once(runs(fleet, task_id))
+
+
+def test_an_api_process_killed_loses_nothing(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    fleet.start_worker()
+    instance = register(fleet.apis[0], target)
+    names = ["f1.rdb", "f2.rdb"]
+    task_id = create(client, instance, names, bucket=BUCKET, name="api-killed").id
+    fleet.apis[0].kill()
+    try:
+        done = ended(minted(fleet.apis[1]), task_id)
+        assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+        assert digest(target) == reference_digest({n: files[n] for n in names})
+    finally:
+        fleet.apis[0].start()
+
+
+def test_a_broker_restart_loses_no_task(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    """One worker: one task runs while the other's message waits in the broker when it
+    restarts; a third is created while the broker is down (the API answers; a worker's
+    sweep sends it once the broker is back)."""
+    fleet = workers
+    fleet.start_worker()
+    first = big_task(fleet, client, target, "before-restart")
+    instance = register(fleet.apis[0], target)
+    queued = create(client, instance, ["f1.rdb"], bucket=BUCKET, name="queued").id
+    running_units(fleet, first, 1)
+    fleet.stop_broker()
+    try:
+        while_down = create(client, instance, ["f2.rdb"], bucket=BUCKET, name="broker-down").id
+    finally:
+        fleet.start_broker()
+    for task_id in (first, queued, while_down):
+        done = ended(client, task_id, seconds=240)
+        assert done.status == "SUCCESS", (task_id, done.error_message, fleet.logs())
+    plan = {n: files[n] for n in [*BIG, "f1.rdb", "f2.rdb"]}
+    assert digest(target) == reference_digest(plan)

@@ -166,10 +166,12 @@ class Fleet:
         self.workers.append(worker)
         return worker
 
-    def restart_broker(self) -> None:
-        """Stop the broker (as an operator's restart does, saving nothing more than its AOF
-        has) and start it again on its port and folder."""
+    def stop_broker(self) -> None:
+        """Stop the broker, as an operator's restart does (what it holds is in its AOF)."""
         end_process(self.broker.process)
+
+    def start_broker(self) -> None:
+        """Start the stopped broker again, on its port and folder."""
         restart(self.broker)
         deadline = time.monotonic() + 30
         while True:
@@ -178,7 +180,7 @@ class Fleet:
                     return
             except subprocess.CalledProcessError:
                 pass
-            assert time.monotonic() < deadline, "the broker did not come back"
+            assert time.monotonic() < deadline, "the broker did not start again"
             time.sleep(0.05)
 
     def logs(self) -> str:
