@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import functools
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from huaweicloudsdkdcs.v2 import (
+    BackupInstanceBody,
     BatchStopMigrationTasksBody,
     BatchStopMigrationTasksRequest,
+    CopyInstanceRequest,
     ListMigrationTaskLogsRequest,
+    ListMigrationTaskRequest,
     MigrationUpdateRequestEntity,
+    RestoreInstanceBody,
+    RestoreInstanceRequest,
     ShowMigrationTaskStatsRequest,
     StopMigrationTaskRequest,
     UpdateMigrationTaskRequest,
@@ -29,7 +37,7 @@ from dcs_migration.store.units import RunRecord
 from tests.support.fleet import BUCKET, Fleet
 from tests.support.sdk import PROJECT, create, minted, register, wait_for
 from tests.support.servers import RedisServer
-from tests.support.waiting import until
+from tests.support.waiting import finished_backup, finished_restore, until
 
 pytestmark = [pytest.mark.service, pytest.mark.redis, pytest.mark.s3, pytest.mark.postgres]
 
@@ -142,6 +150,12 @@ def assert_never_twice_at_once(found: list[RunRecord]) -> None:
             assert after.started_at >= last_alive, (index, before, after)
 
 
+def error_of(client: Any, task_id: str) -> str:
+    listed = client.list_migration_task(ListMigrationTaskRequest(limit=1000))
+    message: str = next(t for t in listed.migration_tasks if t.task_id == task_id).error_message
+    return message
+
+
 def logs(client: Any, task_id: str) -> list[str]:
     answer = client.list_migration_task_logs(
         ListMigrationTaskLogsRequest(task_id=task_id, limit=1000)
@@ -176,7 +190,7 @@ def test_a_four_file_task_spreads_over_both_workers(
     task_id = create(client, instance, names, bucket=BUCKET, name="four-files").id
     other = minted(fleet.apis[1])  # the other API process answers for the same task
     done = wait_for(other, task_id, ("SUCCESS", "FAILED", "TERMINATED"), seconds=120)
-    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
     assert digest(target) == reference_digest({n: files[n] for n in names})
     found = runs(fleet, task_id)
     assert sorted(r.unit_index for r in found) == [0, 1, 2, 3]
@@ -233,7 +247,7 @@ def test_a_worker_killed_mid_unit_leaves_it_to_another_which_resumes_it_exactly(
     running_units(fleet, task_id, 2)
     doomed.kill()
     done = ended(client, task_id)
-    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
     assert digest(target) == reference_digest({n: files[n] for n in BIG})
     found = runs(fleet, task_id)
     assert_never_twice_at_once(found)
@@ -262,7 +276,7 @@ def test_every_worker_killed_then_the_first_one_started_finishes_the_task(
     started = time.monotonic()
     fleet.start_worker(concurrency=2)
     done = ended(client, task_id)
-    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
     # Within the lease and the import, not a broker's hour-long visibility timeout.
     assert time.monotonic() - started < 90
     assert digest(target) == reference_digest({n: files[n] for n in BIG})
@@ -295,7 +309,7 @@ def test_a_stop_reaches_units_on_every_worker_and_a_resume_finishes_what_was_lef
         )
     )
     done = ended(other, task_id)
-    assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
     assert digest(target) == reference_digest({n: files[n] for n in BIG})
     assert_never_twice_at_once(runs(fleet, task_id))
 
@@ -311,7 +325,7 @@ def test_an_api_process_killed_loses_nothing(
     fleet.apis[0].kill()
     try:
         done = ended(minted(fleet.apis[1]), task_id)
-        assert done.status == "SUCCESS", (done.error_message, fleet.logs())
+        assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
         assert digest(target) == reference_digest({n: files[n] for n in names})
     finally:
         fleet.apis[0].start()
@@ -336,6 +350,92 @@ def test_a_broker_restart_loses_no_task(
         fleet.start_broker()
     for task_id in (first, queued, while_down):
         done = ended(client, task_id, seconds=240)
-        assert done.status == "SUCCESS", (task_id, done.error_message, fleet.logs())
+        assert done.status == "SUCCESS", (task_id, error_of(client, task_id), fleet.logs())
     plan = {n: files[n] for n in [*BIG, "f1.rdb", "f2.rdb"]}
     assert digest(target) == reference_digest(plan)
+
+
+def test_the_first_failure_fails_the_task_stops_its_siblings_and_a_resume_runs_the_rest(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any, tmp_path: Path
+) -> None:
+    fleet = workers
+    fleet.start_worker()
+    fleet.start_worker()
+    bad = tmp_path / "bad.rdb"
+    bad.write_bytes(b"REDIS0011" + b"\xfa\x09redis-ver" + b"\x00" * 3)  # cut off in its AUX
+    fleet.upload("bad.rdb", bad)
+    names = ["f1.rdb", "bad.rdb", "b1.rdb"]
+    instance = register(fleet.apis[0], target)
+    task_id = create(client, instance, names, bucket=BUCKET, name="one-fails").id
+    failed = ended(client, task_id)
+    assert failed.status == "FAILED"
+    assert "bad.rdb" in error_of(client, task_id), error_of(client, task_id)
+    with store_of(fleet) as store:
+        before = {
+            u.key.unit_index: u.state.value for u in store.units_of("migration_task", task_id)
+        }
+    assert before[1] == "failed" and before[2] in ("terminated", "success"), before
+    ran_before = runs(fleet, task_id)
+    source = {"Bucket": BUCKET, "Key": "f2.rdb"}  # bad.rdb mended: f2's keys
+    fleet.s3().copy_object(Bucket=BUCKET, Key="bad.rdb", CopySource=source)
+    client.update_migration_task(
+        UpdateMigrationTaskRequest(
+            task_id=task_id, body=MigrationUpdateRequestEntity(resume_mode="auto")
+        )
+    )
+    done = ended(client, task_id)
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
+    found = runs(fleet, task_id)
+    for index, state in before.items():  # only what had not finished ran again, once
+        new = len([r for r in found if r.unit_index == index]) - len(
+            [r for r in ran_before if r.unit_index == index]
+        )
+        assert new == (0 if state == "success" else 1), (index, state, found)
+    plan = {"f1.rdb": files["f1.rdb"], "f2.rdb": files["f2.rdb"], "b1.rdb": files["b1.rdb"]}
+    assert digest(target) == reference_digest(plan)
+
+
+def test_backups_and_restores_run_on_the_workers(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    fleet.start_worker()
+    instance = register(fleet.apis[0], target)
+    task_id = create(client, instance, ["f3.rdb"], bucket=BUCKET, name="to-back-up").id
+    assert ended(client, task_id).status == "SUCCESS"
+    backup_id = client.copy_instance(
+        CopyInstanceRequest(instance_id=instance, body=BackupInstanceBody(remark="fleet"))
+    ).backup_id
+    assert finished_backup(client, instance, backup_id).status == "succeed"
+    listed = fleet.s3().list_objects_v2(Bucket="dcs-backups")
+    assert any(backup_id in o["Key"] for o in listed.get("Contents", []))
+    redis.Redis(port=target.port).flushall()
+    restore_id = client.restore_instance(
+        RestoreInstanceRequest(instance_id=instance, body=RestoreInstanceBody(backup_id=backup_id))
+    ).restore_id
+    assert finished_restore(client, instance, restore_id).status == "succeed"
+    assert digest(target) == reference_digest({"f3.rdb": files["f3.rdb"]})
+
+
+@pytest.mark.parametrize(
+    ("unset", "named"),
+    [
+        ("DCS_MIGRATION_DATABASE_URL", "SQLite"),
+        ("DCS_MIGRATION_OBS_ENDPOINT", "DCS_MIGRATION_OBS_ENDPOINT"),
+        ("DCS_MIGRATION_BROKER_URL", "DCS_MIGRATION_BROKER_URL"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_refuse_to_start_on_what_machines_cannot_share(
+    fleet: Fleet, command: str, unset: str, named: str
+) -> None:
+    env = {k: v for k, v in fleet.env.items() if k != unset}
+    done = subprocess.run(
+        [sys.executable, "-m", "dcs_migration", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr, done.stderr
