@@ -212,6 +212,27 @@ class TaskLog(Base):
     log_code: Mapped[str] = mapped_column(String(32))
     keyword: Mapped[str] = mapped_column(String(64))
 
+    @classmethod
+    def line(
+        cls,
+        task_id: str,
+        level: str,
+        message: str,
+        at: datetime,
+        *,
+        code: str = "",
+        keyword: str = "",
+    ) -> TaskLog:
+        """A log line of a task (its level's value, as stored)."""
+        return cls(
+            task_id=task_id,
+            created_at=at,
+            log_level=level,
+            message=message,
+            log_code=code,
+            keyword=keyword,
+        )
+
 
 class Backup(Base):
     __tablename__ = "backups"

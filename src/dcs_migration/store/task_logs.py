@@ -22,13 +22,8 @@ class TaskLogs(Repository):
         keyword: str = "",
     ) -> None:
         """Append a log line of the task (level INFO, WARNING or ERROR)."""
-        entry = TaskLog(
-            task_id=task_id,
-            created_at=utcnow(),
-            log_level=log_level(level).value,
-            message=message,
-            log_code=code,
-            keyword=keyword,
+        entry = TaskLog.line(
+            task_id, log_level(level).value, message, utcnow(), code=code, keyword=keyword
         )
         with self._write() as s:
             s.add(entry)

@@ -224,16 +224,7 @@ class Tasks(Repository):
                 update(MigrationTask).where(MigrationTask.task_id == task_id).values(**values)
             )
             for level, message in logs:
-                s.add(
-                    TaskLog(
-                        task_id=task_id,
-                        created_at=now,
-                        log_level=log_level(level).value,
-                        message=message,
-                        log_code="",
-                        keyword="",
-                    )
-                )
+                s.add(TaskLog.line(task_id, log_level(level).value, message, now))
 
     def set_status(
         self,
@@ -345,13 +336,12 @@ class Tasks(Repository):
                 row.started_at = None
                 row.updated_at = now
                 s.add(
-                    TaskLog(
-                        task_id=row.task_id,
-                        created_at=now,
-                        log_level=LogLevel.WARNING.value,
-                        message="the service stopped while the task ran: it resumes "
+                    TaskLog.line(
+                        row.task_id,
+                        LogLevel.WARNING.value,
+                        "the service stopped while the task ran: it resumes "
                         "from its last checkpoint",
-                        log_code="",
+                        now,
                         keyword="resumed",
                     )
                 )
@@ -509,12 +499,12 @@ class Tasks(Repository):
                 if rowcount(result) == 0:
                     continue
                 s.add(
-                    TaskLog(
-                        task_id=row.task_id,
-                        created_at=now,
-                        log_level=LogLevel.ERROR.value,
-                        message=message,
-                        log_code=error_code,
+                    TaskLog.line(
+                        row.task_id,
+                        LogLevel.ERROR.value,
+                        message,
+                        now,
+                        code=error_code,
                         keyword="interrupted",
                     )
                 )

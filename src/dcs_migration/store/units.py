@@ -565,13 +565,4 @@ def _add_logs(
     s: Session, task_id: str, logs: Iterable[tuple[LogLevel, str]], now: datetime
 ) -> None:
     for level, message in logs:
-        s.add(
-            TaskLog(
-                task_id=task_id,
-                created_at=now,
-                log_level=level.value,
-                message=message,
-                log_code="",
-                keyword="",
-            )
-        )
+        s.add(TaskLog.line(task_id, level.value, message, now))

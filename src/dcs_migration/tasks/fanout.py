@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from dcs_migration.client.connection import Interrupter
 from dcs_migration.config import Settings
 from dcs_migration.formats.errors import FormatError
 from dcs_migration.importer import Checkpoint, ImportHooks, Progress, run_import
@@ -26,10 +25,15 @@ from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import LogLevel, Store, TaskRecord
 from dcs_migration.store.units import PLAN_INDEX, Lease, NewUnit, UnitState
 from dcs_migration.tasks.endpoints import instance_endpoint
-from dcs_migration.tasks.job import best_effort, durably, interrupt_when_stopped, outcome_logs
+from dcs_migration.tasks.job import (
+    best_effort,
+    durably,
+    outcome_logs,
+    stop_watcher,
+    task_write_options,
+)
 from dcs_migration.tasks.service import TaskInputs
 from dcs_migration.tasks.units import Dispatch, worker_name
-from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -164,23 +168,11 @@ class TaskUnits:
             if not _attempt(lambda: store.unit_progress(lease, counters, _pair(checkpoint))):
                 lost.set()
 
-        interrupter = Interrupter()
-        done = threading.Event()
-        threading.Thread(
-            target=interrupt_when_stopped,
-            args=(stop, None, done, interrupter),
-            name="stop-watcher",
-            daemon=True,
-        ).start()
-        try:
+        with stop_watcher(stop) as interrupter:
             result = run_import(
                 [found],
                 endpoint,
-                WriteOptions(
-                    db=task.target_db,
-                    skip_unknown_commands=task.skip_unknown_commands,
-                    reply_timeout=self.settings.reply_timeout,
-                ),
+                task_write_options(task, self.settings),
                 ImportHooks(
                     on_progress=on_progress,
                     should_stop=stop.is_set,
@@ -190,8 +182,6 @@ class TaskUnits:
                 cluster=instance.instance_type == "cluster",
                 resume_from=resume_from,
             )
-        finally:
-            done.set()
         if lost.is_set():
             return  # another worker may hold the unit now: it is its to write
         if result.target_lost_writes:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import (
@@ -181,27 +182,11 @@ class TaskJob:
             nonlocal checkpoint
             checkpoint = point
 
-        options = WriteOptions(
-            db=task.target_db,
-            skip_unknown_commands=task.skip_unknown_commands,
-            reply_timeout=self.reply_timeout,
-            handoff_addr=self.settings.handoff_addr,
-            handoff_bind=self.settings.handoff_bind,
-        )
-        interrupter = Interrupter()
-        done = threading.Event()
-        # Not joined: it ends at its next look, and a late interruption touches nothing.
-        threading.Thread(
-            target=interrupt_when_stopped,
-            args=(stop, leaving, done, interrupter),
-            name="stop-watcher",
-            daemon=True,
-        ).start()
-        try:
+        with stop_watcher(stop, leaving) as interrupter:
             result = run_import(
                 inputs if inputs is not None else lambda: resolve_inputs(sources, self.settings),
                 endpoint,
-                options,
+                task_write_options(task, self.settings),
                 ImportHooks(
                     on_progress=on_progress,
                     should_stop=should_stop,
@@ -211,8 +196,6 @@ class TaskJob:
                 cluster=instance.instance_type == "cluster",
                 resume_from=resume_from,
             )
-        finally:
-            done.set()
         if result.target_lost_writes:
             checkpoint = None  # what it counts may be gone: a resume starts over
             durably("forgetting a checkpoint", lambda: store.clear_checkpoint(task.task_id))
@@ -283,6 +266,39 @@ class TaskJob:
             ops_per_second=stats.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
+
+
+def task_write_options(task: TaskRecord, settings: Settings) -> WriteOptions:
+    """How a task's import writes: into its db (or each key's own), as it asked of AOF
+    commands the target does not know, with the service's reply deadline."""
+    return WriteOptions(
+        db=task.target_db,
+        skip_unknown_commands=task.skip_unknown_commands,
+        reply_timeout=settings.reply_timeout,
+        handoff_addr=settings.handoff_addr,
+        handoff_bind=settings.handoff_bind,
+    )
+
+
+@contextmanager
+def stop_watcher(
+    stop: threading.Event, leaving: threading.Event | None = None
+) -> Iterator[Interrupter]:
+    """An interrupter that fires STOP_GRACE_SECONDS after `stop` (or `leaving`) is set
+    while the block runs: a hung target cannot hold a stop up."""
+    interrupter = Interrupter()
+    done = threading.Event()
+    # Not joined: it ends at its next look, and a late interruption touches nothing.
+    threading.Thread(
+        target=interrupt_when_stopped,
+        args=(stop, leaving, done, interrupter),
+        name="stop-watcher",
+        daemon=True,
+    ).start()
+    try:
+        yield interrupter
+    finally:
+        done.set()
 
 
 def outcome_logs(
