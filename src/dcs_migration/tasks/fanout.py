@@ -25,7 +25,7 @@ from dcs_migration.sources.s3 import S3SourceError
 from dcs_migration.store import LogLevel, Store, TaskRecord
 from dcs_migration.store.units import PLAN_INDEX, Lease, NewUnit, UnitState
 from dcs_migration.tasks.endpoints import instance_endpoint
-from dcs_migration.tasks.job import (
+from dcs_migration.tasks.imports import (
     best_effort,
     durably,
     outcome_logs,

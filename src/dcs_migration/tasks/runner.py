@@ -1,5 +1,5 @@
-"""The inline executor: units of work (migration tasks, restores), each in a process of
-its own on this machine, at most N at once.
+"""The inline executor: units of work (migration tasks, restores, backups), each in a
+process of its own on this machine, at most N at once.
 
 A unit waits (its task MIGRATING, its restore `waiting`) until a slot takes it. Slots are
 shared fairly between projects (`FairQueue`): a free slot goes to the project with work
