@@ -22,12 +22,13 @@ from dcs_migration.sources import Input, SourceError, find_all
 from dcs_migration.sources.bucket import BadObjectKey, BucketNotFound
 from dcs_migration.sources.fingerprint import describe_change, inputs_fingerprint
 from dcs_migration.sources.s3 import S3SourceError
-from dcs_migration.store import LogLevel, Store, TaskRecord
+from dcs_migration.store import LogLevel, Store, TaskRecord, TaskStatus
 from dcs_migration.store.units import PLAN_INDEX, Lease, NewUnit, UnitState
 from dcs_migration.tasks.endpoints import instance_endpoint
 from dcs_migration.tasks.imports import (
     best_effort,
     durably,
+    outcome_counters,
     outcome_logs,
     stop_watcher,
     task_write_options,
@@ -38,6 +39,7 @@ from dcs_migration.tasks.units import Dispatch, worker_name
 log = logging.getLogger(__name__)
 
 PROGRESS_SECONDS = 1.0
+ENDS = {TaskStatus.SUCCESS: UnitState.SUCCESS, TaskStatus.TERMINATED: UnitState.TERMINATED}
 
 
 class TaskUnits:
@@ -188,27 +190,12 @@ class TaskUnits:
             checkpoint = None
             durably("forgetting a checkpoint", lambda: store.clear_unit_checkpoint(lease))
         error, logs = outcome_logs(result, prefix)
-        state = {
-            "SUCCESS": UnitState.SUCCESS,
-            "TERMINATED": UnitState.TERMINATED,
-        }.get(result.status.value, UnitState.FAILED)
-        stats = result.stats
-        counters = {
-            "bytes_total": result.bytes_total,
-            "bytes_read": result.bytes_read,
-            "keys_written": stats.keys_written,
-            "keys_skipped_expired": stats.keys_skipped_expired,
-            "keys_skipped_existing": stats.keys_skipped_existing,
-            "keys_skipped_module": stats.keys_skipped_module,
-            "commands_replayed": stats.commands_replayed,
-            "commands_refused": stats.commands_refused,
-            "commands_skipped_unknown": stats.commands_skipped_unknown,
-        }
+        state = ENDS.get(result.status, UnitState.FAILED)
         self._end(
             lease,
             state,
             error=error or "",
-            counters=counters,
+            counters=outcome_counters(result),
             checkpoint=_pair(checkpoint),
             logs=logs,
         )

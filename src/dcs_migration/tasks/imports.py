@@ -69,6 +69,22 @@ def stop_watcher(
         done.set()
 
 
+def outcome_counters(result: ImportResult) -> dict[str, int]:
+    """An import's counts, as a task's row (and a unit's) keeps them."""
+    stats = result.stats
+    return {
+        "bytes_total": result.bytes_total,
+        "bytes_read": result.bytes_read,
+        "keys_written": stats.keys_written,
+        "keys_skipped_expired": stats.keys_skipped_expired,
+        "keys_skipped_existing": stats.keys_skipped_existing,
+        "keys_skipped_module": stats.keys_skipped_module,
+        "commands_replayed": stats.commands_replayed,
+        "commands_refused": stats.commands_refused,
+        "commands_skipped_unknown": stats.commands_skipped_unknown,
+    }
+
+
 def outcome_logs(
     result: ImportResult, prefix: str = ""
 ) -> tuple[str | None, list[tuple[LogLevel, str]]]:

@@ -34,6 +34,7 @@ from dcs_migration.tasks.endpoints import instance_endpoint
 from dcs_migration.tasks.imports import (
     best_effort,
     durably,
+    outcome_counters,
     outcome_logs,
     stop_watcher,
     task_write_options,
@@ -235,7 +236,6 @@ class TaskJob:
     def _finish(self, task_id: str, result: ImportResult, checkpoint: Checkpoint | None) -> None:
         """The outcome, its counts and its log lines, in one write."""
         elapsed = max(result.seconds, 1e-6)
-        stats = result.stats
         error, logs = outcome_logs(result)
         self.store.finish_task(
             task_id,
@@ -243,16 +243,8 @@ class TaskJob:
             error,
             logs,
             **_checkpoint_fields(checkpoint),
-            bytes_total=result.bytes_total,
-            bytes_read=result.bytes_read,
-            keys_written=stats.keys_written,
-            keys_skipped_expired=stats.keys_skipped_expired,
-            keys_skipped_existing=stats.keys_skipped_existing,
-            keys_skipped_module=stats.keys_skipped_module,
-            commands_replayed=stats.commands_replayed,
-            commands_refused=stats.commands_refused,
-            commands_skipped_unknown=stats.commands_skipped_unknown,
-            ops_per_second=stats.keys_written / elapsed,
+            **outcome_counters(result),
+            ops_per_second=result.stats.keys_written / elapsed,
             input_kbps=result.bytes_read / 1024 / elapsed,
         )
 

@@ -24,7 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from dcs_migration.config import Settings
 from dcs_migration.store import Store
 from dcs_migration.store.units import Lease, UnitKey, UnitState
+from dcs_migration.tasks.backups import BackupJob
 from dcs_migration.tasks.executor import WorkKind
+from dcs_migration.tasks.restore import RestoreJob
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ class WholeUnit:
     """A restore or a backup as one unit: its job writes its own record; a run cut off
     (its worker died) runs whole again."""
 
-    def __init__(self, store: Store, job: WholeJob) -> None:
+    def __init__(self, store: Store, job: RestoreJob | BackupJob) -> None:
         self.store = store
         self.job = job
 
@@ -169,18 +171,6 @@ class WholeUnit:
         self.job.run(lease.unit.project_id, key.work_id, stop, lost, again=lease.unit.runs > 1)
         if not lost.is_set():
             self.store.end_unit(lease, UnitState.SUCCESS)
-
-
-class WholeJob(Protocol):
-    def run(
-        self,
-        project_id: str,
-        work_id: str,
-        stop: threading.Event,
-        leaving: threading.Event | None = None,
-        *,
-        again: bool = False,
-    ) -> None: ...
 
 
 def _named(key: UnitKey) -> str:
