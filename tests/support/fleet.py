@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,12 +94,16 @@ class Worker:
             self.process.kill()
             self.process.wait()
 
+    def leave(self) -> None:
+        """Ask it to leave at once (SIGQUIT: Celery's cold shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGQUIT)
+
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGQUIT)
+        self.leave()
         end_process(self.process, timeout=10)
         with contextlib.suppress(ProcessLookupError):  # whatever of its pool is left
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -191,16 +196,29 @@ class Fleet:
                 parts.append(f"--- api {n}\n{api.log_path.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
 
-    def stop(self) -> None:
+    def stop_workers(self) -> None:
+        """Every worker asked to leave at once, then waited for."""
+        for worker in self.workers:
+            worker.leave()
         for worker in self.workers:
             worker.stop()
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
         for api in self.apis:
             api.stop()
         self.moto.stop()
+        self.moto.log_path.unlink(missing_ok=True)
         self.broker.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Fleet:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

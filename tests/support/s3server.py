@@ -29,7 +29,7 @@ class MotoServer:
     def __init__(self) -> None:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = Path(tempfile.mkstemp(prefix="dcs-moto-", suffix=".log")[1])
+        self.log_path = Path(tempfile.mkstemp(prefix="dcs-moto-", suffix=".log")[1])
 
     @property
     def endpoint(self) -> str:
@@ -38,7 +38,7 @@ class MotoServer:
     def start(self, timeout: float = 60.0, tries: int = 3) -> MotoServer:
         for _ in range(tries):
             self.port = free_port()
-            with self._log.open("wb") as log:
+            with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
                     [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                     stdout=log,
@@ -67,7 +67,7 @@ class MotoServer:
         return False
 
     def log(self) -> str:
-        return self._log.read_text(errors="replace") if self._log.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
         end_process(self.process)
@@ -83,7 +83,7 @@ class MotoServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-        self._log.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
 
 
 class DroppingProxy:

@@ -93,6 +93,7 @@ class Lease:
 
     unit: UnitRecord
     owner: str
+    worker: str  # as the run is recorded
     run_id: int
 
 
@@ -252,7 +253,7 @@ class WorkUnits(Repository):
             s.flush()
             row = s.get(WorkUnit, (key.work_kind, key.work_id, key.unit_index))
             assert row is not None
-            return Lease(_record(row), owner, run.id)
+            return Lease(_record(row), owner, worker, run.id)
 
     def renew_lease(self, lease: Lease, seconds: float) -> bool:
         """Keep the unit `seconds` more; False when the lease was lost (it expired and

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -193,7 +194,7 @@ def _end_with_parent() -> None:
         pass
 
 
-def build_worker(settings: Settings) -> Celery:
+def build_worker(settings: Settings, hostname: str) -> Celery:
     """The worker's Celery app, its unit task and the hooks that open each process's store
     and start the sweep."""
     app = make_celery(settings)
@@ -210,7 +211,8 @@ def build_worker(settings: Settings) -> Celery:
         store = _open_store(settings)
         dispatch = Dispatcher(app, store)
         _process.store = store
-        _process.runner = UnitRunner(store, settings, _unit_jobs(store, settings, dispatch))
+        jobs = _unit_jobs(store, settings, dispatch)
+        _process.runner = UnitRunner(store, settings, jobs, hostname)
 
     def start_sweep(**_: Any) -> None:
         store = _open_store(settings)
@@ -231,8 +233,10 @@ def build_worker(settings: Settings) -> Celery:
 def run_worker(settings: Settings, concurrency: int, hostname: str | None = None) -> None:
     """Run a Celery worker of these settings until it is stopped (SIGTERM: it finishes
     its running units; SIGQUIT or a second SIGTERM: at once, its units resuming
-    elsewhere once their leases expire)."""
-    app = build_worker(settings)
+    elsewhere once their leases expire). `hostname` names it in its units' runs and
+    logs (default: dcs-migration@ this machine's name)."""
+    hostname = hostname or f"dcs-migration@{socket.gethostname()}"
+    app = build_worker(settings, hostname)
     argv = [
         "worker",
         "--pool=prefork",
@@ -241,7 +245,6 @@ def run_worker(settings: Settings, concurrency: int, hostname: str | None = None
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
+        f"--hostname={hostname}",
     ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
     app.worker_main(argv)

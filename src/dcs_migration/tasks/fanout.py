@@ -34,7 +34,7 @@ from dcs_migration.tasks.imports import (
     task_write_options,
 )
 from dcs_migration.tasks.service import TaskInputs
-from dcs_migration.tasks.units import Dispatch, worker_name
+from dcs_migration.tasks.units import Dispatch
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class TaskUnits:
         resume_from = None
         if unit.checkpoint_records is not None and unit.checkpoint_keys is not None:
             resume_from = Checkpoint(0, unit.checkpoint_records, unit.checkpoint_keys)
-        where = worker_name()
+        where = lease.worker
         if resume_from is None:
             store.add_log(task.task_id, LogLevel.INFO, f"{prefix}import started on {where}")
         else:

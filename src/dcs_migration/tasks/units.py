@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -52,24 +51,22 @@ class UnitJob(Protocol):
     def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None: ...
 
 
-def worker_name() -> str:
-    """This worker as its runs are recorded: host and process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 class UnitRunner:
     """Runs the units a worker is told about, each only under its lease."""
 
-    def __init__(self, store: Store, settings: Settings, jobs: Mapping[WorkKind, UnitJob]) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, jobs: Mapping[WorkKind, UnitJob], worker: str
+    ) -> None:
+        """`worker`: the worker's name (as its operator named it), for its runs' records."""
         self.store = store
         self.settings = settings
         self.jobs = jobs
+        self.name = f"{worker}:{os.getpid()}"  # one process of the worker's pool
 
     def run(self, key: UnitKey) -> None:
         """Run the unit if it is left to do and no live worker holds it; else nothing."""
-        name = worker_name()
-        owner = f"{name}:{uuid.uuid4().hex[:12]}"
-        lease = self.store.take_lease(key, owner, name, self.settings.lease_seconds)
+        owner = f"{self.name}:{uuid.uuid4().hex[:12]}"
+        lease = self.store.take_lease(key, owner, self.name, self.settings.lease_seconds)
         if lease is None:
             log.info("unit %s: ended, or held by a live worker: nothing to do", _named(key))
             return
