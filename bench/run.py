@@ -56,6 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.procstat import vmhwm_mb  # noqa: E402
 from tests.support.rdbgen import huge_rdb  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 
@@ -296,18 +297,6 @@ def whole_keys(path: Path) -> Iterator[KeyRecord]:
 # -- whole processes ----------------------------------------------------------------------
 
 
-def _vmhwm_mb(pid: int) -> float:
-    """A live process's peak resident set so far (0 once it has exited)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 @dataclass
 class Run:
     seconds: float
@@ -330,7 +319,7 @@ def run_process(args: list[str], *, stdin: Path | None = None) -> Run:
 
         def watch() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], _vmhwm_mb(proc.pid))
+                peak[0] = max(peak[0], vmhwm_mb(proc.pid))
                 done.wait(RSS_POLL_SECONDS)
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -361,7 +350,7 @@ def fresh_server(ds: Dataset, rdb: Path | None = None) -> RedisServer:
 
 def stop(server: RedisServer) -> float:
     """Stop a server; its peak RSS in MB."""
-    rss = _vmhwm_mb(server.process.pid) if server.process is not None else 0.0
+    rss = vmhwm_mb(server.process.pid) if server.process is not None else 0.0
     server.stop()
     return rss
 
@@ -437,7 +426,7 @@ def measure_read(path: Path, decode: bool) -> dict[str, float]:
             elif type(record) is BigKeyRecord:  # a value handed out in pieces
                 keys += 1
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "keys": keys, "rss_mb": _vmhwm_mb(os.getpid())}
+    return {"seconds": seconds, "keys": keys, "rss_mb": vmhwm_mb(os.getpid())}
 
 
 def in_child(*args: str) -> dict[str, float]:

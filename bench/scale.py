@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from huaweicloudsdkdcs.v2 import ListMigrationTaskRequest  # noqa: E402
 from tests.support.fleet import BUCKET, Fleet, Worker  # noqa: E402
 from tests.support.postgres import PostgresCluster  # noqa: E402
+from tests.support.procstat import vmhwm_mb  # noqa: E402
 from tests.support.sdk import PROJECT, create, minted, register  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 
@@ -208,18 +209,6 @@ class Measurement:
     background: float = 0.0  # taken by other processes in the QUIET_SECONDS before
 
 
-def _vmhwm_mb(pid: int) -> float:
-    """A live process's peak resident set so far (0 once it has exited)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -239,11 +228,11 @@ def peak_rss(fleet: Fleet) -> dict[str, float]:
     mains = [_pid(w.process) for w in fleet.workers]
     pools = [child for pid in mains for child in _children(pid)]
     return {
-        "pool": max((_vmhwm_mb(p) for p in pools), default=0.0),
-        "worker": max(_vmhwm_mb(p) for p in mains),
-        "api": _vmhwm_mb(_pid(fleet.apis[0].process)),
-        "broker": _vmhwm_mb(_pid(fleet.broker.process)),
-        "s3": _vmhwm_mb(_pid(fleet.moto.process)),
+        "pool": max((vmhwm_mb(p) for p in pools), default=0.0),
+        "worker": max(vmhwm_mb(p) for p in mains),
+        "api": vmhwm_mb(_pid(fleet.apis[0].process)),
+        "broker": vmhwm_mb(_pid(fleet.broker.process)),
+        "s3": vmhwm_mb(_pid(fleet.moto.process)),
     }
 
 

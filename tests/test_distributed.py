@@ -154,6 +154,17 @@ def error_of(client: Any, task_id: str) -> str:
     return message
 
 
+def assert_exact_copy(
+    fleet: Fleet, client: Any, task_id: str, target: RedisServer, plan: dict[str, int]
+) -> None:
+    """The task ends SUCCESS, the target holds exactly the files' keys, and no unit ran
+    twice at once."""
+    done = ended(client, task_id)
+    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
+    assert digest(target) == reference_digest(plan)
+    assert_never_twice_at_once(runs(fleet, task_id))
+
+
 def logs(client: Any, task_id: str) -> list[str]:
     answer = client.list_migration_task_logs(
         ListMigrationTaskLogsRequest(task_id=task_id, limit=1000)
@@ -306,10 +317,7 @@ def test_a_stop_reaches_units_on_every_worker_and_a_resume_finishes_what_was_lef
             task_id=task_id, body=MigrationUpdateRequestEntity(resume_mode="auto")
         )
     )
-    done = ended(other, task_id)
-    assert done.status == "SUCCESS", (error_of(client, task_id), fleet.logs())
-    assert digest(target) == reference_digest({n: files[n] for n in BIG})
-    assert_never_twice_at_once(runs(fleet, task_id))
+    assert_exact_copy(fleet, other, task_id, target, {n: files[n] for n in BIG})
 
 
 def test_an_api_process_killed_loses_nothing(
