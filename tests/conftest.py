@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
+from dcs_migration.store import Store, open_store
 from tests.support.flavours import RedisServerFactory, flavour_or_skip
+from tests.support.postgres import create_database
 from tests.support.required import REQUIRE_ALL_OPTION, requires_all, unavailable
 from tests.support.servers import FLAVOUR_IDS, RedisServer, ServerFlavour
 
@@ -189,3 +191,26 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL is not installed: {exc}")
     with cluster as url:
         yield url
+
+
+# A store on SQLite and on PostgreSQL, for the tests of the store's repositories.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """None for SQLite in the data dir; else a new empty PostgreSQL database per test."""
+    if request.param == "sqlite":
+        return None
+    return create_database(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(store_url: str | None, data_dir: Path) -> Iterator[Store]:
+    opened = open_store(store_url, data_dir)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,34 +34,11 @@ from dcs_migration.store import (
 from dcs_migration.store.crypto import SECRET_KEY_FILE, load_secret_box
 from dcs_migration.store.db import _sqlite_url, create_store_engine, upgrade_schema
 from dcs_migration.store.models import Base
-from tests.support.postgres import create_database
 
 PROJECT = "0605767e8b00d5e42f4ac00a6a0c0f30"
 OTHER = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
 PASSWORD = "instance-pa55word-Zq81"
 OVERRIDE = "task-override-pa55-Wx72"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest) -> str | None:
-    """None for SQLite in the data dir; else a new empty PostgreSQL database per test."""
-    if request.param == "sqlite":
-        return None
-    return create_database(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def store(store_url: str | None, data_dir: Path) -> Iterator[Store]:
-    opened = open_store(store_url, data_dir)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _instance(store: Store, project: str = PROJECT, password: str | None = PASSWORD) -> str:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -124,9 +124,9 @@ class WorkUnits(Repository):
         """Make the unit `index` of a work wait for a worker (a new unit, or one that
         ended FAILED or TERMINATED, kept with its checkpoint: a resume); the task's other
         unfinished units wait again too. Returns the unit to dispatch."""
-        now = utcnow()
         key = UnitKey(work_kind, work_id, index)
         with self._write() as s:
+            now = _now(s)
             s.execute(
                 update(WorkUnit)
                 .where(
@@ -157,7 +157,7 @@ class WorkUnits(Repository):
             if row is None:
                 return 0
             row.dispatches += 1
-            row.dispatched_at = utcnow()
+            row.dispatched_at = _now(s)
             return row.dispatches
 
     def dispatches_of(self, key: UnitKey) -> int:
@@ -173,9 +173,9 @@ class WorkUnits(Repository):
     ) -> list[UnitKey]:
         """The units of a task's inputs, made once (a plan run again keeps the first
         one's units and their checkpoints); returns those that wait for a worker."""
-        now = utcnow()
         try:
             with self._write() as s:
+                now = _now(s)
                 exists = s.scalar(
                     select(WorkUnit.unit_index).where(
                         WorkUnit.work_kind == work_kind,
@@ -222,8 +222,8 @@ class WorkUnits(Repository):
     def take_lease(self, key: UnitKey, owner: str, worker: str, seconds: float) -> Lease | None:
         """Take the unit for `owner` for `seconds`, if it waits or its lease expired (its
         worker died); None when it ended or another worker's lease still runs."""
-        now = utcnow()
         with self._write() as s:
+            now = _now(s)
             result = s.execute(
                 update(WorkUnit)
                 .where(
@@ -258,8 +258,8 @@ class WorkUnits(Repository):
     def renew_lease(self, lease: Lease, seconds: float) -> bool:
         """Keep the unit `seconds` more; False when the lease was lost (it expired and
         another worker took the unit): the run must end at once, writing nothing more."""
-        now = utcnow()
         with self._write() as s:
+            now = _now(s)
             result = s.execute(
                 update(WorkUnit)
                 .where(*_is(lease.unit.key), WorkUnit.lease_owner == lease.owner)
@@ -307,8 +307,8 @@ class WorkUnits(Repository):
         (for a migration task's unit). A failed unit asks its task's other units to stop.
         False when the lease was lost (another worker runs the unit now)."""
         key = lease.unit.key
-        now = utcnow()
         with self._write() as s:
+            now = _now(s)
             if not _write_unit(s, lease, counters or {}, checkpoint, state=state, error=error):
                 return False
             s.execute(
@@ -329,8 +329,8 @@ class WorkUnits(Repository):
 
     def leave_unit(self, lease: Lease, checkpoint: tuple[int, int] | None) -> None:
         """A worker that shuts down gives the unit back, waiting, with its checkpoint."""
-        now = utcnow()
         with self._write() as s:
+            now = _now(s)
             values: dict[str, Any] = {
                 "state": UnitState.PENDING.value,
                 "lease_owner": None,
@@ -358,8 +358,8 @@ class WorkUnits(Repository):
         TERMINATED when a stop was asked. None while a unit runs (or waits, unstopped),
         or when the task already ended. Safe from several workers at once: the task row
         is locked while it is decided."""
-        now = utcnow()
         with self._write() as s:
+            now = _now(s)
             task = s.scalar(
                 select(MigrationTask).where(MigrationTask.task_id == task_id).with_for_update()
             )
@@ -410,9 +410,9 @@ class WorkUnits(Repository):
         data; `REDISPATCH_LEASES` leases, doubling with each message sent, at most 16
         times as long). Each is counted as dispatched: (unit, its message's number). Units
         of a task asked to stop are left to `settle_task`."""
-        now = utcnow()
         found: list[tuple[UnitKey, int]] = []
         with self._write() as s:
+            now = _now(s)
             rows = s.scalars(
                 select(WorkUnit)
                 .outerjoin(
@@ -432,9 +432,10 @@ class WorkUnits(Repository):
                 .with_for_update(skip_locked=True, of=WorkUnit)
             )
             for row in rows:
-                dead = row.state == UnitState.RUNNING.value
+                # Its worker died, and it was not sent since: at once; else as one waiting.
+                died = row.lease_expires_at is not None and row.dispatched_at < row.lease_expires_at
                 wait = lease_seconds * REDISPATCH_LEASES * min(2 ** max(row.dispatches - 1, 0), 16)
-                if dead or row.dispatched_at + timedelta(seconds=wait) < now:
+                if died or row.dispatched_at + timedelta(seconds=wait) < now:
                     row.dispatches += 1
                     row.dispatched_at = now
                     key = UnitKey(row.work_kind, row.work_id, row.unit_index)
@@ -460,6 +461,16 @@ class WorkUnits(Repository):
 
 
 MIGRATION_TASK = "migration_task"  # `tasks.executor.WorkKind.MIGRATION_TASK`, the store's side
+
+
+def _now(s: Session) -> datetime:
+    """The database's clock (PostgreSQL's, at the transaction's start): leases written by
+    one machine and read by another compare one clock. SQLite is one machine's: its own."""
+    if s.get_bind().dialect.name == "postgresql":
+        now = s.scalar(select(func.now()))
+        assert isinstance(now, datetime)
+        return now
+    return utcnow()
 
 
 def _is(key: UnitKey) -> tuple[Any, ...]:
@@ -516,7 +527,7 @@ def _write_unit(
     state: UnitState | None,
     error: str | None,
 ) -> bool:
-    now = utcnow()
+    now = _now(s)
     values: dict[str, Any] = {name: counters[name] for name in UNIT_COUNTERS if name in counters}
     values["updated_at"] = now
     if checkpoint is not None:
@@ -550,7 +561,7 @@ def _add_up(s: Session, task_id: str, *, current: str | None) -> None:
     task = s.get(MigrationTask, task_id)
     if task is None or not rows:
         return
-    now = utcnow()
+    now = _now(s)
     for name in UNIT_COUNTERS:
         setattr(task, name, sum(getattr(r, name) for r in rows))
     if task.started_at is not None:
