@@ -271,6 +271,24 @@ def test_a_worker_killed_mid_unit_leaves_it_to_another_which_resumes_it_exactly(
     assert "unit migration_task" in survivor.log()
 
 
+def test_a_worker_retired_with_sigterm_hands_its_units_over_at_once(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    fleet = workers
+    retired, staying = fleet.start_worker(), fleet.start_worker()
+    task_id = big_task(fleet, client, target, "retired")
+    running_units(fleet, task_id, 2)
+    retired.retire()
+    assert retired.process is not None
+    retired.process.wait(10)  # it left without finishing its unit
+    assert_exact_copy(fleet, client, task_id, target, {n: files[n] for n in BIG})
+    found = runs(fleet, task_id)
+    (left,) = [r for r in found if r.outcome == "left"]
+    (after,) = [r for r in found if r.unit_index == left.unit_index and r is not left]
+    assert after.worker.startswith(staying.name)
+    assert any("handed over by w" in line for line in logs(client, task_id))
+
+
 def test_every_worker_killed_then_the_first_one_started_finishes_the_task(
     workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
 ) -> None:

@@ -339,8 +339,9 @@ def worker(
 ) -> None:
     """Run a Celery worker (DCS_MIGRATION_EXECUTOR=celery): it takes the units of imports,
     restores and backups from the broker, on any machine that shares the database and the
-    object store. SIGTERM lets its running units finish; SIGQUIT leaves at once (its units
-    resume on another worker once their leases expire)."""
+    object store. SIGTERM hands its running imports over to other workers at once (from
+    their checkpoints) and leaves; SIGQUIT leaves at once (its units resume on another
+    worker once their leases expire)."""
     from dcs_migration.config import ExecutorKind
 
     settings = _service_settings(None)

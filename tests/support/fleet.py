@@ -94,6 +94,11 @@ class Worker:
             self.process.kill()
             self.process.wait()
 
+    def retire(self) -> None:
+        """SIGTERM to its main process, as an operator retires a worker."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def leave(self) -> None:
         """Ask it to leave at once (SIGQUIT: Celery's cold shutdown)."""
         if self.process is not None and self.process.poll() is None:

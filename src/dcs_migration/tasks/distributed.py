@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import multiprocessing
 import signal
 import socket
 import threading
@@ -198,7 +199,9 @@ def build_worker(settings: Settings, hostname: str) -> Celery:
     """The worker's Celery app, its unit task and the hooks that open each process's store
     and start the sweep."""
     app = make_celery(settings)
-    leaving = threading.Event()
+    leaving = threading.Event()  # this process: the sweep ends
+    # Made before the pool forks: set in the worker's process, seen in its pool's.
+    shutting_down = multiprocessing.Event()
 
     @app.task(name=UNIT_TASK)  # type: ignore[untyped-decorator]
     def run_unit(kind: str, work_id: str, index: int) -> None:
@@ -212,7 +215,7 @@ def build_worker(settings: Settings, hostname: str) -> Celery:
         dispatch = Dispatcher(app, store)
         _process.store = store
         jobs = _unit_jobs(store, settings, dispatch)
-        _process.runner = UnitRunner(store, settings, jobs, hostname)
+        _process.runner = UnitRunner(store, settings, jobs, hostname, shutting_down.is_set)
 
     def start_sweep(**_: Any) -> None:
         store = _open_store(settings)
@@ -221,20 +224,22 @@ def build_worker(settings: Settings, hostname: str) -> Celery:
             target=sweeper.run_forever, args=(leaving,), name="sweep", daemon=True
         ).start()
 
-    def stop_sweep(**_: Any) -> None:
+    def shut_down(**_: Any) -> None:
         leaving.set()
+        shutting_down.set()
 
     worker_process_init.connect(open_process, weak=False)
     worker_ready.connect(start_sweep, weak=False)
-    worker_shutting_down.connect(stop_sweep, weak=False)
+    worker_shutting_down.connect(shut_down, weak=False)
     return app
 
 
 def run_worker(settings: Settings, concurrency: int, hostname: str | None = None) -> None:
-    """Run a Celery worker of these settings until it is stopped (SIGTERM: it finishes
-    its running units; SIGQUIT or a second SIGTERM: at once, its units resuming
-    elsewhere once their leases expire). `hostname` names it in its units' runs and
-    logs (default: dcs-migration@ this machine's name)."""
+    """Run a Celery worker of these settings until it is stopped. SIGTERM (Celery's warm
+    shutdown): its running imports hand their units over at once, from their checkpoints,
+    and it leaves once they have (a restore or a backup runs to its end first). SIGQUIT:
+    at once, its units resuming elsewhere once their leases expire. `hostname` names it in
+    its units' runs and logs (default: dcs-migration@ this machine's name)."""
     hostname = hostname or f"dcs-migration@{socket.gethostname()}"
     app = build_worker(settings, hostname)
     argv = [

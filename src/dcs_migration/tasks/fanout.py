@@ -11,7 +11,6 @@ Counters and logs of all units add up in the task's row (`store/units.py`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -34,7 +33,7 @@ from dcs_migration.tasks.imports import (
     task_write_options,
 )
 from dcs_migration.tasks.service import TaskInputs
-from dcs_migration.tasks.units import Dispatch
+from dcs_migration.tasks.units import Dispatch, Ending
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class TaskUnits:
         self.settings = settings
         self.dispatch = dispatch
 
-    def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None:
+    def run_unit(self, lease: Lease, ending: Ending) -> None:
         key = lease.unit.key
         task = self.store.get_task(lease.unit.project_id, key.work_id)
         if task is None or not task.is_running or task.stop_requested:
@@ -62,7 +61,7 @@ class TaskUnits:
         if key.unit_index == PLAN_INDEX:
             self._plan(task, lease)
         else:
-            self._import(task, lease, stop, lost)
+            self._import(task, lease, ending)
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -111,9 +110,7 @@ class TaskUnits:
 
     # -- one input --------------------------------------------------------------------------
 
-    def _import(
-        self, task: TaskRecord, lease: Lease, stop: threading.Event, lost: threading.Event
-    ) -> None:
+    def _import(self, task: TaskRecord, lease: Lease, ending: Ending) -> None:
         store = self.store
         unit = lease.unit
         name = unit.input_name
@@ -168,24 +165,27 @@ class TaskUnits:
                 "keys_written": p.keys_written,
             }
             if not _attempt(lambda: store.unit_progress(lease, counters, _pair(checkpoint))):
-                lost.set()
+                ending.lost.set()
 
-        with stop_watcher(stop) as interrupter:
+        with stop_watcher(ending.stop) as interrupter:
             result = run_import(
                 [found],
                 endpoint,
                 task_write_options(task, self.settings),
                 ImportHooks(
                     on_progress=on_progress,
-                    should_stop=stop.is_set,
+                    should_stop=ending.stop.is_set,
                     on_checkpoint=on_checkpoint,
                     interrupter=interrupter,
                 ),
                 cluster=instance.instance_type == "cluster",
                 resume_from=resume_from,
             )
-        if lost.is_set():
+        if ending.lost.is_set():
             return  # another worker may hold the unit now: it is its to write
+        if ending.leaving.is_set():
+            self._hand_over(lease, _pair(checkpoint), result.stats.keys_written)
+            return
         if result.target_lost_writes:
             checkpoint = None
             durably("forgetting a checkpoint", lambda: store.clear_unit_checkpoint(lease))
@@ -199,6 +199,20 @@ class TaskUnits:
             checkpoint=_pair(checkpoint),
             logs=logs,
         )
+
+    def _hand_over(self, lease: Lease, checkpoint: tuple[int, int] | None, keys: int) -> None:
+        """The worker leaves: the unit waits again from its checkpoint, and is sent at
+        once, for another worker (or this one's successor) to take."""
+        store, key = self.store, lease.unit.key
+        durably("handing a unit over", lambda: store.leave_unit(lease, checkpoint))
+        store.add_log(
+            key.work_id,
+            LogLevel.INFO,
+            f"{lease.unit.input_name}: handed over by {lease.worker}, which is stopping, "
+            f"at {keys} keys written; it goes on from its checkpoint on another worker",
+        )
+        self.dispatch(key)
+        store.settle_task(key.work_id)  # stopped meanwhile: it ends now
 
     def _find(self, task: TaskRecord, lease: Lease) -> Input | str:
         """The unit's input, found again as the plan found it; a message (the unit

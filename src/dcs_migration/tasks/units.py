@@ -15,7 +15,8 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,26 +43,45 @@ class Dispatch(Protocol):
         """Send the unit's message number `number` (already counted)."""
 
 
-class UnitJob(Protocol):
-    """What runs one kind of unit. `stop`: the task was stopped (by the user, or because
-    a sibling unit failed): end TERMINATED with what was acknowledged. `lost` (which sets
-    `stop` too): the lease was lost (the database was out of reach longer than a lease,
-    and another worker may hold the unit now): end at once and write nothing more."""
+@dataclass(frozen=True)
+class Ending:
+    """Why a running unit is asked to end early; `stop` is set with each of the others.
 
-    def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None: ...
+    `stop` alone: the task was stopped (by the user, or because a sibling unit failed):
+    end TERMINATED with what was acknowledged. `lost`: the lease was lost (the database
+    was out of reach longer than a lease, and another worker may hold the unit now): end
+    at once and write nothing more. `leaving`: the worker shuts down: give the unit back
+    with its checkpoint, for another worker to take at once."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    leaving: threading.Event = field(default_factory=threading.Event)
+
+
+class UnitJob(Protocol):
+    """What runs one kind of unit (see `Ending` for how it is asked to end early)."""
+
+    def run_unit(self, lease: Lease, ending: Ending) -> None: ...
 
 
 class UnitRunner:
     """Runs the units a worker is told about, each only under its lease."""
 
     def __init__(
-        self, store: Store, settings: Settings, jobs: Mapping[WorkKind, UnitJob], worker: str
+        self,
+        store: Store,
+        settings: Settings,
+        jobs: Mapping[WorkKind, UnitJob],
+        worker: str,
+        leaving: Callable[[], bool] = lambda: False,
     ) -> None:
-        """`worker`: the worker's name (as its operator named it), for its runs' records."""
+        """`worker`: the worker's name (as its operator named it), for its runs' records;
+        `leaving`: whether the worker shuts down (its running units are handed over)."""
         self.store = store
         self.settings = settings
         self.jobs = jobs
         self.name = f"{worker}:{os.getpid()}"  # one process of the worker's pool
+        self.leaving = leaving
 
     def run(self, key: UnitKey) -> None:
         """Run the unit if it is left to do and no live worker holds it; else nothing."""
@@ -71,13 +91,13 @@ class UnitRunner:
             log.info("unit %s: ended, or held by a live worker: nothing to do", _named(key))
             return
         log.info("unit %s: run %d starts here", _named(key), lease.unit.runs)
-        stop, lost, done = threading.Event(), threading.Event(), threading.Event()
+        ending, done = Ending(), threading.Event()
         keeper = threading.Thread(
-            target=self._keep, args=(lease, stop, lost, done), name="lease-keeper", daemon=True
+            target=self._keep, args=(lease, ending, done), name="lease-keeper", daemon=True
         )
         keeper.start()
         try:
-            self.jobs[WorkKind(key.work_kind)].run_unit(lease, stop, lost)
+            self.jobs[WorkKind(key.work_kind)].run_unit(lease, ending)
         except Exception as exc:  # a bug: the unit still ends, saying so
             log.exception("unit %s failed unexpectedly", _named(key))
             message = (
@@ -94,11 +114,11 @@ class UnitRunner:
             done.set()
             keeper.join()
 
-    def _keep(
-        self, lease: Lease, stop: threading.Event, lost: threading.Event, done: threading.Event
-    ) -> None:
-        """Renew the lease (three times a lease) and look for a stop (twice a second),
-        until the unit ends. A lease that cannot be renewed before it runs out is lost."""
+    def _keep(self, lease: Lease, ending: Ending, done: threading.Event) -> None:
+        """Renew the lease (three times a lease) and look for a stop and for the worker
+        leaving (twice a second), until the unit ends. A lease that cannot be renewed
+        before it runs out is lost."""
+        stop, lost = ending.stop, ending.lost
         key = lease.unit.key
         seconds = self.settings.lease_seconds
         renewed = time.monotonic()
@@ -113,6 +133,9 @@ class UnitRunner:
                         stop.set()
                         return
                     renewed = now
+                if not stop.is_set() and self.leaving():
+                    ending.leaving.set()
+                    stop.set()
                 if is_task and not stop.is_set() and self.store.is_stop_requested(key.work_id):
                     stop.set()
             except SQLAlchemyError as exc:
@@ -163,10 +186,13 @@ class WholeUnit:
         self.store = store
         self.job = job
 
-    def run_unit(self, lease: Lease, stop: threading.Event, lost: threading.Event) -> None:
+    def run_unit(self, lease: Lease, ending: Ending) -> None:
+        """Run to the end (a restore or backup cannot be stopped: a worker that leaves
+        waits for it)."""
         key = lease.unit.key
-        self.job.run(lease.unit.project_id, key.work_id, stop, lost, again=lease.unit.runs > 1)
-        if not lost.is_set():
+        project_id = lease.unit.project_id
+        self.job.run(project_id, key.work_id, ending.stop, ending.lost, again=lease.unit.runs > 1)
+        if not ending.lost.is_set():
             self.store.end_unit(lease, UnitState.SUCCESS)
 
 
