@@ -214,6 +214,33 @@ def test_a_four_file_task_spreads_over_both_workers(
         assert any(finished in line for line in lines), lines
 
 
+def test_a_free_worker_goes_to_the_project_that_waits_not_to_the_one_that_queued_first(
+    workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
+) -> None:
+    """One worker, one unit at a time: project A queues three tasks, then project B one.
+    B's import runs before A's second: workers are shared fairly between projects."""
+    fleet = workers
+    other = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
+    fleet.apis[0].grant(BUCKET, other)
+    instance = register(fleet.apis[0], target)
+    a_tasks = [
+        create(client, instance, [name], bucket=BUCKET, name=f"a-{n}").id
+        for n, name in enumerate(["f1.rdb", "f2.rdb", "f3.rdb"])
+    ]
+    with RedisServer() as b_target:
+        b_client = minted(fleet.apis[0], other)
+        b_instance = register(fleet.apis[0], b_target, other)
+        b_task = create(b_client, b_instance, ["f4.rdb"], bucket=BUCKET, name="b").id
+        fleet.start_worker()
+        for task_id in a_tasks:
+            assert ended(client, task_id).status == "SUCCESS", fleet.logs()
+        assert ended(b_client, b_task).status == "SUCCESS", fleet.logs()
+        assert redis.Redis(port=b_target.port).dbsize() == files["f4.rdb"]
+    a_starts = sorted(r.started_at for t in a_tasks for r in runs(fleet, t))
+    (b_start,) = [r.started_at for r in runs(fleet, b_task)]
+    assert b_start < a_starts[1], (b_start, a_starts)
+
+
 def test_no_worker_running_leaves_the_task_waiting_and_a_stop_ends_it(
     workers: Fleet, files: dict[str, int], target: RedisServer, client: Any
 ) -> None:

@@ -16,20 +16,21 @@ TASK = "migration_task"
 SHORT = 0.3  # seconds: a lease that runs out within a test
 
 
-def a_task(store: Store) -> str:
-    instance = store.add_instance(PROJECT, "redis-a", "127.0.0.1:6379", None, "single")
-    task = store.create_task(PROJECT, task_name="t", target_instance_id=instance.instance_id)
+def a_task(store: Store, project: str = PROJECT) -> str:
+    port = 6379 if project == PROJECT else 6380
+    instance = store.add_instance(project, "redis-a", f"127.0.0.1:{port}", None, "single")
+    task = store.create_task(project, task_name="t", target_instance_id=instance.instance_id)
     return task.task_id
 
 
-def planned(store: Store, task_id: str, inputs: int) -> list[UnitKey]:
+def planned(store: Store, task_id: str, inputs: int, project: str = PROJECT) -> list[UnitKey]:
     """The task's plan unit run (by worker "planner") and its input units made."""
-    plan = store.open_units(TASK, task_id, PROJECT, PLAN_INDEX)
+    plan = store.open_units(TASK, task_id, project, PLAN_INDEX)
     lease = store.take_lease(plan, "planner-1", "planner", 60)
     assert lease is not None
     store.mark_started(task_id)
     units = [NewUnit(f"file-{n}.rdb", None, 100) for n in range(inputs)]
-    keys = store.plan_units(TASK, task_id, PROJECT, units)
+    keys = store.plan_units(TASK, task_id, project, units)
     assert store.end_unit(lease, UnitState.SUCCESS)
     return keys
 
@@ -152,3 +153,22 @@ def test_a_restore_or_a_backup_is_one_unit(store: Store, kind: str) -> None:
     assert store.end_unit(lease, UnitState.SUCCESS)
     assert store.dispatches_of(key) == 0
     assert store.mark_dispatched(key) == 1
+
+
+def test_a_free_worker_goes_to_the_project_that_runs_the_fewest(store: Store) -> None:
+    """Project A took the workers while it was alone; B's first unit is the next to run,
+    before A's next, whatever order their messages came in."""
+    other = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"
+    a_running, a_next = planned(store, a_task(store), 2)
+    take(store, a_running, "w1-1")
+    b_task = a_task(store, other)
+    b_plan = store.open_units(TASK, b_task, other, PLAN_INDEX)
+    assert store.fairer_unit(a_next) == b_plan  # B's plan first: it makes B's units
+    (b_first,) = planned(store, b_task, 1, other)
+    assert store.fairer_unit(a_next) == b_first
+    assert store.fairer_unit(b_first) == b_first
+    b_lease = take(store, b_first, "w2-1")
+    assert store.fairer_unit(a_next) == a_next  # one each: A started least recently
+    assert store.end_unit(b_lease, UnitState.SUCCESS)
+    (b_second,) = planned(store, a_task(store, other), 1, other)
+    assert store.fairer_unit(a_next) == b_second  # B runs none now, A one

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -442,6 +442,68 @@ class WorkUnits(Repository):
                     found.append((key, row.dispatches))
         return found
 
+    def fairer_unit(self, key: UnitKey, limit: int = 1000) -> UnitKey:
+        """The unit of a migration task a free worker should run instead of `key`, to share
+        the workers fairly between projects, as the inline executor's queue does: among
+        the projects with units waiting, the one that runs the fewest, then the one that
+        started a unit least recently; its oldest waiting unit (a plan first). `key`
+        itself when that is `key`'s project."""
+        with self._read() as s:
+            now = _now(s)
+            migration = WorkUnit.work_kind == MIGRATION_TASK
+            running: dict[str, int] = dict(
+                s.execute(
+                    select(WorkUnit.project_id, func.count())
+                    .where(
+                        migration,
+                        WorkUnit.state == UnitState.RUNNING.value,
+                        WorkUnit.lease_expires_at >= now,
+                    )
+                    .group_by(WorkUnit.project_id)
+                ).all()
+            )
+            started: dict[str, datetime] = dict(
+                s.execute(
+                    select(WorkUnit.project_id, func.max(UnitRun.started_at))
+                    .join(
+                        UnitRun,
+                        and_(
+                            UnitRun.work_kind == WorkUnit.work_kind,
+                            UnitRun.work_id == WorkUnit.work_id,
+                            UnitRun.unit_index == WorkUnit.unit_index,
+                        ),
+                    )
+                    .where(migration)
+                    .group_by(WorkUnit.project_id)
+                ).all()
+            )
+            waiting = s.execute(
+                select(WorkUnit.project_id, WorkUnit.work_id, WorkUnit.unit_index)
+                .join(MigrationTask, MigrationTask.task_id == WorkUnit.work_id)
+                .where(
+                    migration,
+                    WorkUnit.state == UnitState.PENDING.value,
+                    ~MigrationTask.stop_requested,
+                )
+                .order_by(MigrationTask.created_at, WorkUnit.work_id, WorkUnit.unit_index)
+                .limit(limit)
+            ).all()
+            project = s.scalar(select(WorkUnit.project_id).where(*_is(key)))
+        oldest: dict[str, UnitKey] = {}
+        for project_id, work_id, index in waiting:
+            oldest.setdefault(project_id, UnitKey(MIGRATION_TASK, work_id, index))
+        if project not in oldest:
+            return key
+        order = list(oldest)
+        never = datetime.min.replace(tzinfo=UTC)
+
+        def rank(p: str) -> tuple[int, datetime, int]:
+            last = started.get(p)
+            return running.get(p, 0), never if last is None else _aware(last), order.index(p)
+
+        fairest = min(oldest, key=rank)
+        return key if fairest == project else oldest[fairest]
+
     def stopped_tasks_with_units(self, limit: int = 200) -> list[str]:
         """Tasks asked to stop that have not ended: the sweep settles them (their units'
         workers may all be gone)."""
@@ -471,6 +533,11 @@ def _now(s: Session) -> datetime:
         assert isinstance(now, datetime)
         return now
     return utcnow()
+
+
+def _aware(at: datetime) -> datetime:
+    """A time read raw from SQL (an aggregate skips the column's type): in UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 def _is(key: UnitKey) -> tuple[Any, ...]:

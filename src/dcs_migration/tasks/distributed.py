@@ -215,7 +215,9 @@ def build_worker(settings: Settings, hostname: str) -> Celery:
         dispatch = Dispatcher(app, store)
         _process.store = store
         jobs = _unit_jobs(store, settings, dispatch)
-        _process.runner = UnitRunner(store, settings, jobs, hostname, shutting_down.is_set)
+        _process.runner = UnitRunner(
+            store, settings, jobs, hostname, dispatch, shutting_down.is_set
+        )
 
     def start_sweep(**_: Any) -> None:
         store = _open_store(settings)

@@ -73,6 +73,7 @@ class UnitRunner:
         settings: Settings,
         jobs: Mapping[WorkKind, UnitJob],
         worker: str,
+        dispatch: Dispatch,
         leaving: Callable[[], bool] = lambda: False,
     ) -> None:
         """`worker`: the worker's name (as its operator named it), for its runs' records;
@@ -80,13 +81,27 @@ class UnitRunner:
         self.store = store
         self.settings = settings
         self.jobs = jobs
+        self.dispatch = dispatch
         self.name = f"{worker}:{os.getpid()}"  # one process of the worker's pool
         self.leaving = leaving
 
     def run(self, key: UnitKey) -> None:
-        """Run the unit if it is left to do and no live worker holds it; else nothing."""
+        """Run the unit if it is left to do and no live worker holds it; else nothing.
+        A task's unit gives its turn to another project's, when that project runs
+        fewer units (the message is a free worker: fair between projects); it is sent
+        again, to wait for the next."""
         owner = f"{self.name}:{uuid.uuid4().hex[:12]}"
-        lease = self.store.take_lease(key, owner, self.name, self.settings.lease_seconds)
+        lease = None
+        if key.work_kind == WorkKind.MIGRATION_TASK.value:
+            fairer = self.store.fairer_unit(key)
+            if fairer != key:
+                lease = self.store.take_lease(fairer, owner, self.name, self.settings.lease_seconds)
+                if lease is not None:
+                    log.info("unit %s gives its turn to %s", _named(key), _named(fairer))
+                    self.dispatch(key)
+                    key = fairer
+        if lease is None:
+            lease = self.store.take_lease(key, owner, self.name, self.settings.lease_seconds)
         if lease is None:
             log.info("unit %s: ended, or held by a live worker: nothing to do", _named(key))
             return
