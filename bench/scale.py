@@ -150,12 +150,15 @@ def file_commands(number: int) -> Iterator[bytes]:
         key = b"f%d:%d:%s" % (number, i, rng.randbytes(4).hex().encode())
         yield from _key_commands(rng, key)
         if rng.random() < 0.2:
-            yield encode_command([b"EXPIRE", key, b"%d" % rng.randint(3600, 30 * 86400)])
+            # Years ahead of the file's build: the file is cached, and a key that expires
+            # between the native load (the reference digest) and an import would differ.
+            ttl = rng.randint(365 * 86400, 5 * 365 * 86400)
+            yield encode_command([b"EXPIRE", key, b"%d" % ttl])
 
 
 def build_file(number: int) -> Path:
     """File `number` (cached): a redis-server filled by `file_commands`, then SAVE."""
-    path = WORK / f"f{number}-{KEYS_PER_FILE}.rdb"
+    path = WORK / f"f{number}-{KEYS_PER_FILE}-ttl-years.rdb"
     if path.exists():
         return path
     WORK.mkdir(parents=True, exist_ok=True)
