@@ -410,16 +410,11 @@ def _settings(data_dir: Path | None) -> Settings:
 
 def _open_store(data_dir: Path | None, settings: Settings | None = None) -> Store:
     """The service's store, as the settings (made here unless given) name it."""
-    from dcs_migration.store import open_store
+    from dcs_migration.store import open_settings_store
 
     settings = settings if settings is not None else _settings(data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return open_store(
-        settings.database_url,
-        settings.data_dir,
-        secret_keys=settings.secret_keys,
-        sqlite_busy_seconds=settings.sqlite_busy_timeout,
-    )
+    return open_settings_store(settings)
 
 
 @keys_app.command("create")

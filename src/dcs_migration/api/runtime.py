@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from dcs_migration.config import ExecutorKind, Settings
-from dcs_migration.store import Store, open_store
+from dcs_migration.store import Store, open_settings_store
 from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.executor import Executor
 from dcs_migration.tasks.runner import InlineExecutor
@@ -25,12 +25,7 @@ class Service:
             raise ValueError(problem)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.settings = settings
-        self.store: Store = open_store(
-            settings.database_url,
-            settings.data_dir,
-            secret_keys=settings.secret_keys,
-            sqlite_busy_seconds=settings.sqlite_busy_timeout,
-        )
+        self.store: Store = open_settings_store(settings)
         inputs = task_inputs(self.store, settings)
         self.executor: Executor
         if settings.executor is ExecutorKind.CELERY:

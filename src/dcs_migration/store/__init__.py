@@ -11,7 +11,7 @@ never appear in a record's repr.
 from dcs_migration.sizes import parse_size
 from dcs_migration.store.backups import BackupUnusable, InstanceBusy
 from dcs_migration.store.crypto import SecretBox, SecretKeyError, load_secret_box
-from dcs_migration.store.db import SQLITE_FILE_NAME, open_store
+from dcs_migration.store.db import SQLITE_FILE_NAME, open_settings_store, open_store
 from dcs_migration.store.records import (
     BACKUP_RUNNING,
     RESTORE_RUNNING,
@@ -64,6 +64,7 @@ __all__ = [
     "TaskRecord",
     "TaskStatus",
     "load_secret_box",
+    "open_settings_store",
     "open_store",
     "parse_size",
 ]

@@ -31,7 +31,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
-from dcs_migration.config import SQLITE_BUSY_SECONDS
+from dcs_migration.config import SQLITE_BUSY_SECONDS, Settings
 from dcs_migration.store.crypto import load_secret_box
 from dcs_migration.store.repository import WRITE_OPTION, Store
 
@@ -50,6 +50,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 POSTGRES_CONNECT_TIMEOUT = 5
 # Any constant: PostgreSQL processes that open the store at once migrate one after another.
 _MIGRATION_LOCK_ID = 0x44435301
+
+
+def open_settings_store(settings: Settings) -> Store:
+    """The store that a process with these settings keeps its data in (the database
+    they name, their secret keys, their SQLite lock wait)."""
+    return open_store(
+        settings.database_url,
+        settings.data_dir,
+        secret_keys=settings.secret_keys,
+        sqlite_busy_seconds=settings.sqlite_busy_timeout,
+    )
 
 
 def open_store(

@@ -31,7 +31,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from kombu.exceptions import KombuError
 
 from dcs_migration.config import Settings
-from dcs_migration.store import Store, open_store
+from dcs_migration.store import Store, open_settings_store
 from dcs_migration.store.units import PLAN_INDEX, UnitKey
 from dcs_migration.tasks.backups import BackupJob
 from dcs_migration.tasks.executor import Work, WorkKind
@@ -161,19 +161,9 @@ class _WorkerProcess:
     across the fork that made it)."""
 
     runner: UnitRunner | None = None
-    store: Store | None = None
 
 
 _process = _WorkerProcess()
-
-
-def _open_store(settings: Settings) -> Store:
-    return open_store(
-        settings.database_url,
-        settings.data_dir,
-        secret_keys=settings.secret_keys,
-        sqlite_busy_seconds=settings.sqlite_busy_timeout,
-    )
 
 
 def _unit_jobs(store: Store, settings: Settings, dispatch: Dispatcher) -> dict[WorkKind, UnitJob]:
@@ -211,16 +201,15 @@ def build_worker(settings: Settings, hostname: str) -> Celery:
 
     def open_process(**_: Any) -> None:
         _end_with_parent()
-        store = _open_store(settings)
+        store = open_settings_store(settings)
         dispatch = Dispatcher(app, store)
-        _process.store = store
         jobs = _unit_jobs(store, settings, dispatch)
         _process.runner = UnitRunner(
             store, settings, jobs, hostname, dispatch, shutting_down.is_set
         )
 
     def start_sweep(**_: Any) -> None:
-        store = _open_store(settings)
+        store = open_settings_store(settings)
         sweeper = Sweeper(store, settings, Dispatcher(app, store))
         threading.Thread(
             target=sweeper.run_forever, args=(leaving,), name="sweep", daemon=True

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from dcs_migration.config import SERVICE_PID_ENV, Settings
 from dcs_migration.sources.backup_store import make_backup_store
-from dcs_migration.store import Store, open_store
+from dcs_migration.store import Store, open_settings_store
 from dcs_migration.tasks.backups import BackupJob, fail_broken_backup
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import WorkKind
@@ -113,12 +113,7 @@ def main(argv: list[str]) -> int:
     # A restore or a backup keeps the signals' default: it ends at once, and the next
     # start fails it.
     settings = Settings.from_json(sys.stdin.read())
-    store = open_store(
-        settings.database_url,
-        settings.data_dir,
-        secret_keys=settings.secret_keys,
-        sqlite_busy_seconds=settings.sqlite_busy_timeout,
-    )
+    store = open_settings_store(settings)
     try:
         job: WorkerJob = make_jobs(store, task_inputs(store, settings), settings)[kind]
         job.run(project_id, work_id, stop, leaving)
