@@ -49,11 +49,14 @@ test: lint typecheck unit integration
 
 # Whole-process import timings beside redis-cli --pipe and redis-server's own load, with
 # peak memory (BENCH_ROUNDS=3 interleaved rounds: about 10 minutes on 2 cores); then the
-# distributed setup's throughput with 1, 2 and 4 workers and its scaling (about 5 more).
+# distributed setup's throughput with 1, 2 and 4 workers and its scaling (about 5 more);
+# then online migration beside a native replica: full sync, and lag under a ladder of
+# write rates (about 4 more).
 bench: $(BIN)/dcs-migration system-deps
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/online.py
 
 # The service under load and faults (tasks, signed requests, killed targets and service,
 # dropped S3 connections), then the readers' atheris fuzzing for FUZZ_SECONDS beside the

@@ -55,7 +55,12 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from dcs_migration.api import routes_backups, routes_instances, routes_tasks  # noqa: E402
+from dcs_migration.api import (  # noqa: E402
+    routes_backups,
+    routes_instances,
+    routes_online,
+    routes_tasks,
+)
 from dcs_migration.api.app import create_app  # noqa: E402
 from dcs_migration.api.schemas import parse_addr  # noqa: E402
 from dcs_migration.config import Settings  # noqa: E402
@@ -118,7 +123,8 @@ class SdkSigner(requests.auth.AuthBase):
 
 def _operations() -> list[tuple[str, str]]:
     found = []
-    for router in (routes_tasks.router, routes_instances.router, routes_backups.router):
+    routers = (routes_tasks, routes_online, routes_instances, routes_backups)
+    for router in (r.router for r in routers):
         for route in router.routes:
             if isinstance(route, APIRoute) and route.include_in_schema:
                 found += [(method, route.path) for method in sorted(route.methods)]

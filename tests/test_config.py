@@ -36,6 +36,8 @@ EVERY_VARIABLE = {
     config.EXECUTOR_ENV: "Celery",
     config.BROKER_URL_ENV: "redis://127.0.0.1:6379/0",
     config.LEASE_SECONDS_ENV: "20",
+    config.SPOOL_MAX_BYTES_ENV: "2097152",
+    config.SYNC_STOP_SECONDS_ENV: "7.5",
 }
 EVERY_SETTING = Settings(
     data_dir=Path("/srv/dcs"),
@@ -57,6 +59,8 @@ EVERY_SETTING = Settings(
     executor=ExecutorKind.CELERY,
     broker_url="redis://127.0.0.1:6379/0",
     lease_seconds=20.0,
+    spool_max_bytes=2 << 20,
+    sync_stop_seconds=7.5,
 )
 
 # Where a process starts, and so may read its environment: the settings' one reader, and
@@ -126,6 +130,11 @@ def test_secrets_stay_out_of_the_repr() -> None:
         (config.PUBLIC_URL_ENV, "ftp://a.example"),
         (config.BODY_BUDGET_ENV, "1"),
         (config.REPLY_TIMEOUT_ENV, "-1"),
+        (config.SPOOL_MAX_BYTES_ENV, "1048575"),
+        (config.SPOOL_MAX_BYTES_ENV, "1GB"),
+        (config.SYNC_STOP_SECONDS_ENV, "0.5"),
+        (config.SYNC_STOP_SECONDS_ENV, "3601"),
+        (config.SYNC_STOP_SECONDS_ENV, "soon"),
     ],
 )
 def test_a_value_that_cannot_be_used_is_refused_naming_its_variable(name: str, value: str) -> None:

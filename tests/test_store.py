@@ -73,7 +73,7 @@ def test_migrations_apply_idempotently_and_match_the_models(
         assert again.secret_for(key.ak) is not None
         with again.engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [v[0] for v in versions] == ["0008_work_units"]
+            assert [v[0] for v in versions] == ["0009_online_migrations"]
             tables = set(inspect(connection).get_table_names())
             assert {
                 "access_keys",

@@ -51,6 +51,8 @@ HANDOFF_BIND_ENV = "DCS_MIGRATION_HANDOFF_BIND"
 EXECUTOR_ENV = "DCS_MIGRATION_EXECUTOR"
 BROKER_URL_ENV = "DCS_MIGRATION_BROKER_URL"
 LEASE_SECONDS_ENV = "DCS_MIGRATION_LEASE_SECONDS"
+SPOOL_MAX_BYTES_ENV = "DCS_MIGRATION_SPOOL_MAX_BYTES"
+SYNC_STOP_SECONDS_ENV = "DCS_MIGRATION_SYNC_STOP_SECONDS"
 # Not a setting: the service tells each task process its pid this way, for the process
 # to end with it (tasks/worker.py); the worker's entry reads it, as the runner sets it.
 SERVICE_PID_ENV = "DCS_MIGRATION_SERVICE_PID"
@@ -63,6 +65,11 @@ MAX_BODY_BYTES = 12 << 20  # one request's body
 # How long a unit of work a distributed worker runs is held for it without a heartbeat
 # (three a lease): a worker that died lets its units go after this, to another worker.
 LEASE_SECONDS = 15.0
+# An online migration's replication stream held on disk while its target catches up.
+SPOOL_MAX_BYTES = 1 << 30
+MIN_SPOOL_BYTES = 1 << 20
+# How long a sync-stop (the cut-over) waits for the target to catch up with the source.
+SYNC_STOP_SECONDS = 60.0
 
 
 class ExecutorKind(StrEnum):
@@ -137,6 +144,11 @@ class Settings:
     broker_url: str | None = field(default=None, repr=False)
     # A distributed unit's lease: a worker silent this long is taken for dead.
     lease_seconds: float = LEASE_SECONDS
+    # Bytes of the replication stream an online migration may hold on disk while its
+    # target catches up (beyond it, the source is read no further until it drains).
+    spool_max_bytes: int = SPOOL_MAX_BYTES
+    # Seconds a sync-stop waits for the target to catch up before it is refused.
+    sync_stop_seconds: float = SYNC_STOP_SECONDS
 
     @property
     def object_store(self) -> S3Settings | None:
@@ -181,6 +193,8 @@ class Settings:
             executor=_executor(env.get(EXECUTOR_ENV)),
             broker_url=env.get(BROKER_URL_ENV) or None,
             lease_seconds=_lease_seconds(env.get(LEASE_SECONDS_ENV)),
+            spool_max_bytes=_spool_max_bytes(env.get(SPOOL_MAX_BYTES_ENV)),
+            sync_stop_seconds=_sync_stop_seconds(env.get(SYNC_STOP_SECONDS_ENV)),
         )
 
     def distribution_problem(self) -> str | None:
@@ -235,6 +249,8 @@ class Settings:
             "executor": self.executor.value,
             "broker_url": self.broker_url,
             "lease_seconds": self.lease_seconds,
+            "spool_max_bytes": self.spool_max_bytes,
+            "sync_stop_seconds": self.sync_stop_seconds,
         }
         return json.dumps(doc)
 
@@ -358,6 +374,37 @@ def _lease_seconds(raw: str | None) -> float:
         value = -1.0
     if not 3 <= value <= 3600:
         raise ValueError(f"{LEASE_SECONDS_ENV}={raw!r}: give a number of seconds from 3 to 3600")
+    return value
+
+
+def _spool_max_bytes(raw: str | None) -> int:
+    """DCS_MIGRATION_SPOOL_MAX_BYTES: a whole number of bytes, 1 MiB at least."""
+    if not raw:
+        return SPOOL_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < MIN_SPOOL_BYTES:
+        raise ValueError(
+            f"{SPOOL_MAX_BYTES_ENV}={raw!r}: give a number of bytes, {MIN_SPOOL_BYTES} (1 MiB) "
+            "at least"
+        )
+    return value
+
+
+def _sync_stop_seconds(raw: str | None) -> float:
+    """DCS_MIGRATION_SYNC_STOP_SECONDS: from 1 s to an hour."""
+    if not raw:
+        return SYNC_STOP_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 3600:
+        raise ValueError(
+            f"{SYNC_STOP_SECONDS_ENV}={raw!r}: give a number of seconds from 1 to 3600"
+        )
     return value
 
 

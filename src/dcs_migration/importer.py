@@ -315,6 +315,8 @@ def _refuse_other_dbs(inputs: list[Input]) -> None:
     """A target with db 0 only: read the inputs once, before writing anything, to refuse
     keys of other databases unless they are mapped with --db."""
     for source in inputs:
+        if not source.rereadable:  # the writer refuses such a key when it comes
+            continue
         for record in _db_records(read_input(source, keep_big_values=False)):
             db = record.db
             if db != 0:

@@ -23,7 +23,7 @@ from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dcs_migration.api import routes_backups, routes_instances, routes_tasks
+from dcs_migration.api import routes_backups, routes_instances, routes_online, routes_tasks
 from dcs_migration.api.deps import REQUEST_BODIES
 from dcs_migration.api.errors import (
     APIGW_AUTH_FAILED,
@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(routes_tasks.router)
+    app.include_router(routes_online.router)
     app.include_router(routes_instances.router)
     app.include_router(routes_backups.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

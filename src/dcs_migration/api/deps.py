@@ -33,6 +33,7 @@ from dcs_migration.config import MAX_BODY_BYTES, Settings
 from dcs_migration.store import Store
 from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.executor import Executor
+from dcs_migration.tasks.online_service import OnlineTasks
 from dcs_migration.tasks.refusals import Refused
 from dcs_migration.tasks.service import TaskService
 
@@ -226,8 +227,13 @@ async def backups_of(request: Request) -> BackupRunner:
     return service_of(request).backups
 
 
+async def online_of(request: Request) -> OnlineTasks:
+    return service_of(request).online
+
+
 StoreDep = Annotated[Store, Depends(store_of)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 ExecutorDep = Annotated[Executor, Depends(executor_of)]
 TasksDep = Annotated[TaskService, Depends(tasks_of)]
 BackupsDep = Annotated[BackupRunner, Depends(backups_of)]
+OnlineDep = Annotated[OnlineTasks, Depends(online_of)]

@@ -1,4 +1,6 @@
-"""The migration-task API: create (the seed), list, show, stats, logs, stop, batch-stop, delete.
+"""The migration-task API: create (the seed), list, show, stats, logs, stop, batch-stop, delete,
+for backup imports and online migrations alike (an online migration is created and
+configured through `routes_online.py`).
 
 The rules live in the task service (`tasks/service.py`); a refusal it raises is answered
 with its DCS code by the app.
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
 from dcs_migration.api.deps import Signed, StoreDep, TasksDep, body_of, request_body_model
 from dcs_migration.api.errors import invalid_parameter, refused
@@ -29,6 +32,8 @@ from dcs_migration.api.schemas import (
     MigrationTaskDetail,
     MigrationTaskListItem,
     MigrationTaskStats,
+    OnlineMigrationTaskStats,
+    SourceInstanceInfo,
     StopMigrationTaskResult,
     TargetInstanceInfo,
     UpdateMigrationTaskBody,
@@ -112,16 +117,19 @@ def list_migration_tasks(
 
 
 def _list_item(t: TaskRecord) -> MigrationTaskListItem:
+    online = t.online
     return MigrationTaskListItem(
         task_id=t.task_id,
         task_name=t.task_name,
         status=t.status.value,
         migration_type=t.migration_type,
         migration_method=t.migration_method,
-        data_source=t.bucket_name,
+        data_source=t.bucket_name if online is None else online.source_addrs or None,
+        source_instance_name=None if online is None else online.source_instance_name or None,
+        source_instance_id=None if online is None else online.source_instance_id,
         target_instance_addrs=t.target_instance_addrs,
         target_instance_name=t.target_instance_name,
-        target_instance_id=t.target_instance_id,
+        target_instance_id=t.target_instance_id or None,
         created_at=iso(t.created_at),
         description=t.description,
         error_message=t.error_message or None,
@@ -130,7 +138,56 @@ def _list_item(t: TaskRecord) -> MigrationTaskListItem:
     )
 
 
+def _first(addrs: str) -> tuple[str | None, str | None]:
+    """The first address's host and port (brackets of an IPv6 literal removed)."""
+    host, _, port = addrs.split(",")[0].rpartition(":")
+    return host.strip("[]") or None, port or None
+
+
+def _online_detail(t: TaskRecord) -> dict[str, Any]:
+    online = t.online
+    assert online is not None
+    source_ip, source_port = _first(online.source_addrs)
+    target_ip, target_port = _first(t.target_instance_addrs)
+    limit = online.bandwidth_limit_mb
+    return json_model(
+        MigrationTaskDetail(
+            task_id=t.task_id,
+            task_name=t.task_name,
+            description=t.description,
+            status=t.status.value,
+            migration_type=t.migration_type,
+            migration_method=t.migration_method,
+            source_instance=SourceInstanceInfo(
+                id=online.source_instance_id,
+                name=online.source_instance_name or None,
+                ip=source_ip,
+                port=source_port,
+                addrs=online.source_addrs or None,
+            ),
+            target_instance=TargetInstanceInfo(
+                id=t.target_instance_id or None,
+                name=t.target_instance_name or None,
+                ip=target_ip,
+                port=target_port,
+                addrs=t.target_instance_addrs or None,
+            ),
+            created_at=iso(t.created_at),
+            updated_at=iso(t.updated_at),
+            released_at=iso(t.released_at),
+            resume_mode=t.resume_mode,
+            tenant_vpc_id=online.vpc_id,
+            tenant_subnet_id=online.subnet_id,
+            tenant_security_group_id=online.security_group_id,
+            bandwidth_limit_mb=None if limit is None else str(limit),
+            error_message=t.error_message or None,
+        )
+    )
+
+
 def _detail(t: TaskRecord) -> dict[str, Any]:
+    if t.online is not None:
+        return _online_detail(t)
     host, _, port = t.target_instance_addrs.split(",")[0].rpartition(":")
     return json_model(
         MigrationTaskDetail(
@@ -177,8 +234,13 @@ def show_migration_task(
 @router.get("/migration-task/{task_id}/stats", response_model=MigrationTaskStats)
 def show_migration_task_stats(
     project_id: str, task_id: str, auth: Signed, tasks: TasksDep
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
+    """A task's progress. An online migration's answer has this service's extensions
+    (`lag_ms`, `applied_offset`, `source_offset`, `resyncs_partial`, `resyncs_full`), and
+    its `offset` is what of the source's stream the target has not applied (0: in sync)."""
     t = tasks.task(project_id, task_id)
+    if t.online is not None:
+        return JSONResponse(_online_stats(t))
     return json_model(
         MigrationTaskStats(
             full_migration_progress=str(t.percent),
@@ -190,6 +252,28 @@ def show_migration_task_stats(
             is_migrating=t.is_running,
             commands_refused=t.commands_refused,
             commands_skipped_unknown=t.commands_skipped_unknown,
+        )
+    )
+
+
+def _online_stats(t: TaskRecord) -> dict[str, Any]:
+    online = t.online
+    assert online is not None
+    progress = 100 if t.status is TaskStatus.SUCCESS else int(online.full_progress)
+    return json_model(
+        OnlineMigrationTaskStats(
+            full_migration_progress=str(max(0, min(100, progress))),
+            offset=str(online.offset_behind),
+            source_dbsize=None if t.source_dbsize is None else str(t.source_dbsize),
+            target_dbsize=None if t.target_dbsize is None else str(t.target_dbsize),
+            target_input_kbps=f"{t.input_kbps:.2f}",
+            target_ops=str(int(t.ops_per_second)),
+            is_migrating=t.is_running,
+            lag_ms=online.lag_ms,
+            applied_offset=online.applied_offset,
+            source_offset=online.source_offset,
+            resyncs_partial=online.resyncs_partial,
+            resyncs_full=online.resyncs_full,
         )
     )
 

@@ -9,6 +9,7 @@ from dcs_migration.config import ExecutorKind, Settings
 from dcs_migration.store import Store, open_settings_store
 from dcs_migration.tasks.backups import BackupRunner
 from dcs_migration.tasks.executor import Executor
+from dcs_migration.tasks.online_service import OnlineTasks
 from dcs_migration.tasks.runner import InlineExecutor
 from dcs_migration.tasks.service import TaskService
 from dcs_migration.tasks.worker import make_jobs, task_inputs
@@ -40,6 +41,7 @@ class Service:
             self.executor,
             max_tasks_per_project=settings.max_tasks_per_project,
         )
+        self.online = OnlineTasks(self.store, self.tasks, self.executor, settings)
         self.backups = BackupRunner(self.store, inputs.files, settings)
         self.bodies = BodyBudget(settings.body_budget)
 

@@ -424,6 +424,18 @@ class MigrationTaskStats(_Response):
     commands_skipped_unknown: int | None = None
 
 
+class OnlineMigrationTaskStats(MigrationTaskStats):
+    """The stats of an online migration: ``offset`` is how many bytes of the source's
+    stream the target has not applied yet (0: in sync); this service's extensions say
+    where the replication stands."""
+
+    lag_ms: int | None = None
+    applied_offset: int | None = None
+    source_offset: int | None = None
+    resyncs_partial: int = 0
+    resyncs_full: int = 0
+
+
 class MigrationLog(_Response):
     created_at: str
     log_level: str
@@ -462,6 +474,146 @@ class DeleteMigrationTasksBody(_Request):
 
 class DeleteMigrationTasksResponse(_Response):
     task_id_list: list[str]
+
+
+# -- online migration ----------------------------------------------------------------
+
+_ONLINE_NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{3,63}")
+MAX_BANDWIDTH_MB: Final = 10240
+
+
+class CreateOnlineMigrationTaskBody(_Request):
+    """Body of ``POST /v2/{project_id}/migration/instance``: a new online migration task,
+    RUNNING until it is configured."""
+
+    name: str
+    description: str | None = Field(default=None, max_length=1024)
+    vpc_id: str = Field(min_length=1, max_length=64)
+    subnet_id: str = Field(min_length=1, max_length=64)
+    security_group_id: str = Field(min_length=1, max_length=64)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ONLINE_NAME_RE.fullmatch(value):
+            raise rule_error(
+                "must be 4 to 64 characters, starting with a letter, of letters, digits, "
+                "'_' and '-'"
+            )
+        return value
+
+
+class CreateOnlineMigrationTaskResponse(_Response):
+    """``instance_id`` is the new task's id (the SDK's model); ``job_id`` names the job that
+    made it, which ``GET /v2/{project_id}/jobs/{job_id}`` shows."""
+
+    instance_id: str
+    job_id: str
+
+
+class JobInfo(_Response):
+    """``GET /v2/{project_id}/jobs/{job_id}`` (the SDK's ShowJobInfoResponse)."""
+
+    job_id: str
+    job_type: str
+    status: str
+    begin_time: str | None = None
+    end_time: str | None = None
+    fail_reason: str = ""
+
+
+class ConfigMigrationInstanceBody(_Request):
+    """A source or target of an online migration: a registered instance (``id``) or its
+    addresses (``addrs``, comma separated; a cluster's every master), not both."""
+
+    id: str | None = Field(default=None, min_length=1)
+    addrs: str | None = Field(default=None, min_length=1, max_length=65536)
+    password: SecretStr | None = None
+
+    @field_validator("addrs")
+    @classmethod
+    def _check_addrs(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.split(",")]
+        if not all(parts):
+            raise rule_error("must be host:port addresses separated by commas")
+        if len(parts) > 1000:
+            raise rule_error("must hold at most 1000 addresses")
+        for part in parts:
+            try:
+                parse_addr(part)
+            except ValueError as exc:
+                raise rule_error(f"must be host:port addresses: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ConfigMigrationInstanceBody:
+        if self.id is not None and self.addrs is not None:
+            raise rule_error("must not be given with id: give one or the other", "addrs")
+        if self.id is None and self.addrs is None:
+            raise rule_error("is required (or id, an instance of this project)", "addrs")
+        return self
+
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        if self.addrs is None:
+            return ()
+        return tuple(parse_addr(part) for part in self.addrs.split(","))
+
+
+class SetOnlineMigrationTaskBody(_Request):
+    """Body of ``POST /v2/{project_id}/migration/{task_id}/task``: configure a RUNNING
+    online migration task (it starts, FULLMIGRATING). ``bandwidth_limit_mb`` may be a
+    string of digits, as the SDK's model holds it, or a number (MB/s, 1 to 10240)."""
+
+    migration_method: MigrationMethod
+    resume_mode: ResumeMode
+    bandwidth_limit_mb: int | None = Field(
+        default=None,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_BANDWIDTH_MB},
+                {"type": "string", "pattern": "^[0-9]+$"},
+                {"type": "null"},
+            ]
+        },
+    )
+    source_instance: ConfigMigrationInstanceBody
+    target_instance: ConfigMigrationInstanceBody
+
+    @field_validator("bandwidth_limit_mb", mode="before")
+    @classmethod
+    def _bandwidth(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        what = f"a number of MB/s from 1 to {MAX_BANDWIDTH_MB}"
+        number = _int_text(value, what=what)
+        if not isinstance(number, int) or not 1 <= number <= MAX_BANDWIDTH_MB:
+            raise rule_error(f"must be {what}")
+        return number
+
+
+class SetOnlineMigrationTaskResponse(_Response):
+    id: str
+    name: str
+    status: str
+
+
+class BatchRestartOnlineMigrationTasksBody(_Request):
+    """Body of ``POST /v2/{project_id}/migration-tasks/batch-restart``."""
+
+    migration_tasks: list[str] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+
+
+class BatchRestartMigrationTaskResult(_Response):
+    task_id: str
+    result: str
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+class BatchRestartOnlineMigrationTasksResponse(_Response):
+    migration_tasks: list[BatchRestartMigrationTaskResult]
 
 
 # -- instances -----------------------------------------------------------------------

@@ -21,15 +21,30 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from dcs_migration.client.errors import TargetError
+from dcs_migration.config import ALLOWED_NETWORKS_ENV
 from dcs_migration.networks import AllowedNetworks, address_key, never_allowed, unmapped
 
 log = logging.getLogger(__name__)
 
 
+class Refusal(StrEnum):
+    """Why an address is refused (for a caller that may say it, such as a project's own
+    configuration naming its networks: never to another project)."""
+
+    NEVER = "never allowed (link-local, metadata, unspecified or multicast)"
+    OUTSIDE = f"outside the allowed networks ({ALLOWED_NETWORKS_ENV})"
+    HELD = "held by another project"
+
+
 class AddressRefused(TargetError):
-    """An address the service may not connect to for this project."""
+    """An address the service may not connect to for this project; `refusal` says why."""
+
+    def __init__(self, message: str, refusal: Refusal) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -62,20 +77,20 @@ def resolve(host: str, port: int, policy: AddressPolicy) -> list[Resolved]:
         ip = ipaddress.ip_address(text.partition("%")[0])  # without an IPv6 scope
         key = address_key(ip, port)
         if never_allowed(unmapped(ip)):
-            cause = "never allowed (link-local, metadata, unspecified or multicast)"
+            cause = Refusal.NEVER
         elif not policy.networks.allows(ip):
-            cause = "outside the allowed networks (DCS_MIGRATION_ALLOWED_NETWORKS)"
+            cause = Refusal.OUTSIDE
         elif key in policy.held_elsewhere:
-            cause = "held by another project"
+            cause = Refusal.HELD
         else:
             if all(r.sockaddr != sockaddr for r in found):
                 # A TCP address is never getaddrinfo's (int, bytes) form.
                 found.append(Resolved(family, sockaddr, key))  # type: ignore[arg-type]
             continue
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        log.warning("refused to connect to %s (%s): %s", where, text, cause)
+        log.warning("refused to connect to %s (%s): %s", where, text, cause.value)
         raise AddressRefused(
-            f"{where} is not an address the service may connect to for this project"
+            f"{where} is not an address the service may connect to for this project", cause
         )
     return found
 

@@ -57,6 +57,8 @@ class Input:
     kind: InputKind
     parts: tuple[InputPart, ...]
     fingerprint: tuple[FingerprintEntry, ...] = ()
+    # False for a stream read as it arrives (a live source's snapshot): read once only.
+    rereadable: bool = True
 
     @property
     def size(self) -> int:

@@ -185,6 +185,37 @@ class MigrationTask(Base):
     inputs_fingerprint: Mapped[str | None] = mapped_column(Text)
 
 
+class OnlineMigration(Base):
+    """The online side of a migration task of type online_migration (0009): where it
+    runs (the VPC fields the API takes), its source, and how far its replication got.
+    Its task row holds the rest: status, target, resume mode, progress counters."""
+
+    __tablename__ = "online_migrations"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("migration_tasks.task_id", ondelete="CASCADE"), primary_key=True
+    )
+    vpc_id: Mapped[str | None] = mapped_column(String(64))
+    subnet_id: Mapped[str | None] = mapped_column(String(64))
+    security_group_id: Mapped[str | None] = mapped_column(String(64))
+    source_addrs: Mapped[str] = mapped_column(Text)  # "host:port[,...]"; "": not configured
+    source_instance_id: Mapped[str | None] = mapped_column(String(36))
+    source_instance_name: Mapped[str] = mapped_column(String(255))
+    source_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    source_cluster: Mapped[bool] = mapped_column(Boolean)
+    target_cluster: Mapped[bool] = mapped_column(Boolean)
+    bandwidth_limit_mb: Mapped[int | None] = mapped_column(Integer)
+    replication_id: Mapped[str | None] = mapped_column(String(64))
+    applied_offset: Mapped[int | None] = mapped_column(BigInteger)
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+    lag_ms: Mapped[int | None] = mapped_column(BigInteger)
+    resyncs_partial: Mapped[int] = mapped_column(Integer)
+    resyncs_full: Mapped[int] = mapped_column(Integer)
+    full_progress: Mapped[float] = mapped_column(Float)  # 0 to 100
+    sync_stop_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sync_stop_error: Mapped[str] = mapped_column(Text)
+
+
 class TaskFile(Base):
     __tablename__ = "migration_task_files"
 

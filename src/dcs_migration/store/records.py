@@ -12,7 +12,24 @@ from enum import StrEnum
 
 from dcs_migration.statuses import TaskStatus as TaskStatus
 
-RUNNING_STATUSES = frozenset({TaskStatus.MIGRATING, TaskStatus.TERMINATING})
+# A worker may still be writing (or the task waits for one): it cannot be deleted.
+RUNNING_STATUSES = frozenset(
+    {
+        TaskStatus.MIGRATING,
+        TaskStatus.TERMINATING,
+        TaskStatus.FULLMIGRATING,
+        TaskStatus.INCRMIGEATING,
+    }
+)
+# An online migration configured and waiting for a worker, or running.
+ONLINE_RUNNING = frozenset(
+    {TaskStatus.FULLMIGRATING, TaskStatus.INCRMIGEATING, TaskStatus.TERMINATING}
+)
+# An online migration that `restart_online` sets going again.
+ONLINE_RESTARTABLE = frozenset({TaskStatus.TERMINATED, TaskStatus.MIGRATION_FAILED})
+
+BACKUP_IMPORT = "backupfile_import"
+ONLINE_MIGRATION = "online_migration"
 
 
 class LogLevel(StrEnum):
@@ -51,6 +68,17 @@ PROGRESS_FIELDS: dict[str, tuple[type, ...]] = {
     "checkpoint_input": (int, type(None)),
     "checkpoint_records": (int, type(None)),
     "checkpoint_keys": (int, type(None)),
+}
+
+# Fields of an online migration that `Store.update_online` may set.
+ONLINE_FIELDS: dict[str, tuple[type, ...]] = {
+    "replication_id": (str, type(None)),
+    "applied_offset": (int, type(None)),
+    "source_offset": (int, type(None)),
+    "lag_ms": (int, type(None)),
+    "resyncs_partial": (int,),
+    "resyncs_full": (int,),
+    "full_progress": (int, float),
 }
 
 
@@ -143,6 +171,69 @@ class TaskFileRecord:
 
 
 @dataclass(frozen=True)
+class OnlineConfig:
+    """What configuring an online migration sets: its source and target (addresses
+    already checked), how it runs. The passwords are hidden from `repr`; None: none
+    given (an instance named by id lends its own)."""
+
+    migration_method: str  # full_amount_migration | incremental_migration
+    resume_mode: str  # auto | manual
+    bandwidth_limit_mb: int | None
+    source_addrs: str  # "host:port[,host:port...]": a cluster's every master
+    source_instance_id: str | None
+    source_instance_name: str
+    source_password: str | None = field(repr=False)
+    source_cluster: bool
+    target_addrs: str
+    target_instance_id: str | None
+    target_instance_name: str
+    target_password: str | None = field(repr=False)
+    target_cluster: bool
+
+
+@dataclass(frozen=True)
+class OnlineRecord:
+    """The online side of a migration task (no password: whether the source has one)."""
+
+    task_id: str
+    vpc_id: str | None
+    subnet_id: str | None
+    security_group_id: str | None
+    source_addrs: str
+    source_instance_id: str | None
+    source_instance_name: str
+    has_source_password: bool
+    source_cluster: bool
+    target_cluster: bool
+    bandwidth_limit_mb: int | None
+    replication_id: str | None
+    applied_offset: int | None
+    source_offset: int | None
+    lag_ms: int | None
+    resyncs_partial: int
+    resyncs_full: int
+    full_progress: float  # 0 to 100
+    sync_stop_requested_at: datetime | None
+    sync_stop_error: str
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.source_addrs)
+
+    @property
+    def source_addr_list(self) -> list[str]:
+        return [addr.strip() for addr in self.source_addrs.split(",") if addr.strip()]
+
+    @property
+    def offset_behind(self) -> int:
+        """Bytes of the source's stream not yet applied to the target (0: in sync, or
+        not known yet)."""
+        if self.source_offset is None or self.applied_offset is None:
+            return 0
+        return max(self.source_offset - self.applied_offset, 0)
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     task_id: str
     project_id: str
@@ -187,11 +278,17 @@ class TaskRecord:
     # (input index, records done, keys written) the target acknowledged; None: none yet
     checkpoint: tuple[int, int, int] | None = None
     inputs_fingerprint: str | None = None  # JSON, as the task first saw its inputs
+    online: OnlineRecord | None = None  # an online migration's own side
 
     @property
     def is_running(self) -> bool:
-        """MIGRATING or TERMINATING: a worker may still be writing."""
+        """MIGRATING, FULLMIGRATING, INCRMIGEATING or TERMINATING: a worker may still be
+        writing (an online task RUNNING is only created, not configured: not running)."""
         return self.status in RUNNING_STATUSES
+
+    @property
+    def is_online(self) -> bool:
+        return self.migration_type == ONLINE_MIGRATION
 
     @property
     def percent(self) -> int:
@@ -217,7 +314,7 @@ class TaskLogRecord:
 @dataclass(frozen=True)
 class DeleteResult:
     deleted: tuple[str, ...]  # removed, with their files and logs
-    running: tuple[str, ...]  # MIGRATING or TERMINATING: stop them first
+    running: tuple[str, ...]  # RUNNING_STATUSES: stop them first
     missing: tuple[str, ...]  # not a task of this project
 
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dcs_migration.sizes import parse_size
@@ -20,6 +20,7 @@ from dcs_migration.store.base import Repository, page_limit, page_offset, requir
 from dcs_migration.store.instances import scoped_instance
 from dcs_migration.store.models import (
     MigrationTask,
+    OnlineMigration,
     TaskFile,
     TaskLog,
     UnitRun,
@@ -28,11 +29,13 @@ from dcs_migration.store.models import (
 )
 from dcs_migration.store.records import (
     FILE_SOURCES,
+    ONLINE_MIGRATION,
     PROGRESS_FIELDS,
     RUNNING_STATUSES,
     DeleteResult,
     LogLevel,
     NewTaskFile,
+    OnlineRecord,
     TaskFileRecord,
     TaskRecord,
     TaskStatus,
@@ -40,6 +43,12 @@ from dcs_migration.store.records import (
 )
 
 log = logging.getLogger(__name__)
+
+# What a task waiting for a worker is (with no `started_at`): an import MIGRATING, an online
+# migration FULLMIGRATING, or INCRMIGEATING when a service restart resumes it.
+WAITING_STATUSES = tuple(
+    st.value for st in (TaskStatus.MIGRATING, TaskStatus.FULLMIGRATING, TaskStatus.INCRMIGEATING)
+)
 
 
 class NotFoundError(LookupError):
@@ -148,10 +157,12 @@ class Tasks(Repository):
                 f.task_id = task.task_id
                 s.add(f)
             s.flush()
-            return _task_record(task, [_file_record(f) for f in task_files])
+            return task_record(task, [_file_record(f) for f in task_files])
 
     def count_running(self, project_id: str) -> int:
-        """The project's tasks that run or wait for a worker."""
+        """The project's tasks that run or wait for a worker (an online migration not
+        configured yet counts: it waits for its configuration)."""
+        counted = [st.value for st in RUNNING_STATUSES | {TaskStatus.RUNNING}]
         with self._read() as s:
             return (
                 s.scalar(
@@ -159,7 +170,7 @@ class Tasks(Repository):
                     .select_from(MigrationTask)
                     .where(
                         MigrationTask.project_id == project_id,
-                        MigrationTask.status.in_([st.value for st in RUNNING_STATUSES]),
+                        MigrationTask.status.in_(counted),
                     )
                 )
                 or 0
@@ -170,7 +181,11 @@ class Tasks(Repository):
             row = scoped_task(s, project_id, task_id)
             if row is None:
                 return None
-            return _task_record(row, _files_of(s, [row.task_id]).get(row.task_id, []))
+            return task_record(
+                row,
+                _files_of(s, [row.task_id]).get(row.task_id, []),
+                _online_of(s, [row]).get(row.task_id),
+            )
 
     def list_tasks(
         self, project_id: str, offset: int = 0, limit: int = 10, name: str | None = None
@@ -192,7 +207,10 @@ class Tasks(Repository):
                 )
             )
             files = _files_of(s, [r.task_id for r in rows])
-            return count, [_task_record(r, files.get(r.task_id, [])) for r in rows]
+            online = _online_of(s, rows)
+            return count, [
+                task_record(r, files.get(r.task_id, []), online.get(r.task_id)) for r in rows
+            ]
 
     def update_progress(self, task_id: str, **fields: int | float | str | None) -> bool:
         """Set progress counters (names in `records.PROGRESS_FIELDS`); False if no such task."""
@@ -248,14 +266,16 @@ class Tasks(Repository):
             return rowcount(result) > 0
 
     def mark_started(self, task_id: str) -> bool:
-        """Record that a worker took the task; False if it is no longer waiting (say, stopped)."""
+        """Record that a worker took the task; False if it is no longer waiting (say,
+        stopped). A waiting import is MIGRATING, a waiting online migration FULLMIGRATING
+        or INCRMIGEATING (resumed after a service stop), with no `started_at`."""
         now = utcnow()
         with self._write() as s:
             result = s.execute(
                 update(MigrationTask)
                 .where(
                     MigrationTask.task_id == task_id,
-                    MigrationTask.status == TaskStatus.MIGRATING.value,
+                    MigrationTask.status.in_(WAITING_STATUSES),
                     MigrationTask.started_at.is_(None),
                 )
                 .values(started_at=now, updated_at=now)
@@ -288,8 +308,9 @@ class Tasks(Repository):
             )
 
     def requeue(self, project_id: str, task_id: str) -> bool:
-        """A FAILED or TERMINATED task waits again (MIGRATING, not started), keeping its
-        checkpoint; False when it is in no such state."""
+        """A FAILED or TERMINATED backup import waits again (MIGRATING, not started),
+        keeping its checkpoint; False when it is in no such state (an online migration
+        restarts with `restart_online`)."""
         ended = [TaskStatus.FAILED.value, TaskStatus.TERMINATED.value]
         with self._write() as s:
             result = s.execute(
@@ -298,6 +319,7 @@ class Tasks(Repository):
                     MigrationTask.task_id == task_id,
                     MigrationTask.project_id == project_id,
                     MigrationTask.status.in_(ended),
+                    MigrationTask.migration_type != ONLINE_MIGRATION,
                 )
                 .values(
                     status=TaskStatus.MIGRATING.value,
@@ -313,18 +335,24 @@ class Tasks(Repository):
     def requeue_interrupted(self) -> list[TaskRecord]:
         """At service start: tasks a stopped service left MIGRATING that had not started,
         or that are set to resume on their own (`resume_mode` auto), wait again, from their
-        checkpoint. Returns them, oldest first, for the workers; call it before
-        `fail_interrupted`, which fails the rest."""
+        checkpoint. So do online migrations left FULLMIGRATING or INCRMIGEATING that had
+        not started or are set to auto (they go on by partial resync where the source
+        still holds their offset); one left TERMINATING ends TERMINATED. Returns the tasks
+        that wait, oldest first, for the workers; call it before `fail_interrupted`, which
+        fails the rest."""
+        online = MigrationTask.migration_type == ONLINE_MIGRATION
+        going = [TaskStatus.FULLMIGRATING.value, TaskStatus.INCRMIGEATING.value]
+        resumes = or_(MigrationTask.resume_mode == "auto", MigrationTask.started_at.is_(None))
         with self._write() as s:
             rows = list(
                 s.scalars(
                     select(MigrationTask)
                     .where(
-                        MigrationTask.status == TaskStatus.MIGRATING.value,
                         or_(
-                            MigrationTask.resume_mode == "auto",
-                            MigrationTask.started_at.is_(None),
+                            and_(~online, MigrationTask.status == TaskStatus.MIGRATING.value),
+                            and_(online, MigrationTask.status.in_(going)),
                         ),
+                        resumes,
                     )
                     .order_by(MigrationTask.created_at, MigrationTask.task_id)
                 )
@@ -340,13 +368,36 @@ class Tasks(Repository):
                         row.task_id,
                         LogLevel.WARNING.value,
                         "the service stopped while the task ran: it resumes "
-                        "from its last checkpoint",
+                        + (
+                            "by partial resync where the source still holds its offset"
+                            if row.migration_type == ONLINE_MIGRATION
+                            else "from its last checkpoint"
+                        ),
                         now,
                         keyword="resumed",
                     )
                 )
+            stopping = s.scalars(
+                select(MigrationTask).where(
+                    online, MigrationTask.status == TaskStatus.TERMINATING.value
+                )
+            )
+            for row in stopping:
+                row.status = TaskStatus.TERMINATED.value
+                row.finished_at = row.updated_at = now
+                s.add(
+                    TaskLog.line(
+                        row.task_id,
+                        LogLevel.INFO.value,
+                        "the service stopped while the task was stopping: it is TERMINATED",
+                        now,
+                        keyword="stopped",
+                    )
+                )
             s.flush()
-            return [_task_record(r, _files_of(s, [r.task_id]).get(r.task_id, [])) for r in rows]
+            files = _files_of(s, [r.task_id for r in rows])
+            found = _online_of(s, rows)
+            return [task_record(r, files.get(r.task_id, []), found.get(r.task_id)) for r in rows]
 
     def next_waiting(self) -> TaskRecord | None:
         """Take the oldest waiting task (MIGRATING, not started, no stop asked): it is marked
@@ -369,7 +420,7 @@ class Tasks(Repository):
                 with self._read() as s:
                     row = s.get(MigrationTask, task_id)
                     if row is not None:
-                        return _task_record(row, _files_of(s, [task_id]).get(task_id, []))
+                        return task_record(row, _files_of(s, [task_id]).get(task_id, []))
         return None
 
     def is_stop_requested(self, task_id: str) -> bool:
@@ -387,7 +438,7 @@ class Tasks(Repository):
         the caller which case it was."""
         now = utcnow()
         mine = (MigrationTask.task_id == task_id, MigrationTask.project_id == project_id)
-        migrating = MigrationTask.status == TaskStatus.MIGRATING.value
+        migrating = MigrationTask.status.in_(WAITING_STATUSES)
         with self._write() as s:
             waiting = s.execute(
                 update(MigrationTask)
@@ -413,8 +464,9 @@ class Tasks(Repository):
         return self.get_task(project_id, task_id)
 
     def delete_tasks(self, project_id: str, task_ids: Iterable[str]) -> DeleteResult:
-        """Delete the project's finished tasks among `task_ids`, with their files and logs.
-        Running ones (MIGRATING, TERMINATING) and unknown ones are left and reported."""
+        """Delete the project's finished tasks among `task_ids`, with their files and logs
+        (an online migration, its online side). Running ones (`RUNNING_STATUSES`) and
+        unknown ones are left and reported."""
         wanted = list(dict.fromkeys(task_ids))
         with self._write() as s:
             found: dict[str, str] = {
@@ -431,9 +483,11 @@ class Tasks(Repository):
             if deletable:
                 s.execute(delete(TaskLog).where(TaskLog.task_id.in_(deletable)))
                 s.execute(delete(TaskFile).where(TaskFile.task_id.in_(deletable)))
-                units = (WorkUnit.work_kind == "migration_task", WorkUnit.work_id.in_(deletable))
+                s.execute(delete(OnlineMigration).where(OnlineMigration.task_id.in_(deletable)))
+                kinds = ("migration_task", ONLINE_MIGRATION)  # tasks.executor.WorkKind's
+                units = (WorkUnit.work_kind.in_(kinds), WorkUnit.work_id.in_(deletable))
                 s.execute(delete(WorkUnit).where(*units))
-                runs = (UnitRun.work_kind == "migration_task", UnitRun.work_id.in_(deletable))
+                runs = (UnitRun.work_kind.in_(kinds), UnitRun.work_id.in_(deletable))
                 s.execute(delete(UnitRun).where(*runs))
                 s.execute(
                     delete(MigrationTask).where(
@@ -461,8 +515,9 @@ class Tasks(Repository):
 
     def fail_interrupted(self, error_code: str) -> int:
         """At service start: every task left MIGRATING or TERMINATING by a service that stopped
-        ends FAILED, saying how far it had got, with an ERROR log of code `error_code`.
-        Returns how many.
+        ends FAILED, saying how far it had got, with an ERROR log of code `error_code`; an
+        online migration left running (not set to resume by itself) ends
+        MIGRATION_FAILED, saying that batch-restart continues it. Returns how many.
 
         Only for an executor whose workers live in this service: tasks that workers elsewhere
         still run must not be failed."""
@@ -475,7 +530,7 @@ class Tasks(Repository):
                         MigrationTask.status.in_(running),
                         # a task waiting for a worker was not interrupted: it waits on
                         or_(
-                            MigrationTask.status != TaskStatus.MIGRATING.value,
+                            MigrationTask.status == TaskStatus.TERMINATING.value,
                             MigrationTask.started_at.is_not(None),
                         ),
                     )
@@ -483,14 +538,19 @@ class Tasks(Repository):
             )
             now = utcnow()
             for row in rows:
-                message = interrupted_message(row.bytes_read, row.bytes_total, row.keys_written)
-                if row.current_file:
-                    message += f" (in {row.current_file})"
+                if row.migration_type == ONLINE_MIGRATION:
+                    message = online_interrupted_message(TaskStatus(row.status))
+                    ended = TaskStatus.MIGRATION_FAILED
+                else:
+                    message = interrupted_message(row.bytes_read, row.bytes_total, row.keys_written)
+                    if row.current_file:
+                        message += f" (in {row.current_file})"
+                    ended = TaskStatus.FAILED
                 result = s.execute(
                     update(MigrationTask)
                     .where(MigrationTask.task_id == row.task_id, MigrationTask.status.in_(running))
                     .values(
-                        status=TaskStatus.FAILED.value,
+                        status=ended.value,
                         error_message=message,
                         finished_at=now,
                         updated_at=now,
@@ -512,6 +572,15 @@ class Tasks(Repository):
         if failed:
             log.warning("%d task(s) interrupted by a service stop are now FAILED", failed)
         return failed
+
+
+def online_interrupted_message(status: TaskStatus) -> str:
+    """Why an online migration that a service stop cut off is MIGRATION_FAILED."""
+    phase = "its full sync" if status is TaskStatus.FULLMIGRATING else "its incremental sync"
+    return (
+        f"interrupted: the service stopped during {phase}; batch-restart continues it "
+        "(by partial resync where the source still holds its offset, else by a full sync)"
+    )
 
 
 def interrupted_message(bytes_read: int, bytes_total: int, keys_written: int) -> str:
@@ -562,7 +631,43 @@ def _file_record(row: TaskFile) -> TaskFileRecord:
     )
 
 
-def _task_record(row: MigrationTask, files: Sequence[TaskFileRecord]) -> TaskRecord:
+def _online_of(s: Session, rows: Sequence[MigrationTask]) -> dict[str, OnlineRecord]:
+    """The online side of those of `rows` that are online migrations."""
+    ids = [r.task_id for r in rows if r.migration_type == ONLINE_MIGRATION]
+    if not ids:
+        return {}
+    found = s.scalars(select(OnlineMigration).where(OnlineMigration.task_id.in_(ids)))
+    return {row.task_id: online_record(row) for row in found}
+
+
+def online_record(row: OnlineMigration) -> OnlineRecord:
+    return OnlineRecord(
+        task_id=row.task_id,
+        vpc_id=row.vpc_id,
+        subnet_id=row.subnet_id,
+        security_group_id=row.security_group_id,
+        source_addrs=row.source_addrs,
+        source_instance_id=row.source_instance_id,
+        source_instance_name=row.source_instance_name,
+        has_source_password=row.source_password_encrypted is not None,
+        source_cluster=row.source_cluster,
+        target_cluster=row.target_cluster,
+        bandwidth_limit_mb=row.bandwidth_limit_mb,
+        replication_id=row.replication_id,
+        applied_offset=row.applied_offset,
+        source_offset=row.source_offset,
+        lag_ms=row.lag_ms,
+        resyncs_partial=row.resyncs_partial,
+        resyncs_full=row.resyncs_full,
+        full_progress=row.full_progress,
+        sync_stop_requested_at=row.sync_stop_requested_at,
+        sync_stop_error=row.sync_stop_error,
+    )
+
+
+def task_record(
+    row: MigrationTask, files: Sequence[TaskFileRecord], online: OnlineRecord | None = None
+) -> TaskRecord:
     return TaskRecord(
         task_id=row.task_id,
         project_id=row.project_id,
@@ -610,4 +715,5 @@ def _task_record(row: MigrationTask, files: Sequence[TaskFileRecord]) -> TaskRec
             else (row.checkpoint_input, row.checkpoint_records or 0, row.checkpoint_keys or 0)
         ),
         inputs_fingerprint=row.inputs_fingerprint,
+        online=online,
     )

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from dcs_migration.store.base import Repository, rowcount
 from dcs_migration.store.models import MigrationTask, TaskLog, UnitRun, WorkUnit, utcnow
-from dcs_migration.store.records import LogLevel, TaskStatus
+from dcs_migration.store.records import ONLINE_MIGRATION, LogLevel, TaskStatus
 
 PLAN_INDEX = -1  # a migration task's first unit: it finds the inputs, one unit each
 
@@ -363,9 +363,10 @@ class WorkUnits(Repository):
             task = s.scalar(
                 select(MigrationTask).where(MigrationTask.task_id == task_id).with_for_update()
             )
-            if task is None or task.status not in (
-                TaskStatus.MIGRATING.value,
-                TaskStatus.TERMINATING.value,
+            if (
+                task is None
+                or task.migration_type == ONLINE_MIGRATION  # one unit, which ends it itself
+                or task.status not in (TaskStatus.MIGRATING.value, TaskStatus.TERMINATING.value)
             ):
                 return None
             rows = list(
@@ -516,6 +517,7 @@ class WorkUnits(Repository):
                             [TaskStatus.MIGRATING.value, TaskStatus.TERMINATING.value]
                         ),
                         MigrationTask.stop_requested.is_(True),
+                        MigrationTask.migration_type != ONLINE_MIGRATION,
                     )
                     .limit(limit)
                 )

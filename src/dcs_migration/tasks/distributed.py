@@ -36,8 +36,9 @@ from dcs_migration.store.units import PLAN_INDEX, UnitKey
 from dcs_migration.tasks.backups import BackupJob
 from dcs_migration.tasks.executor import Work, WorkKind
 from dcs_migration.tasks.fanout import TaskUnits
+from dcs_migration.tasks.online import OnlineJob
 from dcs_migration.tasks.restore import RestoreJob
-from dcs_migration.tasks.units import Sweeper, UnitJob, UnitRunner, WholeUnit
+from dcs_migration.tasks.units import OnlineUnit, Sweeper, UnitJob, UnitRunner, WholeUnit
 from dcs_migration.tasks.worker import task_inputs
 
 log = logging.getLogger(__name__)
@@ -127,16 +128,19 @@ class CeleryExecutor:
     def stop(self, work: Work) -> None:
         """Ask a migration task to stop: the flag every unit looks at twice a second (the
         stop is written first here: the database is how it reaches the workers), the
-        task ended at once when no unit runs, and its queued messages revoked."""
-        if work.kind is not WorkKind.MIGRATION_TASK:
+        task ended at once when no unit runs, and its queued messages revoked. An
+        online migration is one unit: TERMINATED at once when no worker took it yet,
+        else its job ends it once it hears the flag."""
+        if work.kind not in (WorkKind.MIGRATION_TASK, WorkKind.ONLINE_MIGRATION):
             return
         self.store.request_stop(work.project_id, work.work_id)
-        self.store.settle_task(work.work_id)
         kind = work.kind.value
         units = self.store.units_of(kind, work.work_id)
         keys = [(u.key, u.dispatches) for u in units]
-        plan = UnitKey(kind, work.work_id, PLAN_INDEX)
-        keys.append((plan, self.store.dispatches_of(plan)))
+        if work.kind is WorkKind.MIGRATION_TASK:
+            self.store.settle_task(work.work_id)
+            plan = UnitKey(kind, work.work_id, PLAN_INDEX)
+            keys.append((plan, self.store.dispatches_of(plan)))
         ids = [message_id(key, n) for key, sent in keys for n in range(1, sent + 1)]
         if ids:
             try:
@@ -172,6 +176,7 @@ def _unit_jobs(store: Store, settings: Settings, dispatch: Dispatcher) -> dict[W
         WorkKind.MIGRATION_TASK: TaskUnits(store, inputs, settings, dispatch),
         WorkKind.RESTORE: WholeUnit(store, RestoreJob(store, inputs.files, settings)),
         WorkKind.BACKUP: WholeUnit(store, BackupJob(store, inputs.files, settings)),
+        WorkKind.ONLINE_MIGRATION: OnlineUnit(store, OnlineJob(store, settings), dispatch),
     }
 
 

@@ -19,11 +19,13 @@ class WorkKind(StrEnum):
     MIGRATION_TASK = "migration_task"  # an import of backup files into an instance
     RESTORE = "restore"  # an instance flushed and loaded from one of its backups
     BACKUP = "backup"  # an instance's data streamed into the backup store
+    ONLINE_MIGRATION = "online_migration"  # a live Redis copied into another, kept in sync
 
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """One unit of work: `work_id` is the task id, the restore id or the backup id."""
+    """One unit of work: `work_id` is the task id (an import's or an online migration's),
+    the restore id or the backup id."""
 
     kind: WorkKind
     project_id: str
@@ -32,6 +34,10 @@ class Work:
     @classmethod
     def migration_task(cls, project_id: str, task_id: str) -> Work:
         return cls(WorkKind.MIGRATION_TASK, project_id, task_id)
+
+    @classmethod
+    def online_migration(cls, project_id: str, task_id: str) -> Work:
+        return cls(WorkKind.ONLINE_MIGRATION, project_id, task_id)
 
     @classmethod
     def restore(cls, project_id: str, restore_id: str) -> Work:
@@ -46,7 +52,8 @@ class Executor(Protocol):
     """Runs units of work away from the API, at most some number at once.
 
     `submit` never waits for the work (it is queued; its row already says MIGRATING or
-    waiting); `stop` asks a migration task to end TERMINATED and returns at once;
+    waiting); `stop` asks a migration task (an import or an online migration) to end
+    TERMINATED and returns at once;
     `running` is what was submitted here and has not ended yet (waiting or running);
     `shutdown` asks the running work to leave, and leaves queued work queued: the next
     start takes a migration task up again from its checkpoint (or fails it), and fails a

@@ -39,6 +39,7 @@ from dcs_migration.tasks.worker import SERVICE_STOP, USER_STOP, WorkerJob
 log = logging.getLogger(__name__)
 
 WORKER = "dcs_migration.tasks.worker"
+STOPPABLE = frozenset({WorkKind.MIGRATION_TASK, WorkKind.ONLINE_MIGRATION})
 
 
 class ProcessJob(WorkerJob, Protocol):
@@ -124,9 +125,10 @@ class InlineExecutor:
             self._changed.notify()
 
     def stop(self, work: Work) -> None:
-        """Ask a migration task to stop; it ends TERMINATED within about a second. (A
-        restore cannot be stopped: nothing asks it to.)"""
-        if work.kind is not WorkKind.MIGRATION_TASK:
+        """Ask a migration task (an import or an online migration) to stop; it ends
+        TERMINATED within about a second. (A restore or a backup cannot be stopped:
+        nothing asks it to.)"""
+        if work.kind not in STOPPABLE:
             return
         with self._lock:
             event = self._stops.get(work)

@@ -73,6 +73,13 @@ class NewMigrationTask:
     skip_unknown_commands: bool = False
 
 
+def work_of(task: TaskRecord) -> Work:
+    """The work that runs the task: an import's, or an online migration's."""
+    if task.is_online:
+        return Work.online_migration(task.project_id, task.task_id)
+    return Work.migration_task(task.project_id, task.task_id)
+
+
 def checkpoint_of(task: TaskRecord) -> Checkpoint | None:
     if task.checkpoint is None:
         return None
@@ -201,7 +208,7 @@ class TaskService:
         if interrupted:
             log.warning("%d task(s) were running when the service stopped: FAILED", interrupted)
         for task in waiting:
-            self.executor.submit(Work.migration_task(task.project_id, task.task_id))
+            self.executor.submit(work_of(task))
 
     # -- creating -------------------------------------------------------------------------
 
@@ -257,13 +264,14 @@ class TaskService:
     # -- resuming -------------------------------------------------------------------------
 
     def set_resume_mode(self, project_id: str, task_id: str, resume_mode: str) -> TaskRecord:
-        """Set the task's resume mode. "auto" also resumes a FAILED or TERMINATED task from
-        its last checkpoint (what the target acknowledged), unless its files changed since.
-        Returns the task as it is then."""
+        """Set the task's resume mode. "auto" also resumes a FAILED or TERMINATED import
+        from its last checkpoint (what the target acknowledged), unless its files changed
+        since. An online migration only keeps the mode (for a service restart: batch-restart
+        restarts it). Returns the task as it is then."""
         store = self.store
         task = self.task(project_id, task_id)
         store.set_resume_mode(project_id, task.task_id, resume_mode)
-        if resume_mode == "auto" and task.status in RESUMABLE:
+        if resume_mode == "auto" and task.status in RESUMABLE and not task.is_online:
             self._check_unchanged(task)
             if store.requeue(project_id, task.task_id):
                 where = "its last checkpoint" if task.checkpoint else "the beginning"
@@ -313,7 +321,7 @@ class TaskService:
                 f"migration task {task_id} is {before.status.value}: "
                 "only a running task can be stopped",
             )
-        self.executor.stop(Work.migration_task(project_id, task_id))
+        self.executor.stop(work_of(before))
 
     def record_stop(self, project_id: str, task_id: str) -> TaskRecord:
         """Write the stop: TERMINATING (TERMINATED if it had not started)."""

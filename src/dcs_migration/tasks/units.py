@@ -22,15 +22,18 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from dcs_migration.config import Settings
-from dcs_migration.store import Store
+from dcs_migration.store import LogLevel, Store
 from dcs_migration.store.units import Lease, UnitKey, UnitState
 from dcs_migration.tasks.backups import BackupJob
 from dcs_migration.tasks.executor import WorkKind
+from dcs_migration.tasks.online import OnlineJob, fail_broken_online
 from dcs_migration.tasks.restore import RestoreJob
 
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.5  # how often a running unit asks whether its task was stopped
+# The kinds whose units hear a stop asked through the database (the task's flag).
+STOPPABLE = frozenset({WorkKind.MIGRATION_TASK.value, WorkKind.ONLINE_MIGRATION.value})
 
 
 class Dispatch(Protocol):
@@ -137,7 +140,7 @@ class UnitRunner:
         key = lease.unit.key
         seconds = self.settings.lease_seconds
         renewed = time.monotonic()
-        is_task = key.work_kind == WorkKind.MIGRATION_TASK.value
+        is_task = key.work_kind in STOPPABLE
         while not done.wait(STOP_POLL_SECONDS):
             now = time.monotonic()
             try:
@@ -209,6 +212,59 @@ class WholeUnit:
         self.job.run(project_id, key.work_id, ending.stop, ending.lost, again=lease.unit.runs > 1)
         if not ending.lost.is_set():
             self.store.end_unit(lease, UnitState.SUCCESS)
+
+
+class OnlineUnit:
+    """An online migration as one unit: its job writes the task's status itself. A stop
+    of the task reaches the job as `stop`; the worker leaving, or the lease lost, as
+    `leaving` (the task is not stopped: it goes on, on another worker). A worker that
+    leaves hands the unit over at once; a run cut off (its worker died) runs again, the
+    job told so (`again`)."""
+
+    def __init__(self, store: Store, job: OnlineJob, dispatch: Dispatch) -> None:
+        self.store = store
+        self.job = job
+        self.dispatch = dispatch
+
+    def run_unit(self, lease: Lease, ending: Ending) -> None:
+        key = lease.unit.key
+        project_id = lease.unit.project_id
+        stop, leaving, done = threading.Event(), threading.Event(), threading.Event()
+
+        def tell() -> None:
+            # `Ending.stop` is set with each of the others, after them: which one it was
+            # is known once it is set.
+            while not done.is_set():
+                if ending.stop.wait(STOP_POLL_SECONDS):
+                    (leaving if ending.leaving.is_set() or ending.lost.is_set() else stop).set()
+                    return
+
+        teller = threading.Thread(target=tell, name="online-ending", daemon=True)
+        teller.start()
+        try:
+            self.job.run(project_id, key.work_id, stop, leaving, again=lease.unit.runs > 1)
+        except Exception as exc:  # a bug: the task still ends, saying so
+            log.exception("unit %s failed unexpectedly", _named(key))
+            if not ending.lost.is_set():
+                fail_broken_online(self.store, project_id, key.work_id, exc)
+                self.store.end_unit(lease, UnitState.FAILED, error=type(exc).__name__)
+            return
+        finally:
+            done.set()
+            teller.join()
+        if ending.lost.is_set():
+            return  # another worker may hold the unit now
+        if ending.leaving.is_set():
+            self.store.leave_unit(lease, None)
+            self.store.add_log(
+                key.work_id,
+                LogLevel.INFO,
+                f"handed over by {lease.worker}, which is stopping: "
+                "the task goes on on another worker",
+            )
+            self.dispatch(key)
+            return
+        self.store.end_unit(lease, UnitState.SUCCESS)
 
 
 def _named(key: UnitKey) -> str:

@@ -1,13 +1,14 @@
 """The process one unit of work runs in: `python -m dcs_migration.tasks.worker KIND PROJECT ID`
-(KIND `migration_task`, `restore` or `backup`, ID the task's, the restore's or the backup's).
+(KIND `migration_task`, `online_migration`, `restore` or `backup`, ID the task's, the
+restore's or the backup's).
 
 Started by the service's inline executor, which writes the service's settings to its
 stdin as JSON (`Settings.to_json`): the process runs with exactly the service's settings,
 whatever of them came from the command line rather than the environment. SIGTERM is the
 user's stop (the task ends TERMINATED); SIGUSR1 is the service stopping (a task is left
-MIGRATING with its checkpoint, for the next start to resume or fail; a restore or a backup
-ends at once, and the next start fails it). The process dies with the service
-(PR_SET_PDEATHSIG), as a thread of it would.
+MIGRATING with its checkpoint, an online migration running, for the next start to resume
+or fail; a restore or a backup ends at once, and the next start fails it). The process
+dies with the service (PR_SET_PDEATHSIG), as a thread of it would.
 """
 
 from __future__ import annotations
@@ -29,13 +30,19 @@ from dcs_migration.tasks.backups import BackupJob, fail_broken_backup
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import WorkKind
 from dcs_migration.tasks.job import TaskJob, fail_broken_task
+from dcs_migration.tasks.online import OnlineJob, fail_broken_online
 from dcs_migration.tasks.restore import RestoreJob, fail_broken_restore
 from dcs_migration.tasks.service import TaskInputs
 
 USER_STOP = signal.SIGTERM
 SERVICE_STOP = signal.SIGUSR1
 PR_SET_PDEATHSIG = 1
-USAGE = "usage: python -m dcs_migration.tasks.worker migration_task|restore|backup PROJECT_ID ID"
+USAGE = (
+    "usage: python -m dcs_migration.tasks.worker "
+    "migration_task|online_migration|restore|backup PROJECT_ID ID"
+)
+# The kinds whose processes hear the user's stop and the service's (the others end at once).
+SIGNALLED = frozenset({WorkKind.MIGRATION_TASK, WorkKind.ONLINE_MIGRATION})
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
     WorkKind.MIGRATION_TASK: fail_broken_task,
     WorkKind.RESTORE: fail_broken_restore,
     WorkKind.BACKUP: fail_broken_backup,
+    WorkKind.ONLINE_MIGRATION: fail_broken_online,
 }
 
 
@@ -68,12 +76,13 @@ def task_inputs(store: Store, settings: Settings) -> TaskInputs:
 
 def make_jobs(
     store: Store, inputs: TaskInputs, settings: Settings
-) -> dict[WorkKind, TaskJob | RestoreJob | BackupJob]:
+) -> dict[WorkKind, TaskJob | RestoreJob | BackupJob | OnlineJob]:
     """The job of each kind of work, for a process with these settings."""
     return {
         WorkKind.MIGRATION_TASK: TaskJob(store, inputs, settings),
         WorkKind.RESTORE: RestoreJob(store, inputs.files, settings),
         WorkKind.BACKUP: BackupJob(store, inputs.files, settings),
+        WorkKind.ONLINE_MIGRATION: OnlineJob(store, settings),
     }
 
 
@@ -107,7 +116,7 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         (stop if signum == USER_STOP else leaving).set()
 
-    if kind is WorkKind.MIGRATION_TASK:
+    if kind in SIGNALLED:
         signal.signal(USER_STOP, on_signal)
         signal.signal(SERVICE_STOP, on_signal)
     # A restore or a backup keeps the signals' default: it ends at once, and the next

@@ -15,6 +15,8 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
+import hiredis
+
 from dcs_migration.client.cluster import ClusterRouter
 from dcs_migration.client.connection import Interrupted
 from dcs_migration.client.endpoint import Endpoint, TargetError
@@ -121,6 +123,17 @@ class TargetWriter:
         """Write a batch of records read from `file` (named where an AOF command fails)."""
         self._writer.aof_file = file
         self._writer.write_records(batch)
+
+    def read_key(self, key: bytes) -> bytes | None:
+        """The string at `key` in db 0 (None when there is none), asked where it lives,
+        once every reply due is in."""
+        assert self._router is not None
+        self._router.flush()
+        pipe = self._router.pipeline_for(key, 0)
+        reply = pipe.conn.call(b"GET", key)
+        if isinstance(reply, hiredis.ReplyError):
+            raise TargetError(f"GET {key!r}: {reply}")
+        return reply if isinstance(reply, bytes) else None
 
     def acknowledge(self) -> None:
         """Wait until the target acknowledged everything written so far."""

@@ -117,7 +117,7 @@ NO_FUNCTIONS = (
 COMMAND_LOG_LINES = 100  # skipped AOF commands logged one by one; the rest are counted
 # First words of error replies that say the target cannot take the command now, whatever
 # the AOF holds: the import stops rather than skip them.
-_TARGET_STATE_ERRORS = frozenset(
+TARGET_STATE_ERRORS = frozenset(
     (
         "OOM",
         "READONLY",
@@ -146,6 +146,10 @@ class Refused(TargetError):
 
 class UnknownCommand(Refused):
     """An AOF command the target does not know: Redis' own loader stops there too."""
+
+
+class CrossSlotCommand(Refused):
+    """A command whose keys live in different slots of a cluster target."""
 
 
 @dataclass
@@ -671,7 +675,7 @@ class Writer:
                 )
                 self.stats.commands_replayed += 1
                 return
-            raise Refused(
+            raise CrossSlotCommand(
                 f"AOF command {name.decode(errors='replace')} at "
                 f"{_where(self.aof_file, record.offset)} touches keys in different hash "
                 "slots, which a Redis Cluster cannot run"
@@ -706,7 +710,7 @@ class Writer:
         if text.startswith(("ERR unknown command", "ERR unknown subcommand")):
             if counted:
                 self._unknown(file, offset, shown, f": {text}")
-        elif text.split(" ", 1)[0] in _TARGET_STATE_ERRORS:
+        elif text.split(" ", 1)[0] in TARGET_STATE_ERRORS:
             raise Refused(
                 f"the target refused AOF command {shown} at {_where(file, offset)}: {text}"
             )
