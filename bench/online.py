@@ -116,6 +116,7 @@ STATUS_POLL_SECONDS = 0.05
 INFO_POLL_SECONDS = 0.01
 SYNC_SECONDS = 600.0  # a full sync that takes longer ends the benchmark
 ENDED = ("MIGRATION_FAILED", "TERMINATED", "SUCCESS")
+COPY_DONE = re.compile(r"full copy done: \d+ keys written in ([0-9.]+) s")  # the task's log
 
 MAX = 0  # the rate "as fast as the writer goes"
 RATES = (5_000, 10_000, 20_000, 40_000, 60_000, MAX)  # writes a second
@@ -330,9 +331,6 @@ class OnlineTasks:
         return f"error: {detail.get('error_message')}\ntask log:\n{lines}\nservice log:\n{tail}"
 
 
-_COPY_DONE = re.compile(r"full copy done: \d+ keys written in ([0-9.]+) s")
-
-
 # -- full sync ------------------------------------------------------------------------------
 
 
@@ -373,7 +371,7 @@ def start_ours(stack: ExitStack, source: RedisServer, name: str) -> Ours:
     seconds = tasks.wait(task_id, "INCRMIGEATING", SYNC_SECONDS) - started
     pid = task_process(task_id)
     service = tasks.service.process
-    copied = [m for line in tasks.logs(task_id) if (m := _COPY_DONE.search(line))]
+    copied = [m for line in tasks.logs(task_id) if (m := COPY_DONE.search(line))]
     full = FullSync(
         seconds=seconds,
         rss_mb=vmhwm_mb(pid) if pid is not None else 0.0,
@@ -934,8 +932,9 @@ def _exact(found: bool | None) -> str:
 def print_after(ladders: dict[str, Ladder]) -> None:
     ours, native = ladders["ours"], ladders["native"]
     print(
-        f"\nthe ladder's own full syncs: ours {ours.full.seconds:.2f} s, native "
-        f"{native.full.seconds:.2f} s; peak RSS after the ladder: ours' task process "
+        f"\nthe ladders' own full syncs: native {native.full.seconds:.2f} s, ours "
+        f"{ours.full.seconds:.2f} s (of a source grown by the native ladder's writes); "
+        "peak RSS after the ladder: ours' task process "
         f"{ours.rss_mb:.0f} MB, the native replica {native.rss_mb:.0f} MB; each target's "
         f"digest equal to the source's after it: ours {_exact(ours.exact)} (after a "
         f"sync-stop), native {_exact(native.exact)}"

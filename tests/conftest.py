@@ -94,12 +94,17 @@ def redis_server(flavour: ServerFlavour) -> Iterator[RedisServerFactory]:
     """`redis_server(*args, rdb=None)`: a started RedisServer of the test's flavour; all
     are stopped at teardown.
 
-    `args` are extra redis-server arguments; `rdb` is a file the server loads at start.
+    `args` are extra redis-server arguments; `rdb` is a file the server loads at start;
+    `build` a flavour id for this server alone (a source of one version, a target of
+    another).
     """
     started: list[RedisServer] = []
 
-    def start(*args: str, rdb: Path | None = None, dbfilename: str = "dump.rdb") -> RedisServer:
-        server = RedisServer(*args, rdb=rdb, dbfilename=dbfilename, flavour=flavour)
+    def start(
+        *args: str, rdb: Path | None = None, dbfilename: str = "dump.rdb", build: str | None = None
+    ) -> RedisServer:
+        chosen = flavour if build is None else flavour_or_skip(build)
+        server = RedisServer(*args, rdb=rdb, dbfilename=dbfilename, flavour=chosen)
         started.append(server)
         return server.start()
 

@@ -21,20 +21,27 @@ from huaweicloudsdkdcs.v2 import (
     BackupInstanceBody,
     BatchStopMigrationTasksBody,
     BatchStopMigrationTasksRequest,
+    ConfigMigrationInstanceBody,
     CopyInstanceRequest,
+    CreateOnlineMigrationTaskBody,
+    CreateOnlineMigrationTaskRequest,
     ListMigrationTaskLogsRequest,
     ListMigrationTaskRequest,
     MigrationUpdateRequestEntity,
     RestoreInstanceBody,
     RestoreInstanceRequest,
+    SetOnlineMigrationTaskBody,
+    SetOnlineMigrationTaskRequest,
     ShowMigrationTaskStatsRequest,
     StopMigrationTaskRequest,
+    StopMigrationTaskSyncRequest,
     UpdateMigrationTaskRequest,
 )
 
 from dcs_migration.store import Store, open_store
 from dcs_migration.store.units import RunRecord
 from tests.support.fleet import BUCKET, Fleet
+from tests.support.load import Load
 from tests.support.sdk import PROJECT, create, minted, register, wait_for
 from tests.support.servers import RedisServer
 from tests.support.waiting import finished_backup, finished_restore, until
@@ -490,3 +497,60 @@ def test_serve_and_worker_refuse_to_start_on_what_machines_cannot_share(
     )
     assert done.returncode == 2
     assert named in done.stderr, done.stderr
+
+
+def test_an_online_migration_runs_on_a_worker_and_outlives_it(
+    workers: Fleet, client: Any, target: RedisServer
+) -> None:
+    """Its worker SIGKILLed mid-sync, the lease passes to the other worker, which goes on
+    by partial resync from the target's marker: exact, INCR counters included."""
+    fleet = workers
+    fleet.start_worker()
+    fleet.start_worker()
+    with RedisServer(
+        "--repl-diskless-sync-delay",
+        "0",
+        "--repl-backlog-size",
+        "64mb",
+        "--enable-debug-command",
+        "yes",
+    ) as source:
+        load = Load(source.port).start()
+        task_id = client.create_online_migration_task(
+            CreateOnlineMigrationTaskRequest(
+                body=CreateOnlineMigrationTaskBody(
+                    name="fleet-sync", vpc_id="v", subnet_id="s", security_group_id="g"
+                )
+            )
+        ).instance_id
+        client.set_online_migration_task(
+            SetOnlineMigrationTaskRequest(
+                task_id=task_id,
+                body=SetOnlineMigrationTaskBody(
+                    migration_method="incremental_migration",
+                    resume_mode="auto",
+                    source_instance=ConfigMigrationInstanceBody(addrs=f"127.0.0.1:{source.port}"),
+                    target_instance=ConfigMigrationInstanceBody(id=register(fleet.apis[0], target)),
+                ),
+            )
+        )
+        wait_for(client, task_id, ("INCRMIGEATING",), 60)
+        time.sleep(1.0)  # commands applied on the first worker
+        with store_of(fleet) as store:
+            first = store.runs_of("online_migration", task_id)[0].worker
+        doomed = next(w for w in fleet.workers if first.startswith(w.name))
+        doomed.kill()
+        until(
+            lambda: (
+                any("continuing by partial resync" in line for line in logs(client, task_id))
+                or None
+            ),
+            "the sync going on on the other worker",
+            90,
+        )
+        load.stop()
+        client.stop_migration_task_sync(StopMigrationTaskSyncRequest(task_id=task_id))
+        wait_for(client, task_id, ("TERMINATED",), 10)
+        assert digest(target) == digest(source)
+        for (db, key), count in load.counters.items():
+            assert int(redis.Redis(port=target.port, db=db).get(key) or 0) == count

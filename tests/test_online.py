@@ -25,6 +25,7 @@ from huaweicloudsdkdcs.v2 import (
 )
 
 from dcs_migration.writer.stream import MARKER_PREFIX
+from tests.support.flavours import RedisServerFactory
 from tests.support.load import Load
 from tests.support.sdk import PROJECT, register, wait_for
 from tests.support.servers import RedisServer, free_port
@@ -33,22 +34,6 @@ from tests.support.service import Service, signed
 pytestmark = [pytest.mark.redis, pytest.mark.service]
 
 SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--enable-debug-command", "yes")
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[..., RedisServer]]:
-    started: list[RedisServer] = []
-
-    def start(*args: str) -> RedisServer:
-        server = RedisServer(*args)
-        started.append(server)
-        return server.start()
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture
@@ -128,10 +113,10 @@ def assert_exact(source: RedisServer, target: RedisServer, load: Load) -> None:
 
 
 def test_full_and_incremental_then_sync_stop(
-    service: Service, servers: Callable[..., RedisServer]
+    service: Service, redis_server: RedisServerFactory
 ) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers("--enable-debug-command", "yes")
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server("--enable-debug-command", "yes")
     source.cli("DEBUG", "POPULATE", "20000", "pre", "100")
     user = User(service)
     task_id = user.create()
@@ -157,9 +142,9 @@ def test_full_and_incremental_then_sync_stop(
     assert "caught up at offset" in user.logs(task_id)
 
 
-def test_full_only_ends_success(service: Service, servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers("--enable-debug-command", "yes")
+def test_full_only_ends_success(service: Service, redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server("--enable-debug-command", "yes")
     load = Load(source.port, most=400).start()
     load.wait()
     user = User(service)
@@ -171,10 +156,10 @@ def test_full_only_ends_success(service: Service, servers: Callable[..., RedisSe
 
 
 def test_service_killed_mid_sync_continues_exactly_once(
-    tmp_path: Path, servers: Callable[..., RedisServer]
+    tmp_path: Path, redis_server: RedisServerFactory
 ) -> None:
-    source = servers(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
-    target = servers("--enable-debug-command", "yes")
+    source = redis_server(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
+    target = redis_server("--enable-debug-command", "yes")
     service = Service(data_dir=tmp_path / "data", log_path=tmp_path / "service.log").start()
     try:
         user = User(service)
@@ -197,10 +182,10 @@ def test_service_killed_mid_sync_continues_exactly_once(
 
 
 def test_stopped_task_restarts_by_partial_resync(
-    service: Service, servers: Callable[..., RedisServer]
+    service: Service, redis_server: RedisServerFactory
 ) -> None:
-    source = servers(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
-    target = servers("--enable-debug-command", "yes")
+    source = redis_server(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
+    target = redis_server("--enable-debug-command", "yes")
     user = User(service)
     task_id = user.create()
     load = Load(source.port).start()
@@ -226,9 +211,9 @@ def test_stopped_task_restarts_by_partial_resync(
 
 
 def test_an_unreachable_source_fails_clearly(
-    service: Service, servers: Callable[..., RedisServer]
+    service: Service, redis_server: RedisServerFactory
 ) -> None:
-    target = servers()
+    target = redis_server()
     gone = free_port()  # nothing listens there
     user = User(service)
     task_id = user.create()

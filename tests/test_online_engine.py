@@ -9,7 +9,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from dcs_migration.client.endpoint import Endpoint
 from dcs_migration.tasks.sync import Ending, OnlineSync, Phase, SyncHooks, SyncPlan, SyncResult
 from dcs_migration.tasks.sync_cluster import ClusterSourceSync
 from dcs_migration.writer.stream import MARKER_PREFIX
-from tests.support.flavours import flavour_or_skip
+from tests.support.flavours import RedisServerFactory
 from tests.support.live import dump_cluster_oracle, dump_oracle
 from tests.support.load import Load
 from tests.support.servers import RedisServer, restart
@@ -84,11 +84,14 @@ class Running:
         return "\n".join(message for _, message in self.logs)
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool], seconds: float, what: str, running: Running | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds} s for {what}")
+            seen = f": {running.state}, {running.logs}" if running is not None else ""
+            raise AssertionError(f"waited {seconds} s for {what}{seen}")
         time.sleep(0.05)
 
 
@@ -104,26 +107,6 @@ def plan_for(source: RedisServer, target: RedisServer, /, **changes: Any) -> Syn
     }
     base.update(changes)
     return SyncPlan(**base)
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[..., RedisServer]]:
-    started: list[RedisServer] = []
-
-    def start(*args: str, flavour: str = "redis-7.0") -> RedisServer:
-        build = flavour_or_skip(flavour)
-        if build.name == "redis" and build.version < (7,):  # DEBUG is always allowed there
-            at = args.index("--enable-debug-command") if "--enable-debug-command" in args else -1
-            args = args[:at] + args[at + 2 :] if at >= 0 else args
-        server = RedisServer(*args, flavour=build)
-        started.append(server)
-        return server.start()
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
 
 
 def digest(server: RedisServer) -> str:
@@ -146,10 +129,10 @@ def assert_exact(source: RedisServer, target: RedisServer, load: Load | None = N
 
 @pytest.mark.parametrize("source_flavour", ["redis-7.0", "redis-6.2", "valkey-8.1"])
 def test_full_then_incremental_is_exact(
-    servers: Callable[..., RedisServer], source_flavour: str
+    redis_server: RedisServerFactory, source_flavour: str
 ) -> None:
-    source = servers(*SOURCE_ARGS, flavour=source_flavour)
-    target = servers(*TARGET_ARGS)
+    source = redis_server(*SOURCE_ARGS, build=source_flavour)
+    target = redis_server(*TARGET_ARGS)
     source.cli("DEBUG", "POPULATE", "20000", "pre", "40")
     Load(source.port, most=300, prefix=b"pre").start().wait()  # before the snapshot
     load = Load(source.port, seed=8).start()
@@ -169,9 +152,9 @@ def test_full_then_incremental_is_exact(
     assert result.state.commands_applied > 400
 
 
-def test_full_only_copies_the_snapshot(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(*TARGET_ARGS)
+def test_full_only_copies_the_snapshot(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(*TARGET_ARGS)
     Load(source.port, most=500).start().wait()
     running = Running(plan_for(source, target, incremental=False))
     running._thread.join(60)
@@ -181,9 +164,9 @@ def test_full_only_copies_the_snapshot(servers: Callable[..., RedisServer]) -> N
     assert_exact(source, target)
 
 
-def test_source_restart_continues_by_partial_resync(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(*TARGET_ARGS)
+def test_source_restart_continues_by_partial_resync(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(*TARGET_ARGS)
     load = Load(source.port, most=300).start()
     running = Running(plan_for(source, target))
     running.wait_phase(Phase.INCREMENTAL)
@@ -198,7 +181,9 @@ def test_source_restart_continues_by_partial_resync(servers: Callable[..., Redis
     wait_until(lambda: _answers(source), 30, "the source back")
     after = Load(source.port, most=300, seed=9, prefix=b"after").start()
     after.wait()
-    wait_until(lambda: running.state.resyncs_partial >= 1, 30, "a partial resync")
+    state = running.state
+    wait_until(lambda: state.resyncs_partial + state.resyncs_full >= 1, 30, "a resync", running)
+    assert state.resyncs_full == 0, running.logs
     result = running.finish()
     assert result.ending is Ending.SYNC_STOPPED, result
     assert result.state.resyncs_full == 0
@@ -206,9 +191,9 @@ def test_source_restart_continues_by_partial_resync(servers: Callable[..., Redis
     assert_exact(source, target)
 
 
-def test_backlog_overrun_means_one_full_resync(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS, "--repl-backlog-size", "16kb")
-    target = servers(*TARGET_ARGS)
+def test_backlog_overrun_means_one_full_resync(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS, "--repl-backlog-size", "16kb")
+    target = redis_server(*TARGET_ARGS)
     plan = plan_for(source, target)
     first = Running(plan)
     first.wait_phase(Phase.INCREMENTAL)
@@ -225,9 +210,9 @@ def test_backlog_overrun_means_one_full_resync(servers: Callable[..., RedisServe
     assert_exact(source, target)
 
 
-def test_a_stopped_sync_continues_exactly_once(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
-    target = servers(*TARGET_ARGS)
+def test_a_stopped_sync_continues_exactly_once(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
+    target = redis_server(*TARGET_ARGS)
     plan = plan_for(source, target)
     load = Load(source.port).start()
     for n in range(3):  # stopped and started again while the source takes INCRs
@@ -247,9 +232,9 @@ def test_a_stopped_sync_continues_exactly_once(servers: Callable[..., RedisServe
     assert_exact(source, target, load)
 
 
-def test_target_killed_and_restarted(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
-    target = servers(*TARGET_ARGS, "--appendonly", "yes", "--appendfsync", "always")
+def test_target_killed_and_restarted(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS, "--repl-backlog-size", "64mb")
+    target = redis_server(*TARGET_ARGS, "--appendonly", "yes", "--appendfsync", "always")
     load = Load(source.port).start()
     running = Running(plan_for(source, target))
     running.wait_phase(Phase.INCREMENTAL)
@@ -269,9 +254,9 @@ def test_target_killed_and_restarted(servers: Callable[..., RedisServer]) -> Non
     assert_exact(source, target, load)
 
 
-def test_bandwidth_limit_holds_within_a_fifth(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS, "--rdbcompression", "no")
-    target = servers(*TARGET_ARGS)
+def test_bandwidth_limit_holds_within_a_fifth(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS, "--rdbcompression", "no")
+    target = redis_server(*TARGET_ARGS)
     redis.Redis(port=source.port).execute_command("DEBUG", "POPULATE", "3000", "bw", "2000")
     limit = 2 << 20
     running = Running(plan_for(source, target, incremental=False, bytes_per_second=limit))
@@ -285,9 +270,9 @@ def test_bandwidth_limit_holds_within_a_fifth(servers: Callable[..., RedisServer
     assert 0.8 * limit <= rate <= 1.2 * limit, (rate, seconds)
 
 
-def test_flushall_is_not_forwarded(servers: Callable[..., RedisServer]) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(*TARGET_ARGS)
+def test_flushall_is_not_forwarded(redis_server: RedisServerFactory) -> None:
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(*TARGET_ARGS)
     redis.Redis(port=source.port).set("kept", "1")
     running = Running(plan_for(source, target))
     running.wait_phase(Phase.INCREMENTAL)
@@ -302,10 +287,10 @@ def test_flushall_is_not_forwarded(servers: Callable[..., RedisServer]) -> None:
 
 
 def test_a_command_the_target_does_not_know_fails_naming_it(
-    servers: Callable[..., RedisServer],
+    redis_server: RedisServerFactory,
 ) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(flavour="redis-6.2")
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(build="redis-6.2")
     running = Running(plan_for(source, target))
     running.wait_phase(Phase.INCREMENTAL)
     code = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
@@ -316,10 +301,10 @@ def test_a_command_the_target_does_not_know_fails_naming_it(
 
 
 def test_a_target_too_slow_for_the_spool_fails_clearly(
-    servers: Callable[..., RedisServer],
+    redis_server: RedisServerFactory,
 ) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(*TARGET_ARGS)
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(*TARGET_ARGS)
     running = Running(plan_for(source, target, spool_max_bytes=256 << 10))
     running.wait_phase(Phase.INCREMENTAL)
     redis.Redis(port=target.port).execute_command("CLIENT", "PAUSE", "4000", "WRITE")
@@ -332,10 +317,10 @@ def test_a_target_too_slow_for_the_spool_fails_clearly(
 
 
 def test_sync_stop_refused_when_the_target_cannot_catch_up(
-    servers: Callable[..., RedisServer],
+    redis_server: RedisServerFactory,
 ) -> None:
-    source = servers(*SOURCE_ARGS)
-    target = servers(*TARGET_ARGS)
+    source = redis_server(*SOURCE_ARGS)
+    target = redis_server(*TARGET_ARGS)
     # A deadline far shorter than the stream takes to arrive while the load runs.
     running = Running(plan_for(source, target, sync_stop_seconds=0.01))
     running.wait_phase(Phase.INCREMENTAL)
@@ -359,10 +344,10 @@ def _answers(server: RedisServer) -> bool:
         return False
 
 
-def test_into_a_cluster_target(servers: Callable[..., RedisServer]) -> None:
+def test_into_a_cluster_target(redis_server: RedisServerFactory) -> None:
     from tests.support.cluster import RedisCluster
 
-    source = servers(*SOURCE_ARGS)
+    source = redis_server(*SOURCE_ARGS)
     Load(source.port, most=300, dbs=(0,), prefix=b"pre").start().wait()
     load = Load(source.port, dbs=(0,)).start()
     with RedisCluster() as cluster:
@@ -382,10 +367,10 @@ def test_into_a_cluster_target(servers: Callable[..., RedisServer]) -> None:
             assert int(client.get(key) or 0) == count
 
 
-def test_a_cluster_target_refuses_other_dbs_clearly(servers: Callable[..., RedisServer]) -> None:
+def test_a_cluster_target_refuses_other_dbs_clearly(redis_server: RedisServerFactory) -> None:
     from tests.support.cluster import RedisCluster
 
-    source = servers(*SOURCE_ARGS)
+    source = redis_server(*SOURCE_ARGS)
     with RedisCluster() as cluster:
         host, port = cluster.nodes[0]
         running = Running(
@@ -420,7 +405,7 @@ class MovingKeys(threading.Thread):
 
 @pytest.mark.parametrize("target_kind", ["cluster", "standalone"])
 def test_a_cluster_source_with_a_slot_migrated_mid_sync(
-    servers: Callable[..., RedisServer], target_kind: str
+    redis_server: RedisServerFactory, target_kind: str
 ) -> None:
     from tests.support.cluster import RedisCluster
 
@@ -434,7 +419,7 @@ def test_a_cluster_source_with_a_slot_migrated_mid_sync(
             target_cluster = stack.enter_context(RedisCluster())
             host, port = target_cluster.nodes[0]
         else:
-            target_server = servers(*TARGET_ARGS)
+            target_server = redis_server(*TARGET_ARGS)
             host, port = "127.0.0.1", target_server.port
         plan = SyncPlan(
             source=Endpoint(seed_host, seed_port),

@@ -3,6 +3,8 @@ result is exact."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +126,63 @@ def test_inputs_before_the_checkpoint_are_not_read_again(
     assert resumed.stats.keys_written == 2
     client = redis.Redis(port=server.port)
     assert client.keys() == [b"b"]  # no flush on a resume, and input one was done
+
+
+def sealed_import(path: Path, port: int) -> subprocess.Popen[bytes]:
+    """`path` imported with a marker key (as a task imports) by a process of its own."""
+    code = (
+        "import sys\n"
+        "from dcs_migration.client.endpoint import Endpoint\n"
+        "from dcs_migration.importer import resolve_inputs, run_import\n"
+        "from dcs_migration.writer.options import WriteOptions\n"
+        "result = run_import(resolve_inputs([sys.argv[1]]), Endpoint('127.0.0.1', "
+        "int(sys.argv[2])), WriteOptions(marker_key=b'marker'))\n"
+        "sys.exit(result.status != 'SUCCESS')\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(path), str(port)])
+
+
+@pytest.mark.parametrize("blocks", [False, True], ids=["commands", "multi-blocks"])
+def test_a_sealed_aof_import_killed_anywhere_resumes_exactly_once(
+    tmp_path: Path, redis_server: RedisServerFactory, blocks: bool
+) -> None:
+    """SIGKILLed while commands are in flight, with no checkpoint kept anywhere but the
+    target's marker: the resume applies every command once (counters, lists, and the
+    AOF's own MULTI blocks, which a batch may cut)."""
+    commands = 150_000
+    incr = b"*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n"
+    push = b"*3\r\n$5\r\nRPUSH\r\n$4\r\nlist\r\n$%d\r\n%d\r\n"
+    select = b"*2\r\n$6\r\nSELECT\r\n$1\r\n%d\r\n"
+    parts = []
+    for n in range(commands):
+        one = incr + push % (len(str(n)), n)
+        if blocks and n % 3 == 0:  # a block, in db 1 and back
+            one = b"*1\r\n$5\r\nMULTI\r\n" + select % 1 + one + select % 0 + b"*1\r\n$4\r\nEXEC\r\n"
+        parts.append(one)
+    path = tmp_path / "appendonly.aof"
+    path.write_bytes(b"".join(parts))
+    server = redis_server()
+    client = redis.Redis(port=server.port)
+    process = sealed_import(path, server.port)
+    deadline = time.monotonic() + 60
+    while int(client.get(b"counter") or 0) < commands // 3:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    assert int(client.get(b"counter") or 0) < commands, "killed too late to tell"
+    resumed = run_import(
+        resolve_inputs([str(path)]),
+        Endpoint("127.0.0.1", server.port),
+        WriteOptions(marker_key=b"marker"),
+    )
+    assert resumed.status == "SUCCESS", resumed.error
+    in_blocks = len(range(0, commands, 3)) if blocks else 0
+    assert int(client.get(b"counter") or 0) == commands - in_blocks
+    assert int(redis.Redis(port=server.port, db=1).get(b"counter") or 0) == in_blocks
+    assert client.exists(b"marker") == 0  # done: the marker is gone
+    expected = [b"%d" % n for n in range(commands) if not (blocks and n % 3 == 0)]
+    assert client.lrange(b"list", 0, -1) == expected
 
 
 # -- through the service ---------------------------------------------------------------

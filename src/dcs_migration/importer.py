@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcs_migration.client.connection import Interrupted, Interrupter, interruptible
+from dcs_migration.client.connection import (
+    Connection,
+    ConnectionLost,
+    Interrupted,
+    Interrupter,
+    interruptible,
+)
 from dcs_migration.client.endpoint import Endpoint, TargetError
 from dcs_migration.client.pipeline import TargetRestarted
 from dcs_migration.config import Settings
@@ -147,6 +153,8 @@ def run_import(
     written. An import given `resume_from` writes nothing before that point, does not
     flush, and counts the keys it had written (see ImportHooks for the rest)."""
     interrupter = hooks.interrupter
+    if options.marker_key is not None and not cluster:
+        resume_from = _marked(target, options, resume_from)
     with interruptible(interrupter):
         return _import(
             inputs,
@@ -208,7 +216,8 @@ def _import(
         writer.start()
         last_checkpoint = time.monotonic()
         for batch in batches:
-            writer.write(batch, _file_name(progress.current_part or progress.current_input))
+            at = (position.input_index, position.records_done - len(batch))
+            writer.write(batch, _file_name(progress.current_part or progress.current_input), at)
             del batch  # a big value is not held while the next one is read
             # Asked after the write: the position then names what was handed out.
             if should_stop is not None and should_stop():
@@ -246,6 +255,30 @@ def _import(
         result.stats = writer.close()
         result.stats.keys_written += written_before
     return result
+
+
+def _marked(target: Endpoint, options: WriteOptions, point: Checkpoint | None) -> Checkpoint | None:
+    """Where a resumable import starts: its checkpoint, or the target's marker when that
+    is further (the AOF commands up to the marker are applied, and none after it: see
+    the writer's sealed batches). A target that cannot be asked is left to the import."""
+    assert options.marker_key is not None
+    conn = Connection(target, timeout=options.reply_timeout)
+    try:
+        conn.connect()
+        conn.select(0)
+        value = conn.call(b"GET", options.marker_key)
+    except (ConnectionLost, TargetError):
+        return point
+    finally:
+        conn.close()
+    fields = value.split() if isinstance(value, bytes) else []
+    if len(fields) != 2 or not all(f.isdigit() for f in fields):
+        return point
+    input_index, records = int(fields[0]), int(fields[1])
+    written = point.keys_written if point is not None else 0
+    if point is not None and (point.input_index, point.records_done) >= (input_index, records):
+        return point
+    return Checkpoint(input_index, records, written)
 
 
 def _error_text(exc: Exception) -> str:

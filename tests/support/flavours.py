@@ -22,7 +22,11 @@ class RedisServerFactory(Protocol):
     """The `redis_server` fixture: starts a server of the test's flavour."""
 
     def __call__(
-        self, *args: str, rdb: Path | None = None, dbfilename: str = "dump.rdb"
+        self,
+        *args: str,
+        rdb: Path | None = None,
+        dbfilename: str = "dump.rdb",
+        build: str | None = None,
     ) -> RedisServer: ...
 
 

@@ -139,6 +139,8 @@ class RedisServer:
         flavour: ServerFlavour | None = None,
     ) -> None:
         self.flavour = flavour if flavour is not None else server_flavour()
+        if self.flavour.name == "redis" and self.flavour.version < (7,):
+            args = _without_option(args, "--enable-debug-command")  # DEBUG is always on
         self.dir = Path(tempfile.mkdtemp(prefix="dcs-redis-"))
         self.password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
         if rdb is not None:
@@ -206,6 +208,14 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _without_option(args: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """`args` without option `name` and its value."""
+    if name not in args:
+        return args
+    at = args.index(name)
+    return args[:at] + args[at + 2 :]
 
 
 def restart(server: RedisServer, *extra: str) -> None:

@@ -6,6 +6,7 @@ checks that the migrated database matches these models.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,6 +184,68 @@ class MigrationTask(Base):
     checkpoint_records: Mapped[int | None] = mapped_column(BigInteger)
     checkpoint_keys: Mapped[int | None] = mapped_column(BigInteger)
     inputs_fingerprint: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def new(
+        cls,
+        project_id: str,
+        task_name: str,
+        description: str,
+        migration_type: str,
+        status: str,
+        at: datetime,
+        **fields: Any,
+    ) -> MigrationTask:
+        """A task that has not run: no progress, no checkpoint, no end; `fields` sets
+        the rest (its method, source and target)."""
+        row = cls(
+            task_id=str(uuid.uuid4()),
+            project_id=project_id,
+            task_name=task_name,
+            description=description,
+            migration_type=migration_type,
+            migration_method="",
+            file_source="",
+            bucket_name=None,
+            backup_id=None,
+            network_type=None,
+            target_instance_id="",
+            target_db=None,
+            target_password_encrypted=None,
+            target_instance_name="",
+            target_instance_addrs="",
+            status=status,
+            error_message="",
+            resume_mode=None,
+            created_at=at,
+            updated_at=at,
+            started_at=None,
+            finished_at=None,
+            released_at=None,
+            stop_requested=False,
+            bytes_total=0,
+            bytes_read=0,
+            keys_written=0,
+            keys_skipped_expired=0,
+            keys_skipped_existing=0,
+            keys_skipped_module=0,
+            commands_replayed=0,
+            commands_refused=0,
+            commands_skipped_unknown=0,
+            skip_unknown_commands=False,
+            ops_per_second=0.0,
+            input_kbps=0.0,
+            target_dbsize=None,
+            source_dbsize=None,
+            current_file=None,
+            checkpoint_input=None,
+            checkpoint_records=None,
+            checkpoint_keys=None,
+            inputs_fingerprint=None,
+        )
+        for name, value in fields.items():
+            setattr(row, name, value)
+        return row
 
 
 class OnlineMigration(Base):

@@ -10,7 +10,6 @@ take only a task id are for the engine, which got the id from a scoped lookup.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import select, update
@@ -47,50 +46,8 @@ class OnlineMigrations(Repository):
         """A new online migration, RUNNING: created, waiting to be configured."""
         require(project_id, "project_id")
         now = utcnow()
-        task = MigrationTask(
-            task_id=str(uuid.uuid4()),
-            project_id=project_id,
-            task_name=task_name,
-            description=description,
-            migration_type=ONLINE_MIGRATION,
-            migration_method="",  # chosen when it is configured
-            file_source="",
-            bucket_name=None,
-            backup_id=None,
-            network_type=None,
-            target_instance_id="",
-            target_db=None,
-            target_password_encrypted=None,
-            target_instance_name="",
-            target_instance_addrs="",
-            status=TaskStatus.RUNNING.value,
-            error_message="",
-            resume_mode=None,
-            created_at=now,
-            updated_at=now,
-            started_at=None,
-            finished_at=None,
-            released_at=None,
-            stop_requested=False,
-            bytes_total=0,
-            bytes_read=0,
-            keys_written=0,
-            keys_skipped_expired=0,
-            keys_skipped_existing=0,
-            keys_skipped_module=0,
-            commands_replayed=0,
-            commands_refused=0,
-            commands_skipped_unknown=0,
-            skip_unknown_commands=False,
-            ops_per_second=0.0,
-            input_kbps=0.0,
-            target_dbsize=None,
-            source_dbsize=None,
-            current_file=None,
-            checkpoint_input=None,
-            checkpoint_records=None,
-            checkpoint_keys=None,
-            inputs_fingerprint=None,
+        task = MigrationTask.new(
+            project_id, task_name, description, ONLINE_MIGRATION, TaskStatus.RUNNING.value, now
         )
         online = OnlineMigration(
             task_id=task.task_id,

@@ -8,7 +8,6 @@ that id from a scoped lookup.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -102,12 +101,13 @@ class Tasks(Repository):
                 raise NotFoundError(
                     f"instance {target_instance_id} is not registered in project {project_id}"
                 )
-            task = MigrationTask(
-                task_id=str(uuid.uuid4()),
-                project_id=project_id,
-                task_name=task_name,
-                description=description,
-                migration_type=migration_type,
+            task = MigrationTask.new(
+                project_id,
+                task_name,
+                description,
+                migration_type,
+                TaskStatus.MIGRATING.value,
+                now,
                 migration_method=migration_method,
                 file_source=file_source,
                 bucket_name=bucket_name,
@@ -120,36 +120,11 @@ class Tasks(Repository):
                 ),
                 target_instance_name=instance.name,
                 target_instance_addrs=instance.addrs,
-                status=TaskStatus.MIGRATING.value,
-                error_message="",
                 resume_mode=resume_mode,
-                created_at=now,
-                updated_at=now,
-                started_at=None,
-                finished_at=None,
-                released_at=None,
-                stop_requested=False,
                 bytes_total=sum(x for x in sizes if x is not None)
                 if all(x is not None for x in sizes)
                 else 0,
-                bytes_read=0,
-                keys_written=0,
-                keys_skipped_expired=0,
-                keys_skipped_existing=0,
-                keys_skipped_module=0,
-                commands_replayed=0,
-                commands_refused=0,
-                commands_skipped_unknown=0,
                 skip_unknown_commands=skip_unknown_commands,
-                ops_per_second=0.0,
-                input_kbps=0.0,
-                target_dbsize=None,
-                source_dbsize=None,
-                current_file=None,
-                checkpoint_input=None,
-                checkpoint_records=None,
-                checkpoint_keys=None,
-                inputs_fingerprint=None,
             )
             s.add(task)
             s.flush()

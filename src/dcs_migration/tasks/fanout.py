@@ -171,7 +171,7 @@ class TaskUnits:
             result = run_import(
                 [found],
                 endpoint,
-                task_write_options(task, self.settings),
+                task_write_options(task, self.settings, unit.key.unit_index),
                 ImportHooks(
                     on_progress=on_progress,
                     should_stop=ending.stop.is_set,

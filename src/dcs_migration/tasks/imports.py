@@ -27,7 +27,7 @@ from tenacity import (
 from dcs_migration.client.connection import Interrupter
 from dcs_migration.config import Settings
 from dcs_migration.importer import ImportResult
-from dcs_migration.store import LogLevel, TaskRecord, TaskStatus
+from dcs_migration.store import LogLevel, Store, TaskRecord, TaskStatus
 from dcs_migration.writer.options import WriteOptions
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,24 @@ STOP_GRACE_SECONDS = 0.5  # a stopped import's wait for the replies still due
 LEAVING_POLL_SECONDS = 0.25  # how often the stop watcher looks whether the service leaves
 
 
-def task_write_options(task: TaskRecord, settings: Settings) -> WriteOptions:
+IMPORT_MARKER_PREFIX = b"dcs-migration:import:"
+
+
+def task_write_options(
+    task: TaskRecord, settings: Settings, unit: int | None = None
+) -> WriteOptions:
     """How a task's import writes: into its db (or each key's own), as it asked of AOF
-    commands the target does not know, with the service's reply deadline."""
+    commands the target does not know, with the service's reply deadline, and its AOF
+    commands sealed with the task's marker (`unit`: one input's unit on a worker, whose
+    marker is its own), so that a resume applies none of them twice."""
+    marker = IMPORT_MARKER_PREFIX + task.task_id.encode()
     return WriteOptions(
         db=task.target_db,
         skip_unknown_commands=task.skip_unknown_commands,
         reply_timeout=settings.reply_timeout,
         handoff_addr=settings.handoff_addr,
         handoff_bind=settings.handoff_bind,
+        marker_key=marker if unit is None else marker + b":%d" % unit,
     )
 
 
@@ -169,3 +178,28 @@ def durably(what: str, write: Callable[[], object]) -> None:
         retrying(write)
     except SQLAlchemyError as exc:
         log.error("%s: the database refused it for good: %s", what, exc)
+
+
+def fail_broken_task(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
+    """End a task whose run broke off on an unexpected error (an import FAILED, an online
+    migration MIGRATION_FAILED), naming the error's kind only (its text may hold a path
+    of this machine; the service's log has it all)."""
+    try:
+        task = store.get_task(project_id, task_id)
+        if task is None or not task.is_running:
+            return
+        what, status = (
+            ("sync", TaskStatus.MIGRATION_FAILED)
+            if task.is_online
+            else (
+                "import",
+                TaskStatus.FAILED,
+            )
+        )
+        message = (
+            f"the {what} stopped on an internal error ({type(exc).__name__}); "
+            "the service's log has the details"
+        )
+        store.finish_task(task_id, status, message, [(LogLevel.ERROR, message)])
+    except Exception:  # the database too: the service fails the task when the process ends
+        log.exception("task %s: its failure could not be written", task_id)

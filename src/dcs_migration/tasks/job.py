@@ -249,22 +249,6 @@ class TaskJob:
         )
 
 
-def fail_broken_task(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
-    """End a task whose run broke off on an unexpected error: FAILED, naming the error's
-    kind only (its text may hold a path of this machine; the service's log has it all)."""
-    message = (
-        f"the import stopped on an internal error ({type(exc).__name__}); "
-        "the service's log has the details"
-    )
-    try:
-        task = store.get_task(project_id, task_id)
-        if task is not None and task.is_running:
-            store.set_status(task_id, TaskStatus.FAILED, message, finished=True)
-            store.add_log(task_id, LogLevel.ERROR, message)
-    except Exception:  # the database too: the service fails the task when the process ends
-        log.exception("task %s: its failure could not be written", task_id)
-
-
 def _checkpoint_fields(point: Checkpoint | None) -> dict[str, int]:
     if point is None:
         return {}

@@ -58,7 +58,11 @@ class OnlineJob:
             store.set_status(task_id, TaskStatus.TERMINATED, "stopped before it started", True)
             store.add_log(task_id, LogLevel.INFO, "the task was stopped before it started")
             return
-        if not store.mark_started(task_id):
+        if again:  # a worker died running it: the sync goes on from the target's marker
+            if not task.is_running:
+                return
+            store.add_log(task_id, LogLevel.INFO, "the sync goes on after its worker was lost")
+        elif not store.mark_started(task_id):
             return  # stopped (or removed) while it waited
         online = task.online
         plan = self._plan(task, online)
@@ -189,23 +193,6 @@ class OnlineJob:
         message = f"the sync process ended without a result (exit status {exit_status})"
         log.error("task %s: %s", work_id, message)
         self._fail(work_id, message)
-
-
-def fail_broken_online(store: Store, project_id: str, task_id: str, exc: Exception) -> None:
-    """End a task whose run broke off on an unexpected error, naming the error's kind only
-    (its text may hold a path of this machine; the service's log has it all)."""
-    message = (
-        f"the sync stopped on an internal error ({type(exc).__name__}); "
-        "the service's log has the details"
-    )
-    try:
-        task = store.get_task(project_id, task_id)
-        if task is not None and task.is_running:
-            store.finish_task(
-                task_id, TaskStatus.MIGRATION_FAILED, message, [(LogLevel.ERROR, message)]
-            )
-    except Exception:  # the database too: the service fails the task when the process ends
-        log.exception("task %s: its failure could not be written", task_id)
 
 
 def _endpoint(addrs: str, password: str | None, policy: AddressPolicy) -> Endpoint:

@@ -176,6 +176,7 @@ class OnlineSync:
         self._reported_commands = 0
         self._reported_bytes = 0
         self._received = 0
+        self._sessions = 0  # links made
 
     @property
     def where(self) -> str:
@@ -208,8 +209,11 @@ class OnlineSync:
     def _loop(self) -> None:
         down_since: float | None = None
         attempts = 0
+        sessions = 0
         while True:
             self._check_stop()
+            if self._sessions != sessions:  # the last one linked: a new outage starts now
+                sessions, attempts, down_since = self._sessions, 0, None
             try:
                 self._stream.connect()
                 marker = self._stream.read_marker() if self.plan.incremental else None
@@ -245,6 +249,7 @@ class OnlineSync:
                 answer = source.start(None, None)
             else:
                 answer = source.start(marker.replication_id, marker.offset)
+            self._sessions += 1
             if isinstance(answer, Continue):
                 assert marker is not None
                 marker = Marker(answer.replication_id, marker.offset, marker.db)

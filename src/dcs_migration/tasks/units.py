@@ -26,7 +26,8 @@ from dcs_migration.store import LogLevel, Store
 from dcs_migration.store.units import Lease, UnitKey, UnitState
 from dcs_migration.tasks.backups import BackupJob
 from dcs_migration.tasks.executor import WorkKind
-from dcs_migration.tasks.online import OnlineJob, fail_broken_online
+from dcs_migration.tasks.imports import fail_broken_task
+from dcs_migration.tasks.online import OnlineJob
 from dcs_migration.tasks.restore import RestoreJob
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class OnlineUnit:
         except Exception as exc:  # a bug: the task still ends, saying so
             log.exception("unit %s failed unexpectedly", _named(key))
             if not ending.lost.is_set():
-                fail_broken_online(self.store, project_id, key.work_id, exc)
+                fail_broken_task(self.store, project_id, key.work_id, exc)
                 self.store.end_unit(lease, UnitState.FAILED, error=type(exc).__name__)
             return
         finally:

@@ -29,8 +29,9 @@ from dcs_migration.store import Store, open_settings_store
 from dcs_migration.tasks.backups import BackupJob, fail_broken_backup
 from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import WorkKind
-from dcs_migration.tasks.job import TaskJob, fail_broken_task
-from dcs_migration.tasks.online import OnlineJob, fail_broken_online
+from dcs_migration.tasks.imports import fail_broken_task
+from dcs_migration.tasks.job import TaskJob
+from dcs_migration.tasks.online import OnlineJob
 from dcs_migration.tasks.restore import RestoreJob, fail_broken_restore
 from dcs_migration.tasks.service import TaskInputs
 
@@ -64,7 +65,7 @@ BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
     WorkKind.MIGRATION_TASK: fail_broken_task,
     WorkKind.RESTORE: fail_broken_restore,
     WorkKind.BACKUP: fail_broken_backup,
-    WorkKind.ONLINE_MIGRATION: fail_broken_online,
+    WorkKind.ONLINE_MIGRATION: fail_broken_task,
 }
 
 

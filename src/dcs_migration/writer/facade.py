@@ -119,10 +119,11 @@ class TargetWriter:
         assert self._router is not None
         self._writer.attach(self._router)
 
-    def write(self, batch: Sequence[Record], file: str) -> None:
-        """Write a batch of records read from `file` (named where an AOF command fails)."""
+    def write(self, batch: Sequence[Record], file: str, at: tuple[int, int] | None = None) -> None:
+        """Write a batch of records read from `file` (named where an AOF command fails);
+        `at`: its input and first record's place, for the marker of a sealed batch."""
         self._writer.aof_file = file
-        self._writer.write_records(batch)
+        self._writer.write_records(batch, at)
 
     def read_key(self, key: bytes) -> bytes | None:
         """The string at `key` in db 0 (None when there is none), asked where it lives,

@@ -40,6 +40,9 @@ class WriteOptions:
     # for a target on this host only), and where to listen when that differs (NAT).
     handoff_addr: str | None = None
     handoff_bind: str | None = None
+    # A key in the target that says how far a resumable import's AOF commands are applied
+    # (a task's): each batch of commands goes with it in one transaction (exactly once).
+    marker_key: bytes | None = None
 
     @property
     def limits(self) -> PipelineLimits:

@@ -92,6 +92,7 @@ from dcs_migration.writer.options import Conflict, Strategy, WriteOptions
 
 _MODULE_TYPES = (T.RDB_TYPE_MODULE_2, T.RDB_TYPE_MODULE_PRE_GA)
 _BUSYKEY = "BUSYKEY"
+_QUEUED = b"QUEUED"
 # Zipmaps (before Redis 2.6) with lengths over 253 bytes are refused by some servers'
 # integrity check although they are valid: the rewrite is exact and they are rare.
 _ALWAYS_REWRITTEN = (T.RDB_TYPE_HASH_ZIPMAP,)
@@ -195,6 +196,13 @@ class Writer:
         self._admitted: set[bytes] = set()  # names of commands the target knows
         # The file the records being written come from, to say where an AOF command is.
         self.aof_file = ""
+        # Sealing (see `seal`): the AOF commands of the batch being written, gathered for
+        # one transaction with the import's marker; None when commands go one by one.
+        self._sealed: list[AofCommand] | None = None
+        self._batch_at: tuple[int, int] = (0, 0)  # the batch's input and first record
+        self._batch: Sequence[Record] = ()
+        self._batch_index: dict[int, int] | None = None  # id(record) -> its place
+        self._block_at: tuple[int, int] | None = None  # where an open MULTI block starts
 
     def attach(self, router: Router) -> None:
         """Start writing through `router` (built with this writer's `on_reply`)."""
@@ -219,6 +227,8 @@ class Writer:
             refused = isinstance(pipe.conn.call(b"MULTI"), hiredis.ReplyError)
             pipe.conn.call(b"DISCARD")
             self._transactions = self._transactions and not refused
+        if self.options.marker_key is not None and router.dbs > 1 and self._transactions:
+            self._sealed = []
         if self.options.flush:
             for pipe in router.masters():
                 # Freeing a big dataset takes the server a while: its reply deadline grows
@@ -229,9 +239,23 @@ class Writer:
 
     # -- records -------------------------------------------------------------------------
 
-    def write_records(self, records: Sequence[Record]) -> None:
-        """Write a batch of records. Keys that need nothing but RESTORE ... REPLACE (or a
-        SET) take a fast path: built in one loop and queued in batches, one per server."""
+    def write_records(self, records: Sequence[Record], at: tuple[int, int] | None = None) -> None:
+        """Write a batch of records (`at`: its input and the place of its first record
+        there, which a sealed batch's marker names)."""
+        if self._sealed is None:
+            self._write_records(records)
+            return
+        self._batch_at = at if at is not None else (0, 0)
+        self._batch, self._batch_index = records, None
+        try:
+            self._write_records(records)
+        finally:
+            self._batch = ()
+        self._seal(self._block_at or (self._batch_at[0], self._batch_at[1] + len(records)))
+
+    def _write_records(self, records: Sequence[Record]) -> None:
+        """Keys that need nothing but RESTORE ... REPLACE (or a SET) take a fast path:
+        built in one loop and queued in batches, one per server."""
         router = self.router
         assert router is not None
         if self.options.conflict is not Conflict.REPLACE:
@@ -561,16 +585,25 @@ class Writer:
         if self._multi is not None:
             if name == b"EXEC":
                 block, self._multi = self._multi, None
-                self._replay_block(block, record)
+                if self._sealed is not None:  # the seal's transaction holds the block whole
+                    self._sealed.extend(self._queueable(block))
+                    self._block_at = None
+                else:
+                    self._replay_block(block, record)
             else:  # a nested MULTI too: the loader queues it, and it fails at EXEC
                 self._multi.append(record)
             return
         if name == b"MULTI":
             self._multi = []
+            if self._sealed is not None:
+                self._block_at = self._place_of(record)
         elif name == b"EXEC":
             self._skip_refused(record, "ERR EXEC without MULTI (as Redis answers it)")
         elif name in self._admitted or self._admit(record, name):
-            self._replay(record, name)
+            if self._sealed is not None:
+                self._sealed.append(record)
+            else:
+                self._replay(record, name)
 
     def _admit(self, record: AofCommand, name: bytes) -> bool:
         """Is the command sent? FUNCTION commands for a target without functions are left
@@ -633,8 +666,9 @@ class Writer:
         )
         return AofCommand(args, record.db, record.offset, record.timestamp)
 
-    def _replay_block(self, block: list[AofCommand], exec_record: AofCommand) -> None:
-        assert self.router is not None
+    def _queueable(self, block: list[AofCommand]) -> list[AofCommand]:
+        """The commands of a MULTI block that the target takes in a transaction (the
+        others are counted as the loader would, and left out)."""
         queued: list[AofCommand] = []
         for c in block:
             if c.name not in self._admitted and not self._admit(c, c.name):
@@ -644,6 +678,11 @@ class Writer:
                 self._skip_refused(c, why)
             else:
                 queued.append(c)
+        return queued
+
+    def _replay_block(self, block: list[AofCommand], exec_record: AofCommand) -> None:
+        assert self.router is not None
+        queued = self._queueable(block)
         if not queued:
             return
         if self.router.dbs == 1 or not self._transactions:
@@ -662,6 +701,56 @@ class Writer:
         where = tuple((c.offset, c.name) for c in queued)
         pipe.push(encode_command([b"EXEC"]), AofExec(file, exec_record.offset, where))
         self.stats.commands_replayed += len(queued)
+
+    # -- sealed batches (exactly once) ---------------------------------------------------
+    #
+    # With a marker key (a task's import into a standalone server), the AOF commands of a
+    # batch go as one transaction that also sets the marker to where the batch ends:
+    # `MULTI`, the commands (`SELECT` where their db changes), `SET <marker> "<input>
+    # <records>"`, `EXEC`. The target applies them and the marker together or not at all,
+    # so a resume goes on exactly after what the target holds: nothing runs twice. A
+    # MULTI block of the AOF runs inside that transaction, whole; a batch that ends inside
+    # one leaves it for the next, and its marker names where the block starts.
+
+    def _place_of(self, record: AofCommand) -> tuple[int, int]:
+        """The input and place of a record of the batch being written."""
+        if self._batch_index is None:
+            self._batch_index = {id(r): n for n, r in enumerate(self._batch)}
+        input_index, first = self._batch_at
+        return input_index, first + self._batch_index.get(id(record), 0)
+
+    def _seal(self, place: tuple[int, int]) -> None:
+        """Send the commands gathered, with the marker set to `place`, as one transaction."""
+        commands = self._sealed
+        if not commands:
+            return
+        self._sealed = []
+        assert self.router is not None and self.options.marker_key is not None
+        pipe = self.router.command_pipeline(commands[0].args, commands[0].db)
+        assert pipe is not None
+        file, first, last = self.aof_file, commands[0], commands[-1]
+        before = db = pipe.db  # the transaction leaves it current again
+        where: list[tuple[int, bytes]] = []
+        pipe.push(encode_command([b"MULTI"]), AofQueued(file, first.offset, b"MULTI"))
+
+        def queue(command: list[bytes], offset: int, name: bytes) -> None:
+            pipe.push(encode_command(command), AofQueued(file, offset, name))
+            where.append((offset, name))
+
+        for c in commands:
+            wanted = c.db if self.options.db is None else self.options.db
+            if wanted != db:
+                db = wanted
+                queue([b"SELECT", b"%d" % db], c.offset, b"SELECT")
+            queue(self._target_args(c), c.offset, c.name)
+        if db != 0:
+            queue([b"SELECT", b"0"], last.offset, b"SELECT")
+        marker = b"%d %d" % place
+        queue([b"SET", self.options.marker_key, marker], last.offset, b"SET")
+        if before != 0:
+            queue([b"SELECT", b"%d" % before], last.offset, b"SELECT")
+        pipe.push(encode_command([b"EXEC"]), AofExec(file, last.offset, tuple(where)))
+        self.stats.commands_replayed += len(commands)
 
     def _replay(self, record: AofCommand, name: bytes) -> None:
         assert self.router is not None
@@ -751,6 +840,15 @@ class Writer:
             self._warn_once(f"the AOF ends inside a MULTI: {len(self._multi)} commands not applied")
             self._multi = None
         self.router.flush()
+        if self.options.marker_key is not None and self._sealed is not None:
+            # Done: the marker has nothing more to say (a resume would start over).
+            pipe = self.router.masters()[0]
+            pipe.select(0)
+            pipe.push(
+                encode_command([b"DEL", self.options.marker_key]),
+                AofReplayed(self.aof_file, 0, b"DEL"),
+            )
+            self.router.flush()
 
     @property
     def in_transaction(self) -> bool:
@@ -769,6 +867,8 @@ class Writer:
         with. A command a cluster node redirected (MOVED/ASK) is sent again there, except
         the ones that must not run apart from their neighbours (a MULTI's) or cannot be
         sent again (a big value's pieces)."""
+        if reply == _QUEUED and type(ack) is AofQueued:  # a sealed batch's every command
+            return
         router = self.router
         assert router is not None
         error = isinstance(reply, hiredis.ReplyError)
