@@ -454,3 +454,79 @@ def test_a_cluster_source_with_a_slot_migrated_mid_sync(
         assert not differ, (len(differ), list(differ.items())[:5])
         assert "one link per master" in running.log_text()
         assert result.state.migrations_ordered > 0
+
+
+def test_a_replica_promoted_under_the_sync_continues_by_its_second_id(
+    redis_server: RedisServerFactory,
+) -> None:
+    """The source is a replica; it is promoted (as after a failover), its replication id
+    changes and the old one becomes its second: the link goes on by partial resync."""
+    primary = redis_server(*SOURCE_ARGS)
+    source = redis_server(*SOURCE_ARGS, "--replicaof", "127.0.0.1", str(primary.port))
+    target = redis_server(*TARGET_ARGS)
+    Load(primary.port, most=200).start().wait()
+    running = Running(plan_for(source, target))
+    running.wait_phase(Phase.INCREMENTAL)
+    Load(primary.port, most=200, prefix=b"before").start().wait()
+    redis.Redis(port=source.port).execute_command("REPLICAOF", "NO", "ONE")
+    Load(source.port, most=200, prefix=b"after").start().wait()
+    state = running.state
+    wait_until(lambda: state.resyncs_partial + state.resyncs_full >= 1, 30, "a resync", running)
+    result = running.finish()
+    assert result.ending is Ending.SYNC_STOPPED, result
+    assert result.state.resyncs_full == 0, running.logs
+    assert_exact(source, target)
+
+
+def test_a_command_across_slots_fails_a_cluster_target_clearly(
+    redis_server: RedisServerFactory,
+) -> None:
+    from tests.support.cluster import RedisCluster
+
+    source = redis_server(*SOURCE_ARGS)
+    with RedisCluster() as cluster:
+        host, port = cluster.nodes[0]
+        running = Running(
+            plan_for(source, source, target=Endpoint(host, port), target_cluster=True)
+        )
+        running.wait_phase(Phase.INCREMENTAL)
+        redis.Redis(port=source.port).mset({"a": 1, "b": 2})  # slots 15495 and 3300
+        running._thread.join(30)
+        assert running.result is not None and running.result.ending is Ending.FAILED
+        assert "MSET" in running.result.error and "slots" in running.result.error
+
+
+def test_a_slot_migrated_on_the_cluster_target_loses_nothing(
+    redis_server: RedisServerFactory,
+) -> None:
+    from tests.support.cluster import RedisCluster
+
+    source = redis_server(*SOURCE_ARGS)
+    load = Load(source.port, dbs=(0,)).start()
+    moving = Load(source.port, dbs=(0,), prefix=MOVING_TAG, seed=5).start()
+    with RedisCluster() as cluster:
+        host, port = cluster.nodes[0]
+        running = Running(
+            plan_for(source, source, target=Endpoint(host, port), target_cluster=True)
+        )
+        running.wait_phase(Phase.INCREMENTAL)
+        mover = SlotMover(cluster, most=3)
+        mover.start()
+        mover.join(120)
+        assert mover.error is None and mover.moves == 3 and mover.settled()
+        load.stop()
+        moving.stop()
+        result = running.finish()
+        assert result.ending is Ending.SYNC_STOPPED, result
+        copied = dump_cluster_oracle(cluster.nodes)["databases"].get("0", {})
+        original = dump_oracle(redis.Redis(port=source.port))["databases"].get("0", {})
+        # MIGRATE carries a TTL as milliseconds left: the cluster's own move shifts an
+        # expiry by a few of them. Everything else is exact.
+        assert copied.keys() == original.keys()
+        for name, entry in original.items():
+            got = copied[name]
+            assert (got["type"], got["value"]) == (entry["type"], entry["value"]), name
+            if entry["expire_at_ms"] is None or not name.startswith("{moving}"):
+                assert got["expire_at_ms"] == entry["expire_at_ms"], name
+            else:
+                assert abs(got["expire_at_ms"] - entry["expire_at_ms"]) < 1000, name

@@ -22,7 +22,6 @@ into the source to measure it).
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
@@ -50,7 +49,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 300.0  # a link (source or target) that stays down this long fails the sync
 FIRST_CONNECT_ATTEMPTS = 3  # a source never reached fails sooner: a wrong address, a password
 SAMPLE_SECONDS = 1.0
-HISTORY_SECONDS = 3600.0  # of the source's offsets, for the lag
+HISTORY_SECONDS = 600.0  # of the source's offsets, for the lag
 TAKE_SECONDS = 0.2
 _DROPPED = frozenset((b"PING", b"REPLCONF", b"SELECT", b"MULTI", b"EXEC"))
 _NOT_FORWARDED = frozenset((b"FLUSHALL", b"FLUSHDB"))
@@ -112,7 +111,7 @@ class SyncPlan:
     sync_stop_seconds: float = 60.0
     skip_unknown_commands: bool = False
     spool_dir: str | None = None
-    sample_seconds: float = 1.0  # how often the source's offset is read (lag, ordering)
+    sample_seconds: float = 0.1  # how often the source's offset is read (lag, ordering)
 
 
 @dataclass(frozen=True)
@@ -177,6 +176,7 @@ class OnlineSync:
         self._reported_bytes = 0
         self._received = 0
         self._sessions = 0  # links made
+        self._inflight: Marker | None = None  # the batch sent, not yet known to have run
 
     @property
     def where(self) -> str:
@@ -272,8 +272,8 @@ class OnlineSync:
                     self.state.resyncs_full += 1
                 marker = self._full(source, Marker(answer.replication_id, answer.offset))
             self.state.replication_id = marker.replication_id
-            self._applied = marker.offset
-            self.state.applied_offset = marker.offset
+            self._inflight = None  # a batch of a link lost: the marker says if it ran
+            self._applied_to(marker)
             self._incremental(source, marker)
         finally:
             source.close()
@@ -354,6 +354,7 @@ class OnlineSync:
                 # A transaction cut by the link is sent again after the marker.
                 raise _Retry(f"the link to the source was lost: {lost}") from None
             if data is None:
+                self._settle()
                 self._report()
                 continue
             self._received += len(data)
@@ -381,6 +382,7 @@ class OnlineSync:
                             if not in_transaction:  # what came before it first
                                 self._apply(pending, Marker(replid, done, done_db))
                                 pending = []
+                                self._settle()
                             self.before_migrated(end)
                         command = AofCommand(
                             [b"RESTORE", *command.args[1:]], command.db, command.offset
@@ -395,6 +397,7 @@ class OnlineSync:
                 self._apply(pending, Marker(replid, done, done_db))
                 pending = []
             if ack_asked:
+                self._settle()
                 source.link.send_ack(self._applied)
             self._report()
 
@@ -412,15 +415,31 @@ class OnlineSync:
         return not (name == b"PUBLISH" and command.args[1:2] == [_SENTINEL_HELLO])
 
     def _apply(self, commands: list[tuple[AofCommand, bytes]], marker: Marker) -> None:
+        """Send a batch once the one before it ran: the stream after it is read while
+        the target runs it."""
+        self._settle()
         if commands:
-            self._stream.apply(commands, marker)  # TargetError: retried from the marker
-            stats = self._stream.stats
-            self.state.commands_applied = stats.commands_applied
-            self.state.commands_refused = stats.commands_refused
-            self.state.commands_skipped_unknown = stats.commands_skipped_unknown
-            self.state.skipped = stats.skipped
-        # Only pings and the like since the last marker: the offset moves on without one
-        # (a resume reads them again, which changes nothing).
+            self._stream.send(commands, marker)  # TargetError: retried from the marker
+            self._inflight = marker
+        else:
+            # Only pings and the like since the last marker: the offset moves on without
+            # one (a resume reads them again, which changes nothing).
+            self._applied_to(marker)
+
+    def _settle(self) -> None:
+        """Wait for the batch sent last; the applied offset moves on to its marker."""
+        marker, self._inflight = self._inflight, None
+        if marker is None:
+            return
+        self._stream.settle()
+        stats = self._stream.stats
+        self.state.commands_applied = stats.commands_applied
+        self.state.commands_refused = stats.commands_refused
+        self.state.commands_skipped_unknown = stats.commands_skipped_unknown
+        self.state.skipped = stats.skipped
+        self._applied_to(marker)
+
+    def _applied_to(self, marker: Marker) -> None:
         self._applied = marker.offset
         self.state.applied_offset = marker.offset
 
@@ -535,38 +554,49 @@ class _Gauges:
             conn.close()
 
     def lag(self, state: SyncState) -> None:
-        """Set the source offset and the lag behind it, as of the last sample."""
+        """Set the source offset and the lag behind it, as of the last sample (at most
+        `sample_seconds` old)."""
         applied = state.applied_offset
         with self._lock:
-            samples = list(self._samples)
-        if not samples or applied is None:
-            return
-        now = time.monotonic()
-        state.source_offset = samples[-1][1]
-        if applied >= samples[-1][1]:
+            if not self._samples or applied is None:
+                return
+            newest = self._samples[-1]
+            # The source passed the applied offset between two samples: interpolated.
+            at = self._samples[0][0]
+            later = newest
+            for sample in reversed(self._samples):
+                if sample[1] <= applied:
+                    (t0, o0), (t1, o1) = sample, later
+                    at = t0 if o1 == o0 else t0 + (t1 - t0) * (applied - o0) / (o1 - o0)
+                    break
+                later = sample
+        state.source_offset = newest[1]
+        if applied >= newest[1]:
             state.lag_ms = 0
-            return
-        # The source passed the applied offset between two samples: interpolated.
-        at = samples[0][0]
-        for (t0, o0), (t1, o1) in itertools.pairwise(samples):
-            if o0 <= applied < o1:
-                at = t0 + (t1 - t0) * (applied - o0) / (o1 - o0)
-                break
-        state.lag_ms = max(0, int((now - at) * 1000))
+        else:
+            state.lag_ms = max(0, int((time.monotonic() - at) * 1000))
+
+    # The two below look from the newest sample back: what they are asked about is recent.
 
     def time_of(self, offset: int) -> float | None:
+        """When the source's offset was first seen at or past `offset`."""
+        found = None
         with self._lock:
-            for at, seen in self._samples:
-                if seen >= offset:
-                    return at
-        return None
+            for at, seen in reversed(self._samples):
+                if seen < offset:
+                    break
+                found = at
+        return found
 
     def offset_after(self, moment: float) -> int | None:
+        """The source's offset first seen at or after `moment`."""
+        found = None
         with self._lock:
-            for at, seen in self._samples:
-                if at >= moment:
-                    return seen
-        return None
+            for at, seen in reversed(self._samples):
+                if at < moment:
+                    break
+                found = seen
+        return found
 
     def _run(self) -> None:
         last_counts = 0.0

@@ -97,7 +97,9 @@ class StreamTarget(Protocol):
 
     def write_marker(self, marker: Marker) -> None: ...
 
-    def apply(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None: ...
+    def send(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None: ...
+
+    def settle(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -121,6 +123,10 @@ class StandaloneStream:
         self.stats = StreamStats()
         self._conn = Connection(endpoint, timeout=timeout)
         self._db = -1  # the connection's db, as far as known
+        # The transaction sent and not yet answered: its commands, marker and entries.
+        self._inflight: tuple[list[tuple[AofCommand, bytes]], Marker, list[int | None]] | None = (
+            None
+        )
 
     def connect(self) -> None:
         """Connect (again); TargetError when the target cannot be reached."""
@@ -140,29 +146,39 @@ class StandaloneStream:
     def write_marker(self, marker: Marker) -> None:
         self._call(b"SET", self.marker_key, marker.encode(), db=0)
 
-    def apply(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None:
-        """Apply `commands` (each with its RESP bytes, as the stream framed it) and set
-        the marker to `marker`, together; TargetError when the target cannot take them
-        (the connection is then closed: nothing of the batch is known to be applied but
-        what the marker says)."""
+    def send(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None:
+        """Send `commands` (each with its RESP bytes, as the stream framed it) and the
+        marker set to `marker`, as one transaction; `settle` waits for it (meanwhile the
+        caller reads on). TargetError when the target cannot be reached (the connection
+        is then closed: nothing of the batch is known to be applied but what the marker
+        says)."""
+        self.settle()
         batch = list(commands)
-        while True:
-            refused = self._send(batch, marker)
-            if refused is None:
-                self.stats.batches += 1
-                return
+        self._inflight = (batch, marker, self._transmit(batch, marker))
+
+    def settle(self) -> None:
+        """Wait until the transaction sent last ran; one the target refused while
+        queuing (EXECABORT) is sent again without the commands it refused."""
+        if self._inflight is None:
+            return
+        batch, marker, owners = self._inflight
+        self._inflight = None
+        refused = self._receive(batch, owners)
+        while refused is not None:
             batch = [c for n, c in enumerate(batch) if n not in refused]
+            refused = self._receive(batch, self._transmit(batch, marker))
+        self.stats.batches += 1
 
     def close(self) -> None:
+        self._inflight = None
         self._conn.close()
 
     # -- the transaction --------------------------------------------------------------------
 
-    def _send(self, batch: list[tuple[AofCommand, bytes]], marker: Marker) -> set[int] | None:
-        """Send one transaction; the indexes of the commands refused while queuing (then
-        nothing was applied), or None once it ran."""
+    def _transmit(self, batch: list[tuple[AofCommand, bytes]], marker: Marker) -> list[int | None]:
+        """Send one transaction; per queued entry, its command's index (None: ours)."""
         parts = [_MULTI]
-        owners: list[int | None] = []  # per queued entry: its command's index, or None
+        owners: list[int | None] = []
         db = self._db
         for n, (command, raw) in enumerate(batch):
             if command.db != db:
@@ -177,20 +193,28 @@ class StandaloneStream:
         parts.append(encode_command([b"SET", self.marker_key, marker.encode()]))
         owners.append(None)
         parts.append(_EXEC)
+        try:
+            self._conn.send(b"".join(parts))
+        except ConnectionLost as exc:
+            raise self._lost(exc) from None
+        return owners
+
+    def _receive(
+        self, batch: list[tuple[AofCommand, bytes]], owners: list[int | None]
+    ) -> set[int] | None:
+        """The transaction's replies: the indexes of the commands refused while queuing
+        (then nothing was applied), or None once it ran."""
         conn = self._conn
         try:
-            conn.send(b"".join(parts))
             opened = conn.read_reply()
             queued = [conn.read_reply() for _ in owners]
             ran = conn.read_reply()
         except ConnectionLost as exc:
-            self._db = -1
-            conn.close()
-            raise TargetError(f"the target {self._address}: {exc}") from None
+            raise self._lost(exc) from None
         if isinstance(opened, hiredis.ReplyError):
             conn.close()
             raise TargetError(f"the target {self._address} refused MULTI: {opened}")
-        self._db = 0
+        self._db = 0  # every transaction ends in db 0 (one refused ran no SELECT)
         if isinstance(ran, hiredis.ReplyError):
             refused = self._queue_refusals(batch, owners, queued)
             if not refused:
@@ -210,6 +234,12 @@ class StandaloneStream:
                 self._refused_when_run(batch[owner][0], reply)
         self.stats.commands_applied += len(batch)
         return None
+
+    def _lost(self, exc: ConnectionLost) -> TargetError:
+        self._db = -1
+        self._inflight = None
+        self._conn.close()
+        return TargetError(f"the target {self._address}: {exc}")
 
     def _queue_refusals(
         self, batch: list[tuple[AofCommand, bytes]], owners: list[int | None], queued: list[Any]

@@ -72,7 +72,10 @@ class ClusterStream:
     def write_marker(self, marker: Marker) -> None:
         self._send([AofCommand([b"SET", self.marker_key, marker.encode()], 0)])
 
-    def apply(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None:
+    def settle(self) -> None:
+        """Nothing waits: `send` returns once the masters acknowledged the batch."""
+
+    def send(self, commands: Sequence[tuple[AofCommand, bytes]], marker: Marker) -> None:
         batch = [command for command, _ in commands]
         for command in batch:
             if command.db != 0:
