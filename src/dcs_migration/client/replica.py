@@ -17,6 +17,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dcs_migration.client.connection import Connection, ConnectionLost
@@ -84,15 +85,22 @@ class ReplicaLink:
         self._send_lock = threading.Lock()
         self._throttle = Throttle(bytes_per_second) if bytes_per_second else None
         self.received = 0  # bytes read from the source, whatever they were
+        self.snapshot_size: int | None = None
 
-    def open(self, replication_id: str | None, offset: int | None) -> FullResync | Continue:
+    def open(
+        self, replication_id: str | None, offset: int | None, *, rdb_only: bool = False
+    ) -> FullResync | Continue:
         """Connect and ask for the stream after `offset` of `replication_id` (a full copy
-        when either is None). TargetError when the source cannot be reached or refuses."""
+        when either is None; `rdb_only`: the snapshot alone, no stream after it, which a
+        source before 7.0 ignores). TargetError when the source cannot be reached or
+        refuses."""
         conn = self._conn
         try:
             conn.connect()
             conn.call(b"REPLCONF", b"listening-port", b"0")  # a replica with no port of its own
             conn.call_checked(b"REPLCONF", b"capa", b"eof", b"capa", b"psync2")
+            if rdb_only:
+                conn.call(b"REPLCONF", b"rdb-only", b"1")
             sock = conn.raw_socket()
             conn.take_buffered()
             self._sock = sock
@@ -124,8 +132,37 @@ class ReplicaLink:
             f"{line[:200].decode(errors='replace')}"
         )
 
-    def snapshot_header(self) -> int | bytes:
-        """After a FullResync: the snapshot's length, or (diskless) the mark ending it."""
+    def snapshot(self) -> Iterator[bytes]:
+        """After a FullResync: the snapshot's bytes, in chunks. `snapshot_size` is set
+        before the first (None: diskless, its end told by a mark). What follows the
+        snapshot (the stream) is left for `receive`. ConnectionLost when the link ends
+        first."""
+        header = self._snapshot_header()
+        if isinstance(header, int):
+            self.snapshot_size = left = header
+            while left:
+                data = self.receive(min(left, RECV_BYTES))
+                left -= len(data)
+                yield data
+            return
+        # Diskless: as a replica does, the mark (40 random characters) ends the image; a
+        # mark that was really data fails the RDB reader as a truncated image.
+        self.snapshot_size = None
+        held = b""
+        while True:
+            held += self.receive()
+            at = held.find(header)
+            if at >= 0:
+                self._buffer = held[at + EOF_MARK_BYTES :] + self._buffer
+                if at:
+                    yield held[:at]
+                return
+            if len(held) > EOF_MARK_BYTES:
+                yield held[:-EOF_MARK_BYTES]
+                held = held[-EOF_MARK_BYTES:]
+
+    def _snapshot_header(self) -> int | bytes:
+        """The snapshot's length, or (diskless) the mark ending it."""
         header = self._line()
         while header == b"":  # newlines, while the source saves its snapshot
             header = self._line()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 from dcs_migration.client.connection import ConnectionLost
 from dcs_migration.client.endpoint import Endpoint, TargetError
-from dcs_migration.client.replica import EOF_MARK_BYTES, Continue, FullResync, ReplicaLink
+from dcs_migration.client.replica import Continue, FullResync, ReplicaLink
 from dcs_migration.sources.inputs import Input, InputKind, InputPart
 from dcs_migration.sources.spool import Spool, SpoolFull
 
@@ -163,27 +163,14 @@ class LiveSource:
 
     def _receive_snapshot(self) -> None:
         link = self.link
-        header = link.snapshot_header()
-        if isinstance(header, int):
-            self.snapshot_size = header
-            left = header
-            while left:
-                data = link.receive(min(left, 256 << 10))
-                left -= len(data)
-                self._put_snapshot(data)
-        else:  # diskless: the mark ends the snapshot, and the stream follows it
-            self._put_snapshot(b"")  # the size is unknown: the reader may start
-            held = b""
-            while True:
-                held += link.receive()
-                at = held.find(header)
-                if at >= 0:
-                    self._put_snapshot(held[:at])
-                    self.spool.put(held[at + EOF_MARK_BYTES :])
-                    break
-                if len(held) > EOF_MARK_BYTES:
-                    self._put_snapshot(held[:-EOF_MARK_BYTES])
-                    held = held[-EOF_MARK_BYTES:]
+        first = True
+        for data in link.snapshot():
+            if first:  # the size is known (or known to be unknown): the reader may start
+                self.snapshot_size, first = link.snapshot_size, False
+            self._put_snapshot(data)
+        if first:
+            self.snapshot_size = link.snapshot_size
+            self._put_snapshot(b"")
         self._put_snapshot(None)
         # As a replica does once loaded: a source sends the stream after the first ACK.
         link.send_ack(self.applied())

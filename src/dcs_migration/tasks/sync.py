@@ -177,6 +177,7 @@ class OnlineSync:
         self._received = 0
         self._sessions = 0  # links made
         self._inflight: Marker | None = None  # the batch sent, not yet known to have run
+        self._marked: Marker | None = None  # the marker the target was last sent
 
     @property
     def where(self) -> str:
@@ -273,6 +274,7 @@ class OnlineSync:
                 marker = self._full(source, Marker(answer.replication_id, answer.offset))
             self.state.replication_id = marker.replication_id
             self._inflight = None  # a batch of a link lost: the marker says if it ran
+            self._marked = marker
             self._applied_to(marker)
             self._incremental(source, marker)
         finally:
@@ -416,15 +418,13 @@ class OnlineSync:
 
     def _apply(self, commands: list[tuple[AofCommand, bytes]], marker: Marker) -> None:
         """Send a batch once the one before it ran: the stream after it is read while
-        the target runs it."""
+        the target runs it. A batch of nothing but pings and the like (dropped) still
+        moves the marker: a resume must not ask for bytes the source may no longer hold
+        (a source restarted after its final GETACK holds none before it)."""
         self._settle()
-        if commands:
+        if commands or marker != self._marked:
             self._stream.send(commands, marker)  # TargetError: retried from the marker
-            self._inflight = marker
-        else:
-            # Only pings and the like since the last marker: the offset moves on without
-            # one (a resume reads them again, which changes nothing).
-            self._applied_to(marker)
+            self._inflight = self._marked = marker
 
     def _settle(self) -> None:
         """Wait for the batch sent last; the applied offset moves on to its marker."""
