@@ -62,7 +62,6 @@ import re
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -87,6 +86,7 @@ from bench.scale import (  # noqa: E402
     QUIET_SECONDS,
     busy_jiffies,
     file_commands,
+    saved_rdb,
     tree_jiffies,
 )
 from huaweicloudsdkdcs.v2 import (  # noqa: E402
@@ -163,21 +163,10 @@ def build_source() -> Path:
     path = WORK / f"source-{SOURCE_FILES}x{KEYS_PER_FILE}-ttl-years.rdb"
     if path.exists():
         return path
-    WORK.mkdir(parents=True, exist_ok=True)
-    print(f"building {path.name} ...", flush=True)
-    with RedisServer(*DEBUG) as server, tempfile.TemporaryFile() as commands:
-        for number in range(1, SOURCE_FILES + 1):
-            for command in file_commands(number):
-                commands.write(command)
-        commands.seek(0)
-        subprocess.run(
-            [str(server.flavour.cli), "-h", "127.0.0.1", "-p", str(server.port), "--pipe"],
-            stdin=commands,
-            capture_output=True,
-            check=True,
-        )
-        server.cli("SAVE")
-        shutil.move(server.dir / "dump.rdb", path)
+    saved_rdb(
+        path,
+        (command for number in range(1, SOURCE_FILES + 1) for command in file_commands(number)),
+    )
     return path
 
 

@@ -159,23 +159,27 @@ def file_commands(number: int) -> Iterator[bytes]:
 def build_file(number: int) -> Path:
     """File `number` (cached): a redis-server filled by `file_commands`, then SAVE."""
     path = WORK / f"f{number}-{KEYS_PER_FILE}-ttl-years.rdb"
-    if path.exists():
-        return path
-    WORK.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        saved_rdb(path, file_commands(number))
+    return path
+
+
+def saved_rdb(path: Path, commands: Iterator[bytes]) -> None:
+    """The RDB file of a redis-server that `redis-cli --pipe` filled with `commands`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     print(f"building {path.name} ...", flush=True)
-    with RedisServer(*DEBUG) as server, tempfile.TemporaryFile() as commands:
-        for command in file_commands(number):
-            commands.write(command)
-        commands.seek(0)
+    with RedisServer(*DEBUG) as server, tempfile.TemporaryFile() as piped:
+        for command in commands:
+            piped.write(command)
+        piped.seek(0)
         subprocess.run(
             [str(server.flavour.cli), "-h", "127.0.0.1", "-p", str(server.port), "--pipe"],
-            stdin=commands,
+            stdin=piped,
             capture_output=True,
             check=True,
         )
         server.cli("SAVE")
         shutil.move(server.dir / "dump.rdb", path)
-    return path
 
 
 def loaded_natively(path: Path) -> tuple[int, str]:
