@@ -5,7 +5,7 @@ sync-stop caught up, and the INCR counters equal to the INCRs sent."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,11 @@ from huaweicloudsdkdcs.v2 import (
 
 from dcs_migration.writer.stream import MARKER_PREFIX
 from tests.support.flavours import RedisServerFactory
-from tests.support.load import Load
+from tests.support.load import Load, assert_copied
 from tests.support.sdk import PROJECT, register, wait_for
 from tests.support.servers import RedisServer, free_port
 from tests.support.service import Service, signed
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.redis, pytest.mark.service]
 
@@ -99,19 +100,6 @@ class User:
         return "\n".join(line.message for line in answer.migration_logs)
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.1)
-
-
-def assert_exact(source: RedisServer, target: RedisServer, load: Load) -> None:
-    assert target.cli("DEBUG", "DIGEST") == source.cli("DEBUG", "DIGEST")
-    for (db, key), count in load.counters.items():
-        assert int(redis.Redis(port=target.port, db=db).get(key) or 0) == count, (db, key)
-
-
 def test_full_and_incremental_then_sync_stop(
     service: Service, redis_server: RedisServerFactory
 ) -> None:
@@ -125,7 +113,7 @@ def test_full_and_incremental_then_sync_stop(
     configured = user.configure(task_id, source, register(service, target))
     assert configured.id == task_id
     wait_for(user.client, task_id, ("INCRMIGEATING",), 60)
-    wait_until(lambda: load.rounds > 300, 60, "writes while in sync")
+    until(lambda: load.rounds > 300, "writes while in sync", 60)
     stats = user.stats(task_id)
     assert stats["full_migration_progress"] == "100"
     assert stats["is_migrating"] is True
@@ -138,7 +126,7 @@ def test_full_and_incremental_then_sync_stop(
     assert stats["offset"] == "0" and stats["lag_ms"] == 0  # the SDK model has strings
     assert stats["resyncs_full"] == 0
     assert redis.Redis(port=target.port).exists(MARKER_PREFIX + task_id.encode()) == 0
-    assert_exact(source, target, load)
+    assert_copied(source, target, load)
     assert "caught up at offset" in user.logs(task_id)
 
 
@@ -152,7 +140,7 @@ def test_full_only_ends_success(service: Service, redis_server: RedisServerFacto
     user.configure(task_id, source, register(service, target), method="full")
     wait_for(user.client, task_id, ("SUCCESS",), 60)
     assert user.stats(task_id)["full_migration_progress"] == "100"
-    assert_exact(source, target, load)
+    assert_copied(source, target, load)
 
 
 def test_service_killed_mid_sync_continues_exactly_once(
@@ -167,16 +155,16 @@ def test_service_killed_mid_sync_continues_exactly_once(
         load = Load(source.port).start()
         user.configure(task_id, source, register(service, target))
         wait_for(user.client, task_id, ("INCRMIGEATING",), 60)
-        wait_until(lambda: user.stats(task_id)["applied_offset"] > 100_000, 30, "applied")
+        until(lambda: user.stats(task_id)["applied_offset"] > 100_000, "applied", 30)
         service.kill()  # the sync's process dies with it, mid-batch as likely as not
         time.sleep(1.0)  # the load goes on meanwhile
         service.start()  # resume_mode auto: the task goes on by itself
-        wait_until(lambda: user.stats(task_id)["resyncs_partial"] >= 1, 60, "a partial resync")
+        until(lambda: user.stats(task_id)["resyncs_partial"] >= 1, "a partial resync", 60)
         load.stop()
         user.sync_stop(task_id)
         wait_for(user.client, task_id, ("TERMINATED",), 5)
         assert user.stats(task_id)["resyncs_full"] == 0
-        assert_exact(source, target, load)
+        assert_copied(source, target, load)
     finally:
         service.stop()
 
@@ -191,7 +179,7 @@ def test_stopped_task_restarts_by_partial_resync(
     load = Load(source.port).start()
     user.configure(task_id, source, register(service, target))
     wait_for(user.client, task_id, ("INCRMIGEATING",), 60)
-    wait_until(lambda: user.stats(task_id)["applied_offset"] > 50_000, 30, "applied")
+    until(lambda: user.stats(task_id)["applied_offset"] > 50_000, "applied", 30)
     user.client.stop_migration_task(StopMigrationTaskRequest(task_id=task_id))
     wait_for(user.client, task_id, ("TERMINATED",), 5)
     answer = user.client.batch_restart_online_migration_tasks(
@@ -206,7 +194,7 @@ def test_stopped_task_restarts_by_partial_resync(
     wait_for(user.client, task_id, ("TERMINATED",), 5)
     stats = user.stats(task_id)
     assert stats["resyncs_partial"] >= 1 and stats["resyncs_full"] == 0
-    assert_exact(source, target, load)
+    assert_copied(source, target, load)
     assert "continuing by partial resync" in user.logs(task_id)
 
 

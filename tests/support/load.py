@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 import redis
 import redis.cluster
 
+from tests.support.live import dump_oracle
+from tests.support.servers import RedisServer
+
 DBS = (0, 1, 5)
 BIG_PIECE = 64 << 10
 
@@ -108,3 +111,19 @@ class Load:
             self.counters[(db, counter)] += 1
         if n % 50 == 0:
             clients[0].append(self.prefix + b":big", os.urandom(BIG_PIECE))
+
+
+def assert_copied(source: RedisServer, target: RedisServer, load: Load | None = None) -> None:
+    """The target holds what the source holds (DEBUG DIGEST; between Redis and Valkey,
+    which digest some encodings each their own way, the contents themselves), and each
+    of `load`'s INCR counters reads what the load counted."""
+    if source.flavour.name == target.flavour.name:
+        assert target.cli("DEBUG", "DIGEST") == source.cli("DEBUG", "DIGEST")
+    else:
+        original = dump_oracle(redis.Redis(port=source.port, password=source.password))
+        copied = dump_oracle(redis.Redis(port=target.port, password=target.password))
+        assert copied["databases"] == original["databases"]
+    if load is not None:
+        for (db, key), count in load.counters.items():
+            value = redis.Redis(port=target.port, password=target.password, db=db).get(key)
+            assert int(value or 0) == count, (db, key)

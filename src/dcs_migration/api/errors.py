@@ -125,6 +125,31 @@ def refused(exc: Refused) -> DcsError:
     return DcsError(status, code, exc.message)
 
 
+def task_outcomes(
+    task_ids: Sequence[str], outcomes: Sequence[Refused | None]
+) -> list[dict[str, Any]]:
+    """A batch call's answer per task (`{task_id, result, error_code?, error_msg?}`, the
+    shape of the SDK's batch-stop and batch-restart results): "success", or "failed"
+    with the error its refusal answers alone."""
+    results: list[dict[str, Any]] = []
+    for task_id, why in zip(task_ids, outcomes, strict=True):
+        if why is None:
+            results.append(
+                {"task_id": task_id, "result": "success", "error_code": None, "error_msg": None}
+            )
+        else:
+            error = refused(why)
+            results.append(
+                {
+                    "task_id": task_id,
+                    "result": "failed",
+                    "error_code": error.error_code,
+                    "error_msg": error.error_msg,
+                }
+            )
+    return results
+
+
 def invalid_parameter(message: str) -> DcsError:
     """A DCS.4800 (400) error; `message` should name the parameter."""
     return DcsError(400, DCS_INVALID_PARAMETER, f"Invalid parameter: {message}")

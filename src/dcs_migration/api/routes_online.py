@@ -23,10 +23,14 @@ from dcs_migration.api.deps import (
     body_of,
     request_body_model,
 )
-from dcs_migration.api.errors import DCS_JOB_FAILED, DCS_STATE_NOT_ALLOWED, DcsError, refused
+from dcs_migration.api.errors import (
+    DCS_JOB_FAILED,
+    DCS_STATE_NOT_ALLOWED,
+    DcsError,
+    task_outcomes,
+)
 from dcs_migration.api.render import iso, json_model
 from dcs_migration.api.schemas import (
-    BatchRestartMigrationTaskResult,
     BatchRestartOnlineMigrationTasksBody,
     BatchRestartOnlineMigrationTasksResponse,
     CreateOnlineMigrationTaskBody,
@@ -151,21 +155,7 @@ def batch_restart_online_migration_tasks(
     on its own."""
     body = parse_body(BatchRestartOnlineMigrationTasksBody, body_of(request))
     outcomes = online.restart_many(project_id, body.migration_tasks)
-    results = []
-    for task_id, why in zip(body.migration_tasks, outcomes, strict=True):
-        if why is None:
-            results.append(BatchRestartMigrationTaskResult(task_id=task_id, result="success"))
-        else:
-            error = refused(why)
-            results.append(
-                BatchRestartMigrationTaskResult(
-                    task_id=task_id,
-                    result="failed",
-                    error_code=error.error_code,
-                    error_msg=error.error_msg,
-                )
-            )
-    return {"migration_tasks": [json_model(r) for r in results]}
+    return {"migration_tasks": task_outcomes(body.migration_tasks, outcomes)}
 
 
 @router.post("/migration-task/{task_id}/exchange-ip", status_code=204)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from dcs_migration.api.deps import Signed, StoreDep, TasksDep, body_of, request_body_model
-from dcs_migration.api.errors import invalid_parameter, refused
+from dcs_migration.api.errors import invalid_parameter, task_outcomes
 from dcs_migration.api.render import iso, json_model
 from dcs_migration.api.schemas import (
     MAX_OFFSET,
@@ -34,7 +34,6 @@ from dcs_migration.api.schemas import (
     MigrationTaskStats,
     OnlineMigrationTaskStats,
     SourceInstanceInfo,
-    StopMigrationTaskResult,
     TargetInstanceInfo,
     UpdateMigrationTaskBody,
     parse_addr,
@@ -339,21 +338,7 @@ def batch_stop_migration_tasks(
     """Every worker is told first, then the stops are recorded."""
     body = parse_body(BatchStopMigrationTasksBody, body_of(request))
     outcomes = tasks.stop_many(project_id, body.migration_tasks)
-    results = []
-    for task_id, why in zip(body.migration_tasks, outcomes, strict=True):
-        if why is None:
-            results.append(StopMigrationTaskResult(task_id=task_id, result="success"))
-        else:
-            error = refused(why)
-            results.append(
-                StopMigrationTaskResult(
-                    task_id=task_id,
-                    result="failed",
-                    error_code=error.error_code,
-                    error_msg=error.error_msg,
-                )
-            )
-    return {"migration_tasks": [json_model(r) for r in results]}
+    return {"migration_tasks": task_outcomes(body.migration_tasks, outcomes)}
 
 
 @router.delete("/migration-tasks/delete", response_model=DeleteMigrationTasksResponse)

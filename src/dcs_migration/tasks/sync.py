@@ -165,10 +165,9 @@ class OnlineSync:
             plan.marker_key,
             timeout=plan.reply_timeout,
             skip_unknown_commands=plan.skip_unknown_commands,
-            where=f"the stream of {plan.source.host}:{plan.source.port}",
+            where=f"the stream of {self.where}",
         )
         self._gauges = _Gauges(plan, self.state)
-        self._applied = 0  # the offset acknowledged to the source
         self._sync_stop_at: int | None = None  # the source offset a sync-stop waits for
         self._sync_stop_deadline = 0.0
         self._last_report = 0.0
@@ -183,6 +182,11 @@ class OnlineSync:
     def where(self) -> str:
         """The source's address."""
         return f"{self.plan.source.host}:{self.plan.source.port}"
+
+    @property
+    def _applied(self) -> int:
+        """The offset the target acknowledged: what the source hears in ACKs."""
+        return self.state.applied_offset or 0
 
     def offset_time(self, offset: int) -> float | None:
         """When the source's offset was first seen at or past `offset` (None: not yet)."""
@@ -440,7 +444,6 @@ class OnlineSync:
         self._applied_to(marker)
 
     def _applied_to(self, marker: Marker) -> None:
-        self._applied = marker.offset
         self.state.applied_offset = marker.offset
 
     # -- stops -----------------------------------------------------------------------------

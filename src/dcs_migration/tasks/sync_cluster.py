@@ -68,7 +68,7 @@ class ClusterSourceSync:
         self.hooks = hooks
         self.state = state or SyncState()
         self._abort = threading.Event()
-        self._log_lock = threading.Lock()
+        self._lock = threading.Lock()  # the log lines, and the links waiting
         self._syncs: list[OnlineSync] = []
         self._waiting: dict[OnlineSync, tuple[float, int]] = {}  # waiting links, their key's rank
 
@@ -120,7 +120,7 @@ class ClusterSourceSync:
         phase: list[Phase | None] = [None]
 
         def on_log(level: str, message: str) -> None:
-            with self._log_lock:
+            with self._lock:
                 hooks.on_log(level, f"master {where}: {message}")
 
         def on_phase(p: Phase) -> None:
@@ -160,7 +160,7 @@ class ClusterSourceSync:
         if at is None:
             return self._gave_up(on_log, "its own master's offset")
         rank = (at, self._syncs.index(waiting))
-        with self._log_lock:
+        with self._lock:
             self._waiting[waiting] = rank
         try:
             for other in self._syncs:
@@ -173,7 +173,7 @@ class ClusterSourceSync:
                 if reached is None:
                     return self._gave_up(on_log, f"the link of {other.where}")
         finally:
-            with self._log_lock:
+            with self._lock:
                 del self._waiting[waiting]
         self.state.migrations_ordered += 1
         return None
