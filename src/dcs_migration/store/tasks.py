@@ -411,32 +411,38 @@ class Tasks(Repository):
         one becomes TERMINATING until its worker stops. A finished task is left as it is.
         Returns the task after the change (None when not the project's): its status tells
         the caller which case it was."""
+        self.request_stops(project_id, [task_id])
+        return self.get_task(project_id, task_id)
+
+    def request_stops(self, project_id: str, task_ids: Iterable[str]) -> None:
+        """`request_stop` of each task, in one transaction: a batch stop holds the
+        database once, while the stopped workers wait to write their ends."""
         now = utcnow()
-        mine = (MigrationTask.task_id == task_id, MigrationTask.project_id == project_id)
         migrating = MigrationTask.status.in_(WAITING_STATUSES)
         with self._write() as s:
-            waiting = s.execute(
-                update(MigrationTask)
-                .where(*mine, migrating, MigrationTask.started_at.is_(None))
-                .values(
-                    status=TaskStatus.TERMINATED.value,
-                    stop_requested=True,
-                    error_message="stopped before it started",
-                    finished_at=now,
-                    updated_at=now,
-                )
-            )
-            if rowcount(waiting) == 0:
-                s.execute(
+            for task_id in task_ids:
+                mine = (MigrationTask.task_id == task_id, MigrationTask.project_id == project_id)
+                waiting = s.execute(
                     update(MigrationTask)
-                    .where(*mine, migrating)
+                    .where(*mine, migrating, MigrationTask.started_at.is_(None))
                     .values(
-                        status=TaskStatus.TERMINATING.value,
+                        status=TaskStatus.TERMINATED.value,
                         stop_requested=True,
+                        error_message="stopped before it started",
+                        finished_at=now,
                         updated_at=now,
                     )
                 )
-        return self.get_task(project_id, task_id)
+                if rowcount(waiting) == 0:
+                    s.execute(
+                        update(MigrationTask)
+                        .where(*mine, migrating)
+                        .values(
+                            status=TaskStatus.TERMINATING.value,
+                            stop_requested=True,
+                            updated_at=now,
+                        )
+                    )
 
     def delete_tasks(self, project_id: str, task_ids: Iterable[str]) -> DeleteResult:
         """Delete the project's finished tasks among `task_ids`, with their files and logs

@@ -342,13 +342,8 @@ class TaskService:
                 self.signal_stop(project_id, task_id)
             except Refused as refusal:
                 refused[task_id] = refusal
-        outcomes: list[Refused | None] = []
-        for task_id in task_ids:
-            why = refused.get(task_id)
-            if why is None:
-                self.record_stop(project_id, task_id)
-            outcomes.append(why)
-        return outcomes
+        self.store.request_stops(project_id, [t for t in task_ids if t not in refused])
+        return [refused.get(task_id) for task_id in task_ids]
 
     def delete(self, project_id: str, task_ids: Sequence[str]) -> list[str]:
         """Delete finished tasks (the ids deleted); a running one must be stopped first."""
