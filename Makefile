@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Extra pytest arguments, e.g. `make unit PYTEST_ARGS="-k rdb"`; CI passes --require-all.
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit integration bench soak system-deps clean
+.PHONY: run test lint typecheck unit integration screenshots bench soak system-deps clean
 
 $(BIN)/dcs-migration: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,13 @@ $(BIN)/dcs-migration: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade -e '.[test]'
 	touch $@
 
-# redis-server, redis-cli and PostgreSQL (for the store's tests) from Debian's packages,
-# when the machine has none.
+# redis-server, redis-cli, PostgreSQL (for the store's tests) and Chromium (for the
+# console's browser tests) from Debian's packages, when the machine has none.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="redis-server redis-tools"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/bin/chromium ] || command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -38,7 +39,8 @@ typecheck: $(BIN)/dcs-migration
 
 # The tiers (markers in pyproject.toml): `unit` runs the tests that start no process and
 # need no server (under a minute); `integration` runs the rest: redis-server flavours and
-# clusters, S3, PostgreSQL, the service and the CLI, faults, fuzzing. `test` runs both.
+# clusters, S3, PostgreSQL, the service and the CLI, the console in headless Chromium,
+# faults, fuzzing. `test` runs both.
 unit: $(BIN)/dcs-migration
 	$(BIN)/pytest -q -m process_free $(PYTEST_ARGS)
 
@@ -46,6 +48,10 @@ integration: $(BIN)/dcs-migration system-deps
 	$(BIN)/pytest -q -m "not process_free" $(PYTEST_ARGS)
 
 test: lint typecheck unit integration
+
+# The console's pictures in the README, taken again by its browser tests.
+screenshots: $(BIN)/dcs-migration system-deps
+	$(BIN)/pytest -q tests/test_console.py --console-screenshots docs/console
 
 # Whole-process import timings beside redis-cli --pipe and redis-server's own load, with
 # peak memory (BENCH_ROUNDS=3 interleaved rounds: about 10 minutes on 2 cores); then the

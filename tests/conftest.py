@@ -7,27 +7,37 @@ redis-server unless a test parametrizes it (indirectly) with flavour ids, e.g.
 `@pytest.mark.parametrize("flavour", ["redis-6.2"], indirect=True)`
 (`every_flavour` and the other helpers are in `tests.support`).
 
-Tiers: a test is marked `redis`, `s3`, `postgres`, `service` or `slow` by what it needs
-(by hand, or below by the fixtures it uses); a test with none of them is `process_free`,
-the tier `make unit` runs.
+Tiers: a test is marked `redis`, `s3`, `postgres`, `service`, `browser` or `slow` by what
+it needs (by hand, or below by the fixtures it uses); a test with none of them is
+`process_free`, the tier `make unit` runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from dcs_migration.store import Store, open_store
+from tests.support.browser import (
+    SCREENSHOTS_OPTION,
+    desktop_context,
+    failure_name,
+    keep_screenshots_in,
+    launch,
+    screenshot,
+    sync_playwright,
+)
 from tests.support.flavours import RedisServerFactory, flavour_or_skip
 from tests.support.postgres import create_database
 from tests.support.required import REQUIRE_ALL_OPTION, requires_all, unavailable
 from tests.support.servers import FLAVOUR_IDS, RedisServer, ServerFlavour
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from playwright.sync_api import Browser, Page
 
     from tests.support.cluster import RedisCluster
 
@@ -37,9 +47,12 @@ if TYPE_CHECKING:
 MARKER_OF_FIXTURE = {
     "flavour": "redis",
     "postgres_url": "postgres",
+    "browser": "browser",
 }
 # The markers of tests that start processes or take long; a test with none is process-free.
-TIER_MARKERS = ("redis", "s3", "postgres", "service", "slow")
+TIER_MARKERS = ("redis", "s3", "postgres", "service", "browser", "slow")
+# The console messages of a test's page, for its report should it fail.
+CONSOLE_MESSAGES = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +62,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="require_all",
         help="fail, rather than skip, tests whose corpus, server or package is missing "
         "(also when the CI environment variable is set)",
+    )
+    parser.addoption(
+        SCREENSHOTS_OPTION,
+        metavar="DIR",
+        dest="console_screenshots",
+        help="where the browser tests save their screenshots (default: under pytest's "
+        "base temporary directory; `make screenshots` gives docs/console)",
     )
 
 
@@ -71,8 +91,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Under `--require-all` (or CI) a skip for something missing is a failure."""
+    """Under `--require-all` (or CI) a skip for something missing is a failure; a failed
+    test's page leaves a screenshot and its console messages in the report."""
     report = yield
+    if report.when == "call" and report.failed:
+        page = getattr(item, "funcargs", {}).get("page")
+        if page is not None:
+            report.sections.extend(page_sections(item, page))
     if report.skipped and not hasattr(report, "wasxfail") and requires_all(item.config):
         longrepr = report.longrepr
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
@@ -80,6 +105,19 @@ def pytest_runtest_makereport(
             report.outcome = "failed"
             report.longrepr = f"required in this run ({REQUIRE_ALL_OPTION} or CI): {reason}"
     return report
+
+
+def page_sections(item: pytest.Item, page: Page) -> list[tuple[str, str]]:
+    """The report sections of a failed test's page: its screenshot and console."""
+    try:
+        shot = f"saved to {screenshot(page, failure_name(item.nodeid))}"
+    except Exception as exc:  # a crashed page still has its console messages
+        shot = f"none taken: {exc}"
+    messages = item.stash.get(CONSOLE_MESSAGES, [])
+    return [
+        (f"page {page.url}: screenshot", shot),
+        ("page console", "\n".join(messages) or "(no messages)"),
+    ]
 
 
 @pytest.fixture
@@ -219,3 +257,39 @@ def store(store_url: str | None, data_dir: Path) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="session")
+def browser(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
+    """One headless Chromium (Debian's, driven by Playwright) for the session, stopped at
+    its end; skipped when either is not installed."""
+    chosen = request.config.getoption("console_screenshots")
+    keep_screenshots_in(
+        Path(request.config.invocation_params.dir, chosen)
+        if chosen
+        else tmp_path_factory.getbasetemp() / "console"
+    )
+    with sync_playwright() as playwright:
+        started = launch(playwright)
+        try:
+            yield started
+        finally:
+            started.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh 1280x800 context (no cookies or storage from other tests),
+    closed at teardown; its console messages are kept for a failure's report."""
+    context = desktop_context(browser)
+    try:
+        opened = context.new_page()
+        messages: list[str] = []
+        request.node.stash[CONSOLE_MESSAGES] = messages
+        opened.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+        opened.on("pageerror", lambda error: messages.append(f"page error: {error}"))
+        yield opened
+    finally:
+        context.close()

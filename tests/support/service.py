@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -157,12 +157,18 @@ def import_task_json(
 
 
 def signed(
-    service: Service, key: dict[str, Any], method: str, path: str, body: Any = None
+    service: Service,
+    key: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any = None,
+    query: Sequence[tuple[str, str]] = (),
 ) -> tuple[int, dict[str, Any], float]:
     """A request signed as the SDK signs it, with the key `keys create` printed (for bodies
     the SDK cannot send, such as this service's extensions): (status, JSON body, seconds
-    taken). Each carries a signed request id of its own, as the README tells a client
-    that may send one call twice within a second (a signature is accepted once)."""
+    taken). `query` is signed and sent as the SDK sends it (sorted, encoded). Each carries
+    a signed request id of its own, as the README tells a client that may send one call
+    twice within a second (a signature is accepted once)."""
     data = json.dumps(body).encode() if body is not None else b""
     request = SdkRequest(
         method=method,
@@ -170,13 +176,13 @@ def signed(
         host=f"127.0.0.1:{service.port}",
         resource_path=path,
         uri=path,
-        query_params=[],
+        query_params=list(query),
         header_params={"Content-Type": "application/json", "X-Client-Request-Id": uuid4().hex},
         body=data,
     )
     Signer(BasicCredentials(key["ak"], key["sk"], key["project_id"])).sign(request)
     http = urllib.request.Request(
-        service.url + path, data=data or None, method=method, headers=request.header_params
+        service.url + request.uri, data=data or None, method=method, headers=request.header_params
     )
     started = time.monotonic()
     try:

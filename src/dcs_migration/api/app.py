@@ -3,7 +3,8 @@
 Every answer that is not a success has the DCS shape `{error_code, error_msg,
 error_ext_msg}`: validation is done here from the raw body (never FastAPI's 422), and
 unknown routes, wrong methods and internal errors are answered in the same shape.
-Every route but the health check is signed with SDK-HMAC-SHA256 (`auth.py`).
+Every route but the health check and the console's static files (`routes_console.py`)
+is signed with SDK-HMAC-SHA256 (`auth.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from sqlalchemy import exc as db_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dcs_migration.api import routes_backups, routes_instances, routes_online, routes_tasks
+from dcs_migration.api import (
+    routes_backups,
+    routes_buckets,
+    routes_console,
+    routes_instances,
+    routes_online,
+    routes_tasks,
+)
 from dcs_migration.api.deps import REQUEST_BODIES
 from dcs_migration.api.errors import (
     APIGW_AUTH_FAILED,
@@ -70,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(Refused)
     async def refused_use_case(request: Request, exc: Refused) -> JSONResponse:
         err = refused(exc)
-        return JSONResponse(err.to_body(), status_code=err.status)
+        return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -117,6 +125,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_online.router)
     app.include_router(routes_instances.router)
     app.include_router(routes_backups.router)
+    app.include_router(routes_buckets.router)
+    app.add_route("/console", routes_console.console_root, include_in_schema=False)
+    app.mount("/console", routes_console.ConsoleFiles(), name="console")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

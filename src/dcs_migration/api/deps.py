@@ -32,6 +32,7 @@ from dcs_migration.api.runtime import Service
 from dcs_migration.config import MAX_BODY_BYTES, Settings
 from dcs_migration.store import Store
 from dcs_migration.tasks.backups import BackupRunner
+from dcs_migration.tasks.buckets import Buckets
 from dcs_migration.tasks.executor import Executor
 from dcs_migration.tasks.online_service import OnlineTasks
 from dcs_migration.tasks.refusals import Refused
@@ -231,9 +232,14 @@ async def online_of(request: Request) -> OnlineTasks:
     return service_of(request).online
 
 
+async def buckets_of(request: Request) -> Buckets:
+    return service_of(request).buckets
+
+
 StoreDep = Annotated[Store, Depends(store_of)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 ExecutorDep = Annotated[Executor, Depends(executor_of)]
 TasksDep = Annotated[TaskService, Depends(tasks_of)]
 BackupsDep = Annotated[BackupRunner, Depends(backups_of)]
 OnlineDep = Annotated[OnlineTasks, Depends(online_of)]
+BucketsDep = Annotated[Buckets, Depends(buckets_of)]

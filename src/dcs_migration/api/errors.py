@@ -113,6 +113,9 @@ REFUSALS: Final[dict[Refusal, tuple[int, str]]] = {
     Refusal.BACKUP_NOT_SUCCEEDED: (400, DCS_BACKUP_NOT_SUCCEEDED),
     Refusal.TASK_RUNNING: (400, DCS_TASK_RUNNING),
     Refusal.STATE_NOT_ALLOWED: (400, DCS_STATE_NOT_ALLOWED),
+    # A missing bucket has the code a task naming one gets (backup_files.bucket_name).
+    Refusal.BUCKET_NOT_FOUND: (404, DCS_INVALID_PARAMETER),
+    Refusal.STORE_UNAVAILABLE: (503, DCS_JOB_FAILED),
 }
 """The HTTP status and code each refusal of a task use-case is answered with."""
 
@@ -122,7 +125,9 @@ def refused(exc: Refused) -> DcsError:
     if exc.refusal is Refusal.INVALID_PARAMETER:
         return invalid_parameter(exc.message)
     status, code = REFUSALS[exc.refusal]
-    return DcsError(status, code, exc.message)
+    # What is unavailable now may be asked again, as a 503 of the database says.
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return DcsError(status, code, exc.message, headers=headers)
 
 
 def task_outcomes(

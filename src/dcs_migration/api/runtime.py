@@ -43,6 +43,7 @@ class Service:
         )
         self.online = OnlineTasks(self.store, self.tasks, self.executor, settings)
         self.backups = BackupRunner(self.store, inputs.files, settings)
+        self.buckets = inputs.buckets
         self.bodies = BodyBudget(settings.body_budget)
 
     def start(self) -> None:

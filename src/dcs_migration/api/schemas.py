@@ -71,6 +71,8 @@ class _Response(BaseModel):
 # -- helpers -------------------------------------------------------------------------
 
 _UPDATE_AT_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+UPDATE_AT_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
+"""How a file's ``update_at`` is written (UTC when this service writes it)."""
 
 
 def _check_object_key(key: str) -> str:
@@ -155,7 +157,7 @@ class Files(_Request):
         ok = _UPDATE_AT_RE.fullmatch(value) is not None
         if ok:
             try:
-                datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+                datetime.strptime(value, UPDATE_AT_FORMAT)
             except ValueError:
                 ok = False
         if not ok:
@@ -836,6 +838,41 @@ class RestoreRecord(_Response):
 class ListRestoreRecordsResponse(_Response):
     total_num: int
     restore_record_response: list[RestoreRecord]
+
+
+# -- buckets (this service's extension) ----------------------------------------------
+
+
+class BucketInfo(_Response):
+    bucket_name: str
+
+
+class ListBucketsResponse(_Response):
+    """``GET /v2/{project_id}/buckets``: the buckets the project may import from."""
+
+    buckets: list[BucketInfo]
+
+
+class BucketObject(_Response):
+    """An object as a task's ``files`` names it: key, bytes as digits, UTC time."""
+
+    file_name: str
+    size: str
+    update_at: str
+
+
+class ListBucketObjectsResponse(_Response):
+    """``GET /v2/{project_id}/buckets/{bucket_name}/objects``: a page of its objects.
+
+    Each object has the shape of a task's ``backup_files.files`` item (``file_name``,
+    ``size`` in bytes as digits, ``update_at`` in UTC), so that a client passes it on
+    as it is. ``next_marker`` is the ``marker`` of the next page, empty after the last.
+    """
+
+    bucket_name: str
+    prefix: str
+    objects: list[BucketObject]
+    next_marker: str
 
 
 # -- parsing -------------------------------------------------------------------------

@@ -53,6 +53,16 @@ def object_key_problem(key: str) -> KeyProblem | None:
     return None
 
 
+def key_part_problem(text: str) -> KeyProblem | None:
+    """Why `text` cannot be a listing's prefix or marker, or None when it can: a part of
+    a key, which may be empty, that only filters keys (it opens nothing)."""
+    if "\x00" in text:
+        return KeyProblem.NUL
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_OBJECT_KEY_BYTES:
+        return KeyProblem.TOO_LONG
+    return None
+
+
 MAX_BUCKET_NAME = 255
 
 

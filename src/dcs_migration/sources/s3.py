@@ -6,7 +6,8 @@ for local files. A key names one object: an RDB or AOF (told by content), a gzip
 A prefix (a key ending in `/`, or the empty key) is walked like a folder: a sub-prefix
 holding an `appendonly.aof.manifest` is one multi-part AOF read in manifest order, and
 every other RDB or AOF object is an input of its own. Zip and tar archives are refused:
-the archive readers need a local file.
+the archive readers need a local file. `s3_objects` lists a bucket's objects in key
+order, for a page of `listing`.
 
 Objects are read as streams of ranged GETs (`RANGE_BYTES` each), never whole. Every GET
 carries `If-Match` with the ETag seen when the object was found, so an object replaced
@@ -30,6 +31,7 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any, Protocol, TypeVar
@@ -41,6 +43,7 @@ from dcs_migration.sources.entries import Entry, group_entries
 from dcs_migration.sources.errors import SourceError
 from dcs_migration.sources.guard import DEFAULT_LIMITS, ArchiveLimits, GuardedStream, read_at_most
 from dcs_migration.sources.inputs import ByteStream, Input, InputKind, InputPart
+from dcs_migration.sources.listing import MAX_LIST_KEYS, ObjectInfo, listable
 from dcs_migration.sources.retry import DEFAULT_RETRY, RetriesFailed, RetryPolicy, call_with_retries
 
 __all__ = [
@@ -56,6 +59,7 @@ __all__ = [
     "is_transient",
     "make_s3_client",
     "parse_s3_url",
+    "s3_objects",
     "s3_url",
 ]
 
@@ -221,6 +225,39 @@ def bucket_exists(bucket: str, *, client: S3Client, retry: RetryPolicy = DEFAULT
     """Whether the store has `bucket`: False only when it says there is none; a refusal
     (the credentials do not reach it) counts as there, for the read to say so."""
     return _Store(client, bucket, retry, RANGE_BYTES).bucket_exists()
+
+
+def s3_objects(
+    bucket: str,
+    *,
+    client: S3Client,
+    prefix: str = "",
+    marker: str = "",
+    page_size: int = MAX_LIST_KEYS,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> Iterator[ObjectInfo]:
+    """The listable objects of `bucket` whose keys start with `prefix` and come after
+    `marker`, in key order: ListObjectsV2 requests of `page_size` keys (StartAfter, then
+    its continuation token), made only as the caller reads on, each retried as every
+    call here is. S3SourceError when the store fails or has no such bucket."""
+    store = _Store(client, bucket, retry, RANGE_BYTES)
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if marker:
+        kwargs["StartAfter"] = marker
+    while True:
+        page = store.call("LIST", partial(client.list_objects_v2, **kwargs), key=prefix or None)
+        for item in page.get("Contents", ()):
+            key = str(item["Key"])
+            if listable(key):
+                modified = item["LastModified"]
+                if modified.tzinfo is None:
+                    modified = modified.replace(tzinfo=UTC)
+                yield ObjectInfo(key, int(item["Size"]), modified.astimezone(UTC))
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return
+        kwargs.pop("StartAfter", None)
+        kwargs["ContinuationToken"] = token
 
 
 # -- finding ------------------------------------------------------------------------------

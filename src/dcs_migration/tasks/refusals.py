@@ -16,6 +16,8 @@ class Refusal(StrEnum):
     BACKUP_NOT_SUCCEEDED = "backup_not_succeeded"
     TASK_RUNNING = "task_running"
     STATE_NOT_ALLOWED = "state_not_allowed"
+    BUCKET_NOT_FOUND = "bucket_not_found"  # not there, or not the project's: one answer
+    STORE_UNAVAILABLE = "store_unavailable"  # the object store cannot say now: retry
 
 
 class Refused(Exception):

@@ -71,7 +71,12 @@ BROKEN: dict[WorkKind, Callable[[Store, str, str, Exception], None]] = {
 
 def task_inputs(store: Store, settings: Settings) -> TaskInputs:
     """Where the tasks of a process with these settings find their files."""
-    buckets = Buckets(store, settings.data_dir, object_store=settings.object_store)
+    buckets = Buckets(
+        store,
+        settings.data_dir,
+        object_store=settings.object_store,
+        backup_bucket=settings.backup_bucket,
+    )
     return TaskInputs(store, buckets, make_backup_store(settings), settings)
 
 
