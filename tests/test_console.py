@@ -95,11 +95,14 @@ def open_console(page: Page, site: Site) -> None:
     page.goto(f"{site.service.url}/console/")
 
 
-def sign_in(page: Page, site: Site, sk: str | None = None) -> None:
+def sign_in(
+    page: Page, site: Site, sk: str | None = None, key: dict[str, Any] | None = None
+) -> None:
+    key = key or site.key
     open_console(page, site)
     page.get_by_label("Project ID").fill(PROJECT)
-    page.get_by_label("Access key (AK)").fill(site.key["ak"])
-    page.get_by_label("Secret key (SK)").fill(sk or site.key["sk"])
+    page.get_by_label("Access key (AK)").fill(key["ak"])
+    page.get_by_label("Secret key (SK)").fill(sk or key["sk"])
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -131,6 +134,17 @@ def test_a_wrong_secret_key_is_refused_saying_why(page: Page, site: Site) -> Non
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("does not belong to the project", exact=False).wait_for()
     assert errors == [x for x in errors if "401" in x or "403" in x]
+
+
+def test_a_revoked_key_signs_the_console_out_saying_why(page: Page, site: Site) -> None:
+    key = site.service.cli("keys", "create", "--project-id", PROJECT)
+    sign_in(page, site, key=key)
+    page.get_by_role("heading", name="Migration tasks").wait_for()
+    site.service.cli("keys", "revoke", key["ak"])
+    page.get_by_role("heading", name="Sign in").wait_for(timeout=15_000)
+    notice = page.get_by_role("status")
+    assert "Signed out" in notice.inner_text()
+    assert page.evaluate("sessionStorage.length") == 0  # the SK is forgotten
 
 
 def test_the_signature_is_computed_the_same_with_and_without_web_crypto(
@@ -352,6 +366,41 @@ def test_an_online_migration_reaches_incremental_and_is_sync_stopped(
         page.get_by_role("dialog").get_by_role("button", name="Sync stop").click()
         page.locator(".status[data-status='TERMINATED']").wait_for(timeout=60_000)
         assert_copied(site.source, target, load)
+    finally:
+        target.stop()
+
+
+def test_a_refused_configuration_is_finished_later_from_the_list(page: Page, site: Site) -> None:
+    target = RedisServer().start()
+    try:
+        target_id = site.register("later-target", target)
+        sign_in(page, site)
+        page.get_by_role("link", name="Online migration", exact=True).click()
+        page.get_by_label("Task name").fill("configured-later")
+        page.get_by_role("group", name="Source").get_by_role("radio", name="Addresses").check()
+        page.get_by_label("Source addresses").fill("not-an-address")
+        page.get_by_label("Target instance").select_option(target_id)
+        page.get_by_role("button", name="Create and start").click()
+        error = page.locator("[data-field~='source_instance.addrs'] .field-error")
+        error.wait_for()
+        assert "source_instance.addrs" in error.inner_text()
+        assert "waits for a configuration" in page.get_by_role("main").inner_text()
+        # Left waiting: the list offers to configure it.
+        page.get_by_role("link", name="Migration tasks", exact=True).click()
+        row = page.locator("tr", has_text="configured-later")
+        row.locator(".status[data-status='RUNNING']").wait_for()
+        row.get_by_role("button", name="Configure configured-later").click()
+        page.get_by_role("button", name="Configure and start").wait_for()
+        assert page.get_by_label("Task name").input_value() == "configured-later"
+        page.get_by_role("group", name="Source").get_by_role("radio", name="Addresses").check()
+        page.get_by_label("Source addresses").fill(f"127.0.0.1:{site.source.port}")
+        page.get_by_label("Target instance").select_option(target_id)
+        page.get_by_role("button", name="Configure and start").click()
+        page.locator(".status[data-status='INCRMIGEATING']").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Stop configured-later", exact=True).click()
+        page.get_by_role("dialog").get_by_role("button", name="Stop").click()
+        page.locator(".status[data-status='TERMINATED']").wait_for(timeout=30_000)
+        assert site.task_named("configured-later")["status"] == "TERMINATED"
     finally:
         target.stop()
 

@@ -4,7 +4,9 @@ is why uvicorn is bounded above: a new minor is checked before the bound moves).
 
 from __future__ import annotations
 
+import tomllib
 from importlib import metadata
+from pathlib import Path, PurePosixPath
 
 import pytest
 from packaging.requirements import Requirement
@@ -47,3 +49,22 @@ def test_uvicorn_is_bounded_above() -> None:
 def test_uvicorn_h11_protocol_still_has_what_the_service_overrides(method: str) -> None:
     assert callable(getattr(H11Protocol, method, None)), f"H11Protocol.{method} is gone"
     assert getattr(BoundedH11Protocol, method) is not getattr(H11Protocol, method)
+
+
+def test_every_file_of_the_console_is_shipped_in_the_package() -> None:
+    """The console's files are package data: each one is matched by a pattern of
+    pyproject.toml, so that an installed wheel serves the whole console."""
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["dcs_migration.api"]
+    package = root / "src" / "dcs_migration" / "api"
+    files = [p for p in (package / "console").rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        relative = PurePosixPath(path.relative_to(package).as_posix())
+        # As setuptools globs: a `*` stays within one folder.
+        assert any(
+            len(PurePosixPath(p).parts) == len(relative.parts) and relative.match(p)
+            for p in patterns
+        ), relative

@@ -38,9 +38,14 @@ function requestId() {
 }
 
 export class Api {
-  /** @param {{ak: string, sk: string, projectId: string}} credentials */
-  constructor(credentials) {
+  /**
+   * @param {{ak: string, sk: string, projectId: string}} credentials
+   * @param {(error: ApiError) => void} [onRefused] told of a call whose signature was
+   *   refused (401): the key revoked, or this computer's clock 15 minutes off
+   */
+  constructor(credentials, onRefused = () => {}) {
     this.credentials = credentials;
+    this.onRefused = onRefused;
   }
 
   get projectId() {
@@ -92,7 +97,9 @@ export class Api {
     if (!answer.ok) {
       const code = (json && json.error_code) || `HTTP ${answer.status}`;
       const message = (json && json.error_msg) || answer.statusText || "request failed";
-      throw new ApiError(answer.status, code, message);
+      const error = new ApiError(answer.status, code, message);
+      if (answer.status === 401) this.onRefused(error);
+      throw error;
     }
     return json;
   }

@@ -15,6 +15,7 @@ const ROUTES = [
   [/^#\/tasks\/([0-9a-f-]+)$/, "tasks", taskDetail],
   [/^#\/create\/import$/, "create-import", importForm],
   [/^#\/create\/online$/, "create-online", onlineForm],
+  [/^#\/configure\/([0-9a-f-]+)$/, "create-online", onlineForm],
   [/^#\/instances$/, "instances", instances],
 ];
 
@@ -73,7 +74,7 @@ function route() {
 }
 
 function signedIn(credentials) {
-  ctx.api = new Api(credentials);
+  ctx.api = new Api(credentials, signedOut);
   document.getElementById("sections").hidden = false;
   document.getElementById("who").hidden = false;
   document.getElementById("who-project").textContent = `Project ${credentials.projectId}`;
@@ -141,15 +142,13 @@ document.getElementById("sign-out").addEventListener("click", () => {
 
 /** A call refused for its signature after sign-in (the key revoked, the clock moved):
  * back to the sign-in form, saying why. */
-window.addEventListener("unhandledrejection", (event) => {
-  const err = event.reason;
-  if (err instanceof ApiError && err.status === 401 && ctx.api) {
-    ctx.notify(`Signed out: ${err.message}`, "error");
-    forgetCredentials();
-    ctx.api = null;
-    route();
-  }
-});
+function signedOut(err) {
+  if (!ctx.api) return;
+  forgetCredentials();
+  ctx.api = null;
+  route();
+  ctx.notify(`Signed out: ${err.message}`, "error");
+}
 
 window.addEventListener("hashchange", route);
 const saved = savedCredentials();

@@ -55,6 +55,7 @@ export function actionsFor(task) {
   if (["MIGRATING", "FULLMIGRATING", "INCRMIGEATING", "RUNNING"].includes(status)) {
     out.push(["Stop", "stop"]);
   }
+  if (online && status === "RUNNING") out.push(["Configure", "configure"]);
   if (online && status === "INCRMIGEATING") out.push(["Sync stop", "sync-stop"]);
   if (online && ["TERMINATED", "MIGRATION_FAILED"].includes(status)) {
     out.push(["Restart", "restart"]);
@@ -82,6 +83,10 @@ const CONFIRMATIONS = {
 
 /** Confirm, then run one action on one task; true when it was done. */
 export async function runAction(ctx, task, action) {
+  if (action === "configure") { // a form, not a call: nothing to confirm
+    ctx.navigate(`#/configure/${task.task_id}`);
+    return false;
+  }
   const [title, text, label] = CONFIRMATIONS[action];
   const confirmed = await ctx.confirm(`${title}`, `${task.task_name}: ${text}`, label);
   if (!confirmed) return false;
@@ -139,4 +144,20 @@ export function actionButtons(ctx, task, after) {
       if (await runAction(ctx, task, action)) after(action);
     },
   }, label));
+}
+
+/**
+ * Previous / next buttons around "Page n of m" for a listing of `count` items shown
+ * `size` at a time from `offset`; `go(newOffset)` shows another page.
+ */
+export function pagerButtons({ offset, count, size, go, noun = "page", total = "" }) {
+  const pages = Math.max(1, Math.ceil(count / size));
+  const page = Math.floor(offset / size) + 1;
+  return [
+    h("button", { type: "button", disabled: page <= 1, onclick: () => go(offset - size) },
+      `Previous ${noun}`),
+    h("span", {}, ` Page ${page} of ${pages}${total} `),
+    h("button", { type: "button", disabled: page >= pages, onclick: () => go(offset + size) },
+      `Next ${noun}`),
+  ];
 }

@@ -4,7 +4,8 @@
 
 import { clearErrors, field, fill, h, showError } from "../dom.js";
 
-export function render(ctx, main) {
+/** `configure` (a task id): the second step alone, for a task created earlier. */
+export function render(ctx, main, [configure] = []) {
   const name = h("input", { name: "name", required: true, minlength: 4, maxlength: 64, pattern: "[A-Za-z][A-Za-z0-9_-]{3,63}" });
   const description = h("textarea", { name: "description", rows: 2, maxlength: 1024 });
   const vpc = h("input", { name: "vpc_id", value: "default" });
@@ -23,7 +24,7 @@ export function render(ctx, main) {
   const target = side("target_instance", "Target");
   const submit = h("button", { type: "submit", class: "primary" }, "Create and start");
   const created = h("p", { class: "muted", "aria-live": "polite" });
-  let taskId = null;
+  let taskId = configure || null;
 
   const form = h("form", { class: "card wide", "aria-labelledby": "online-title", novalidate: true },
     h("h1", { id: "online-title" }, "Create an online migration"),
@@ -45,6 +46,15 @@ export function render(ctx, main) {
     h("div", { class: "actions" }, h("a", { href: "#/tasks", class: "button" }, "Cancel"), submit),
   );
   main.append(form);
+  if (taskId) {
+    for (const control of [name, description, vpc, subnet, group]) control.disabled = true;
+    submit.textContent = "Configure and start";
+    ctx.api.get(`/migration-task/${taskId}`).then((task) => {
+      name.value = task.task_name;
+      description.value = task.description || "";
+      created.textContent = `Task ${taskId} waits for its configuration.`;
+    }, (err) => ctx.notify(err.message, "error"));
+  }
 
   function side(prefix, title) {
     const byInstance = h("input", { type: "radio", name: `${prefix}-by`, value: "id", checked: true, id: `${prefix}-by-id` });
@@ -129,5 +139,5 @@ export function render(ctx, main) {
   });
 
   loadInstances();
-  name.focus();
+  (taskId ? method : name).focus();
 }

@@ -5,7 +5,7 @@ import {
   bytes, duration, isActive, methodWords, number, ONLINE, time, typeWords,
 } from "../format.js";
 import {
-  actionButtons, progressOf, REFRESH_MS, sizeBars, statusBadge,
+  actionButtons, pagerButtons, progressOf, REFRESH_MS, sizeBars, statusBadge,
 } from "./common.js";
 
 const LOG_PAGE = 20;
@@ -131,18 +131,14 @@ export function render(ctx, main, [taskId]) {
           h("td", {}, entry.log_level),
           h("td", { class: "message" }, entry.message)))
         : h("tr", {}, h("td", { colspan: 3, class: "empty" }, "No log at this level.")));
-      const pages = Math.max(1, Math.ceil(answer.log_num / LOG_PAGE));
-      const page = Math.floor(logState.offset / LOG_PAGE) + 1;
-      fill(logPager,
-        h("button", {
-          type: "button", disabled: page <= 1,
-          onclick: () => { logState.offset -= LOG_PAGE; loadLogs(); },
-        }, "Previous logs"),
-        h("span", {}, ` Page ${page} of ${pages} (${answer.log_num} entries) `),
-        h("button", {
-          type: "button", disabled: page >= pages,
-          onclick: () => { logState.offset += LOG_PAGE; loadLogs(); },
-        }, "Next logs"));
+      fill(logPager, pagerButtons({
+        offset: logState.offset,
+        count: answer.log_num,
+        size: LOG_PAGE,
+        noun: "logs",
+        total: ` (${answer.log_num} entries)`,
+        go: (offset) => { logState.offset = offset; loadLogs(); },
+      }));
     } catch (err) {
       if (!stopped) ctx.notify(`Logs: ${err.message}`, "error");
     }

@@ -5,7 +5,7 @@ import {
   IMPORT, isActive, methodWords, ONLINE, statusWords, time, typeWords,
 } from "../format.js";
 import {
-  actionButtons, outcome, progressOf, REFRESH_MS, sizeBars, statusBadge,
+  actionButtons, outcome, pagerButtons, progressOf, REFRESH_MS, sizeBars, statusBadge,
 } from "./common.js";
 
 const PAGE = 50;
@@ -189,18 +189,12 @@ export function render(ctx, main) {
   }
 
   function drawPager() {
-    const pages = Math.max(1, Math.ceil(state.count / PAGE));
-    const page = Math.floor(state.offset / PAGE) + 1;
-    fill(pager,
-      h("button", {
-        type: "button", disabled: page <= 1,
-        onclick: () => { state.offset -= PAGE; refresh(); },
-      }, "Previous page"),
-      h("span", {}, ` Page ${page} of ${pages} `),
-      h("button", {
-        type: "button", disabled: page >= pages,
-        onclick: () => { state.offset += PAGE; refresh(); },
-      }, "Next page"));
+    fill(pager, pagerButtons({
+      offset: state.offset,
+      count: state.count,
+      size: PAGE,
+      go: (offset) => { state.offset = offset; refresh(); },
+    }));
   }
 
   function drawBatch() {
