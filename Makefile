@@ -45,7 +45,7 @@ unit: $(BIN)/dcs-migration
 	$(BIN)/pytest -q -m process_free $(PYTEST_ARGS)
 
 integration: $(BIN)/dcs-migration system-deps
-	$(BIN)/pytest -q -m "not process_free" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not process_free" --durations=25 $(PYTEST_ARGS)
 
 test: lint typecheck unit integration
 

@@ -324,7 +324,11 @@ def serve(
     from dcs_migration.api.server import run_server
 
     settings = _service_settings(data_dir)
-    run_server(create_app(settings), host, port)
+    app = create_app(settings)
+    shown = f"[{host}]" if ":" in host else host
+    base = settings.public_url or f"http://{shown}:{port}"
+    sys.stderr.write(f"The web console: {base}/console/ (sign in with a key of a project)\n")
+    run_server(app, host, port)
 
 
 @app.command()
