@@ -25,7 +25,7 @@ from tests.support.corpus import CORPUS
 from tests.support.load import Load, assert_copied
 from tests.support.sdk import PROJECT
 from tests.support.servers import RedisServer
-from tests.support.service import Service, signed
+from tests.support.service import Service, import_task_json, signed
 from tests.support.waiting import until
 
 if TYPE_CHECKING:
@@ -435,6 +435,44 @@ def test_instances_register_back_up_download_and_restore(page: Page, site: Site)
         assert unlabelled_controls(page) == []
     finally:
         extra.stop()
+
+
+def test_the_list_filters_by_status_and_type_on_the_service(page: Page, site: Site) -> None:
+    body = import_task_json(site.target_id, "redis-7.0/dump.rdb")
+    body["backup_files"]["bucket_name"] = "backups"
+    task_id = site.call("POST", "/migration-task", {**body, "task_name": "filtered"})["id"]
+    until(lambda: site.task_named("filtered")["status"] == "SUCCESS", "the import", 60)
+    sign_in(page, site)
+    page.locator(f"tr[data-task-id='{task_id}']").wait_for()
+    page.get_by_label("Status").select_option("SUCCESS")
+    page.get_by_text("match the filters").wait_for()
+    shown = page.locator("tr[data-task-id] .status")
+    assert shown.count() >= 1
+    assert set(shown.evaluate_all("els => els.map(e => e.dataset.status)")) == {"SUCCESS"}
+    page.get_by_label("Status").select_option("FAILED")
+    page.get_by_text("No task matches the filters.").wait_for()
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Type").select_option("online_migration")
+    page.locator(f"tr[data-task-id='{task_id}']").wait_for(state="detached")
+    kinds = page.locator("tr[data-task-id]").evaluate_all("rows => rows.length")
+    assert kinds == 0 or "Backup import" not in page.locator("table.tasks tbody").inner_text()
+    status, answer, _ = signed(
+        site.service,
+        site.key,
+        "GET",
+        f"/v2/{PROJECT}/migration-tasks",
+        query=[("status", "SUCCESS,bogus")],
+    )
+    assert status == 400 and "status: 'bogus'" in answer["error_msg"]
+    status, answer, _ = signed(
+        site.service,
+        site.key,
+        "GET",
+        f"/v2/{PROJECT}/migration-tasks",
+        query=[("status", "incrmigrating,SUCCESS"), ("migration_type", "backupfile_import")],
+    )
+    assert status == 200 and answer["count"] >= 1
+    assert {t["status"] for t in answer["migration_tasks"]} == {"SUCCESS"}
 
 
 def test_keyboard_and_phone_width(browser: Browser, site: Site) -> None:

@@ -440,6 +440,21 @@ def test_list_tasks_paging_filter_newest_first(store: Store) -> None:
     assert store.list_tasks(PROJECT, 0, 0) == (6, [])
 
 
+def test_list_tasks_by_status_and_type(store: Store) -> None:
+    instance_id = _instance(store)
+    done, failed, running = (_task(store, instance_id, n) for n in ("done", "failed", "run"))
+    store.finish_task(done, TaskStatus.SUCCESS, None, [])
+    store.finish_task(failed, TaskStatus.FAILED, "bad CRC", [])
+    count, page = store.list_tasks(PROJECT, 0, 10, statuses=[TaskStatus.FAILED])
+    assert count == 1 and [t.task_id for t in page] == [failed]
+    both = [TaskStatus.SUCCESS, TaskStatus.MIGRATING]
+    count, page = store.list_tasks(PROJECT, 0, 10, statuses=both)
+    assert count == 2 and {t.task_id for t in page} == {done, running}
+    assert store.list_tasks(PROJECT, 0, 10, migration_type="backupfile_import")[0] == 3
+    assert store.list_tasks(PROJECT, 0, 10, migration_type="online_migration") == (0, [])
+    assert store.list_tasks(PROJECT, 0, 10, "fail", statuses=[TaskStatus.SUCCESS]) == (0, [])
+
+
 def test_logs_in_order_with_level_filter(store: Store) -> None:
     task_id = _task(store, _instance(store))
     store.add_log(task_id, "INFO", "started")

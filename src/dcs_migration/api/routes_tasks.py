@@ -32,6 +32,7 @@ from dcs_migration.api.schemas import (
     MigrationTaskDetail,
     MigrationTaskListItem,
     MigrationTaskStats,
+    MigrationType,
     OnlineMigrationTaskStats,
     SourceInstanceInfo,
     TargetInstanceInfo,
@@ -110,9 +111,29 @@ def list_migration_tasks(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     name: str | None = None,
+    status: str | None = None,
+    migration_type: MigrationType | None = None,
 ) -> dict[str, Any]:
-    count, tasks = store.list_tasks(project_id, offset, limit, name)
+    """Newest first. `status` (one or several, comma-separated) and `migration_type` are
+    this service's extensions: a console's filters over every page, not just one."""
+    statuses = _statuses(status)
+    count, tasks = store.list_tasks(
+        project_id, offset, limit, name, statuses=statuses, migration_type=migration_type
+    )
     return {"count": count, "migration_tasks": [json_model(_list_item(t)) for t in tasks]}
+
+
+def _statuses(spelt: str | None) -> list[TaskStatus]:
+    if not spelt:
+        return []
+    found = []
+    for part in spelt.split(","):
+        try:
+            found.append(TaskStatus(part.strip().upper()))
+        except ValueError:
+            known = ", ".join(s.value for s in TaskStatus)
+            raise invalid_parameter(f"status: {part.strip()!r} is not one of {known}") from None
+    return found
 
 
 def _list_item(t: TaskRecord) -> MigrationTaskListItem:

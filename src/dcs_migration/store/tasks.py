@@ -8,7 +8,7 @@ that id from a scoped lookup.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
@@ -163,13 +163,25 @@ class Tasks(Repository):
             )
 
     def list_tasks(
-        self, project_id: str, offset: int = 0, limit: int = 10, name: str | None = None
+        self,
+        project_id: str,
+        offset: int = 0,
+        limit: int = 10,
+        name: str | None = None,
+        *,
+        statuses: Collection[TaskStatus] = (),
+        migration_type: str | None = None,
     ) -> tuple[int, list[TaskRecord]]:
-        """(how many match, one page of them), newest first; `name` matches a part, any case."""
+        """(how many match, one page of them), newest first; `name` matches a part, any
+        case; `statuses` (any of them) and `migration_type`, when given, must match."""
         where: list[ColumnElement[bool]] = [MigrationTask.project_id == project_id]
         if name:
             named = func.lower(MigrationTask.task_name).contains(name.lower(), autoescape=True)
             where.append(named)
+        if statuses:
+            where.append(MigrationTask.status.in_(sorted(s.value for s in statuses)))
+        if migration_type:
+            where.append(MigrationTask.migration_type == migration_type)
         with self._read() as s:
             count = s.scalar(select(func.count()).select_from(MigrationTask).where(*where)) or 0
             rows = list(

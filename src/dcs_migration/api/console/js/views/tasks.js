@@ -63,14 +63,19 @@ export function render(ctx, main) {
     clearTimeout(nameTimer);
     nameTimer = setTimeout(() => { state.offset = 0; refresh(); }, 300);
   });
-  status.addEventListener("change", draw);
-  type.addEventListener("change", draw);
+  for (const filter of [status, type]) {
+    filter.addEventListener("change", () => { state.offset = 0; refresh(); });
+  }
 
   async function refresh() {
     clearTimeout(timer);
     try {
       const answer = await ctx.api.get("/migration-tasks", {
-        offset: state.offset, limit: PAGE, name: name.value.trim() || undefined,
+        offset: state.offset,
+        limit: PAGE,
+        name: name.value.trim() || undefined,
+        status: status.value || undefined,
+        migration_type: type.value || undefined,
       });
       state.count = answer.count;
       state.tasks = answer.migration_tasks;
@@ -110,13 +115,8 @@ export function render(ctx, main) {
     }));
   }
 
-  function visible() {
-    return state.tasks.filter((t) =>
-      (!status.value || t.status === status.value) && (!type.value || t.migration_type === type.value));
-  }
-
   function draw() {
-    const shown = visible();
+    const shown = state.tasks;
     const keep = new Set(shown.map((t) => t.task_id));
     for (const id of [...rows.keys()]) {
       if (!keep.has(id)) {
@@ -132,14 +132,19 @@ export function render(ctx, main) {
     }
     if (shown.length === 0) {
       fill(body, h("tr", {}, h("td", { colspan: 9, class: "empty" },
-        state.tasks.length ? "No task matches the filters." : "No migration task yet.")));
+        filtered() ? "No task matches the filters." : "No migration task yet.")));
       rows.clear();
     } else {
       for (const row of body.querySelectorAll("tr:not([data-task-id])")) row.remove();
     }
-    summary.textContent = `${state.count} task(s) in all; ${shown.length} shown.`;
+    summary.textContent = filtered()
+      ? `${state.count} task(s) match the filters.` : `${state.count} task(s).`;
     drawPager();
     drawBatch();
+  }
+
+  function filtered() {
+    return Boolean(name.value.trim() || status.value || type.value);
   }
 
   function makeRow(task) {
