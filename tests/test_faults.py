@@ -211,7 +211,7 @@ def test_a_restart_before_any_reply_was_taken_loses_nothing(
     the result is exact even without persistence."""
     rdb = strings_rdb(tmp_path / "dump.rdb", 100_000)
     server = redis_server(*DEBUG)
-    # Read a megabyte at a time: the kill comes after the first one was sent.
+    # Read a chunk at a time: the kill comes after the first ones were sent.
     on_progress, _ = killer_at(server, 0.5, lambda: restart(server))
     options = WriteOptions(strategy=Strategy.RESTORE)
     assert rdb.stat().st_size < options.window_bytes

@@ -64,8 +64,8 @@ class Progress:
 class ImportHooks:
     """What the caller hears of a running import, and how it stops one.
 
-    `on_progress` hears after every chunk read (about a megabyte). `should_stop` is asked
-    as often: when it answers True, the import ends TERMINATED, with what the target
+    `on_progress` hears after every chunk read (a quarter of a megabyte). `should_stop`
+    is asked as often: when it answers True, the import ends TERMINATED, with what the target
     acknowledged counted (the replies still due are waited for). When `interrupter`
     fires, every connection to the target is shut down at once, whatever it waits for (a
     hung target's replies), and the import ends TERMINATED with what was acknowledged

@@ -37,7 +37,10 @@ from dcs_migration.formats.records import (
 )
 from dcs_migration.sources.inputs import Input, InputKind
 
-CHUNK_SIZE = 1 << 20
+# A reader parses one chunk in one call, and a stop is heard between calls: a quarter of
+# a megabyte of tiny keys is about 0.04 s of parsing (a megabyte took 0.15 s, and a task
+# among twenty on two cores gets a tenth of one), and reads no slower than a megabyte.
+CHUNK_SIZE = 256 << 10
 
 
 def read_input(
