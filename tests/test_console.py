@@ -391,7 +391,11 @@ def test_a_refused_configuration_is_finished_later_from_the_list(page: Page, sit
         row.locator(".status[data-status='RUNNING']").wait_for()
         row.get_by_role("button", name="Configure configured-later").click()
         page.get_by_role("button", name="Configure and start").wait_for()
-        assert page.get_by_label("Task name").input_value() == "configured-later"
+        until(
+            lambda: page.get_by_label("Task name").input_value() == "configured-later",
+            "the task's name in the form",
+            15,
+        )
         page.get_by_role("group", name="Source").get_by_role("radio", name="Addresses").check()
         page.get_by_label("Source addresses").fill(f"127.0.0.1:{site.source.port}")
         page.get_by_label("Target instance").select_option(target_id)
