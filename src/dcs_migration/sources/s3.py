@@ -241,23 +241,13 @@ def s3_objects(
     its continuation token), made only as the caller reads on, each retried as every
     call here is. S3SourceError when the store fails or has no such bucket."""
     store = _Store(client, bucket, retry, RANGE_BYTES)
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
-    if marker:
-        kwargs["StartAfter"] = marker
-    while True:
-        page = store.call("LIST", partial(client.list_objects_v2, **kwargs), key=prefix or None)
-        for item in page.get("Contents", ()):
-            key = str(item["Key"])
-            if listable(key):
-                modified = item["LastModified"]
-                if modified.tzinfo is None:
-                    modified = modified.replace(tzinfo=UTC)
-                yield ObjectInfo(key, int(item["Size"]), modified.astimezone(UTC))
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            return
-        kwargs.pop("StartAfter", None)
-        kwargs["ContinuationToken"] = token
+    for item in store.items(prefix, start_after=marker, page_size=page_size):
+        key = str(item["Key"])
+        if listable(key):
+            modified = item["LastModified"]
+            if modified.tzinfo is None:
+                modified = modified.replace(tzinfo=UTC)
+            yield ObjectInfo(key, int(item["Size"]), modified.astimezone(UTC))
 
 
 # -- finding ------------------------------------------------------------------------------
@@ -415,21 +405,38 @@ class _Store:
     def list(self, prefix: str, *, recursive: bool) -> Iterator[_Object]:
         """The objects whose key starts with `prefix` (without `recursive`, not those in
         sub-prefixes), in key order."""
-        token: str | None = None
+        for item in self.items(prefix, recursive=recursive):
+            yield _Object(str(item["Key"]), int(item["Size"]), str(item.get("ETag") or ""))
+
+    def items(
+        self,
+        prefix: str,
+        *,
+        recursive: bool = True,
+        start_after: str = "",
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The listing's entries (ListObjectsV2 `Contents`) whose key starts with
+        `prefix` and comes after `start_after`, in key order: a request of `page_size`
+        keys (the store's own page without it) at a time, made only as the caller reads
+        on, then its continuation token."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        if page_size is not None:
+            kwargs["MaxKeys"] = page_size
         while True:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            if not recursive:
-                kwargs["Delimiter"] = "/"
-            if token is not None:
-                kwargs["ContinuationToken"] = token
             page = self.call(
                 "LIST", partial(self.client.list_objects_v2, **kwargs), key=prefix or None
             )
-            for item in page.get("Contents", ()):
-                yield _Object(str(item["Key"]), int(item["Size"]), str(item.get("ETag") or ""))
+            yield from page.get("Contents", ())
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+            kwargs.pop("StartAfter", None)  # the token says where the next page starts
+            kwargs["ContinuationToken"] = token
 
     def has_objects(self, prefix: str) -> bool:
         page = self.call(
